@@ -1,0 +1,5 @@
+"""reconciler: WeChat Pay coupon stocks as code."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
