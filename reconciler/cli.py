@@ -1,16 +1,64 @@
-"""Command-line interface: the only module that prints."""
+"""Command-line interface: the only module that prints, and the one place exit codes are chosen."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import click
 
 from reconciler import __version__
+from reconciler.loader import load_stocks
+from reconciler.render import diagnostics as render_diagnostics
+from reconciler.schema import stock_schema_text
+
+EXIT_OK = 0
+EXIT_ERROR = 1
 
 
 @click.group()
 @click.version_option(__version__, prog_name="reconciler")
 def cli() -> None:
-    """WeChat Pay coupon stocks as code."""
+    """WeChat Pay coupon stocks (代金券, 商家券) as code: validate, plan, apply."""
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "github"]),
+    default="text",
+    show_default=True,
+    help="github emits GitHub Actions annotations on the offending lines.",
+)
+def validate(paths: tuple[Path, ...], fmt: str) -> None:
+    """Check stock files (default: stocks/) against every documented rule.
+
+    Reports every problem of every file in one run, as path:line:col: severity: field: message.
+    Exits 1 when there is any error, 0 otherwise (warnings alone do not fail).
+    """
+    result = load_stocks(list(paths) or [Path("stocks")], base=Path.cwd())
+    if fmt == "json":
+        click.echo(render_diagnostics.json_doc(result.diagnostics, result.files, len(result.stocks)))
+    else:
+        body = render_diagnostics.github(result.diagnostics) if fmt == "github" else render_diagnostics.text(result.diagnostics)
+        if body:
+            click.echo(body)
+        click.echo(render_diagnostics.summary(result.diagnostics, result.files, len(result.stocks)), err=fmt == "github")
+    sys.exit(EXIT_OK if result.ok else EXIT_ERROR)
+
+
+@cli.command()
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write here instead of stdout.")
+def schema(output: Path | None) -> None:
+    """Print the JSON Schema of a stock file (for the yaml-language-server modeline)."""
+    text = stock_schema_text()
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
 
 
 def main() -> None:

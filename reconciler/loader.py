@@ -1,0 +1,149 @@
+"""Finding and loading stock files under `stocks/`: one stock per YAML file, at any depth."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reconciler.diagnostics import Diagnostic, Severity, sort_diagnostics
+from reconciler.spec import KIND_MODELS, Stock, stock_rules
+from reconciler.spec.findings import Findings
+from reconciler.spec.rules_common import four_byte_text
+from reconciler.validation import findings_to_diagnostics, validate_model
+from reconciler.yamlsource import Document, read_document
+
+SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class LoadedStock:
+    """A valid stock and where it came from."""
+
+    stock: Stock
+    file: str
+    line: int
+    digest: str
+    """sha256 of the file's bytes: a saved plan records it to notice edits."""
+
+
+@dataclass
+class LoadResult:
+    stocks: list[LoadedStock] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    files: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.severity is Severity.ERROR for d in self.diagnostics)
+
+
+def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Diagnostic]]:
+    """Every .yaml/.yml file under the given files or directories, sorted; hidden dirs skipped."""
+    found: set[Path] = set()
+    problems: list[Diagnostic] = []
+    for root in paths:
+        if root.is_file():
+            found.add(root)
+        elif root.is_dir():
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                found.update(Path(dirpath) / f for f in filenames if f.endswith(SUFFIXES) and not f.startswith("."))
+        else:
+            problems.append(Diagnostic(str(root), 0, 0, Severity.ERROR, (), "no such file or directory", "not_found"))
+    return sorted(found), problems
+
+
+def display_path(path: Path, base: Path | None) -> str:
+    """Paths are shown relative to `base` (the repository root) when they are inside it."""
+    if base is not None:
+        try:
+            return path.resolve().relative_to(base.resolve()).as_posix()
+        except ValueError:
+            pass
+    return path.as_posix()
+
+
+def load_stock_file(raw: bytes, file: str) -> tuple[LoadedStock | None, list[Diagnostic]]:
+    """Parse and validate one stock file; every problem becomes a diagnostic."""
+    doc = read_document(raw, file)
+    if doc.data is None:
+        return None, doc.diagnostics
+    diagnostics = list(doc.diagnostics)
+    text_findings = Findings()
+    four_byte_text(text_findings, doc.data)
+    diagnostics += findings_to_diagnostics(doc, text_findings.items)
+    kind = doc.data.get("kind")
+    model = KIND_MODELS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        diagnostics.append(_kind_problem(doc, kind))
+        return None, diagnostics
+    stock, errors = validate_model(model, doc)
+    diagnostics += errors
+    if stock is None:
+        return None, diagnostics
+    diagnostics += findings_to_diagnostics(doc, stock_rules(stock))
+    if any(d.severity is Severity.ERROR for d in diagnostics):
+        return None, diagnostics
+    line = doc.positions().locate(("id",))[0] if diagnostics else _id_line(doc)
+    return LoadedStock(stock, file, line, hashlib.sha256(raw).hexdigest()), diagnostics
+
+
+def _kind_problem(doc: Document, kind: object) -> Diagnostic:
+    if kind is None:
+        line, col = doc.positions().locate(())
+        return Diagnostic(doc.file, line, col, Severity.ERROR, ("kind",), "required field 'kind' is missing: favor (代金券) or busifavor (商家券)", "missing")
+    line, col = doc.positions().locate(("kind",), key=False)
+    return Diagnostic(doc.file, line, col, Severity.ERROR, ("kind",), f"must be favor (代金券) or busifavor (商家券); got {kind!r}", "literal_error")
+
+
+def _id_line(doc: Document) -> int:
+    """Line of `id:` without a round-trip parse: scan the text (ids sit at the top level)."""
+    for number, line in enumerate(doc.text.splitlines(), start=1):
+        if line.startswith("id:"):
+            return number
+    return 1
+
+
+def load_stocks(paths: Sequence[Path], base: Path | None = None) -> LoadResult:
+    """Load every stock file under `paths`, reporting all problems of all files at once."""
+    files, problems = discover(paths)
+    result = LoadResult(diagnostics=problems, files=len(files))
+    for path in files:
+        file = display_path(path, base)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            result.diagnostics.append(Diagnostic(file, 0, 0, Severity.ERROR, (), f"cannot read: {exc.strerror}", "unreadable"))
+            continue
+        loaded, diagnostics = load_stock_file(raw, file)
+        result.diagnostics += diagnostics
+        if loaded is not None:
+            result.stocks.append(loaded)
+    result.diagnostics += _cross_file(result.stocks)
+    result.diagnostics = sort_diagnostics(result.diagnostics)
+    result.stocks.sort(key=lambda s: s.stock.id)
+    return result
+
+
+def _cross_file(stocks: Iterable[LoadedStock]) -> list[Diagnostic]:
+    """Duplicate ids name every place; identical specs under different ids are suspicious."""
+    out: list[Diagnostic] = []
+    by_id: dict[str, list[LoadedStock]] = {}
+    by_body: dict[str, list[LoadedStock]] = {}
+    for s in stocks:
+        by_id.setdefault(s.stock.id, []).append(s)
+        body_key = s.stock.kind + s.stock.merchant + s.stock.spec.model_dump_json()
+        by_body.setdefault(body_key, []).append(s)
+    for stock_id, group in by_id.items():
+        if len(group) > 1:
+            for s in group:
+                others = ", ".join(f"{o.file}:{o.line}" for o in group if o is not s)
+                out.append(Diagnostic(s.file, s.line, 1, Severity.ERROR, ("id",), f"id {stock_id!r} is also used by {others}; ids must be unique", "duplicate_id"))
+    for group in by_body.values():
+        if len(group) > 1 and len({s.stock.id for s in group}) > 1:
+            for s in group[1:]:
+                out.append(Diagnostic(s.file, s.line, 1, Severity.WARNING, ("spec",), f"same merchant, kind and spec as {group[0].stock.id!r} ({group[0].file}); creating both locks the budget twice", "duplicate_spec"))
+    return out

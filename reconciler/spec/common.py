@@ -1,0 +1,76 @@
+"""Building blocks shared by the favor and busifavor models: strict config, times, text length."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
+)
+
+
+class Strict(BaseModel):
+    """Every spec object: no unknown keys, no type coercion ("5" is not 5), immutable."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        use_attribute_docstrings=True,
+        hide_input_in_errors=True,
+    )
+
+
+def parse_rfc3339(value: str) -> datetime:
+    """Parse an RFC3339 time that carries an explicit offset (`+08:00` or `Z`)."""
+    m = _RFC3339.match(value)
+    if m is None:
+        raise ValueError(
+            f"{value!r} is not an RFC3339 time with an offset; write it like "
+            "'2026-05-20T10:00:00+08:00'"
+        )
+    text = value[:-1] + "+00:00" if value.endswith("Z") else value
+    frac = m.group(7)
+    if frac and len(frac) > 7:
+        # datetime keeps microseconds only; the API never needs more.
+        text = text.replace(frac, frac[:7])
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a real date and time: {exc}") from None
+
+
+def _check_rfc3339(value: str) -> str:
+    parse_rfc3339(value)
+    return value
+
+
+Rfc3339 = Annotated[str, AfterValidator(_check_rfc3339)]
+"""A time as WeChat Pay takes it: RFC3339 with an explicit offset, kept exactly as written."""
+
+
+def is_cjk(ch: str) -> bool:
+    """Wide characters (Chinese, full-width punctuation) that the docs count as 汉字."""
+    return unicodedata.east_asian_width(ch) in ("W", "F")
+
+
+def weighted_length_ok(text: str, max_cjk: int, max_other: int) -> bool:
+    """The docs' "at most N Chinese characters or M letters" rule.
+
+    The docs give two limits and no formula for a mix; we take the linear one that meets both:
+    a Chinese character uses max_other/max_cjk of the budget. Pure Chinese allows max_cjk,
+    pure Latin allows max_other, a mix falls in between.
+    """
+    cjk = sum(1 for ch in text if is_cjk(ch))
+    other = len(text) - cjk
+    return cjk * max_other + other * max_cjk <= max_cjk * max_other
+
+
+def four_byte_chars(text: str) -> list[str]:
+    """Characters outside the Basic Multilingual Plane (most emoji); APIv3 refuses them."""
+    return [ch for ch in text if ord(ch) > 0xFFFF]

@@ -1,0 +1,73 @@
+"""Rules shared by both kinds: list sizes, text limits, time windows, 4-byte characters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+from reconciler.diagnostics import FieldPath
+from reconciler.spec.common import four_byte_chars, parse_rfc3339
+from reconciler.spec.findings import Findings
+
+
+def list_size(out: Findings, path: FieldPath, items: Sequence[object] | None, lo: int, hi: int) -> None:
+    if items is None:
+        return
+    if not lo <= len(items) <= hi:
+        if lo == hi:
+            want = f"exactly {lo} entry" if lo == 1 else f"exactly {lo} entries"
+        else:
+            want = f"{lo} to {hi} entries"
+        out.error(path, f"must have {want}, has {len(items)}", "list_size")
+
+
+def unique(out: Findings, path: FieldPath, items: Sequence[object] | None) -> None:
+    if items is None:
+        return
+    seen: set[object] = set()
+    for i, item in enumerate(items):
+        if item in seen:
+            out.error((*path, i), f"{item!r} is listed twice", "duplicate_entry")
+        seen.add(item)
+
+
+def times(
+    out: Findings, begin_path: FieldPath, begin: str, end_path: FieldPath, end: str
+) -> tuple[datetime, datetime] | None:
+    """Parse a begin/end pair (already format-checked) and require end after begin."""
+    b, e = parse_rfc3339(begin), parse_rfc3339(end)
+    if e <= b:
+        out.error(end_path, f"must be later than {begin_path[-1]} ({begin})", "time_order")
+        return None
+    return b, e
+
+
+def not_open(out: Findings, path: FieldPath, value: object) -> None:
+    if value is not None:
+        out.warning(path, "the docs say this field is not open yet (暂未开放); WeChat Pay may ignore or refuse it", "not_open")
+
+
+def four_byte_text(out: Findings, data: object, path: FieldPath = ()) -> None:
+    """APIv3 accepts only 1- to 3-byte UTF-8 characters; emoji and other 4-byte ones are refused."""
+    if isinstance(data, str):
+        bad = four_byte_chars(data)
+        if bad:
+            shown = " ".join(f"U+{ord(c):04X}" for c in dict.fromkeys(bad))
+            out.error(path, f"contains characters WeChat Pay refuses (4-byte UTF-8, e.g. emoji): {shown}", "four_byte_char")
+    elif isinstance(data, Mapping):
+        for k, v in data.items():
+            four_byte_text(out, v, (*path, str(k)))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            four_byte_text(out, v, (*path, i))
+
+
+def creation_window(
+    out: Findings, begin_path: FieldPath, begin: str, now: datetime, max_ahead_days: int = 365
+) -> None:
+    """Rules that depend on the clock; they only matter for a stock that is still to be created."""
+    b = parse_rfc3339(begin)
+    if b < now:
+        out.error(begin_path, f"{begin} is in the past; a stock must start now or later when it is created", "begin_in_past")
+    elif b > now + timedelta(days=max_ahead_days):
+        out.error(begin_path, f"{begin} is more than {max_ahead_days} days ahead; WeChat Pay refuses such a stock", "begin_too_far")

@@ -1,0 +1,51 @@
+"""The stock file: identity, kind, merchant and the API create body (`spec`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from reconciler.spec.busifavor import BusifavorSpec
+from reconciler.spec.common import Strict
+from reconciler.spec.favor import FavorSpec
+
+ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+MCHID_PATTERN = r"^[0-9]{5,32}$"
+
+StockId = Annotated[str, Field(pattern=ID_PATTERN)]
+"""A slug: lower-case letters, digits and inner hyphens, 1 to 64 characters."""
+Mchid = Annotated[str, Field(pattern=MCHID_PATTERN)]
+
+
+class _StockBase(Strict):
+    id: StockId
+    """Stable identity of the stock, unique across the repository. Renaming the file keeps it;
+    changing it means a different stock."""
+    merchant: Mchid
+    """The creating merchant id (mchid) whose credentials create the stock."""
+    generation: int = Field(default=0, ge=0, le=999)
+    """Part of the derived out_request_no. Leave at 0; raise it only if a number must never
+    be reused again (see the README)."""
+
+
+class FavorStock(_StockBase):
+    """A 代金券 stock (POST /v3/marketing/favor/coupon-stocks)."""
+
+    kind: Literal["favor"]
+    spec: FavorSpec
+
+
+class BusifavorStock(_StockBase):
+    """A 商家券 stock (POST /v3/marketing/busifavor/stocks)."""
+
+    kind: Literal["busifavor"]
+    spec: BusifavorSpec
+
+
+Stock = FavorStock | BusifavorStock
+KIND_MODELS: dict[str, type[FavorStock] | type[BusifavorStock]] = {
+    "favor": FavorStock,
+    "busifavor": BusifavorStock,
+}
+KIND_LABELS = {"favor": "代金券", "busifavor": "商家券"}
