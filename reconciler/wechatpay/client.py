@@ -1,0 +1,219 @@
+"""The WeChat Pay APIv3 client for coupon stocks: typed calls over a signed, verified session.
+
+One client serves one merchant: create one per merchant (they may share a `RateLimiter`,
+whose buckets are keyed by merchant and endpoint). The client is synchronous and thread-safe;
+run calls from a thread pool for concurrency, bounded by `max_concurrency`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from reconciler.wechatpay.auth import Clock, NonceSource, json_body, random_nonce
+from reconciler.wechatpay.certificates import DEFAULT_MAX_AGE_SECONDS
+from reconciler.wechatpay.credentials import MerchantCredentials
+from reconciler.wechatpay.errors import UnexpectedResponseError, request_id_of
+from reconciler.wechatpay.ratelimit import RateLimiter
+from reconciler.wechatpay.retry import RetryPolicy
+from reconciler.wechatpay.session import Call, Session
+
+DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com"
+_FAVOR = "/v3/marketing/favor"
+_BUSIFAVOR = "/v3/marketing/busifavor"
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    """What a stock create returns: the new stock's id and WeChat Pay's creation time."""
+
+    stock_id: str
+    create_time: str
+
+
+class WeChatPayClient:
+    """Typed calls for 代金券 (favor) and 商家券 (busifavor) stocks, returning plain dicts.
+
+    Every request is signed (see `WeChatPayAuth`), paced per (mchid, endpoint), retried on
+    429/5xx/202 and network failures with the same body bytes, and every 2xx answer is
+    verified before its body is used. `transport` replaces the network (tests, emulator);
+    `clock`, `nonce_source`, `sleep` and `random` are injectable for the same reason.
+    """
+
+    def __init__(
+        self,
+        credentials: MerchantCredentials,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        transport: httpx.BaseTransport | None = None,
+        clock: Clock = time.time,
+        nonce_source: NonceSource = random_nonce,
+        rate_limiter: RateLimiter | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        random: Callable[[], float] = random.random,
+        max_concurrency: int = 8,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 15.0,
+        certificate_max_age: float = DEFAULT_MAX_AGE_SECONDS,
+    ) -> None:
+        self.mchid = credentials.mchid
+        self._session = Session(
+            credentials,
+            base_url=base_url,
+            transport=transport,
+            clock=clock,
+            nonce_source=nonce_source,
+            rate_limiter=rate_limiter if rate_limiter is not None else RateLimiter(),
+            retry=retry if retry is not None else RetryPolicy(),
+            sleep=sleep,
+            random=random,
+            max_concurrency=max_concurrency,
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            certificate_max_age=certificate_max_age,
+        )
+
+    def __repr__(self) -> str:
+        return f"WeChatPayClient(mchid={self.mchid!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> WeChatPayClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def refresh_certificates(self) -> None:
+        """Download the platform certificates now (certificate mode only)."""
+        self._session.refresh_certificates()
+
+    # 代金券 favor
+
+    def favor_create(self, body: Mapping[str, Any]) -> CreateResult:
+        """POST /v3/marketing/favor/coupon-stocks (60/min per merchant)."""
+        return self._create("favor_create", f"{_FAVOR}/coupon-stocks", body)
+
+    def favor_detail(self, stock_id: str, stock_creator_mchid: str) -> dict[str, Any]:
+        """GET /v3/marketing/favor/stocks/{stock_id}?stock_creator_mchid=..."""
+        target = f"{_FAVOR}/stocks/{_segment(stock_id)}" + _query(
+            stock_creator_mchid=stock_creator_mchid
+        )
+        return self._object(Call("favor_detail", "GET", target))
+
+    def favor_list(
+        self,
+        stock_creator_mchid: str,
+        offset: int,
+        limit: int,
+        create_start_time: str | datetime | None = None,
+        create_end_time: str | datetime | None = None,
+        status: str | None = None,
+    ) -> dict[str, Any]:
+        """GET /v3/marketing/favor/stocks with filters; values are percent-encoded once."""
+        target = f"{_FAVOR}/stocks" + _query(
+            offset=offset,
+            limit=limit,
+            stock_creator_mchid=stock_creator_mchid,
+            create_start_time=create_start_time,
+            create_end_time=create_end_time,
+            status=status,
+        )
+        return self._object(Call("favor_list", "GET", target))
+
+    def favor_start(self, stock_id: str, stock_creator_mchid: str) -> dict[str, Any]:
+        """POST .../stocks/{stock_id}/start (activate); answers {start_time, stock_id}."""
+        return self._favor_state("start", stock_id, stock_creator_mchid)
+
+    def favor_pause(self, stock_id: str, stock_creator_mchid: str) -> dict[str, Any]:
+        """POST .../stocks/{stock_id}/pause; answers {pause_time, stock_id}."""
+        return self._favor_state("pause", stock_id, stock_creator_mchid)
+
+    def favor_restart(self, stock_id: str, stock_creator_mchid: str) -> dict[str, Any]:
+        """POST .../stocks/{stock_id}/restart; answers {restart_time, stock_id}."""
+        return self._favor_state("restart", stock_id, stock_creator_mchid)
+
+    # 商家券 busifavor
+
+    def busifavor_create(self, body: Mapping[str, Any]) -> CreateResult:
+        """POST /v3/marketing/busifavor/stocks (1000/min)."""
+        return self._create("busifavor_create", f"{_BUSIFAVOR}/stocks", body)
+
+    def busifavor_detail(self, stock_id: str) -> dict[str, Any]:
+        """GET /v3/marketing/busifavor/stocks/{stock_id}."""
+        target = f"{_BUSIFAVOR}/stocks/{_segment(stock_id)}"
+        return self._object(Call("busifavor_detail", "GET", target))
+
+    def busifavor_modify(self, stock_id: str, body: Mapping[str, Any]) -> None:
+        """PATCH /v3/marketing/busifavor/stocks/{stock_id}; WeChat Pay answers 204."""
+        target = f"{_BUSIFAVOR}/stocks/{_segment(stock_id)}"
+        self._session.send(Call("busifavor_modify", "PATCH", target, json_body(body)))
+
+    def busifavor_budget(self, stock_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """PATCH .../stocks/{stock_id}/budget; answers {max_coupons, max_coupons_by_day}."""
+        target = f"{_BUSIFAVOR}/stocks/{_segment(stock_id)}/budget"
+        return self._object(Call("busifavor_budget", "PATCH", target, json_body(body)))
+
+    # helpers
+
+    def _favor_state(self, action: str, stock_id: str, creator: str) -> dict[str, Any]:
+        target = f"{_FAVOR}/stocks/{_segment(stock_id)}/{action}"
+        body = json_body({"stock_creator_mchid": creator})
+        return self._object(Call(f"favor_{action}", "POST", target, body))
+
+    def _create(self, endpoint: str, target: str, body: Mapping[str, Any]) -> CreateResult:
+        call = Call(endpoint, "POST", target, json_body(body))
+        data = self._object(call)
+        stock_id, create_time = data.get("stock_id"), data.get("create_time")
+        if not isinstance(stock_id, str) or not stock_id:
+            raise UnexpectedResponseError(
+                method=call.method,
+                path=target,
+                problem="no stock_id in the answer",
+                request_id=None,
+            )
+        return CreateResult(stock_id, create_time if isinstance(create_time, str) else "")
+
+    def _object(self, call: Call) -> dict[str, Any]:
+        response = self._session.send(call)
+        try:
+            data = response.json() if response.content else None
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise UnexpectedResponseError(
+                method=call.method,
+                path=response.request.url.path,
+                problem="a body that is not a JSON object",
+                request_id=request_id_of(response.headers),
+            )
+        return data
+
+
+def _segment(value: str) -> str:
+    """One path segment: never empty, and a `/` or `..` in an id cannot change the path."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"a stock id must be a non-empty string, got {value!r}")
+    return quote(value, safe="")
+
+
+def _query(**params: str | int | datetime | None) -> str:
+    """`?k=v&...` with each value percent-encoded exactly once (`+08:00` -> `%2B08%3A00`)."""
+    parts = []
+    for name, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise ValueError(f"{name} must carry a time zone offset")
+            value = value.isoformat(timespec="seconds")
+        parts.append(f"{name}={quote(str(value), safe='')}")
+    return "?" + "&".join(parts) if parts else ""

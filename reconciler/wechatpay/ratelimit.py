@@ -1,0 +1,118 @@
+"""Client-side pacing: one token bucket per (merchant, endpoint), shared across threads.
+
+WeChat Pay states its limits per merchant and per interface, so the buckets are keyed the same
+way; one `RateLimiter` can be handed to the clients of several merchants. A caller reserves a
+token under a lock and then sleeps outside it, so waiting threads never block each other's
+bookkeeping and are served in the order they asked.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+
+@dataclass(frozen=True)
+class Limit:
+    """`count` requests per `per_seconds`; `burst` defaults to one second's worth (at least 1)."""
+
+    count: int
+    per_seconds: float
+    burst: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or self.per_seconds <= 0 or (self.burst is not None and self.burst < 1):
+            raise ValueError(f"invalid rate limit {self!r}")
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.per_seconds
+
+    @property
+    def capacity(self) -> float:
+        # A per-minute budget is spread over the minute rather than spent in one burst.
+        return float(self.burst if self.burst is not None else max(1, int(self.rate)))
+
+
+#: Documented limits (reference §0), per merchant and endpoint. The busifavor detail, modify
+#: and budget interfaces and /v3/certificates state none: 100/s (and 10/s for certificates,
+#: fetched rarely) are our own conservative choices, not WeChat Pay's figures.
+DEFAULT_LIMITS: Mapping[str, Limit] = MappingProxyType(
+    {
+        "favor_create": Limit(60, 60.0),
+        "favor_detail": Limit(500, 1.0),
+        "favor_list": Limit(500, 1.0),
+        "favor_start": Limit(1000, 60.0),
+        "favor_pause": Limit(1000, 60.0),
+        "favor_restart": Limit(1000, 60.0),
+        "busifavor_create": Limit(1000, 60.0),
+        "busifavor_detail": Limit(100, 1.0),
+        "busifavor_modify": Limit(100, 1.0),
+        "busifavor_budget": Limit(100, 1.0),
+        "certificates": Limit(10, 1.0),
+    }
+)
+#: For an endpoint name that is in neither the defaults nor the overrides.
+FALLBACK_LIMIT = Limit(10, 1.0)
+
+
+class _Bucket:
+    __slots__ = ("limit", "tokens", "updated")
+
+    def __init__(self, limit: Limit, now: float) -> None:
+        self.limit = limit
+        self.tokens = limit.capacity
+        self.updated = now
+
+    def reserve(self, now: float) -> float:
+        """Take one token (possibly going into debt); return how long to wait for it."""
+        limit = self.limit
+        elapsed = max(0.0, now - self.updated)
+        self.tokens = min(limit.capacity, self.tokens + elapsed * limit.rate)
+        self.updated = now
+        self.tokens -= 1.0
+        return 0.0 if self.tokens >= 0 else -self.tokens / limit.rate
+
+
+class RateLimiter:
+    """Thread-safe token buckets keyed by (mchid, endpoint).
+
+    `limits` overrides entries of `DEFAULT_LIMITS` by endpoint name. `clock` (monotonic
+    seconds) and `sleep` are injectable so tests and benchmarks can measure pacing without
+    waiting.
+    """
+
+    def __init__(
+        self,
+        limits: Mapping[str, Limit] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.limits: Mapping[str, Limit] = MappingProxyType({**DEFAULT_LIMITS, **(limits or {})})
+        self._clock = clock
+        self._sleep = sleep
+        self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self._lock = threading.Lock()
+
+    def limit_for(self, endpoint: str) -> Limit:
+        return self.limits.get(endpoint, FALLBACK_LIMIT)
+
+    def reserve(self, mchid: str, endpoint: str) -> float:
+        """Claim the next slot and return the seconds to wait for it, without sleeping."""
+        with self._lock:
+            now = self._clock()
+            bucket = self._buckets.get((mchid, endpoint))
+            if bucket is None:
+                bucket = self._buckets[(mchid, endpoint)] = _Bucket(self.limit_for(endpoint), now)
+            return bucket.reserve(now)
+
+    def acquire(self, mchid: str, endpoint: str) -> float:
+        """Block until this merchant may call `endpoint` again; return the seconds waited."""
+        wait = self.reserve(mchid, endpoint)
+        if wait > 0:
+            self._sleep(wait)
+        return wait
