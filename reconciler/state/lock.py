@@ -1,0 +1,201 @@
+"""The state lock: a `<state>.lock` file that exists while one run may write the state.
+
+The lock file is written in full to a temporary name and then hard-linked to its real name.
+`link` fails if the name exists, exactly like `open(O_CREAT | O_EXCL)`, but a reader can never
+see a half-written lock file. Where hard links are not supported we fall back to O_EXCL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, StrictInt, ValidationError
+
+from reconciler.errors import StateError
+
+
+class LockInfo(BaseModel):
+    """Who holds the lock, for what, since when; `host` and `pid` allow stale detection."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lock_id: str
+    holder: str
+    command: str
+    created_at: AwareDatetime
+    host: str
+    pid: StrictInt
+
+
+class StateLockedError(StateError):
+    """The state is locked by someone else (or the lock file cannot be read)."""
+
+    def __init__(self, message: str, lock: LockInfo | None, stale: bool) -> None:
+        super().__init__(message)
+        self.lock = lock
+        self.stale = stale
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host (zombies count as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def is_stale(info: LockInfo) -> bool:
+    """True only when we can tell: same host, and no process with the holder's pid."""
+    return info.host == socket.gethostname() and not pid_alive(info.pid)
+
+
+def read_lock(path: Path) -> LockInfo | None:
+    """The current lock, None if there is none; StateError if the file cannot be read."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateError(f"cannot read lock file {path}: {exc.strerror}") from exc
+    try:
+        return LockInfo.model_validate(json.loads(raw))
+    except (ValueError, ValidationError) as exc:
+        reason = "it is empty" if not raw else f"it is not a reconciler lock ({type(exc).__name__})"
+        raise StateLockedError(
+            f"lock file {path} exists but cannot be read: {reason}. Check that no reconciler "
+            f"run is active, then delete it by hand: rm {path}",
+            lock=None,
+            stale=False,
+        ) from None
+
+
+def acquire(
+    path: Path,
+    info: LockInfo,
+    *,
+    state_path: Path,
+    now: Callable[[], datetime],
+    wait_seconds: float = 0.0,
+    poll_seconds: float = 0.2,
+) -> None:
+    """Create the lock file for `info`, polling up to `wait_seconds` while another holds it."""
+    data = info.model_dump_json(indent=2).encode() + b"\n"
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        if _create_exclusive(path, data, info.lock_id):
+            return
+        try:
+            current = read_lock(path)
+        except StateLockedError:
+            if time.monotonic() >= deadline:
+                raise
+        else:
+            if current is None:  # released between our attempt and the read: try again now
+                continue
+            if time.monotonic() >= deadline:
+                raise _locked_error(state_path, current, now())
+        time.sleep(max(0.0, min(poll_seconds, deadline - time.monotonic())))
+
+
+def release(path: Path, lock_id: str) -> None:
+    """Remove our lock; StateError if it was broken or replaced while we held it."""
+    current = read_lock(path)
+    if current is None or current.lock_id != lock_id:
+        now_held = "no lock" if current is None else f"lock {current.lock_id} of {current.holder}"
+        raise StateError(
+            f"the lock on the state was broken while this run held it (lock {lock_id}; now "
+            f"{now_held}). Another run may have written the state meanwhile: review it "
+            "before the next apply."
+        )
+    path.unlink()
+
+
+def break_lock(path: Path, lock_id: str, *, state_path: Path) -> LockInfo:
+    """Delete the lock if its id is `lock_id` (`reconciler state unlock <lock id>`)."""
+    current = read_lock(path)
+    if current is None:
+        raise StateError(f"{state_path} is not locked (no {path}); nothing to unlock")
+    if current.lock_id != lock_id:
+        raise StateError(
+            f"{state_path} is locked under lock id {current.lock_id} by {current.holder} "
+            f"(`{current.command}`), not under {lock_id}; nothing removed. Check the id and "
+            "that the holder is really gone."
+        )
+    path.unlink()
+    return current
+
+
+def _create_exclusive(path: Path, data: bytes, lock_id: str) -> bool:
+    temp = path.with_name(f"{path.name}.{lock_id}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here: plain exclusive create
+            return _create_with_o_excl(path, data)
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+
+
+def _create_with_o_excl(path: Path, data: bytes) -> bool:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return True
+
+
+def _locked_error(state_path: Path, info: LockInfo, now: datetime) -> StateLockedError:
+    age = _age(now - info.created_at)
+    stale = is_stale(info)
+    lines = [
+        f"{state_path} is locked by {info.holder}, running `{info.command}`, since "
+        f"{info.created_at.isoformat()} ({age} ago); lock id {info.lock_id}."
+    ]
+    if stale:
+        lines.append(
+            f"The lock is stale: no process {info.pid} is running on this host "
+            f"({info.host}); that run died without releasing it."
+        )
+    else:
+        lines.append("Wait for that run to finish, or retry with a wait time.")
+    lines.append(
+        "If that run is gone, make sure no reconciler is still working on this state, then "
+        f"break the lock with:\n  reconciler state unlock {info.lock_id}"
+    )
+    return StateLockedError("\n".join(lines), lock=info, stale=stale)
+
+
+def _age(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"

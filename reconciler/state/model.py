@@ -1,0 +1,336 @@
+"""The state as values: what we sent, what WeChat Pay gave back, what is in flight.
+
+Pure: no files, no clock (times come in as arguments), no randomness (the lineage comes in).
+Every helper returns a new `State`; the models are frozen, and their dict fields must be
+treated as read-only too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Any, Final, Literal, TypeVar
+from uuid import UUID
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
+
+from reconciler.errors import StateError
+from reconciler.ids import (
+    MAX_GENERATION,
+    body_digest,
+    check_slug,
+    is_valid_request_no,
+    out_request_no,
+)
+
+FORMAT_VERSION: Final = 1
+
+Kind = Literal["favor", "busifavor"]
+Action = Literal["create", "modify", "budget"]
+
+
+def _check_request_no(value: str) -> str:
+    if not is_valid_request_no(value):
+        raise ValueError(f"{value!r} is not a valid request number (A-Za-z0-9|_*-, 1-128)")
+    return value
+
+
+def _check_lineage(value: str) -> str:
+    try:
+        UUID(value)
+    except ValueError:
+        raise ValueError(f"lineage {value!r} is not a UUID") from None
+    return value
+
+
+RequestNo = Annotated[str, AfterValidator(_check_request_no)]
+Slug = Annotated[str, AfterValidator(check_slug)]
+JsonObject = dict[str, JsonValue]
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StateDataError(StateError):
+    """The state data does not fit the format; `problems` lists each one with its path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class Pending(_Frozen):
+    """An intent recorded *before* a request is sent, cleared once its outcome is known.
+
+    After a crash it says which request may or may not have reached WeChat Pay, so the next
+    run retries it with the same number and body instead of guessing.
+    """
+
+    action: Action
+    request_no: RequestNo
+    body_digest: str = Field(min_length=1)
+    started_at: AwareDatetime
+    attempts: StrictInt = Field(ge=1)
+
+
+class StockState(_Frozen):
+    """What we know about one stock, keyed by its id (the YAML slug)."""
+
+    id: Slug
+    kind: Kind
+    merchant: str = Field(min_length=1)
+    generation: StrictInt = Field(default=0, ge=0, le=MAX_GENERATION)
+    # Stored, not recomputed: it must survive a rename (`state mv`) unchanged.
+    out_request_no: RequestNo
+    stock_id: str | None = None
+    sent_digest: str | None = None
+    sent_body: JsonObject | None = None
+    created_at: AwareDatetime | None = None
+    observed: JsonObject | None = None
+    observed_at: AwareDatetime | None = None
+    pending: Pending | None = None
+
+    @classmethod
+    def new(cls, id: str, kind: Kind, merchant: str, generation: int = 0) -> StockState:
+        """A stock not created yet, with its create number derived from its identity."""
+        number = out_request_no(merchant, kind, id, generation)
+        return cls(
+            id=id, kind=kind, merchant=merchant, generation=generation, out_request_no=number
+        )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StockState:
+        if (self.sent_body is None) != (self.sent_digest is None):
+            raise ValueError("sent_body and sent_digest must be set together")
+        if self.sent_body is not None:
+            if self.sent_digest != body_digest(self.sent_body):
+                raise ValueError("sent_digest does not match sent_body (edited by hand?)")
+            if self.sent_body.get("out_request_no") != self.out_request_no:
+                raise ValueError("sent_body.out_request_no differs from out_request_no")
+        if (self.observed is None) != (self.observed_at is None):
+            raise ValueError("observed and observed_at must be set together")
+        return self
+
+
+class State(_Frozen):
+    """One state history (`lineage`) at one point in it (`serial`).
+
+    `serial` is the serial of the file this value was loaded from (0 for a new state); saving
+    writes `serial + 1`. `retired` maps request numbers of stocks removed from the state to the
+    id they served, so that no later stock is ever given a number that was already sent.
+    """
+
+    format_version: Literal[1] = FORMAT_VERSION
+    lineage: Annotated[str, AfterValidator(_check_lineage)]
+    serial: StrictInt = Field(ge=0)
+    stocks: dict[str, StockState] = Field(default_factory=dict)
+    retired: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> State:
+        _check_stocks(self.stocks, self.retired)
+        return self
+
+    # --- data -----------------------------------------------------------------------------
+
+    @classmethod
+    def new(cls, lineage: str) -> State:
+        return cls(lineage=lineage, serial=0)
+
+    @classmethod
+    def from_data(cls, data: object) -> State:
+        """Validate parsed JSON. Raises StateDataError listing every problem with its path."""
+        if not isinstance(data, dict):
+            raise StateDataError([f"the top level is {_json_type(data)}, expected an object"])
+        return _validated(cls, data)
+
+    def to_data(self) -> dict[str, Any]:
+        """JSON-ready dict; times as RFC3339 strings."""
+        return self.model_dump(mode="json")
+
+    # --- queries --------------------------------------------------------------------------
+
+    def stock(self, id: str) -> StockState:
+        try:
+            return self.stocks[id]
+        except KeyError:
+            raise StateError(f"no stock {id!r} in the state") from None
+
+    def request_no_in_use(self, number: str) -> bool:
+        """True if `number` is the create number of any stock in this state, present or removed."""
+        return number in self.retired or any(
+            s.out_request_no == number for s in self.stocks.values()
+        )
+
+    def free_generation(self, merchant: str, kind: Kind, id: str) -> int:
+        """The lowest generation whose create number is not in use (0 for a fresh id)."""
+        for generation in range(MAX_GENERATION + 1):
+            if not self.request_no_in_use(out_request_no(merchant, kind, id, generation)):
+                return generation
+        raise StateError(f"every generation of {id!r} is used")
+
+    # --- pure updates ---------------------------------------------------------------------
+
+    def with_stock(self, stock: StockState) -> State:
+        """Add `stock` or replace the entry with the same id."""
+        return self._with_stocks({**self.stocks, stock.id: stock})
+
+    def without_stock(self, id: str) -> State:
+        """Forget a stock (`state rm`); its create number is retired, never given out again."""
+        stock = self.stock(id)
+        if stock.pending is not None:
+            raise StateError(
+                f"stock {id!r} has a pending {stock.pending.action} "
+                f"({stock.pending.request_no}); its outcome is unknown. Run apply to settle "
+                "it before removing the stock from the state."
+            )
+        stocks = {k: v for k, v in self.stocks.items() if k != id}
+        return self._with_stocks(stocks, {**self.retired, stock.out_request_no: id})
+
+    def renamed(self, old: str, new: str) -> State:
+        """Move a stock to a new id (`state mv`), keeping its request numbers and stock_id."""
+        stock = self.stock(old)
+        check_slug(new)
+        if new in self.stocks:
+            raise StateError(f"cannot rename {old!r} to {new!r}: {new!r} is already in the state")
+        stocks = {(new if k == old else k): v for k, v in self.stocks.items()}
+        stocks[new] = _update(stock, id=new)
+        return self._with_stocks(stocks)
+
+    def set_pending(
+        self, id: str, action: Action, request_no: str, body_digest: str, at: datetime
+    ) -> State:
+        """Record that a request is about to be sent. The same intent again counts an attempt."""
+        stock = self.stock(id)
+        current = stock.pending
+        same = current is not None and (
+            current.action,
+            current.request_no,
+            current.body_digest,
+        ) == (
+            action,
+            request_no,
+            body_digest,
+        )
+        if current is not None and not same:
+            raise StateError(
+                f"stock {id!r} already has a pending {current.action} ({current.request_no}, "
+                f"started {current.started_at.isoformat()}) whose outcome is unknown; settle it "
+                f"before starting a {action}."
+            )
+        pending = Pending(
+            action=action,
+            request_no=request_no,
+            body_digest=body_digest,
+            started_at=current.started_at if current is not None else at,
+            attempts=current.attempts + 1 if current is not None else 1,
+        )
+        return self.with_stock(_update(stock, pending=pending))
+
+    def clear_pending(self, id: str) -> State:
+        return self.with_stock(_update(self.stock(id), pending=None))
+
+    def record_sent(self, id: str, body: Mapping[str, Any], at: datetime) -> State:
+        """Keep the exact create body and mark the create pending, before it is sent.
+
+        A retry must send the byte-identical body under the same out_request_no, so a different
+        body for a stock whose create may already have happened is refused.
+        """
+        stock = self.stock(id)
+        digest = body_digest(body)
+        if body.get("out_request_no") != stock.out_request_no:
+            raise StateError(
+                f"create body for {id!r} carries out_request_no {body.get('out_request_no')!r}, "
+                f"but the state holds {stock.out_request_no}"
+            )
+        if stock.stock_id is not None:
+            raise StateError(f"stock {id!r} was already created as {stock.stock_id}")
+        if stock.sent_digest is not None and stock.sent_digest != digest:
+            raise StateError(
+                f"stock {id!r} was already sent with a different create body under "
+                f"{stock.out_request_no}; resend the recorded body (sent_body) until the "
+                "create is settled"
+            )
+        sent = _update(stock, sent_body=dict(body), sent_digest=digest)
+        return self.with_stock(sent).set_pending(id, "create", stock.out_request_no, digest, at)
+
+    def record_created(self, id: str, stock_id: str, create_time: datetime) -> State:
+        """The create succeeded (or was found to have succeeded): remember the remote id."""
+        stock = self.stock(id)
+        if stock.stock_id is not None and stock.stock_id != stock_id:
+            raise StateError(
+                f"stock {id!r} is already recorded as {stock.stock_id}, not {stock_id}"
+            )
+        pending = stock.pending if stock.pending and stock.pending.action != "create" else None
+        return self.with_stock(
+            _update(stock, stock_id=stock_id, created_at=create_time, pending=pending)
+        )
+
+    def record_observed(self, id: str, details: Mapping[str, Any], at: datetime) -> State:
+        return self.with_stock(_update(self.stock(id), observed=dict(details), observed_at=at))
+
+    def _with_stocks(
+        self, stocks: dict[str, StockState], retired: dict[str, str] | None = None
+    ) -> State:
+        # Every StockState is already valid (built through validation), so only the invariants
+        # across stocks are checked; re-validating each stock would make a single update cost
+        # a digest of every body in the state.
+        retired = self.retired if retired is None else retired
+        try:
+            _check_stocks(stocks, retired)
+        except ValueError as exc:
+            raise StateDataError([str(exc)]) from None
+        return State.model_construct(
+            format_version=FORMAT_VERSION,
+            lineage=self.lineage,
+            serial=self.serial,
+            stocks=stocks,
+            retired=retired,
+        )
+
+
+def _check_stocks(stocks: Mapping[str, StockState], retired: Mapping[str, str]) -> None:
+    seen: dict[str, str] = {}
+    for key, stock in stocks.items():
+        if key != stock.id:
+            raise ValueError(f"stocks.{key} holds a stock whose id is {stock.id!r}")
+        number = stock.out_request_no
+        if number in seen:
+            raise ValueError(f"out_request_no {number} is used by both {seen[number]} and {key}")
+        if number in retired:
+            raise ValueError(f"out_request_no {number} of {key} is retired")
+        seen[number] = key
+
+
+def _update(stock: StockState, **changes: Any) -> StockState:
+    # Re-run validation (model_copy would skip it), so an update cannot break an invariant.
+    return _validated(StockState, {**dict(stock), **changes})
+
+
+def _validated(cls: type[_M], data: object) -> _M:
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise StateDataError(
+            [
+                f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+                for err in exc.errors(include_url=False)
+            ]
+        ) from None
+
+
+def _json_type(value: object) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
