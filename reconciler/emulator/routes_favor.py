@@ -1,0 +1,186 @@
+"""代金券 (favor) endpoints: create, detail, list, and the start/pause/restart/stop transitions."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from reconciler.emulator.context import Context, Reply
+from reconciler.emulator.failures import BAD_MERCHANT, invalid_request, param_error
+from reconciler.emulator.store import Stock
+from reconciler.emulator.timefmt import TimeStyle, format_time, parse_time, render_time
+from reconciler.emulator.validate_favor import validate_favor_create
+
+STATUSES = frozenset({"unactivated", "audit", "running", "stoped", "paused"})
+MAX_PAGE = 10
+ENDED_OR_INACTIVE = "活动已结束或未激活"
+BAD_STATE = "非法的批次状态"
+
+
+def create(ctx: Context) -> Reply:
+    body = ctx.json_body()
+    number = body.get("out_request_no") if isinstance(body, dict) else None
+    replayed = ctx.replay("favor.create", number)
+    if replayed is not None:
+        return replayed
+    root = validate_favor_create(
+        body, caller=ctx.mchid, now=ctx.now, strict=ctx.settings.reject_unknown_fields
+    )
+    stock_id = ctx.store.allocate_stock_id()
+    create_time = format_time(ctx.now)
+    ctx.store.stocks[stock_id] = Stock(
+        kind="favor",
+        stock_id=stock_id,
+        creator_mchid=ctx.mchid,
+        out_request_no=root.data["out_request_no"],
+        created_at=ctx.now,
+        create_time=create_time,
+        status="unactivated",
+        body=copy.deepcopy(root.data),
+    )
+    response = {"stock_id": stock_id, "create_time": create_time}
+    ctx.remember("favor.create", root.data["out_request_no"], stock_id, response)
+    ctx.commit()
+    return Reply(200, response)
+
+
+def favor_view(stock: Stock, style: TimeStyle) -> dict[str, Any]:
+    """The detail shape (reference §1.2): the use rules regrouped, create-only fields dropped."""
+    body = stock.body
+    sent_rule = body["stock_use_rule"]
+    coupon_rule = body["coupon_use_rule"]
+    rule: dict[str, Any] = {
+        key: sent_rule[key]
+        for key in ("max_coupons", "max_amount", "max_amount_by_day", "max_coupons_per_user")
+        if key in sent_rule
+    }
+    rule["fixed_normal_coupon"] = dict(coupon_rule["fixed_normal_coupon"])
+    rule["coupon_type"] = "NORMAL"
+    for key in ("goods_tag", "trade_type", "combine_use"):
+        if coupon_rule.get(key) is not None:
+            rule[key] = copy.deepcopy(coupon_rule[key])
+    view: dict[str, Any] = {
+        "stock_id": stock.stock_id,
+        "stock_creator_mchid": stock.creator_mchid,
+        "stock_name": body["stock_name"],
+        "status": stock.status,
+        "create_time": render_time(stock.create_time, style),
+        "description": (body.get("pattern_info") or {}).get("description", ""),
+        "stock_use_rule": rule,
+        "available_begin_time": render_time(body["available_begin_time"], style),
+        "available_end_time": render_time(body["available_end_time"], style),
+        "distributed_coupons": 0,
+        "no_cash": body["no_cash"],
+        "singleitem": bool(coupon_rule.get("available_items")),
+        "stock_type": "NORMAL",
+    }
+    for key in ("start_time", "stop_time"):
+        if key in stock.events:
+            view[key] = render_time(stock.events[key], style)
+    return view
+
+
+def _creator_stock(ctx: Context, creator: str | None, location: str) -> Stock:
+    field = "stock_creator_mchid" if location == "query" else "/stock_creator_mchid"
+    if not isinstance(creator, str) or not creator:
+        raise param_error(field, "商户号必填", location=location)
+    stock = ctx.stock("favor")
+    if creator != ctx.mchid or stock.creator_mchid != creator:
+        raise invalid_request(BAD_MERCHANT)
+    return stock
+
+
+def detail(ctx: Context) -> Reply:
+    stock = _creator_stock(ctx, ctx.query().get("stock_creator_mchid"), "query")
+    return Reply(200, favor_view(stock, ctx.settings.detail_time_format))
+
+
+def _query_int(query: dict[str, str], name: str, lo: int, hi: int | None, message: str) -> int:
+    text = query.get(name)
+    if text is None or text == "":
+        raise param_error(name, f"{name}必填", location="query")
+    if not (text.isascii() and text.isdigit()):
+        raise param_error(name, f"{name}必须为整数", location="query", value=text)
+    value = int(text)
+    if value < lo or (hi is not None and value > hi):
+        raise param_error(name, message, location="query", value=value)
+    return value
+
+
+def list_stocks(ctx: Context) -> Reply:
+    query = ctx.query()
+    creator = query.get("stock_creator_mchid")
+    if not creator:
+        raise param_error("stock_creator_mchid", "商户号必填", location="query")
+    if creator != ctx.mchid:
+        raise invalid_request(BAD_MERCHANT)
+    offset = _query_int(query, "offset", 0, None, "offset不能小于0")
+    limit = _query_int(query, "limit", 1, MAX_PAGE, "页大小超过阈值")
+    bounds = []
+    for name in ("create_start_time", "create_end_time"):
+        text = query.get(name)
+        moment = None if text is None else parse_time(text)
+        if text is not None and moment is None:
+            raise param_error(name, "输入时间格式错误", location="query", value=text)
+        bounds.append(None if moment is None else moment.timestamp())
+    status = query.get("status")
+    if status is not None and status not in STATUSES:
+        raise param_error("status", BAD_STATE, location="query", value=status)
+    start_bound, end_bound = bounds
+    matches = [
+        s
+        for s in sorted(ctx.store.stocks.values(), key=lambda s: int(s.stock_id))
+        if s.kind == "favor"
+        and s.creator_mchid == creator
+        and (start_bound is None or s.created_at >= start_bound)
+        and (end_bound is None or s.created_at <= end_bound)
+        and (status is None or s.status == status)
+    ]
+    first = offset * limit if ctx.settings.list_offset == "page" else offset
+    style = ctx.settings.detail_time_format
+    data = [favor_view(s, style) for s in matches[first : first + limit]]
+    return Reply(200, {"total_count": len(matches), "limit": limit, "offset": offset, "data": data})
+
+
+def _transition(
+    event: str, allowed: frozenset[str], target: str, repeat_ok: str | None
+) -> Callable[[Context], Reply]:
+    """A state change; `repeat_ok` is the state in which a repeat returns the first answer."""
+
+    def handler(ctx: Context) -> Reply:
+        body = ctx.json_body()
+        creator = body.get("stock_creator_mchid") if isinstance(body, dict) else None
+        stock = _creator_stock(ctx, creator, "body")
+        if stock.status == repeat_ok and event in stock.events:
+            return Reply(200, {event: stock.events[event], "stock_id": stock.stock_id})
+        if stock.status not in allowed:
+            message = ENDED_OR_INACTIVE if stock.status == "unactivated" else BAD_STATE
+            raise invalid_request(message)
+        end = parse_time(stock.body["available_end_time"])
+        if event != "stop_time" and end is not None and ctx.now >= end.timestamp():
+            raise invalid_request(ENDED_OR_INACTIVE)
+        stock.status = target
+        stock.events[event] = format_time(ctx.now)
+        ctx.commit()
+        return Reply(200, {event: stock.events[event], "stock_id": stock.stock_id})
+
+    return handler
+
+
+# Preconditions (GO): start needs a created stock, pause an active one, restart a paused one,
+# stop one not yet activated. Start is documented as re-entrant ("接口支持幂等重入").
+start = _transition("start_time", frozenset({"unactivated"}), "running", repeat_ok="running")
+pause = _transition("pause_time", frozenset({"running"}), "paused", repeat_ok=None)
+restart = _transition("restart_time", frozenset({"paused"}), "running", repeat_ok=None)
+stop = _transition("stop_time", frozenset({"unactivated"}), "stoped", repeat_ok=None)
+
+HANDLERS: dict[str, Callable[[Context], Reply]] = {
+    "favor.create": create,
+    "favor.detail": detail,
+    "favor.list": list_stocks,
+    "favor.start": start,
+    "favor.pause": pause,
+    "favor.restart": restart,
+    "favor.stop": stop,
+}

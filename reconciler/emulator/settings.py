@@ -1,0 +1,76 @@
+"""Emulator settings: the behaviours that are UNCONFIRMED for the real API, limits and faults."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+from reconciler.emulator.faults import Faults
+from reconciler.emulator.timefmt import TimeStyle
+
+SigningKeyMode = Literal["public_key", "platform_certificate", "by_request_serial"]
+ReuseMode = Literal["idempotent", "reject"]
+ReuseCompare = Literal["json", "bytes"]
+OffsetMode = Literal["page", "item"]
+BusifavorInitialState = Literal["RUNNING", "UNAUDIT"]
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most `count` requests per merchant in any `per_seconds` sliding window."""
+
+    count: int
+    per_seconds: float
+
+
+DEFAULT_RATE_LIMITS: Mapping[str, RateLimit] = MappingProxyType(
+    {
+        # reference §0: favor create 60/min per merchant; detail and list 500/s; start, pause,
+        # restart 1000/min; busifavor create 1000/min. No limit is stated for the others.
+        "favor.create": RateLimit(60, 60.0),
+        "favor.detail": RateLimit(500, 1.0),
+        "favor.list": RateLimit(500, 1.0),
+        "favor.start": RateLimit(1000, 60.0),
+        "favor.pause": RateLimit(1000, 60.0),
+        "favor.restart": RateLimit(1000, 60.0),
+        "busifavor.create": RateLimit(1000, 60.0),
+    }
+)
+
+
+@dataclass
+class EmulatorSettings:
+    """How the emulator behaves; mutable, read on every request, so a test may change it.
+
+    - `signing_key`: which WeChat Pay key signs responses. `by_request_serial` is the migration
+      behaviour: the public key when the request's `Wechatpay-Serial` is the PUB_KEY_ID, else
+      the platform certificate.
+    - `platform_certificates`: serve `GET /v3/certificates` (a certificate is made on first
+      need); when False that endpoint answers 404 like a merchant without platform certificates.
+    - `out_request_no_reuse` (UNCONFIRMED for the real API): `idempotent` answers a repeated
+      request number with an equal body with the original answer and a different body with
+      400 INVALID_REQUEST; `reject` answers any reuse with 400 RESOURCE_ALREADY_EXISTS.
+      `reuse_compare` says what "equal" means: the same JSON value, or the same bytes.
+    - `list_offset` (UNCONFIRMED): favor list `offset` as a page number (the doc text) or an
+      item offset.
+    - `detail_time_format`: how detail responses show the times sent at create.
+    - `busifavor_initial_state`: `stock_state` of a new busifavor stock.
+    - `reject_unknown_fields`: create bodies with fields the API does not define get PARAM_ERROR
+      (the real server may ignore them; the emulator catches typos).
+    - `rate_limiting`/`rate_limits`: per-merchant sliding windows, keyed by endpoint name.
+    """
+
+    signing_key: SigningKeyMode = "public_key"
+    platform_certificates: bool = False
+    out_request_no_reuse: ReuseMode = "idempotent"
+    reuse_compare: ReuseCompare = "json"
+    list_offset: OffsetMode = "page"
+    detail_time_format: TimeStyle = "as_sent"
+    busifavor_initial_state: BusifavorInitialState = "RUNNING"
+    reject_unknown_fields: bool = True
+    max_clock_skew_seconds: int = 300
+    rate_limiting: bool = True
+    rate_limits: dict[str, RateLimit] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
+    faults: Faults = field(default_factory=Faults)

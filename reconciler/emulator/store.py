@@ -1,0 +1,193 @@
+"""What the emulator remembers: merchants, stocks, request numbers; saved atomically as JSON."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from reconciler.emulator.keys import (
+    WechatPayKeys,
+    keys_from_data,
+    keys_to_data,
+    load_public_key,
+    public_key_pem,
+)
+
+FORMAT = "reconciler-emulator/1"
+FIRST_STOCK_ID = 10000001
+
+StockKind = Literal["favor", "busifavor"]
+
+
+@dataclass
+class Merchant:
+    mchid: str
+    serial_no: str
+    public_key: rsa.RSAPublicKey
+    apiv3_key: str | None = None
+
+
+@dataclass
+class Stock:
+    """One stock: the create body as received (updated by modifications) plus server fields.
+
+    `status` is favor's lower-case `status` or busifavor's upper-case `stock_state`; `events`
+    holds favor's `start_time`, `pause_time`, `restart_time` and `stop_time` once they happen.
+    """
+
+    kind: StockKind
+    stock_id: str
+    creator_mchid: str
+    out_request_no: str
+    created_at: float
+    create_time: str
+    status: str
+    body: dict[str, Any]
+    events: dict[str, str] = field(default_factory=dict)
+
+    def snapshot(self) -> Stock:
+        return copy.deepcopy(self)
+
+
+@dataclass
+class RequestRecord:
+    """A used request number: digests of what was sent, and the answer that was given."""
+
+    digest_json: str
+    digest_bytes: str
+    stock_id: str
+    response: dict[str, Any] | None
+
+
+@dataclass
+class Store:
+    merchants: dict[str, Merchant] = field(default_factory=dict)
+    stocks: dict[str, Stock] = field(default_factory=dict)
+    # (mchid, scope) -> request number -> record; scope is an endpoint name.
+    request_numbers: dict[tuple[str, str], dict[str, RequestRecord]] = field(default_factory=dict)
+    next_stock_id: int = FIRST_STOCK_ID
+
+    def allocate_stock_id(self) -> str:
+        stock_id = str(self.next_stock_id)
+        self.next_stock_id += 1
+        return stock_id
+
+    def numbers(self, mchid: str, scope: str) -> dict[str, RequestRecord]:
+        return self.request_numbers.setdefault((mchid, scope), {})
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "next_stock_id": self.next_stock_id,
+            "merchants": {
+                m.mchid: {
+                    "serial_no": m.serial_no,
+                    "public_key": public_key_pem(m.public_key).decode("ascii"),
+                    "apiv3_key": m.apiv3_key,
+                }
+                for m in self.merchants.values()
+            },
+            "stocks": [
+                {
+                    "kind": s.kind,
+                    "stock_id": s.stock_id,
+                    "creator_mchid": s.creator_mchid,
+                    "out_request_no": s.out_request_no,
+                    "created_at": s.created_at,
+                    "create_time": s.create_time,
+                    "status": s.status,
+                    "body": s.body,
+                    "events": s.events,
+                }
+                for s in self.stocks.values()
+            ],
+            "request_numbers": [
+                {
+                    "mchid": mchid,
+                    "scope": scope,
+                    "number": number,
+                    "digest_json": r.digest_json,
+                    "digest_bytes": r.digest_bytes,
+                    "stock_id": r.stock_id,
+                    "response": r.response,
+                }
+                for (mchid, scope), records in sorted(self.request_numbers.items())
+                for number, r in sorted(records.items())
+            ],
+        }
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Store:
+        store = cls(next_stock_id=int(data["next_stock_id"]))
+        for mchid, m in data["merchants"].items():
+            store.merchants[mchid] = Merchant(
+                mchid=mchid,
+                serial_no=m["serial_no"],
+                public_key=load_public_key(m["public_key"].encode("ascii")),
+                apiv3_key=m["apiv3_key"],
+            )
+        for s in data["stocks"]:
+            store.stocks[s["stock_id"]] = Stock(**s)
+        for r in data["request_numbers"]:
+            store.numbers(r["mchid"], r["scope"])[r["number"]] = RequestRecord(
+                digest_json=r["digest_json"],
+                digest_bytes=r["digest_bytes"],
+                stock_id=r["stock_id"],
+                response=r["response"],
+            )
+        return store
+
+
+def dump(keys: WechatPayKeys, store: Store) -> dict[str, Any]:
+    return {"format": FORMAT, "keys": keys_to_data(keys), **store.to_data()}
+
+
+def load(path: Path) -> tuple[WechatPayKeys, Store] | None:
+    """The keys and store saved at `path`, or None when there is no file yet."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    data = json.loads(raw)
+    if data.get("format") != FORMAT:
+        raise ValueError(f"{path}: not an emulator data file (format {data.get('format')!r})")
+    return keys_from_data(data["keys"]), Store.from_data(data)
+
+
+def save_atomically(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON so that a crash leaves either the old file or the new one, never a torn one."""
+    payload = json.dumps(data, ensure_ascii=False, sort_keys=True, indent=1).encode("utf-8")
+    directory = path.parent
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            tmp.write(payload)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: Path) -> None:
+    # The rename itself is only durable once the directory entry is flushed (POSIX).
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
