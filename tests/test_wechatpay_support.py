@@ -110,6 +110,7 @@ class Reply:
     timestamp: int | None = None
     signature: str | None = None
     tamper: bool = False
+    tamper_replace: tuple[bytes, bytes] | None = None  # applied after signing
     raise_: Exception | None = None
 
 
@@ -134,6 +135,9 @@ class FakeWeChatPay:
         self.replies: list[Reply] = []
         self.default = Reply(json={"ok": True})
         self.certificate_downloads = 0
+        #: When set, /v3/certificates answers this instead of the certificate list.
+        self.certificate_reply: Reply | None = None
+        self.tamper_certificates: tuple[bytes, bytes] | None = None
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -148,7 +152,7 @@ class FakeWeChatPay:
             return self._answer(Reply(status=401, json=problem))
         if request.url.path == "/v3/certificates":
             self.certificate_downloads += 1
-            return self._answer(self._certificate_list())
+            return self._answer(self.certificate_reply or self._certificate_list())
         reply = self.replies.pop(0) if self.replies else self.default
         if reply.raise_ is not None:
             raise reply.raise_
@@ -169,7 +173,11 @@ class FakeWeChatPay:
             }
             for i, serial in enumerate(self.platform_serials)
         ]
-        return Reply(json={"data": data}, serial=self.platform_serials[-1])
+        return Reply(
+            json={"data": data},
+            serial=self.platform_serials[-1],
+            tamper_replace=self.tamper_certificates,
+        )
 
     def _check_request(self, request: httpx.Request) -> dict[str, Any] | None:
         params = signing.parse_authorization(request.headers.get("Authorization", ""))
@@ -227,6 +235,8 @@ class FakeWeChatPay:
             )
         if reply.tamper:
             body = body.replace(b"1", b"2") if b"1" in body else body + b" "
+        if reply.tamper_replace is not None:
+            body = body.replace(*reply.tamper_replace)
         return httpx.Response(reply.status, headers=headers, content=body)
 
 
