@@ -40,17 +40,28 @@ def validate(paths: tuple[Path, ...], fmt: str) -> None:
     """
     result = load_stocks(list(paths) or [Path("stocks")], base=Path.cwd())
     if fmt == "json":
-        click.echo(render_diagnostics.json_doc(result.diagnostics, result.files, len(result.stocks)))
+        click.echo(
+            render_diagnostics.json_doc(result.diagnostics, result.files, len(result.stocks))
+        )
     else:
-        body = render_diagnostics.github(result.diagnostics) if fmt == "github" else render_diagnostics.text(result.diagnostics)
+        body = (
+            render_diagnostics.github(result.diagnostics)
+            if fmt == "github"
+            else render_diagnostics.text(result.diagnostics)
+        )
         if body:
             click.echo(body)
-        click.echo(render_diagnostics.summary(result.diagnostics, result.files, len(result.stocks)), err=fmt == "github")
+        click.echo(
+            render_diagnostics.summary(result.diagnostics, result.files, len(result.stocks)),
+            err=fmt == "github",
+        )
     sys.exit(EXIT_OK if result.ok else EXIT_ERROR)
 
 
 @cli.command()
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write here instead of stdout.")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), help="Write here instead of stdout."
+)
 def schema(output: Path | None) -> None:
     """Print the JSON Schema of a stock file (for the yaml-language-server modeline)."""
     text = stock_schema_text()

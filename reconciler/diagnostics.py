@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 FieldPath = tuple[str | int, ...]
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     ERROR = "error"
     WARNING = "warning"
 
@@ -63,7 +63,9 @@ def format_path(path: FieldPath) -> str:
 
 
 def sort_diagnostics(items: Iterable[Diagnostic]) -> list[Diagnostic]:
-    return sorted(items, key=lambda d: (d.file, d.line, d.col, d.severity != Severity.ERROR, d.field))
+    return sorted(
+        items, key=lambda d: (d.file, d.line, d.col, d.severity != Severity.ERROR, d.field)
+    )
 
 
 def has_errors(items: Sequence[Diagnostic]) -> bool:

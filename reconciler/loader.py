@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
+import re
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +19,8 @@ from reconciler.validation import findings_to_diagnostics, validate_model
 from reconciler.yamlsource import Document, read_document
 
 SUFFIXES = (".yaml", ".yml")
+PARALLEL_THRESHOLD = 500
+_FOUR_BYTE = re.compile("[\U00010000-\U0010ffff]")
 
 
 @dataclass(frozen=True)
@@ -50,19 +55,26 @@ def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Diagnostic]]:
         elif root.is_dir():
             for dirpath, dirnames, filenames in os.walk(root):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                found.update(Path(dirpath) / f for f in filenames if f.endswith(SUFFIXES) and not f.startswith("."))
+                found.update(
+                    Path(dirpath) / f
+                    for f in filenames
+                    if f.endswith(SUFFIXES) and not f.startswith(".")
+                )
         else:
-            problems.append(Diagnostic(str(root), 0, 0, Severity.ERROR, (), "no such file or directory", "not_found"))
+            problems.append(
+                Diagnostic(
+                    str(root), 0, 0, Severity.ERROR, (), "no such file or directory", "not_found"
+                )
+            )
     return sorted(found), problems
 
 
 def display_path(path: Path, base: Path | None) -> str:
     """Paths are shown relative to `base` (the repository root) when they are inside it."""
     if base is not None:
-        try:
-            return path.resolve().relative_to(base.resolve()).as_posix()
-        except ValueError:
-            pass
+        rel = os.path.relpath(os.path.abspath(path), os.path.abspath(base))
+        if not rel.startswith(".."):
+            return Path(rel).as_posix()
     return path.as_posix()
 
 
@@ -72,9 +84,10 @@ def load_stock_file(raw: bytes, file: str) -> tuple[LoadedStock | None, list[Dia
     if doc.data is None:
         return None, doc.diagnostics
     diagnostics = list(doc.diagnostics)
-    text_findings = Findings()
-    four_byte_text(text_findings, doc.data)
-    diagnostics += findings_to_diagnostics(doc, text_findings.items)
+    if _FOUR_BYTE.search(doc.text):
+        text_findings = Findings()
+        four_byte_text(text_findings, doc.data)
+        diagnostics += findings_to_diagnostics(doc, text_findings.items)
     kind = doc.data.get("kind")
     model = KIND_MODELS.get(kind) if isinstance(kind, str) else None
     if model is None:
@@ -87,38 +100,75 @@ def load_stock_file(raw: bytes, file: str) -> tuple[LoadedStock | None, list[Dia
     diagnostics += findings_to_diagnostics(doc, stock_rules(stock))
     if any(d.severity is Severity.ERROR for d in diagnostics):
         return None, diagnostics
-    line = doc.positions().locate(("id",))[0] if diagnostics else _id_line(doc)
+    line = doc.locate(("id",))[0]
     return LoadedStock(stock, file, line, hashlib.sha256(raw).hexdigest()), diagnostics
 
 
 def _kind_problem(doc: Document, kind: object) -> Diagnostic:
     if kind is None:
-        line, col = doc.positions().locate(())
-        return Diagnostic(doc.file, line, col, Severity.ERROR, ("kind",), "required field 'kind' is missing: favor (代金券) or busifavor (商家券)", "missing")
-    line, col = doc.positions().locate(("kind",), key=False)
-    return Diagnostic(doc.file, line, col, Severity.ERROR, ("kind",), f"must be favor (代金券) or busifavor (商家券); got {kind!r}", "literal_error")
+        line, col = doc.locate(())
+        return Diagnostic(
+            doc.file,
+            line,
+            col,
+            Severity.ERROR,
+            ("kind",),
+            "required field 'kind' is missing: favor (代金券) or busifavor (商家券)",
+            "missing",
+        )
+    line, col = doc.locate(("kind",), key=False)
+    return Diagnostic(
+        doc.file,
+        line,
+        col,
+        Severity.ERROR,
+        ("kind",),
+        f"must be favor (代金券) or busifavor (商家券); got {kind!r}",
+        "literal_error",
+    )
 
 
-def _id_line(doc: Document) -> int:
-    """Line of `id:` without a round-trip parse: scan the text (ids sit at the top level)."""
-    for number, line in enumerate(doc.text.splitlines(), start=1):
-        if line.startswith("id:"):
-            return number
-    return 1
+_Outcome = tuple[LoadedStock | None, list[Diagnostic]]
 
 
-def load_stocks(paths: Sequence[Path], base: Path | None = None) -> LoadResult:
-    """Load every stock file under `paths`, reporting all problems of all files at once."""
+def _load_path(path: Path, file: str) -> _Outcome:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return None, [
+            Diagnostic(file, 0, 0, Severity.ERROR, (), f"cannot read: {exc.strerror}", "unreadable")
+        ]
+    return load_stock_file(raw, file)
+
+
+def _load_chunk(chunk: list[tuple[Path, str]]) -> list[_Outcome]:
+    return [_load_path(path, file) for path, file in chunk]
+
+
+def _load_parallel(jobs: list[tuple[Path, str]], workers: int) -> list[_Outcome]:
+    """Files are independent, so large trees are split across processes (forked on Linux, where
+    the parent's imports are shared for free)."""
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    size = -(-len(jobs) // (workers * 4))
+    chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+        return [outcome for part in pool.map(_load_chunk, chunks) for outcome in part]
+
+
+def load_stocks(
+    paths: Sequence[Path], base: Path | None = None, workers: int | None = None
+) -> LoadResult:
+    """Load every stock file under `paths`, reporting all problems of all files at once.
+
+    `workers` > 1 splits the files across processes; by default that happens only for trees
+    of at least PARALLEL_THRESHOLD files, where it pays for the process start-up."""
     files, problems = discover(paths)
     result = LoadResult(diagnostics=problems, files=len(files))
-    for path in files:
-        file = display_path(path, base)
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            result.diagnostics.append(Diagnostic(file, 0, 0, Severity.ERROR, (), f"cannot read: {exc.strerror}", "unreadable"))
-            continue
-        loaded, diagnostics = load_stock_file(raw, file)
+    jobs = [(path, display_path(path, base)) for path in files]
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8) if len(jobs) >= PARALLEL_THRESHOLD else 1
+    outcomes = _load_parallel(jobs, workers) if workers > 1 and len(jobs) > 1 else _load_chunk(jobs)
+    for loaded, diagnostics in outcomes:
         result.diagnostics += diagnostics
         if loaded is not None:
             result.stocks.append(loaded)
@@ -141,9 +191,29 @@ def _cross_file(stocks: Iterable[LoadedStock]) -> list[Diagnostic]:
         if len(group) > 1:
             for s in group:
                 others = ", ".join(f"{o.file}:{o.line}" for o in group if o is not s)
-                out.append(Diagnostic(s.file, s.line, 1, Severity.ERROR, ("id",), f"id {stock_id!r} is also used by {others}; ids must be unique", "duplicate_id"))
+                out.append(
+                    Diagnostic(
+                        s.file,
+                        s.line,
+                        1,
+                        Severity.ERROR,
+                        ("id",),
+                        f"id {stock_id!r} is also used by {others}; ids must be unique",
+                        "duplicate_id",
+                    )
+                )
     for group in by_body.values():
         if len(group) > 1 and len({s.stock.id for s in group}) > 1:
             for s in group[1:]:
-                out.append(Diagnostic(s.file, s.line, 1, Severity.WARNING, ("spec",), f"same merchant, kind and spec as {group[0].stock.id!r} ({group[0].file}); creating both locks the budget twice", "duplicate_spec"))
+                out.append(
+                    Diagnostic(
+                        s.file,
+                        s.line,
+                        1,
+                        Severity.WARNING,
+                        ("spec",),
+                        f"same merchant, kind and spec as {group[0].stock.id!r} ({group[0].file}); creating both locks the budget twice",
+                        "duplicate_spec",
+                    )
+                )
     return out

@@ -28,7 +28,9 @@ _TYPE_NAMES = {
 }
 
 
-def validate_model(model: type[M], doc: Document, prefix: FieldPath = ()) -> tuple[M | None, list[Diagnostic]]:
+def validate_model(
+    model: type[M], doc: Document, prefix: FieldPath = ()
+) -> tuple[M | None, list[Diagnostic]]:
     """Validate `doc.data` (or the part under `prefix`) against `model`; all errors at once."""
     data: Any = doc.data
     for part in prefix:
@@ -42,18 +44,20 @@ def validate_model(model: type[M], doc: Document, prefix: FieldPath = ()) -> tup
 def findings_to_diagnostics(doc: Document, findings: Iterable[Finding]) -> list[Diagnostic]:
     out = []
     for f in findings:
-        line, col = doc.positions().locate(f.path, key=True)
+        line, col = doc.locate(f.path, key=True)
         out.append(Diagnostic(doc.file, line, col, f.severity, f.path, f.message, f.code))
     return out
 
 
 def _diagnostic(model: type[BaseModel], doc: Document, prefix: FieldPath, err: Any) -> Diagnostic:
-    loc: FieldPath = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    loc: FieldPath = prefix + tuple(
+        p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+    )
     kind: str = err["type"]
     got = _describe(err.get("input"))
     if kind == "missing":
         message = f"required field {loc[-1]!r} is missing"
-        line, col = doc.positions().locate(loc[:-1])
+        line, col = doc.locate(loc[:-1])
         return Diagnostic(doc.file, line, col, Severity.ERROR, loc, message, "missing")
     if kind == "extra_forbidden":
         name = str(loc[-1])
@@ -66,7 +70,7 @@ def _diagnostic(model: type[BaseModel], doc: Document, prefix: FieldPath, err: A
             message += f"; did you mean {hint[0]!r}?"
         elif known:
             message += f"; expected one of: {', '.join(sorted(known))}"
-        line, col = doc.positions().locate(loc, key=True)
+        line, col = doc.locate(loc, key=True)
         return Diagnostic(doc.file, line, col, Severity.ERROR, loc, message, "unknown_field")
     if kind in _TYPE_NAMES:
         message = f"expected {_TYPE_NAMES[kind]}, got {got}"
@@ -76,7 +80,7 @@ def _diagnostic(model: type[BaseModel], doc: Document, prefix: FieldPath, err: A
         message = str(err["ctx"]["error"])
     else:
         message = f"{err['msg'][0].lower()}{err['msg'][1:]}; got {got}"
-    line, col = doc.positions().locate(loc, key=False)
+    line, col = doc.locate(loc, key=False)
     return Diagnostic(doc.file, line, col, Severity.ERROR, loc, message, kind)
 
 
@@ -105,7 +109,10 @@ def _fields_at(model: type[BaseModel], path: FieldPath) -> list[str]:
             current = _unwrap(current, list_item=True)
             continue
         current = _unwrap(current)
-        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
+        if (
+            not (isinstance(current, type) and issubclass(current, BaseModel))
+            or part not in current.model_fields
+        ):
             return []
         current = current.model_fields[part].annotation
     current = _unwrap(current)

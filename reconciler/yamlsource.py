@@ -1,8 +1,10 @@
-"""Reading one YAML document safely, and finding where a field path sits in it.
+"""Reading one YAML document safely and quickly, with the position of every value.
 
-The fast path parses with the C-backed safe loader (no positions). Only when a file has
-something to report is it parsed again with the round-trip loader, which knows lines and
-columns, so the happy path never pays for positions.
+libyaml (through ruamel's C extension) builds the node tree in C; tags are resolved here with a
+small YAML 1.2 core-schema resolver, and plain Python values are built from the nodes. The
+nodes keep their line and column, so a diagnostic can point at a key or value without a second
+parse, and the happy path costs a fraction of ruamel's own constructor. Times stay strings
+exactly as written: the API wants the text, not a datetime that would lose the offset spelling.
 """
 
 from __future__ import annotations
@@ -10,194 +12,335 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from io import StringIO
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.constructor import RoundTripConstructor, SafeConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.diagnostics import Diagnostic, FieldPath, Severity
 
+try:
+    from _ruamel_yaml import CParser  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - exercised only where the C extension is missing
+    CParser = None
+
 MAX_BYTES = 1024 * 1024
 MAX_NODES = 20_000
+MAX_DEPTH = 64
 _VERSION_DIRECTIVE = re.compile(rb"^%YAML[ \t]+(\S+)", re.MULTILINE)
 
-
-class _SafeConstructor(SafeConstructor):
-    """Times stay strings exactly as written: the API wants the text, and a YAML timestamp
-    would silently lose the offset's spelling."""
-
-
-class _RoundTripConstructor(RoundTripConstructor):
-    pass
-
-
-_SafeConstructor.add_constructor("tag:yaml.org,2002:timestamp", SafeConstructor.construct_yaml_str)
-_RoundTripConstructor.add_constructor("tag:yaml.org,2002:timestamp", RoundTripConstructor.construct_yaml_str)
+_T = "tag:yaml.org,2002:"
+STR, INT, FLOAT, BOOL, NULL, SEQ, MAP = (
+    _T + n for n in ("str", "int", "float", "bool", "null", "seq", "map")
+)
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_INT = re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7_]+|0x[0-9a-fA-F_]+)$")
+_FLOAT = re.compile(
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
 
 
-def _safe_yaml() -> YAML:
-    y = YAML(typ="safe")
-    y.Constructor = _SafeConstructor
-    return y
+def _resolve_plain(value: str) -> str:
+    if _NULL.match(value):
+        return NULL
+    if value in _BOOL:
+        return BOOL
+    if _INT.match(value):
+        return INT
+    if _FLOAT.match(value):
+        return FLOAT
+    return STR
 
 
-def _rt_yaml() -> YAML:
-    y = YAML(typ="rt")
-    y.Constructor = _RoundTripConstructor
-    return y
+if CParser is not None:
+
+    class _FastParser(CParser):  # type: ignore[misc]
+        """libyaml composer with a YAML 1.2 core-schema resolver (no 1.1 booleans, no dates)."""
+
+        def descend_resolver(self, *_: object) -> None:
+            return None
+
+        def ascend_resolver(self, *_: object) -> None:
+            return None
+
+        def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
+            if kind is ScalarNode:
+                return _resolve_plain(value) if implicit[0] else STR
+            return SEQ if kind is SequenceNode else MAP
 
 
-_SAFE = _safe_yaml()
+def compose_all(text: str) -> list[Node]:
+    if CParser is not None:
+        parser = _FastParser(text)
+        out = []
+        while parser.check_node():
+            out.append(parser.get_node())
+        return out
+    return list(YAML(typ="safe", pure=True).compose_all(text))
+
+
+class BuildError(Exception):
+    """A document that parses as YAML but cannot become data (duplicate key, odd tag, ...)."""
+
+    def __init__(self, node: Node, message: str, code: str) -> None:
+        super().__init__(message)
+        self.line = node.start_mark.line + 1
+        self.col = node.start_mark.column + 1
+        self.code = code
+
+
+def _tag(node: Node) -> str:
+    # Our resolver hands back plain strings, kept as a Tag's suffix; str(tag) is slow.
+    ctag = node.ctag
+    return str(ctag.suffix) if ctag.handle is None else str(ctag)
+
+
+def build(root: Node, max_nodes: int = MAX_NODES) -> Any:
+    """Plain Python values from nodes. Aliases share one object, and the expanded size is
+    counted as we go (memoised per node), so an alias bomb is refused in linear time."""
+    memo: dict[int, Any] = {}
+    sizes: dict[int, int] = {}
+
+    def scalar(node: ScalarNode) -> Any:
+        tag, value = _tag(node), node.value
+        if tag == STR or tag.endswith(":timestamp"):
+            return value
+        if tag == NULL:
+            return None
+        if tag == BOOL:
+            if value in _BOOL:
+                return _BOOL[value]
+            raise BuildError(node, f"{value!r} is not a boolean; write true or false", "yaml_value")
+        try:
+            if tag == INT:
+                text = value.replace("_", "")
+                if text.startswith(("0o", "0x")):
+                    return int(text[2:], 8 if text[1] == "o" else 16)
+                return int(text)
+            if tag == FLOAT:
+                return float(value.replace("_", ""))
+        except ValueError:
+            raise BuildError(node, f"{value[:40]!r} is not a usable number", "yaml_value") from None
+        raise BuildError(node, f"unsupported YAML tag {tag!r}; remove it", "yaml_tag")
+
+    def walk(node: Node, depth: int) -> Any:
+        value, _ = walk_sized(node, depth)
+        return value
+
+    def walk_sized(node: Node, depth: int) -> tuple[Any, int]:
+        if depth > MAX_DEPTH:
+            raise BuildError(node, f"nested more than {MAX_DEPTH} levels deep", "too_deep")
+        if isinstance(node, ScalarNode):
+            return scalar(node), 1
+        key = id(node)
+        if key in memo:
+            if sizes[key] < 0:
+                raise BuildError(node, "an alias refers to its own anchor", "yaml_recursive")
+            return memo[key], sizes[key]
+        sizes[key] = -1
+        total = 1
+        if isinstance(node, SequenceNode):
+            items: list[Any] = []
+            memo[key] = items
+            for child in node.value:
+                value, n = walk_sized(child, depth + 1)
+                items.append(value)
+                total += n
+                if total > max_nodes:
+                    raise BuildError(
+                        node,
+                        f"expands to more than {max_nodes:,} values (through anchors and aliases?); refusing to read it",
+                        "too_many_nodes",
+                    )
+            sizes[key] = total
+            return items, total
+        if isinstance(node, MappingNode):
+            mapping: dict[Any, Any] = {}
+            memo[key] = mapping
+            seen: dict[Any, Node] = {}
+            for knode, vnode in node.value:
+                if _tag(knode) == _T + "merge" or (
+                    isinstance(knode, ScalarNode) and knode.value == "<<" and knode.style is None
+                ):
+                    merge(mapping, vnode, depth)
+                    continue
+                if not isinstance(knode, ScalarNode):
+                    raise BuildError(
+                        knode,
+                        "a mapping key must be a plain value, not a list or mapping",
+                        "yaml_key",
+                    )
+                k = scalar(knode)
+                if k in seen:
+                    first = seen[k].start_mark.line + 1
+                    raise BuildError(
+                        knode,
+                        f"duplicate key {k!r} (first on line {first}); each key may appear once",
+                        "duplicate_key",
+                    )
+                seen[k] = knode
+                value, n = walk_sized(vnode, depth + 1)
+                mapping[k] = value
+                total += n + 1
+                if total > max_nodes:
+                    raise BuildError(
+                        node,
+                        f"expands to more than {max_nodes:,} values (through anchors and aliases?); refusing to read it",
+                        "too_many_nodes",
+                    )
+            sizes[key] = total
+            return mapping, total
+        raise BuildError(node, "unsupported YAML node", "yaml_node")
+
+    def merge(mapping: dict[Any, Any], vnode: Node, depth: int) -> None:
+        sources = vnode.value if isinstance(vnode, SequenceNode) else [vnode]
+        for src in sources:
+            value = walk(src, depth + 1)
+            if not isinstance(value, dict):
+                raise BuildError(
+                    src, "a merge key (<<) takes a mapping or a list of mappings", "yaml_merge"
+                )
+            for k, v in value.items():
+                mapping.setdefault(k, v)
+
+    return walk(root, 0)
 
 
 @dataclass
 class Document:
-    """One parsed file: its data (None when unreadable) and file-level diagnostics."""
+    """One parsed file: its data (None when unreadable), its root node and file diagnostics."""
 
     file: str
     text: str
     data: Any = None
+    node: Node | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
-    _positions: Positions | None = None
 
     def error(self, line: int, col: int, message: str, code: str, path: FieldPath = ()) -> None:
-        self.diagnostics.append(Diagnostic(self.file, line, col, Severity.ERROR, path, message, code))
+        self.diagnostics.append(
+            Diagnostic(self.file, line, col, Severity.ERROR, path, message, code)
+        )
 
-    def positions(self) -> Positions:
-        if self._positions is None:
-            self._positions = Positions(self.text)
-        return self._positions
+    def locate(self, path: FieldPath, *, key: bool = True) -> tuple[int, int]:
+        """Line and column (1-based) of `path`; for a missing leaf, of its deepest parent.
+        `key` prefers a mapping key's position over its value's (unknown and missing fields
+        point at keys, wrong values at values)."""
+        node, pos = self.node, (1, 1)
+        last = len(path) - 1
+        for i, part in enumerate(path):
+            child: Node | None = None
+            if isinstance(node, MappingNode):
+                for knode, vnode in node.value:
+                    if isinstance(knode, ScalarNode) and knode.value == str(part):
+                        mark = vnode.start_mark if (i == last and not key) else knode.start_mark
+                        pos, child = (mark.line + 1, mark.column + 1), vnode
+                        break
+            elif (
+                isinstance(node, SequenceNode)
+                and isinstance(part, int)
+                and 0 <= part < len(node.value)
+            ):
+                child = node.value[part]
+                pos = (child.start_mark.line + 1, child.start_mark.column + 1)
+            if child is None:
+                break
+            node = child
+        return pos
 
 
 def read_document(raw: bytes, file: str) -> Document:
     """Decode and parse one file, turning every way it can be unreadable into a diagnostic."""
     doc = Document(file, "")
     if len(raw) > MAX_BYTES:
-        doc.error(0, 0, f"file is {len(raw):,} bytes; a stock or project file may be at most {MAX_BYTES:,}", "too_large")
+        doc.error(
+            0,
+            0,
+            f"file is {len(raw):,} bytes; a stock or project file may be at most {MAX_BYTES:,}",
+            "too_large",
+        )
         return doc
     if b"\x00" in raw:
-        doc.error(0, 0, "file looks binary (it contains NUL bytes); expected UTF-8 YAML text", "binary")
+        doc.error(
+            0, 0, "file looks binary (it contains NUL bytes); expected UTF-8 YAML text", "binary"
+        )
         return doc
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        doc.error(line, 1, f"file is not UTF-8 (invalid byte 0x{raw[exc.start]:02x}); save it as UTF-8", "encoding")
+        doc.error(
+            line,
+            1,
+            f"file is not UTF-8 (invalid byte 0x{raw[exc.start]:02x}); save it as UTF-8",
+            "encoding",
+        )
         return doc
     doc.text = text.removeprefix("\ufeff")
     m = _VERSION_DIRECTIVE.search(raw)
     if m and m.group(1) != b"1.2":
         line = raw[: m.start()].count(b"\n") + 1
-        doc.error(line, 1, f"%YAML {m.group(1).decode(errors='replace')} directive: only YAML 1.2 is read; remove the directive (1.1 changes what yes/no/010 mean)", "yaml_version")
+        version = m.group(1).decode(errors="replace")
+        doc.error(
+            line,
+            1,
+            f"%YAML {version} directive: only YAML 1.2 is read; remove the directive (1.1 changes what yes, no and 010 mean)",
+            "yaml_version",
+        )
         return doc
     try:
-        docs = list(_SAFE.load_all(doc.text))
+        nodes = compose_all(doc.text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
-        problem = (exc.problem or "").strip()
-        context = (exc.context or "").strip()
-        text_msg = ", ".join(x for x in (context, problem) if x) or "invalid YAML"
-        if "duplicate key" in text_msg:
-            text_msg = _duplicate_message(exc)
-            doc.error(line, col, text_msg, "duplicate_key")
-        else:
-            doc.error(line, col, f"YAML syntax error: {text_msg}", "yaml_syntax")
+        problem = ", ".join(x.strip() for x in (exc.context, exc.problem) if x) or "invalid YAML"
+        doc.error(line, col, f"YAML syntax error: {problem}", "yaml_syntax")
         return doc
-    except (YAMLError, RecursionError, ValueError, OverflowError) as exc:
-        doc.error(0, 0, f"cannot read YAML: {type(exc).__name__}: {_first_line(exc)}", "yaml_syntax")
+    except (YAMLError, RecursionError, ValueError, MemoryError) as exc:
+        doc.error(
+            0, 0, f"cannot read YAML: {type(exc).__name__}: {_first_line(exc)}", "yaml_syntax"
+        )
         return doc
-    if not docs or (len(docs) == 1 and docs[0] is None):
-        doc.error(0, 0, "file is empty; a stock file holds one mapping with id, kind, merchant and spec", "empty")
+    if not nodes:
+        doc.error(
+            0,
+            0,
+            "file is empty; a stock file holds one mapping with id, kind, merchant and spec",
+            "empty",
+        )
         return doc
-    if len(docs) > 1:
-        doc.error(0, 0, f"file holds {len(docs)} YAML documents; put one stock per file", "multiple_documents")
+    if len(nodes) > 1:
+        line = nodes[1].start_mark.line + 1
+        doc.error(
+            line,
+            1,
+            f"file holds {len(nodes)} YAML documents; put one per file",
+            "multiple_documents",
+        )
         return doc
-    data = docs[0]
+    doc.node = nodes[0]
+    try:
+        data = build(nodes[0])
+    except BuildError as exc:
+        doc.error(exc.line, exc.col, str(exc), exc.code)
+        return doc
     if not isinstance(data, Mapping):
-        doc.error(1, 1, f"top level is a {_kind(data)}; expected a mapping with id, kind, merchant and spec", "not_mapping")
-        return doc
-    size = expanded_size(data)
-    if size > MAX_NODES:
-        doc.error(0, 0, f"file expands to more than {MAX_NODES:,} values (anchors/aliases?); refusing to read it", "too_many_nodes")
+        shown = (
+            "nothing"
+            if data is None
+            else ("a list" if isinstance(data, list) else f"a {type(data).__name__}")
+        )
+        doc.error(
+            1,
+            1,
+            f"top level is {shown}; expected a mapping with id, kind, merchant and spec",
+            "not_mapping",
+        )
         return doc
     doc.data = data
     return doc
 
 
-def expanded_size(data: Any, limit: int = MAX_NODES) -> int:
-    """How many values the document has once aliases are expanded (memoised, so linear time)."""
-    memo: dict[int, int] = {}
-
-    def size(node: Any, depth: int) -> int:
-        if depth > 200:
-            return limit + 1
-        if isinstance(node, Mapping):
-            children: list[Any] = [*node.keys(), *node.values()]
-        elif isinstance(node, list):
-            children = node
-        else:
-            return 1
-        key = id(node)
-        if key in memo:
-            return memo[key]
-        total = 1
-        for child in children:
-            total += size(child, depth + 1)
-            if total > limit:
-                break
-        memo[key] = total
-        return total
-
-    return size(data, 0)
-
-
-def _duplicate_message(exc: MarkedYAMLError) -> str:
-    first = exc.context_mark
-    m = re.search(r'found duplicate key "([^"]*)"', str(exc.problem))
-    key = m.group(1) if m else "?"
-    where = f" (the mapping starts on line {first.line + 1})" if first is not None else ""
-    return f"duplicate key {key!r}{where}; each key may appear once"
-
-
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [""])[0][:200]
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, str):
-        return "string"
-    return type(value).__name__
-
-
-class Positions:
-    """Line and column (1-based) of a field path, from a round-trip parse of the same text."""
-
-    def __init__(self, text: str) -> None:
-        try:
-            self.root: Any = _rt_yaml().load(StringIO(text))
-        except (YAMLError, RecursionError, ValueError):
-            self.root = None
-
-    def locate(self, path: FieldPath, *, key: bool = True) -> tuple[int, int]:
-        """Where `path` is; for a missing leaf, where its parent is. `key` prefers the key's
-        position over the value's (unknown and missing fields point at keys)."""
-        node, pos = self.root, (1, 1)
-        last = len(path) - 1
-        for i, part in enumerate(path):
-            if isinstance(node, CommentedMap) and part in node:
-                line, col = node.lc.value(part) if (i == last and not key) else node.lc.key(part)
-                pos = (line + 1, col + 1)
-                node = node[part]
-            elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
-                line, col = node.lc.item(part)
-                pos = (line + 1, col + 1)
-                node = node[part]
-            else:
-                break
-        return pos

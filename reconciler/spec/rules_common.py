@@ -10,7 +10,9 @@ from reconciler.spec.common import four_byte_chars, parse_rfc3339
 from reconciler.spec.findings import Findings
 
 
-def list_size(out: Findings, path: FieldPath, items: Sequence[object] | None, lo: int, hi: int) -> None:
+def list_size(
+    out: Findings, path: FieldPath, items: Sequence[object] | None, lo: int, hi: int
+) -> None:
     if items is None:
         return
     if not lo <= len(items) <= hi:
@@ -44,7 +46,11 @@ def times(
 
 def not_open(out: Findings, path: FieldPath, value: object) -> None:
     if value is not None:
-        out.warning(path, "the docs say this field is not open yet (暂未开放); WeChat Pay may ignore or refuse it", "not_open")
+        out.warning(
+            path,
+            "the docs say this field is not open yet (暂未开放); WeChat Pay may ignore or refuse it",
+            "not_open",
+        )
 
 
 def four_byte_text(out: Findings, data: object, path: FieldPath = ()) -> None:
@@ -53,7 +59,11 @@ def four_byte_text(out: Findings, data: object, path: FieldPath = ()) -> None:
         bad = four_byte_chars(data)
         if bad:
             shown = " ".join(f"U+{ord(c):04X}" for c in dict.fromkeys(bad))
-            out.error(path, f"contains characters WeChat Pay refuses (4-byte UTF-8, e.g. emoji): {shown}", "four_byte_char")
+            out.error(
+                path,
+                f"contains characters WeChat Pay refuses (4-byte UTF-8, e.g. emoji): {shown}",
+                "four_byte_char",
+            )
     elif isinstance(data, Mapping):
         for k, v in data.items():
             four_byte_text(out, v, (*path, str(k)))
@@ -68,6 +78,14 @@ def creation_window(
     """Rules that depend on the clock; they only matter for a stock that is still to be created."""
     b = parse_rfc3339(begin)
     if b < now:
-        out.error(begin_path, f"{begin} is in the past; a stock must start now or later when it is created", "begin_in_past")
+        out.error(
+            begin_path,
+            f"{begin} is in the past; a stock must start now or later when it is created",
+            "begin_in_past",
+        )
     elif b > now + timedelta(days=max_ahead_days):
-        out.error(begin_path, f"{begin} is more than {max_ahead_days} days ahead; WeChat Pay refuses such a stock", "begin_too_far")
+        out.error(
+            begin_path,
+            f"{begin} is more than {max_ahead_days} days ahead; WeChat Pay refuses such a stock",
+            "begin_too_far",
+        )

@@ -29,27 +29,53 @@ _BIN = re.compile(r"^[0-9]{6,9}$")
 def favor_rules(spec: FavorSpec, merchant: str, out: Findings) -> None:
     """Time-independent rules; `merchant` is the stock file's creating mchid."""
     if not weighted_length_ok(spec.stock_name, 9, 20):
-        out.error(("stock_name",), f"{spec.stock_name!r} is too long: at most 9 Chinese characters or 20 letters", "too_long")
+        out.error(
+            ("stock_name",),
+            f"{spec.stock_name!r} is too long: at most 9 Chinese characters or 20 letters",
+            "too_long",
+        )
     bad = sorted({c for c in spec.stock_name if c in FORBIDDEN_NAME_CHARS})
     if bad:
-        out.error(("stock_name",), f"must not contain {' '.join(repr(c) for c in bad)} (the docs forbid _ , ; |)", "forbidden_char")
+        out.error(
+            ("stock_name",),
+            f"must not contain {' '.join(repr(c) for c in bad)} (the docs forbid _ , ; |)",
+            "forbidden_char",
+        )
     if spec.belong_merchant != merchant:
-        out.error(("belong_merchant",), f"must be the creating merchant {merchant!r}; other values are not supported yet", "belong_merchant")
-    window = times(out, ("available_begin_time",), spec.available_begin_time, ("available_end_time",), spec.available_end_time)
+        out.error(
+            ("belong_merchant",),
+            f"must be the creating merchant {merchant!r}; other values are not supported yet",
+            "belong_merchant",
+        )
+    window = times(
+        out,
+        ("available_begin_time",),
+        spec.available_begin_time,
+        ("available_end_time",),
+        spec.available_end_time,
+    )
     if window and window[1] - window[0] > MAX_WINDOW:
         days = (window[1] - window[0]).total_seconds() / 86400
-        out.error(("available_end_time",), f"the usable window is {days:.1f} days; at most 90 days are allowed", "window_too_long")
+        out.error(
+            ("available_end_time",),
+            f"the usable window is {days:.1f} days; at most 90 days are allowed",
+            "window_too_long",
+        )
     _stock_use_rule(spec, out)
     if spec.pattern_info is not None:
         _pattern_info(spec.pattern_info, out)
     _coupon_use_rule(spec, spec.coupon_use_rule, out)
     if spec.stock_type != "NORMAL":
-        out.warning(("stock_type",), f"the docs support only NORMAL through this API; {spec.stock_type} may be refused", "stock_type")
+        out.warning(
+            ("stock_type",),
+            f"the docs support only NORMAL through this API; {spec.stock_type} may be refused",
+            "stock_type",
+        )
     if spec.ext_info is not None:
         try:
             json.loads(spec.ext_info)
         except ValueError:
-            out.error(("ext_info",), "must be a JSON string, e.g. '{\"key\": \"value\"}'", "not_json")
+            out.error(("ext_info",), 'must be a JSON string, e.g. \'{"key": "value"}\'', "not_json")
         not_open(out, ("ext_info",), spec.ext_info)
 
 
@@ -61,11 +87,23 @@ def favor_creation_rules(spec: FavorSpec, now: datetime, out: Findings) -> None:
 def _stock_use_rule(spec: FavorSpec, out: Findings) -> None:
     rule, p = spec.stock_use_rule, ("stock_use_rule",)
     if not 5 <= rule.max_coupons <= 10_000_000:
-        out.error((*p, "max_coupons"), f"must be between 5 and 10,000,000, is {rule.max_coupons:,}", "range")
+        out.error(
+            (*p, "max_coupons"),
+            f"must be between 5 and 10,000,000, is {rule.max_coupons:,}",
+            "range",
+        )
     if not 1 <= rule.max_coupons_per_user <= 60:
-        out.error((*p, "max_coupons_per_user"), f"must be between 1 and 60, is {rule.max_coupons_per_user}", "range")
+        out.error(
+            (*p, "max_coupons_per_user"),
+            f"must be between 1 and 60, is {rule.max_coupons_per_user}",
+            "range",
+        )
     elif rule.max_coupons_per_user > rule.max_coupons:
-        out.error((*p, "max_coupons_per_user"), f"{rule.max_coupons_per_user} is above max_coupons ({rule.max_coupons})", "range")
+        out.error(
+            (*p, "max_coupons_per_user"),
+            f"{rule.max_coupons_per_user} is above max_coupons ({rule.max_coupons})",
+            "range",
+        )
     fixed = spec.coupon_use_rule.fixed_normal_coupon
     if fixed is not None:
         expected = fixed.coupon_amount * rule.max_coupons
@@ -77,7 +115,11 @@ def _stock_use_rule(spec: FavorSpec, out: Findings) -> None:
                 "budget_mismatch",
             )
     if rule.max_amount > MAX_AMOUNT_CAP_LOOSE:
-        out.error((*p, "max_amount"), f"{money(rule.max_amount)} is above the cap of {money(MAX_AMOUNT_CAP_LOOSE)}", "range")
+        out.error(
+            (*p, "max_amount"),
+            f"{money(rule.max_amount)} is above the cap of {money(MAX_AMOUNT_CAP_LOOSE)}",
+            "range",
+        )
     elif rule.max_amount > MAX_AMOUNT_CAP_STRICT:
         out.warning(
             (*p, "max_amount"),
@@ -86,7 +128,9 @@ def _stock_use_rule(spec: FavorSpec, out: Findings) -> None:
         )
     if rule.max_amount_by_day is not None:
         if rule.max_amount_by_day == 0:
-            out.error((*p, "max_amount_by_day"), "must not be 0; leave it out for no daily cap", "range")
+            out.error(
+                (*p, "max_amount_by_day"), "must not be 0; leave it out for no daily cap", "range"
+            )
         elif rule.max_amount_by_day > rule.max_amount:
             out.error(
                 (*p, "max_amount_by_day"),
@@ -98,14 +142,28 @@ def _stock_use_rule(spec: FavorSpec, out: Findings) -> None:
 def _pattern_info(info: FavorPatternInfo, out: Findings) -> None:
     p = ("pattern_info",)
     if len(info.description) > 1000:
-        out.error((*p, "description"), f"is {len(info.description)} characters; at most 1000", "too_long")
+        out.error(
+            (*p, "description"), f"is {len(info.description)} characters; at most 1000", "too_long"
+        )
     if info.merchant_name is not None and not weighted_length_ok(info.merchant_name, 12, 36):
-        out.error((*p, "merchant_name"), "is too long: at most 12 Chinese characters or 36 letters", "too_long")
+        out.error(
+            (*p, "merchant_name"),
+            "is too long: at most 12 Chinese characters or 36 letters",
+            "too_long",
+        )
     if info.background_color is not None:
         if info.background_color.upper() not in FAVOR_COLORS:
-            out.error((*p, "background_color"), f"{info.background_color!r} is not a colour; use one of {', '.join(FAVOR_COLORS)}", "enum")
+            out.error(
+                (*p, "background_color"),
+                f"{info.background_color!r} is not a colour; use one of {', '.join(FAVOR_COLORS)}",
+                "enum",
+            )
         elif info.background_color not in FAVOR_COLORS:
-            out.warning((*p, "background_color"), f"write it upper case ({info.background_color.upper()}) as the API's enum does", "enum_case")
+            out.warning(
+                (*p, "background_color"),
+                f"write it upper case ({info.background_color.upper()}) as the API's enum does",
+                "enum_case",
+            )
     mini = info.jump_target == "MINI_PROGRAM"
     for name in ("mini_program_appid", "mini_program_path"):
         value = getattr(info, name)
@@ -117,21 +175,33 @@ def _pattern_info(info: FavorPatternInfo, out: Findings) -> None:
 
 def _coupon_use_rule(spec: FavorSpec, rule: FavorCouponUseRule, out: Findings) -> None:
     p = ("coupon_use_rule",)
-    kinds = {"NORMAL": "fixed_normal_coupon", "DISCOUNT": "discount_coupon", "EXCHANGE": "exchange_coupon"}
+    kinds = {
+        "NORMAL": "fixed_normal_coupon",
+        "DISCOUNT": "discount_coupon",
+        "EXCHANGE": "exchange_coupon",
+    }
     wanted = kinds.get(spec.stock_type)
     for stock_type, name in kinds.items():
         present = getattr(rule, name) is not None
         if name == wanted and not present:
             out.error((*p, name), f"is required when stock_type is {stock_type}", "required_when")
         elif name != wanted and present:
-            out.error((*p, name), f"belongs to stock_type {stock_type}, but stock_type is {spec.stock_type}", "wrong_kind")
+            out.error(
+                (*p, name),
+                f"belongs to stock_type {stock_type}, but stock_type is {spec.stock_type}",
+                "wrong_kind",
+            )
     fixed = rule.fixed_normal_coupon
     if fixed is not None:
         fp = (*p, "fixed_normal_coupon")
         lo, hi = COUPON_AMOUNT_LOOSE
         slo, shi = COUPON_AMOUNT_STRICT
         if not lo <= fixed.coupon_amount <= hi:
-            out.error((*fp, "coupon_amount"), f"must be more than {money(lo - 1)} and at most {money(hi)}; is {money(fixed.coupon_amount)}", "range")
+            out.error(
+                (*fp, "coupon_amount"),
+                f"must be more than {money(lo - 1)} and at most {money(hi)}; is {money(fixed.coupon_amount)}",
+                "range",
+            )
         elif not slo <= fixed.coupon_amount <= shi:
             out.warning(
                 (*fp, "coupon_amount"),
@@ -149,7 +219,11 @@ def _coupon_use_rule(spec: FavorSpec, rule: FavorCouponUseRule, out: Findings) -
         unique(out, (*p, "goods_tag"), rule.goods_tag)
         for i, tag in enumerate(rule.goods_tag):
             if not _GOODS_TAG.match(tag):
-                out.error((*p, "goods_tag", i), f"{tag!r}: letters, digits and _ only, at most 128", "format")
+                out.error(
+                    (*p, "goods_tag", i),
+                    f"{tag!r}: letters, digits and _ only, at most 128",
+                    "format",
+                )
     list_size(out, (*p, "limit_pay"), rule.limit_pay, 1, 1)
     if rule.limit_card is not None:
         cp = (*p, "limit_card")
@@ -165,10 +239,16 @@ def _coupon_use_rule(spec: FavorSpec, rule: FavorCouponUseRule, out: Findings) -
     list_size(out, (*p, "available_items"), rule.available_items, 1, 50)
     for i, item in enumerate(rule.available_items or []):
         if not 1 <= len(item) <= 128:
-            out.error((*p, "available_items", i), "each item code is 1 to 128 characters", "too_long")
+            out.error(
+                (*p, "available_items", i), "each item code is 1 to 128 characters", "too_long"
+            )
     not_open(out, (*p, "unavailable_items"), rule.unavailable_items)
     if rule.available_merchants is None:
-        out.warning((*p, "available_merchants"), "older docs require it (1 to 50 merchant ids); give it unless you know it is optional for you", "required_old")
+        out.warning(
+            (*p, "available_merchants"),
+            "older docs require it (1 to 50 merchant ids); give it unless you know it is optional for you",
+            "required_old",
+        )
     else:
         list_size(out, (*p, "available_merchants"), rule.available_merchants, 1, 50)
         unique(out, (*p, "available_merchants"), rule.available_merchants)
@@ -177,9 +257,17 @@ def _coupon_use_rule(spec: FavorSpec, rule: FavorCouponUseRule, out: Findings) -
         not_open(out, (*p, "coupon_available_time"), cat)
         fix = cat.fix_available_time
         if fix is not None:
-            fp = (*p, "coupon_available_time", "fix_available_time")
+            tp = (*p, "coupon_available_time", "fix_available_time")
             for i, day in enumerate(fix.available_week_day or []):
                 if not 0 <= day <= 6:
-                    out.error((*fp, "available_week_day", i), f"{day} is not a weekday (0 = Sunday … 6)", "range")
-            if fix.begin_time is not None and fix.end_time is not None and fix.end_time <= fix.begin_time:
-                out.error((*fp, "end_time"), "must be later than begin_time", "time_order")
+                    out.error(
+                        (*tp, "available_week_day", i),
+                        f"{day} is not a weekday (0 = Sunday … 6)",
+                        "range",
+                    )
+            if (
+                fix.begin_time is not None
+                and fix.end_time is not None
+                and fix.end_time <= fix.begin_time
+            ):
+                out.error((*tp, "end_time"), "must be later than begin_time", "time_order")

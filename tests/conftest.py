@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import copy
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = {
+    "favor": ROOT / "stocks" / "favor" / "spring-sale-10-off-100.yaml",
+    "busifavor": ROOT / "stocks" / "busifavor" / "member-day-latte-8-off.yaml",
+}
+
+
+def example(kind: str) -> dict[str, Any]:
+    """The repository's example stock of `kind` as plain data (a fresh copy each time)."""
+    data = YAML(typ="safe").load(EXAMPLES[kind].read_text(encoding="utf-8"))
+    return copy.deepcopy(dict(data))
+
+
+def dump(data: dict[str, Any]) -> str:
+    """Block-style YAML, one key per line, so tests can predict line numbers."""
+    y = YAML()
+    y.default_flow_style = False
+    y.width = 4096
+    buf = io.StringIO()
+    y.dump(data, buf)
+    return buf.getvalue()
+
+
+def line_of(text: str, path: tuple[str | int, ...]) -> int:
+    """1-based line of the last key in `path`, found by indentation in block-style YAML."""
+    lines = text.splitlines()
+    start, indent = 0, -1
+    line_no = 1
+    for part in path:
+        if isinstance(part, int):
+            seen = -1
+            for i in range(start, len(lines)):
+                stripped = lines[i].lstrip()
+                if stripped.startswith("- ") and len(lines[i]) - len(stripped) >= indent:
+                    seen += 1
+                    if seen == part:
+                        start, line_no = i + 1, i + 1
+                        break
+            continue
+        for i in range(start, len(lines)):
+            stripped = lines[i].lstrip(" -")
+            ind = len(lines[i]) - len(stripped)
+            if stripped.startswith(f"{part}:") and ind > indent:
+                start, indent, line_no = i + 1, ind, i + 1
+                break
+        else:
+            raise AssertionError(f"{part!r} of {path} not in the text")
+    return line_no
+
+
+@pytest.fixture
+def write_stock(tmp_path: Path) -> Callable[..., Path]:
+    def write(data: dict[str, Any] | str, name: str = "stock.yaml") -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = data if isinstance(data, str) else dump(data)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
