@@ -6,8 +6,10 @@ sign a request the way the APIv3 rules say, using the shared pure signing primit
 
 from __future__ import annotations
 
+import json
 import secrets
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from reconciler.emulator.keys import new_rsa_key
 from reconciler.wechatpay.signing import authorization, request_message, sign
+
+API_BASE = "https://api.mch.weixin.qq.com"
 
 if TYPE_CHECKING:
     from reconciler.emulator.app import Emulator
@@ -55,3 +59,25 @@ class DemoMerchant:
             self.mchid, self.serial_no, timestamp, nonce, sign(self.private_key, message)
         )
         return request
+
+    def request(
+        self,
+        method: str,
+        target: str,
+        *,
+        timestamp: int,
+        json_body: object = None,
+        base_url: str = API_BASE,
+        nonce: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Request:
+        """A signed request with the headers the rules require (Accept, User-Agent and, with a
+        body, Content-Type); the body is compact UTF-8 JSON. `headers` are added before signing."""
+        content = b""
+        all_headers = {"Accept": "application/json", "User-Agent": "reconciler-emulator-demo/1"}
+        if json_body is not None:
+            content = json.dumps(json_body, ensure_ascii=False, separators=(",", ":")).encode()
+            all_headers["Content-Type"] = "application/json"
+        all_headers.update(headers or {})
+        request = httpx.Request(method, base_url + target, headers=all_headers, content=content)
+        return self.sign(request, timestamp=timestamp, nonce=nonce or secrets.token_hex(16).upper())
