@@ -10,7 +10,7 @@ import json
 import secrets
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import httpx
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 class DemoMerchant:
     mchid: str
     serial_no: str
-    private_key: rsa.RSAPrivateKey
-    apiv3_key: str
+    private_key: rsa.RSAPrivateKey = field(repr=False)
+    apiv3_key: str = field(repr=False)
 
     @classmethod
     def generate(cls, mchid: str = "1900000001") -> DemoMerchant:

@@ -10,11 +10,8 @@ from reconciler.emulator.context import Context, Reply
 from reconciler.emulator.failures import NO_PERMISSION, ApiFailure, invalid_request, param_error
 from reconciler.emulator.store import Stock
 from reconciler.emulator.timefmt import TimeStyle, format_time, parse_time, render_time
-from reconciler.emulator.validate_busifavor import (
-    validate_budget,
-    validate_busifavor_create,
-    validate_busifavor_modify,
-)
+from reconciler.emulator.validate_busifavor import validate_busifavor_create
+from reconciler.emulator.validate_busifavor_update import validate_budget, validate_busifavor_modify
 
 CURRENT_VALUE_WRONG = "批次库存的当前值错误,请获取批次详情查看最新值"
 STOCK_ENDED = "批次已过有效期,不允许修改"

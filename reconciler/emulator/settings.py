@@ -9,6 +9,7 @@ from typing import Literal
 
 from reconciler.emulator.faults import Faults
 from reconciler.emulator.timefmt import TimeStyle
+from reconciler.wechatpay.signing import MAX_CLOCK_SKEW_SECONDS
 
 SigningKeyMode = Literal["public_key", "platform_certificate", "by_request_serial"]
 ReuseMode = Literal["idempotent", "reject"]
@@ -70,7 +71,7 @@ class EmulatorSettings:
     detail_time_format: TimeStyle = "as_sent"
     busifavor_initial_state: BusifavorInitialState = "RUNNING"
     reject_unknown_fields: bool = True
-    max_clock_skew_seconds: int = 300
+    max_clock_skew_seconds: int = MAX_CLOCK_SKEW_SECONDS
     rate_limiting: bool = True
     rate_limits: dict[str, RateLimit] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
     faults: Faults = field(default_factory=Faults)

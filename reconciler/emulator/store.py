@@ -32,7 +32,7 @@ class Merchant:
     mchid: str
     serial_no: str
     public_key: rsa.RSAPublicKey
-    apiv3_key: str | None = None
+    apiv3_key: str | None = field(default=None, repr=False)
 
 
 @dataclass

@@ -1,10 +1,9 @@
-"""Server-side rules for 商家券 (busifavor) create, modify and budget bodies (reference §2)."""
+"""Server-side rules for a 商家券 (busifavor) create body (reference §2.1)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
 from reconciler.emulator.checks import REQUEST_NO, Obj, fail
 
@@ -73,21 +72,7 @@ _DISPLAY = frozenset(
         "finder_info",
     }
 )
-MODIFY_FIELDS = frozenset(
-    {
-        "out_request_no",
-        "custom_entrance",
-        "stock_name",
-        "comment",
-        "goods_name",
-        "display_pattern_info",
-        "coupon_use_rule",
-        "stock_send_rule",
-        "notify_config",
-        "subsidy",
-    }
-)
-_NOT_CHANGEABLE = "该字段不支持修改"
+NOT_CHANGEABLE = "该字段不支持修改"
 MAX_COUNT = 1_000_000_000
 MAX_FEN = 10_000_000
 
@@ -107,10 +92,10 @@ def validate_busifavor_create(body: object, *, caller: str, strict: bool) -> Obj
     _check_use_rule(root, stock_type, strict)
     _check_send_rule(root, strict)
     root.string("out_request_no", required=True, max_len=128, pattern=REQUEST_NO)
-    _check_entrance(root.obj("custom_entrance", required=False), strict, modify=False)
-    _check_display(root.obj("display_pattern_info", required=False), strict, current=None)
+    check_entrance(root.obj("custom_entrance", required=False), strict, modify=False)
+    check_display(root.obj("display_pattern_info", required=False), strict, current=None)
     root.enum("coupon_code_mode", CODE_MODES, required=True)
-    _check_notify(root, strict)
+    check_notify(root, strict)
     root.boolean("subsidy", required=False)
     return root
 
@@ -138,10 +123,10 @@ def _check_use_rule(root: Obj, stock_type: str, strict: bool) -> None:
     for name, (lo, hi) in amount_fields.items():
         coupon.integer(name, required=True, lo=lo, hi=hi)
     coupon.integer("transaction_minimum", required=True, lo=1, hi=MAX_FEN)
-    _check_use_method(rule, required=True, merged=rule.data)
+    check_use_method(rule, required=True, merged=rule.data)
 
 
-def _check_use_method(rule: Obj, *, required: bool, merged: dict[str, Any]) -> None:
+def check_use_method(rule: Obj, *, required: bool, merged: dict[str, Any]) -> None:
     """`merged` is the rule as it will be stored (for modify: the current rule plus the patch)."""
     rule.enum("use_method", USE_METHODS, required=required)
     rule.string("mini_programs_appid", required=False, max_len=32)
@@ -211,11 +196,11 @@ def _check_send_rule(root: Obj, strict: bool) -> None:
         send.boolean(flag, required=False)
 
 
-def _check_entrance(entrance: Obj | None, strict: bool, *, modify: bool) -> None:
+def check_entrance(entrance: Obj | None, strict: bool, *, modify: bool) -> None:
     if entrance is None:
         return
     if modify:
-        entrance.only(_ENTRANCE - {"store_id"}, _NOT_CHANGEABLE)
+        entrance.only(_ENTRANCE - {"store_id"}, NOT_CHANGEABLE)
     elif strict:
         entrance.only(_ENTRANCE)
     mini = entrance.obj("mini_programs_info", required=False)
@@ -234,7 +219,7 @@ def _check_entrance(entrance: Obj | None, strict: bool, *, modify: bool) -> None
     entrance.enum("code_display_mode", DISPLAY_MODES, required=False)
 
 
-def _check_display(display: Obj | None, strict: bool, current: dict[str, Any] | None) -> None:
+def check_display(display: Obj | None, strict: bool, current: dict[str, Any] | None) -> None:
     if display is None:
         return
     if strict or current is not None:
@@ -254,10 +239,10 @@ def _check_display(display: Obj | None, strict: bool, current: dict[str, Any] | 
     if current is not None:
         # Documented as "暂不支持修改": accepted only when unchanged.
         for key in ("merchant_logo_url", "merchant_name"):
-            _unchanged(display, key, current.get(key))
+            unchanged(display, key, current.get(key))
 
 
-def _check_notify(root: Obj, strict: bool) -> None:
+def check_notify(root: Obj, strict: bool) -> None:
     notify = root.obj("notify_config", required=False)
     if notify is not None:
         if strict:
@@ -265,82 +250,6 @@ def _check_notify(root: Obj, strict: bool) -> None:
         notify.string("notify_appid", required=False, max_len=64)
 
 
-def _unchanged(obj: Obj, key: str, current: object) -> None:
+def unchanged(obj: Obj, key: str, current: object) -> None:
     if obj.has(key) and obj.data[key] != current:
         fail(obj.at(key), f"{key}暂不支持修改", obj.data[key])
-
-
-def validate_busifavor_modify(body: object, *, current: dict[str, Any]) -> Obj:
-    """Only the documented changeable fields; unknown or unchangeable ones are PARAM_ERROR."""
-    root = Obj.root(body)
-    root.only(MODIFY_FIELDS, _NOT_CHANGEABLE)
-    root.string("out_request_no", required=True, max_len=128, pattern=REQUEST_NO)
-    _unchanged(root, "stock_name", current.get("stock_name"))
-    root.string("comment", required=False, max_len=20)
-    root.string("goods_name", required=False, max_len=15)
-    _check_entrance(root.obj("custom_entrance", required=False), True, modify=True)
-    _check_display(
-        root.obj("display_pattern_info", required=False),
-        True,
-        current=current.get("display_pattern_info") or {},
-    )
-    rule = root.obj("coupon_use_rule", required=False)
-    if rule is not None:
-        rule.only({"use_method", "mini_programs_appid", "mini_programs_path"}, _NOT_CHANGEABLE)
-        merged = {**current["coupon_use_rule"], **rule.data}
-        _check_use_method(rule, required=False, merged=merged)
-    send = root.obj("stock_send_rule", required=False)
-    if send is not None:
-        send.only({"prevent_api_abuse", "natural_person_limit"}, _NOT_CHANGEABLE)
-        send.boolean("prevent_api_abuse", required=False)
-        send.boolean("natural_person_limit", required=False)
-        rule_now = current["stock_send_rule"]
-        _unchanged(send, "natural_person_limit", rule_now.get("natural_person_limit", False))
-    _check_notify(root, True)
-    subsidy = root.boolean("subsidy", required=False)
-    if subsidy is False and current.get("subsidy") is True:
-        fail("/subsidy", "subsidy仅支持由false修改为true", False)
-    return root
-
-
-@dataclass(frozen=True)
-class BudgetChange:
-    request_no: str
-    field: Literal["max_coupons", "max_coupons_by_day"]
-    target: int
-    current: int
-    current_pointer: str
-
-
-def validate_budget(body: object) -> BudgetChange:
-    """Exactly one of the two targets (0 counts as not given), with its current value."""
-    root = Obj.root(body)
-    root.only(
-        {
-            "target_max_coupons",
-            "current_max_coupons",
-            "target_max_coupons_by_day",
-            "current_max_coupons_by_day",
-            "modify_budget_request_no",
-        }
-    )
-    number = root.string("modify_budget_request_no", required=True, max_len=128, pattern=REQUEST_NO)
-    assert number is not None
-    total = root.integer("target_max_coupons", required=False, lo=0, hi=MAX_COUNT) or None
-    daily = root.integer("target_max_coupons_by_day", required=False, lo=0, hi=MAX_COUNT) or None
-    if total is not None and daily is not None:
-        fail(
-            "/target_max_coupons_by_day",
-            "target_max_coupons与target_max_coupons_by_day每次只能修改其中一个",
-        )
-    if total is not None:
-        current = root.integer("current_max_coupons", required=True, lo=0)
-        assert current is not None
-        return BudgetChange(number, "max_coupons", total, current, "/current_max_coupons")
-    if daily is not None:
-        current = root.integer("current_max_coupons_by_day", required=True, lo=0)
-        assert current is not None
-        return BudgetChange(
-            number, "max_coupons_by_day", daily, current, "/current_max_coupons_by_day"
-        )
-    fail("/target_max_coupons", "target_max_coupons与target_max_coupons_by_day必须填写其中一个")
