@@ -206,6 +206,7 @@ def test_data_round_trip() -> None:
         "body_digest": body_digest(create_body(state.stock("welcome"))),
         "started_at": "2026-05-01T09:30:00Z",
         "attempts": 1,
+        "outcome": None,
     }
 
 

@@ -83,6 +83,9 @@ class Pending(_Frozen):
     body_digest: str = Field(min_length=1)
     started_at: AwareDatetime
     attempts: StrictInt = Field(ge=1)
+    outcome: Literal["unknown", "already_exists"] | None = None
+    """Set when a send ended without a verdict ("unknown") or WeChat Pay answered that the
+    number was already used but gave no stock id ("already_exists")."""
 
 
 class StockState(_Frozen):
@@ -97,6 +100,8 @@ class StockState(_Frozen):
     stock_id: str | None = None
     sent_digest: str | None = None
     sent_body: JsonObject | None = None
+    applied_body: JsonObject | None = None
+    """The create body as it stands after later updates (None: still `sent_body`)."""
     created_at: AwareDatetime | None = None
     observed: JsonObject | None = None
     observed_at: AwareDatetime | None = None
@@ -277,6 +282,26 @@ class State(_Frozen):
         return self.with_stock(
             _update(stock, stock_id=stock_id, created_at=create_time, pending=pending)
         )
+
+    def record_applied(self, id: str, body: Mapping[str, Any]) -> State:
+        """An update succeeded: `body` (a full create body) is what WeChat Pay now holds."""
+        return self.with_stock(_update(self.stock(id), applied_body=dict(body), pending=None))
+
+    def forget_sent(self, id: str) -> State:
+        """WeChat Pay refused the create outright (a 4xx about the body): nothing was created,
+        so the recorded body is dropped and a corrected body may go out under the same number."""
+        stock = self.stock(id)
+        if stock.stock_id is not None:
+            raise StateError(f"stock {id!r} exists as {stock.stock_id}; its create body stays")
+        return self.with_stock(_update(stock, sent_body=None, sent_digest=None, pending=None))
+
+    def mark_outcome(self, id: str, outcome: Literal["unknown", "already_exists"]) -> State:
+        """Note why the pending request of `id` is still unsettled."""
+        stock = self.stock(id)
+        if stock.pending is None:
+            raise StateError(f"stock {id!r} has nothing pending")
+        pending = stock.pending.model_copy(update={"outcome": outcome})
+        return self.with_stock(_update(stock, pending=pending))
 
     def record_observed(self, id: str, details: Mapping[str, Any], at: datetime) -> State:
         return self.with_stock(_update(self.stock(id), observed=dict(details), observed_at=at))

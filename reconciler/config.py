@@ -1,0 +1,165 @@
+"""The project file (`reconciler.yaml`): where stocks and state live, how to reach WeChat Pay,
+and how to find each merchant's credentials. It names environment variables and files; it
+never holds a secret itself."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from reconciler.diagnostics import Diagnostic, Severity
+from reconciler.spec.common import Strict
+from reconciler.spec.stock import Mchid
+from reconciler.validation import validate_model
+from reconciler.wechatpay.client import DEFAULT_BASE_URL
+from reconciler.wechatpay.credentials import MerchantCredentials, load_merchant_credentials
+from reconciler.wechatpay.ratelimit import DEFAULT_LIMITS, Limit
+from reconciler.yamlsource import read_document
+
+PROJECT_FILE = "reconciler.yaml"
+BACKUP_BASE_URL = "https://api2.mch.weixin.qq.com"
+ENDPOINTS = tuple(sorted(DEFAULT_LIMITS))
+
+
+class Secret(Strict):
+    """Where a secret is: an environment variable's name or a file path (never the value)."""
+
+    env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    file: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Secret:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of env (a variable name) or file (a path)")
+        return self
+
+
+class RateLimitSetting(Strict):
+    count: int = Field(ge=1)
+    per_seconds: float = Field(gt=0)
+
+
+class Merchant(Strict):
+    mchid: Mchid
+    serial_no: str = Field(pattern=r"^[0-9A-Fa-f]{1,64}$")
+    """The merchant API certificate's serial (商户API证书序列号); not a secret."""
+    private_key: Secret
+    """apiclient_key.pem, PKCS#1 or PKCS#8."""
+    certificate: str | None = None
+    """Optional apiclient_cert.pem path: checks the key and serial belong together."""
+    wechatpay_public_key: Secret | None = None
+    """pub_key.pem (public-key mode)."""
+    wechatpay_public_key_id: str | None = Field(default=None, pattern=r"^PUB_KEY_ID_[0-9A-Za-z]+$")
+    apiv3_key: Secret | None = None
+    """For platform-certificate mode (download and decrypt /v3/certificates)."""
+    rate_limits: dict[Annotated[str, Field(pattern="|".join(f"^{e}$" for e in ENDPOINTS))], RateLimitSetting] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _verification(self) -> Merchant:
+        if self.wechatpay_public_key is None and self.apiv3_key is None:
+            raise ValueError("give wechatpay_public_key (+ wechatpay_public_key_id) or apiv3_key: responses must be verified")
+        if (self.wechatpay_public_key is None) != (self.wechatpay_public_key_id is None):
+            raise ValueError("wechatpay_public_key and wechatpay_public_key_id go together")
+        return self
+
+
+class Api(Strict):
+    base_url: str = Field(default=DEFAULT_BASE_URL, pattern=r"^https?://")
+    """WeChat Pay (https://api.mch.weixin.qq.com), its backup host, or a local emulator."""
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    read_timeout_seconds: float = Field(default=15.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+
+
+class Project(Strict):
+    version: Literal[1] = 1
+    stocks: str = "stocks"
+    """Directory of stock files, relative to this file."""
+    state: str = ".reconciler/state.json"
+    """State file, relative to this file."""
+    api: Api = Api()
+    concurrency: int = Field(default=8, ge=1, le=64)
+    """Requests in flight at once, per merchant."""
+    plan_max_age_minutes: int = Field(default=24 * 60, ge=1)
+    """A saved plan older than this is refused by apply."""
+    merchants: list[Merchant] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Project:
+        seen = [m.mchid for m in self.merchants]
+        dupes = sorted({m for m in seen if seen.count(m) > 1})
+        if dupes:
+            raise ValueError(f"merchant {', '.join(dupes)} is listed more than once")
+        return self
+
+
+@dataclass(frozen=True)
+class ProjectFile:
+    """A loaded project and the directory its relative paths start from."""
+
+    project: Project
+    root: Path
+    file: str
+
+    @property
+    def stocks_dir(self) -> Path:
+        return self.root / self.project.stocks
+
+    @property
+    def state_path(self) -> Path:
+        return self.root / self.project.state
+
+    def merchant(self, mchid: str) -> Merchant | None:
+        return next((m for m in self.project.merchants if m.mchid == mchid), None)
+
+    def rate_limits(self, mchid: str) -> dict[str, Limit]:
+        m = self.merchant(mchid)
+        return {k: Limit(v.count, v.per_seconds) for k, v in (m.rate_limits if m else {}).items()}
+
+    def credentials(self, mchid: str, environ: Mapping[str, str]) -> MerchantCredentials:
+        """Read one merchant's credentials from the places the project file names."""
+        m = self.merchant(mchid)
+        if m is None:
+            from reconciler.errors import ConfigError
+
+            raise ConfigError(f"{self.file}: merchant {mchid} has stocks but no entry under merchants; add its credentials there")
+
+        def path(secret: Secret | None) -> Path | None:
+            return None if secret is None or secret.file is None else self.root / secret.file
+
+        def env(secret: Secret | None) -> str | None:
+            return None if secret is None else secret.env
+
+        return load_merchant_credentials(
+            mchid=m.mchid,
+            serial_no=m.serial_no.upper(),
+            private_key_path=path(m.private_key),
+            private_key_env=env(m.private_key),
+            certificate_path=None if m.certificate is None else self.root / m.certificate,
+            wechatpay_public_key_path=path(m.wechatpay_public_key),
+            wechatpay_public_key_env=env(m.wechatpay_public_key),
+            wechatpay_public_key_id=m.wechatpay_public_key_id,
+            apiv3_key_path=path(m.apiv3_key),
+            apiv3_key_env=env(m.apiv3_key),
+            environ=environ,
+        )
+
+
+def load_project(path: Path, display: str | None = None) -> tuple[ProjectFile | None, list[Diagnostic]]:
+    """Read and validate a project file with the same diagnostics as stock files."""
+    file = display or path.name
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return None, [Diagnostic(file, 0, 0, Severity.ERROR, (), f"cannot read the project file: {exc.strerror}", "unreadable")]
+    doc = read_document(raw, file)
+    if doc.data is None:
+        return None, doc.diagnostics
+    project, diagnostics = validate_model(Project, doc)
+    if project is None:
+        return None, diagnostics
+    return ProjectFile(project, path.resolve().parent, file), diagnostics

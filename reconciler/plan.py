@@ -1,0 +1,246 @@
+"""The plan: inert, versioned data. It can be saved, checksummed, rendered and applied later.
+
+Renderers only format a Plan; the planner is the only place that decides what goes in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+FORMAT_VERSION = 1
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    """No stock yet: apply creates it with the derived out_request_no."""
+    UPDATE = "update"
+    """A change WeChat Pay allows (busifavor modify or budget): apply sends it."""
+    RECOVER = "recover"
+    """An interrupted create or update: apply settles it with the same number and body."""
+    NOOP = "no-op"
+    """In sync."""
+    DRIFT = "drift"
+    """The remote differs from what was applied, in observable fields. Reported, never acted on."""
+    ORPHAN = "orphan"
+    """In the state, no file any more. Stocks cannot be deleted: reported, never acted on."""
+    BLOCKED = "blocked"
+    """A create that cannot succeed (for example, its begin time has passed). An error."""
+    IMMUTABLE = "immutable"
+    """A field changed that WeChat Pay cannot change after creation. An error."""
+    RENAME = "rename"
+    """A create whose body equals an orphan's: probably a renamed id. An error; use `state mv`."""
+    UNRESOLVED = "unresolved"
+    """A create whose outcome is unknown and cannot be looked up (busifavor). An error."""
+
+
+ACTING = frozenset({Action.CREATE, Action.UPDATE, Action.RECOVER})
+"""Actions apply performs."""
+ERRORS = frozenset({Action.BLOCKED, Action.IMMUTABLE, Action.RENAME, Action.UNRESOLVED})
+"""Actions that make the plan fail: apply refuses a plan that holds any of them."""
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One field: `before` is what WeChat Pay has (or was sent), `after` what the file wants.
+
+    `path` is dotted from the stock file's root (`spec.stock_send_rule.max_coupons`). `money`
+    marks values in fen, so renderers also show yuan. `note` explains a non-obvious verdict.
+    """
+
+    path: str
+    before: Any
+    after: Any
+    money: bool = False
+    note: str = ""
+
+    def to_data(self) -> dict[str, Any]:
+        return {"path": self.path, "before": self.before, "after": self.after, "money": self.money, "note": self.note}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> FieldChange:
+        return cls(data["path"], data["before"], data["after"], bool(data["money"]), str(data["note"]))
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One request apply will send. `name` is a client call: favor_create, busifavor_create,
+    busifavor_modify, busifavor_budget. `request_no` is the number inside `body`."""
+
+    name: str
+    body: dict[str, Any]
+    request_no: str
+    stock_id: str | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        return {"name": self.name, "body": self.body, "request_no": self.request_no, "stock_id": self.stock_id}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Operation:
+        return cls(data["name"], dict(data["body"]), data["request_no"], data["stock_id"])
+
+
+@dataclass(frozen=True)
+class Change:
+    """What happens to one stock, and why."""
+
+    id: str
+    kind: str
+    merchant: str
+    action: Action
+    reason: str
+    file: str | None = None
+    line: int | None = None
+    stock_id: str | None = None
+    fields: tuple[FieldChange, ...] = ()
+    operations: tuple[Operation, ...] = ()
+    budget_fen: int | None = None
+    """Money this create commits: favor max_amount; busifavor NORMAL discount × max_coupons."""
+    facts: dict[str, Any] = field(default_factory=dict)
+    """Observed values that move on their own (status, issued counts): shown, never diffed."""
+    suggestion: str = ""
+    """A command that resolves an error (`reconciler state mv ...`, `state import ...`)."""
+
+    @property
+    def is_error(self) -> bool:
+        return self.action in ERRORS
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "merchant": self.merchant,
+            "action": self.action.value,
+            "reason": self.reason,
+            "file": self.file,
+            "line": self.line,
+            "stock_id": self.stock_id,
+            "fields": [f.to_data() for f in self.fields],
+            "operations": [o.to_data() for o in self.operations],
+            "budget_fen": self.budget_fen,
+            "facts": self.facts,
+            "suggestion": self.suggestion,
+        }
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Change:
+        return cls(
+            id=data["id"],
+            kind=data["kind"],
+            merchant=data["merchant"],
+            action=Action(data["action"]),
+            reason=data["reason"],
+            file=data["file"],
+            line=data["line"],
+            stock_id=data["stock_id"],
+            fields=tuple(FieldChange.from_data(f) for f in data["fields"]),
+            operations=tuple(Operation.from_data(o) for o in data["operations"]),
+            budget_fen=data["budget_fen"],
+            facts=dict(data["facts"]),
+            suggestion=data["suggestion"],
+        )
+
+
+@dataclass(frozen=True)
+class MerchantTotals:
+    merchant: str
+    creates: int
+    create_budget_fen: int
+    updates: int
+    estimated_seconds: float
+    """Time apply needs for this merchant's requests under its rate limits."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything apply needs, and everything a reviewer reads.
+
+    `state_lineage`/`state_serial` pin the state the plan was made from; `desired_digest` pins
+    the stock files (a digest over every file's id and content digest). Apply refuses the plan
+    when either moved, or when it is older than the configured limit.
+    """
+
+    created_at: str
+    tool_version: str
+    state_lineage: str
+    state_serial: int
+    desired_digest: str
+    refresh: str
+    """"changing" (default), "all" or "none": which stocks were queried before planning."""
+    changes: tuple[Change, ...]
+    totals: tuple[MerchantTotals, ...] = ()
+    estimated_apply_seconds: float = 0.0
+    """Merchants run in parallel, so this is the slowest merchant's time."""
+    refresh_note: str = ""
+    """Why the refresh was limited (e.g. a fork pull request without credentials)."""
+    format_version: int = FORMAT_VERSION
+
+    def counts(self) -> dict[str, int]:
+        out = {a.value: 0 for a in Action}
+        for c in self.changes:
+            out[c.action.value] += 1
+        return out
+
+    @property
+    def has_changes(self) -> bool:
+        return any(c.action in ACTING for c in self.changes)
+
+    @property
+    def has_errors(self) -> bool:
+        return any(c.is_error for c in self.changes)
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "created_at": self.created_at,
+            "tool_version": self.tool_version,
+            "state": {"lineage": self.state_lineage, "serial": self.state_serial},
+            "desired_digest": self.desired_digest,
+            "refresh": self.refresh,
+            "refresh_note": self.refresh_note,
+            "summary": self.counts(),
+            "has_changes": self.has_changes,
+            "has_errors": self.has_errors,
+            "estimated_apply_seconds": self.estimated_apply_seconds,
+            "totals": [
+                {
+                    "merchant": t.merchant,
+                    "creates": t.creates,
+                    "create_budget_fen": t.create_budget_fen,
+                    "updates": t.updates,
+                    "estimated_seconds": t.estimated_seconds,
+                }
+                for t in self.totals
+            ],
+            "changes": [c.to_data() for c in self.changes],
+        }
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Plan:
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"plan format_version {data.get('format_version')!r} is not {FORMAT_VERSION}")
+        return cls(
+            created_at=data["created_at"],
+            tool_version=data["tool_version"],
+            state_lineage=data["state"]["lineage"],
+            state_serial=data["state"]["serial"],
+            desired_digest=data["desired_digest"],
+            refresh=data["refresh"],
+            refresh_note=data.get("refresh_note", ""),
+            changes=tuple(Change.from_data(c) for c in data["changes"]),
+            totals=tuple(
+                MerchantTotals(t["merchant"], t["creates"], t["create_budget_fen"], t["updates"], t["estimated_seconds"])
+                for t in data["totals"]
+            ),
+            estimated_apply_seconds=data["estimated_apply_seconds"],
+        )
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.to_data(), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+    def checksum(self) -> str:
+        """sha256 over the canonical JSON: `apply` checks a saved plan was not edited."""
+        return "sha256:" + hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
