@@ -13,13 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from reconciler.errors import ApiError, ReconcilerError
 from reconciler.ids import body_digest
 from reconciler.mapping import get_path, normalise
 from reconciler.plan import Change, Operation, Plan
-from reconciler.state import State, StateStore, StockState
+from reconciler.state import Kind, State, StateStore, StockState
 from reconciler.wechatpay.client import CreateResult
 from reconciler.wechatpay.errors import ApiResponseError, ResponseVerificationError, TransportError
 
@@ -31,7 +31,15 @@ class StockApi(Protocol):
 
     def favor_create(self, body: Mapping[str, Any]) -> CreateResult: ...
     def favor_detail(self, stock_id: str, stock_creator_mchid: str) -> dict[str, Any]: ...
-    def favor_list(self, stock_creator_mchid: str, offset: int, limit: int, create_start_time: str | datetime | None = None, create_end_time: str | datetime | None = None, status: str | None = None) -> dict[str, Any]: ...
+    def favor_list(
+        self,
+        stock_creator_mchid: str,
+        offset: int,
+        limit: int,
+        create_start_time: str | datetime | None = None,
+        create_end_time: str | datetime | None = None,
+        status: str | None = None,
+    ) -> dict[str, Any]: ...
     def busifavor_create(self, body: Mapping[str, Any]) -> CreateResult: ...
     def busifavor_detail(self, stock_id: str) -> dict[str, Any]: ...
     def busifavor_modify(self, stock_id: str, body: Mapping[str, Any]) -> None: ...
@@ -65,7 +73,9 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not self.interrupted and all(r.outcome in (Outcome.SUCCEEDED, Outcome.SKIPPED) for r in self.results)
+        return not self.interrupted and all(
+            r.outcome in (Outcome.SUCCEEDED, Outcome.SKIPPED) for r in self.results
+        )
 
 
 class _Unresolved(ReconcilerError):
@@ -121,14 +131,25 @@ class Applier:
 
     def _run_change(self, change: Change) -> Result:
         if self.stop.is_set():
-            result = Result(change.id, change.merchant, Outcome.SKIPPED, "interrupted before it started")
+            result = Result(
+                change.id, change.merchant, Outcome.SKIPPED, "interrupted before it started"
+            )
         else:
             try:
                 result = self._change(change)
             except _Unresolved as exc:
-                result = Result(change.id, change.merchant, Outcome.UNRESOLVED, str(exc), change.stock_id, exc.suggestion)
+                result = Result(
+                    change.id,
+                    change.merchant,
+                    Outcome.UNRESOLVED,
+                    str(exc),
+                    change.stock_id,
+                    exc.suggestion,
+                )
             except ReconcilerError as exc:
-                result = Result(change.id, change.merchant, Outcome.FAILED, str(exc), change.stock_id)
+                result = Result(
+                    change.id, change.merchant, Outcome.FAILED, str(exc), change.stock_id
+                )
         self.on_result(result)
         return result
 
@@ -150,7 +171,10 @@ class Applier:
     def _create(self, api: StockApi, change: Change, op: Operation) -> str:
         sid = change.id
         if sid not in self.state.stocks:
-            entry = StockState.new(sid, change.kind, change.merchant, _generation_of(self.state, change, op))  # type: ignore[arg-type]
+            kind: Kind = "favor" if change.kind == "favor" else "busifavor"
+            entry = StockState.new(
+                sid, kind, change.merchant, _generation_of(self.state, change, op)
+            )
             self._update(lambda s: s.with_stock(entry))
         st = self.state.stock(sid)
         if st.stock_id is not None:
@@ -159,7 +183,9 @@ class Applier:
             self._update(lambda s: s.record_sent(sid, op.body, self.now()))
         body = self.state.stock(sid).sent_body or op.body  # byte-identical to what was sent before
         try:
-            created = api.favor_create(body) if change.kind == "favor" else api.busifavor_create(body)
+            created = (
+                api.favor_create(body) if change.kind == "favor" else api.busifavor_create(body)
+            )
         except ApiResponseError as exc:
             if exc.code in ALREADY_EXISTS_CODES or _number_reused(exc):
                 return self._settle_existing(api, change, exc)
@@ -169,14 +195,22 @@ class Applier:
             raise
         except (TransportError, ResponseVerificationError) as exc:
             return self._settle_unknown(api, change, exc)
-        self._update(lambda s: s.record_created(sid, created.stock_id, _parse_time(created.create_time, self.now())))
+        self._update(
+            lambda s: s.record_created(
+                sid, created.stock_id, _parse_time(created.create_time, self.now())
+            )
+        )
         self._read_back(api, change, created.stock_id)
         return created.stock_id
 
     def _read_back(self, api: StockApi, change: Change, stock_id: str) -> None:
         """Confirm the stock exists and keep its details; a failure here loses nothing."""
         try:
-            detail = api.favor_detail(stock_id, change.merchant) if change.kind == "favor" else api.busifavor_detail(stock_id)
+            detail = (
+                api.favor_detail(stock_id, change.merchant)
+                if change.kind == "favor"
+                else api.busifavor_detail(stock_id)
+            )
         except ApiError:
             return
         self._update(lambda s: s.record_observed(change.id, detail, self.now()))
@@ -227,10 +261,17 @@ class Applier:
             return None
         if len(matches) != 1:
             if len(matches) > 1:
-                raise _Unresolved(f"{len(matches)} favor stocks match the create of {change.id!r}: {', '.join(sorted(matches))}", f"reconciler state import {change.id} <stock_id>")
+                raise _Unresolved(
+                    f"{len(matches)} favor stocks match the create of {change.id!r}: {', '.join(sorted(matches))}",
+                    f"reconciler state import {change.id} <stock_id>",
+                )
             return None
         stock_id, item = next(iter(matches.items()))
-        self._update(lambda s: s.record_created(change.id, stock_id, _parse_time(str(item.get("create_time", "")), self.now())))
+        self._update(
+            lambda s: s.record_created(
+                change.id, stock_id, _parse_time(str(item.get("create_time", "")), self.now())
+            )
+        )
         self._update(lambda s: s.record_observed(change.id, item, self.now()))
         return stock_id
 
@@ -239,7 +280,9 @@ class Applier:
     def _update_op(self, api: StockApi, change: Change, op: Operation) -> None:
         sid = change.id
         assert op.stock_id is not None
-        action = "modify" if op.name == "busifavor_modify" else "budget"
+        action: Literal["modify", "budget"] = (
+            "modify" if op.name == "busifavor_modify" else "budget"
+        )
         digest = body_digest(op.body)
         self._update(lambda s: s.set_pending(sid, action, op.request_no, digest, self.now()))
         try:
@@ -250,17 +293,25 @@ class Applier:
         except ApiResponseError as exc:
             if exc.outcome_unknown or exc.retryable:
                 self._update(lambda s: s.mark_outcome(sid, "unknown"))
-                raise _Unresolved(f"the {action}'s outcome is unknown ({exc}); the next apply resends it with the same request number", "reconciler apply") from None
+                raise _Unresolved(
+                    f"the {action}'s outcome is unknown ({exc}); the next apply resends it with the same request number",
+                    "reconciler apply",
+                ) from None
             self._update(lambda s: s.clear_pending(sid))
             raise
         except (TransportError, ResponseVerificationError) as exc:
             self._update(lambda s: s.mark_outcome(sid, "unknown"))
-            raise _Unresolved(f"the {action}'s outcome is unknown ({exc}); the next apply resends it with the same request number", "reconciler apply") from None
+            raise _Unresolved(
+                f"the {action}'s outcome is unknown ({exc}); the next apply resends it with the same request number",
+                "reconciler apply",
+            ) from None
         st = self.state.stock(sid)
         applied = dict(st.applied_body or st.sent_body or {})
         for f in change.fields:
             path = f.path.removeprefix("spec.")
-            if (action == "modify" and path.split(".")[0] in op.body) or (action == "budget" and f"target_{path.rsplit('.', 1)[-1]}" in op.body):
+            if (action == "modify" and path.split(".")[0] in op.body) or (
+                action == "budget" and f"target_{path.rsplit('.', 1)[-1]}" in op.body
+            ):
                 _set_path(applied, path, f.after)
         self._update(lambda s: s.record_applied(sid, applied))
         self._read_back(api, change, op.stock_id)
@@ -272,11 +323,15 @@ def _generation_of(state: State, change: Change, op: Operation) -> int:
     for generation in range(0, 1000):
         if out_request_no(change.merchant, change.kind, change.id, generation) == op.request_no:
             return generation
-    raise ReconcilerError(f"the plan's out_request_no for {change.id!r} is not one reconciler derives; make a new plan")
+    raise ReconcilerError(
+        f"the plan's out_request_no for {change.id!r} is not one reconciler derives; make a new plan"
+    )
 
 
 def _number_reused(exc: ApiResponseError) -> bool:
-    return exc.status == 400 and exc.code == "INVALID_REQUEST" and "单号已存在" in (exc.message or "")
+    return (
+        exc.status == 400 and exc.code == "INVALID_REQUEST" and "单号已存在" in (exc.message or "")
+    )
 
 
 def _favor_matches(sent: Mapping[str, Any], item: Mapping[str, Any]) -> bool:

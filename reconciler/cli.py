@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from reconciler import __version__
+from reconciler.commands import demo as demo_cmd
+from reconciler.commands import emulator_cmd, plan_apply, state_cmd
 from reconciler.loader import load_stocks
 from reconciler.render import diagnostics as render_diagnostics
 from reconciler.schema import stock_schema_text
@@ -70,6 +72,13 @@ def schema(output: Path | None) -> None:
     else:
         output.write_text(text, encoding="utf-8")
         click.echo(f"wrote {output}", err=True)
+
+
+cli.add_command(plan_apply.plan)
+cli.add_command(plan_apply.apply)
+cli.add_command(state_cmd.state)
+cli.add_command(emulator_cmd.emulator)
+cli.add_command(demo_cmd.demo)
 
 
 def main() -> None:

@@ -56,12 +56,16 @@ class Merchant(Strict):
     wechatpay_public_key_id: str | None = Field(default=None, pattern=r"^PUB_KEY_ID_[0-9A-Za-z]+$")
     apiv3_key: Secret | None = None
     """For platform-certificate mode (download and decrypt /v3/certificates)."""
-    rate_limits: dict[Annotated[str, Field(pattern="|".join(f"^{e}$" for e in ENDPOINTS))], RateLimitSetting] = Field(default_factory=dict)
+    rate_limits: dict[
+        Annotated[str, Field(pattern="|".join(f"^{e}$" for e in ENDPOINTS))], RateLimitSetting
+    ] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _verification(self) -> Merchant:
         if self.wechatpay_public_key is None and self.apiv3_key is None:
-            raise ValueError("give wechatpay_public_key (+ wechatpay_public_key_id) or apiv3_key: responses must be verified")
+            raise ValueError(
+                "give wechatpay_public_key (+ wechatpay_public_key_id) or apiv3_key: responses must be verified"
+            )
         if (self.wechatpay_public_key is None) != (self.wechatpay_public_key_id is None):
             raise ValueError("wechatpay_public_key and wechatpay_public_key_id go together")
         return self
@@ -126,7 +130,9 @@ class ProjectFile:
         if m is None:
             from reconciler.errors import ConfigError
 
-            raise ConfigError(f"{self.file}: merchant {mchid} has stocks but no entry under merchants; add its credentials there")
+            raise ConfigError(
+                f"{self.file}: merchant {mchid} has stocks but no entry under merchants; add its credentials there"
+            )
 
         def path(secret: Secret | None) -> Path | None:
             return None if secret is None or secret.file is None else self.root / secret.file
@@ -149,13 +155,25 @@ class ProjectFile:
         )
 
 
-def load_project(path: Path, display: str | None = None) -> tuple[ProjectFile | None, list[Diagnostic]]:
+def load_project(
+    path: Path, display: str | None = None
+) -> tuple[ProjectFile | None, list[Diagnostic]]:
     """Read and validate a project file with the same diagnostics as stock files."""
     file = display or path.name
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        return None, [Diagnostic(file, 0, 0, Severity.ERROR, (), f"cannot read the project file: {exc.strerror}", "unreadable")]
+        return None, [
+            Diagnostic(
+                file,
+                0,
+                0,
+                Severity.ERROR,
+                (),
+                f"cannot read the project file: {exc.strerror}",
+                "unreadable",
+            )
+        ]
     doc = read_document(raw, file)
     if doc.data is None:
         return None, doc.diagnostics

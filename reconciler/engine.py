@@ -33,7 +33,9 @@ class PlanInvalid(ReconcilerError):
     """The stock files or project file have errors; nothing can be planned."""
 
     def __init__(self, diagnostics: list[Diagnostic]) -> None:
-        super().__init__(f"{sum(1 for d in diagnostics if d.severity.value == 'error')} error(s) in the stock or project files")
+        super().__init__(
+            f"{sum(1 for d in diagnostics if d.severity.value == 'error')} error(s) in the stock or project files"
+        )
         self.diagnostics = diagnostics
 
 
@@ -52,7 +54,9 @@ class Context:
 
 def open_context(project: ProjectFile, runtime: Runtime) -> Context:
     if runtime.shifted and not is_loopback(project.project.api.base_url):
-        raise ConfigError("RECONCILER_NOW shifts the clock, which only works against a local emulator; unset it to talk to WeChat Pay")
+        raise ConfigError(
+            "RECONCILER_NOW shifts the clock, which only works against a local emulator; unset it to talk to WeChat Pay"
+        )
     loaded = load_stocks([project.stocks_dir], base=project.root)
     if not loaded.ok:
         raise PlanInvalid(loaded.diagnostics)
@@ -90,7 +94,9 @@ def clients_for(ctx: Context, merchants: Sequence[str]) -> dict[str, WeChatPayCl
     return out
 
 
-def refresh_targets(state: State, desired: Sequence[LoadedStock], mode: str, now: datetime) -> list[str]:
+def refresh_targets(
+    state: State, desired: Sequence[LoadedStock], mode: str, now: datetime
+) -> list[str]:
     """Which recorded stocks to query: by default those that can still change (not ended)."""
     if mode == "none":
         return []
@@ -104,7 +110,9 @@ def refresh_targets(state: State, desired: Sequence[LoadedStock], mode: str, now
     return sorted(out)
 
 
-def refresh(ctx: Context, state: State, ids: Sequence[str], clients: Mapping[str, WeChatPayClient]) -> dict[str, dict[str, Any]]:
+def refresh(
+    ctx: Context, state: State, ids: Sequence[str], clients: Mapping[str, WeChatPayClient]
+) -> dict[str, dict[str, Any]]:
     """Query the details of `ids` concurrently (bounded by the clients' concurrency)."""
 
     def one(stock_id: str) -> tuple[str, dict[str, Any]]:
@@ -123,7 +131,9 @@ def refresh(ctx: Context, state: State, ids: Sequence[str], clients: Mapping[str
         return dict(pool.map(one, ids))
 
 
-def plan(ctx: Context, refresh_mode: str = "changing", refresh_note: str = "") -> tuple[Plan, State]:
+def plan(
+    ctx: Context, refresh_mode: str = "changing", refresh_note: str = ""
+) -> tuple[Plan, State]:
     state = ctx.store.load(create_if_missing=True)
     now = ctx.runtime.clock.now()
     ids = refresh_targets(state, ctx.desired, refresh_mode, now)
@@ -146,7 +156,9 @@ def plan(ctx: Context, refresh_mode: str = "changing", refresh_note: str = "") -
             refresh_note=refresh_note,
             desired_digest=desired_digest(ctx.desired),
             tool_version=__version__,
-            rate_limits={m.mchid: ctx.project.rate_limits(m.mchid) for m in ctx.project.project.merchants},
+            rate_limits={
+                m.mchid: ctx.project.rate_limits(m.mchid) for m in ctx.project.project.merchants
+            },
         )
     )
     return result, state
@@ -159,24 +171,36 @@ def load_plan_file(path: Path) -> Plan:
         checksum = data.pop("checksum", None)
         saved = Plan.from_data(data)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path}: not a readable reconciler plan ({type(exc).__name__}: {exc}); make a new one with `reconciler plan --out {path}`") from None
+        raise ConfigError(
+            f"{path}: not a readable reconciler plan ({type(exc).__name__}: {exc}); make a new one with `reconciler plan --out {path}`"
+        ) from None
     if checksum != saved.checksum():
-        raise ConfigError(f"{path}: the plan's checksum does not match its content (edited or truncated); make a new plan")
+        raise ConfigError(
+            f"{path}: the plan's checksum does not match its content (edited or truncated); make a new plan"
+        )
     return saved
 
 
-def check_fresh(saved: Plan, state: State, digest: str, now: datetime, max_age_minutes: int) -> None:
+def check_fresh(
+    saved: Plan, state: State, digest: str, now: datetime, max_age_minutes: int
+) -> None:
     """Refuse a saved plan whose inputs moved since it was made."""
     problems = []
     if not (saved.state_serial == 0 and state.serial == 0):
         if saved.state_lineage != state.lineage:
-            problems.append(f"the state is a different lineage ({state.lineage}, the plan was made from {saved.state_lineage})")
+            problems.append(
+                f"the state is a different lineage ({state.lineage}, the plan was made from {saved.state_lineage})"
+            )
         elif saved.state_serial != state.serial:
-            problems.append(f"the state moved from serial {saved.state_serial} to {state.serial} since the plan was made")
+            problems.append(
+                f"the state moved from serial {saved.state_serial} to {state.serial} since the plan was made"
+            )
     if saved.desired_digest != digest:
         problems.append("the stock files changed since the plan was made")
     made = datetime.fromisoformat(saved.created_at)
     if now - made > timedelta(minutes=max_age_minutes):
-        problems.append(f"the plan is older than {max_age_minutes} minutes (made {saved.created_at})")
+        problems.append(
+            f"the plan is older than {max_age_minutes} minutes (made {saved.created_at})"
+        )
     if problems:
         raise StateError("stale plan: " + "; ".join(problems) + ". Make a new plan and review it.")

@@ -8,16 +8,35 @@ that are sets compared as sets, and fields that move on their own reported as fa
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
 from reconciler.spec.common import parse_rfc3339
 
 MONEY_FIELDS = frozenset(
-    {"max_amount", "max_amount_by_day", "coupon_amount", "transaction_minimum", "discount_amount", "exchange_price", "discount_amount_max"}
+    {
+        "max_amount",
+        "max_amount_by_day",
+        "coupon_amount",
+        "transaction_minimum",
+        "discount_amount",
+        "exchange_price",
+        "discount_amount_max",
+    }
 )
-SET_LISTS = frozenset({"goods_tag", "trade_type", "available_merchants", "available_items", "week_day", "available_week_day", "limit_pay", "bin"})
+SET_LISTS = frozenset(
+    {
+        "goods_tag",
+        "trade_type",
+        "available_merchants",
+        "available_items",
+        "week_day",
+        "available_week_day",
+        "limit_pay",
+        "bin",
+    }
+)
 
 # favor: create-body path -> detail-response path, for every field the detail shows.
 FAVOR_OBSERVABLE: dict[str, str] = {
@@ -78,8 +97,11 @@ def normalise(path: str, value: Any) -> Any:
     return value
 
 
-def observable_pairs(kind: str, body: Mapping[str, Any], detail: Mapping[str, Any]) -> Iterator[tuple[str, Any, Any]]:
+def observable_pairs(
+    kind: str, body: Mapping[str, Any], detail: Mapping[str, Any]
+) -> Iterator[tuple[str, Any, Any]]:
     """(create path, sent value, observed value) for every field both sides show."""
+    pairs: Iterable[tuple[str, str]]
     if kind == "favor":
         pairs = FAVOR_OBSERVABLE.items()
     else:
@@ -91,9 +113,15 @@ def observable_pairs(kind: str, body: Mapping[str, Any], detail: Mapping[str, An
             yield create_path, sent, seen
 
 
-def drifted(kind: str, body: Mapping[str, Any], detail: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+def drifted(
+    kind: str, body: Mapping[str, Any], detail: Mapping[str, Any]
+) -> list[tuple[str, Any, Any]]:
     """Fields whose observed value differs from what was applied: (path, observed, applied)."""
-    return [(p, seen, sent) for p, sent, seen in observable_pairs(kind, body, detail) if normalise(p, sent) != normalise(p, seen)]
+    return [
+        (p, seen, sent)
+        for p, sent, seen in observable_pairs(kind, body, detail)
+        if normalise(p, sent) != normalise(p, seen)
+    ]
 
 
 def facts(kind: str, detail: Mapping[str, Any]) -> dict[str, Any]:
@@ -103,7 +131,11 @@ def facts(kind: str, detail: Mapping[str, Any]) -> dict[str, Any]:
 
 def ended(kind: str, body: Mapping[str, Any], now: datetime) -> bool:
     """Whether the stock's usable window is over (it can no longer change)."""
-    path = "available_end_time" if kind == "favor" else "coupon_use_rule.coupon_available_time.available_end_time"
+    path = (
+        "available_end_time"
+        if kind == "favor"
+        else "coupon_use_rule.coupon_available_time.available_end_time"
+    )
     found, value = get_path(body, path)
     if not found or not isinstance(value, str):
         return False

@@ -58,11 +58,19 @@ class FieldChange:
     note: str = ""
 
     def to_data(self) -> dict[str, Any]:
-        return {"path": self.path, "before": self.before, "after": self.after, "money": self.money, "note": self.note}
+        return {
+            "path": self.path,
+            "before": self.before,
+            "after": self.after,
+            "money": self.money,
+            "note": self.note,
+        }
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> FieldChange:
-        return cls(data["path"], data["before"], data["after"], bool(data["money"]), str(data["note"]))
+        return cls(
+            data["path"], data["before"], data["after"], bool(data["money"]), str(data["note"])
+        )
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,12 @@ class Operation:
     stock_id: str | None = None
 
     def to_data(self) -> dict[str, Any]:
-        return {"name": self.name, "body": self.body, "request_no": self.request_no, "stock_id": self.stock_id}
+        return {
+            "name": self.name,
+            "body": self.body,
+            "request_no": self.request_no,
+            "stock_id": self.stock_id,
+        }
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Operation:
@@ -221,7 +234,9 @@ class Plan:
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Plan:
         if data.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"plan format_version {data.get('format_version')!r} is not {FORMAT_VERSION}")
+            raise ValueError(
+                f"plan format_version {data.get('format_version')!r} is not {FORMAT_VERSION}"
+            )
         return cls(
             created_at=data["created_at"],
             tool_version=data["tool_version"],
@@ -232,7 +247,13 @@ class Plan:
             refresh_note=data.get("refresh_note", ""),
             changes=tuple(Change.from_data(c) for c in data["changes"]),
             totals=tuple(
-                MerchantTotals(t["merchant"], t["creates"], t["create_budget_fen"], t["updates"], t["estimated_seconds"])
+                MerchantTotals(
+                    t["merchant"],
+                    t["creates"],
+                    t["create_budget_fen"],
+                    t["updates"],
+                    t["estimated_seconds"],
+                )
                 for t in data["totals"]
             ),
             estimated_apply_seconds=data["estimated_apply_seconds"],

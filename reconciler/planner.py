@@ -16,7 +16,7 @@ from reconciler.loader import LoadedStock
 from reconciler.mapping import MONEY_FIELDS, drifted, facts, get_path, leaves
 from reconciler.money import money
 from reconciler.plan import Action, Change, FieldChange, MerchantTotals, Operation, Plan
-from reconciler.spec import creation_rules
+from reconciler.spec import FavorStock, creation_rules
 from reconciler.spec.stock import Stock
 from reconciler.state import State, StockState
 from reconciler.wechatpay.ratelimit import DEFAULT_LIMITS, Limit
@@ -28,11 +28,16 @@ MODIFIABLE: dict[str, frozenset[str] | None] = {
     "notify_config": None,
     "subsidy": None,
     "custom_entrance": frozenset({"mini_programs_info", "appid", "hall_id", "code_display_mode"}),
-    "display_pattern_info": frozenset({"description", "background_color", "coupon_image_url", "finder_info"}),
+    "display_pattern_info": frozenset(
+        {"description", "background_color", "coupon_image_url", "finder_info"}
+    ),
     "coupon_use_rule": frozenset({"use_method", "mini_programs_appid", "mini_programs_path"}),
     "stock_send_rule": frozenset({"prevent_api_abuse"}),
 }
-BUDGET_FIELDS = {"stock_send_rule.max_coupons": "max_coupons", "stock_send_rule.max_coupons_by_day": "max_coupons_by_day"}
+BUDGET_FIELDS = {
+    "stock_send_rule.max_coupons": "max_coupons",
+    "stock_send_rule.max_coupons_by_day": "max_coupons_by_day",
+}
 CREATE_OPERATION = {"favor": "favor_create", "busifavor": "busifavor_create"}
 
 
@@ -60,11 +65,10 @@ def create_body(stock: Stock, request_no: str) -> dict[str, Any]:
 
 def committed_budget(stock: Stock) -> int | None:
     """Money a create commits: favor max_amount; busifavor NORMAL discount × max_coupons."""
-    spec = stock.spec
-    if stock.kind == "favor":
-        return int(spec.stock_use_rule.max_amount)  # type: ignore[union-attr]
-    fixed = spec.coupon_use_rule.fixed_normal_coupon  # type: ignore[union-attr]
-    count = spec.stock_send_rule.max_coupons  # type: ignore[union-attr]
+    if isinstance(stock, FavorStock):
+        return int(stock.spec.stock_use_rule.max_amount)
+    fixed = stock.spec.coupon_use_rule.fixed_normal_coupon
+    count = stock.spec.stock_send_rule.max_coupons
     if fixed is None or count is None:
         return None
     return int(fixed.discount_amount) * int(count)
@@ -80,7 +84,11 @@ def _without_number(body: Mapping[str, Any]) -> dict[str, Any]:
 
 def _diff(applied: Mapping[str, Any], desired: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
     old, new = dict(leaves(_without_number(applied))), dict(leaves(_without_number(desired)))
-    return [(p, old.get(p), new.get(p)) for p in sorted(old.keys() | new.keys()) if old.get(p) != new.get(p)]
+    return [
+        (p, old.get(p), new.get(p))
+        for p in sorted(old.keys() | new.keys())
+        if old.get(p) != new.get(p)
+    ]
 
 
 def _classify(kind: str, path: str, before: Any, after: Any) -> str:
@@ -130,7 +138,13 @@ class _Planner:
 
     def _one(self, loaded: LoadedStock, orphans: list[StockState]) -> Change:
         stock = loaded.stock
-        base = {"id": stock.id, "kind": stock.kind, "merchant": stock.merchant, "file": loaded.file, "line": loaded.line}
+        base: dict[str, Any] = {
+            "id": stock.id,
+            "kind": stock.kind,
+            "merchant": stock.merchant,
+            "file": loaded.file,
+            "line": loaded.line,
+        }
         st = self.i.state.stocks.get(stock.id)
         if st is not None and (st.kind != stock.kind or st.merchant != stock.merchant):
             return Change(
@@ -138,7 +152,10 @@ class _Planner:
                 action=Action.IMMUTABLE,
                 stock_id=st.stock_id,
                 reason=f"the state has {st.id!r} as a {st.kind} stock of merchant {st.merchant}; kind and merchant cannot change",
-                fields=(FieldChange("kind", st.kind, stock.kind), FieldChange("merchant", st.merchant, stock.merchant)),
+                fields=(
+                    FieldChange("kind", st.kind, stock.kind),
+                    FieldChange("merchant", st.merchant, stock.merchant),
+                ),
                 suggestion="revert kind/merchant, or give the new stock a new id",
             )
         if st is not None and st.pending is not None:
@@ -147,12 +164,20 @@ class _Planner:
             return self._create(loaded, st, base, orphans)
         return self._existing(loaded, st, base)
 
-    def _create(self, loaded: LoadedStock, st: StockState | None, base: dict[str, Any], orphans: list[StockState]) -> Change:
+    def _create(
+        self,
+        loaded: LoadedStock,
+        st: StockState | None,
+        base: dict[str, Any],
+        orphans: list[StockState],
+    ) -> Change:
         stock = loaded.stock
         if st is not None:
             number = st.out_request_no
         else:
-            generation = max(stock.generation, self.i.state.free_generation(stock.merchant, stock.kind, stock.id))
+            generation = max(
+                stock.generation, self.i.state.free_generation(stock.merchant, stock.kind, stock.id)
+            )
             number = out_request_no(stock.merchant, stock.kind, stock.id, generation)
         body = create_body(stock, number)
         budget = committed_budget(stock)
@@ -161,7 +186,8 @@ class _Planner:
             return Change(
                 **base,
                 action=Action.BLOCKED,
-                reason="cannot be created: " + "; ".join(f"{'.'.join(map(str, f.path))}: {f.message}" for f in problems),
+                reason="cannot be created: "
+                + "; ".join(f"{'.'.join(map(str, f.path))}: {f.message}" for f in problems),
                 budget_fen=budget,
                 suggestion="move the stock's times forward (the begin time must be now or later, at most 365 days ahead)",
             )
@@ -176,13 +202,11 @@ class _Planner:
                         reason=f"same body as {orphan.id!r}, which is in the state but has no file any more: probably a renamed id; creating would make a second stock",
                         suggestion=f"reconciler state mv {orphan.id} {stock.id}",
                     )
-        fields = tuple(_field(p, None, v) for p, v in leaves(_without_number(body)))
         what = f"commits {money(budget)}" if budget is not None else "budget not stated by the API"
         return Change(
             **base,
             action=Action.CREATE,
             reason=f"no {stock.kind} stock with this id yet; {what}",
-            fields=fields,
             operations=(Operation(CREATE_OPERATION[stock.kind], body, number),),
             budget_fen=budget,
         )
@@ -200,7 +224,12 @@ class _Planner:
                     reason=f"WeChat Pay says {pending.request_no} was already used, but busifavor has no list endpoint to find the stock it created",
                     suggestion=f"find the stock_id in 商户平台 (营销中心 → 商家券), then: reconciler state import {st.id} <stock_id>",
                 )
-            note = "" if _without_number(sent) == _without_number(create_body(loaded.stock, st.out_request_no)) else "; the file changed since, the recorded body is resent unchanged (the change shows after)"
+            note = (
+                ""
+                if _without_number(sent)
+                == _without_number(create_body(loaded.stock, st.out_request_no))
+                else "; the file changed since, the recorded body is resent unchanged (the change shows after)"
+            )
             return Change(
                 **base,
                 action=Action.RECOVER,
@@ -210,7 +239,13 @@ class _Planner:
             )
         change = self._existing(loaded, st, base)
         if change.action is Action.UPDATE:
-            return Change(**{**change.__dict__, "action": Action.RECOVER, "reason": f"an interrupted {pending.action} is resent; " + change.reason})
+            return Change(
+                **{
+                    **change.__dict__,
+                    "action": Action.RECOVER,
+                    "reason": f"an interrupted {pending.action} is resent; " + change.reason,
+                }
+            )
         return change
 
     def _existing(self, loaded: LoadedStock, st: StockState, base: dict[str, Any]) -> Change:
@@ -220,15 +255,29 @@ class _Planner:
         known = observed if observed is not None else (st.observed or {})
         fact = facts(stock.kind, known)
         if applied is None:  # imported: the observed details are all we know
-            return Change(**base, action=Action.NOOP, stock_id=st.stock_id, reason="imported stock; nothing recorded to compare", facts=fact)
+            return Change(
+                **base,
+                action=Action.NOOP,
+                stock_id=st.stock_id,
+                reason="imported stock; nothing recorded to compare",
+                facts=fact,
+            )
         desired = create_body(stock, st.out_request_no)
         diffs = _diff(applied, desired)
-        groups: dict[str, list[tuple[str, Any, Any]]] = {"immutable": [], "modify": [], "budget": []}
+        groups: dict[str, list[tuple[str, Any, Any]]] = {
+            "immutable": [],
+            "modify": [],
+            "budget": [],
+        }
         for path, before, after in diffs:
             groups[_classify(stock.kind, path, before, after)].append((path, before, after))
         if groups["immutable"]:
             names = ", ".join(p for p, _, _ in groups["immutable"])
-            why = "代金券 (favor) stocks cannot be modified after creation" if stock.kind == "favor" else "WeChat Pay does not allow changing these fields after creation"
+            why = (
+                "代金券 (favor) stocks cannot be modified after creation"
+                if stock.kind == "favor"
+                else "WeChat Pay does not allow changing these fields after creation"
+            )
             return Change(
                 **base,
                 action=Action.IMMUTABLE,
@@ -251,7 +300,9 @@ class _Planner:
                     fields=tuple(_field(p, seen, sent) for p, seen, sent in drift),
                     facts=fact,
                 )
-        return Change(**base, action=Action.NOOP, stock_id=st.stock_id, reason="in sync", facts=fact)
+        return Change(
+            **base, action=Action.NOOP, stock_id=st.stock_id, reason="in sync", facts=fact
+        )
 
     def _update(
         self,
@@ -274,26 +325,52 @@ class _Planner:
                 if isinstance(value, dict) and allowed is not None:
                     value = {k: v for k, v in value.items() if k in allowed}
                 change[top] = value
-            number = update_request_no(stock.merchant, stock.kind, stock.id, "modify", body_digest(change), st.generation)
-            ops.append(Operation("busifavor_modify", {**change, "out_request_no": number}, number, st.stock_id))
+            number = update_request_no(
+                stock.merchant, stock.kind, stock.id, "modify", body_digest(change), st.generation
+            )
+            ops.append(
+                Operation(
+                    "busifavor_modify", {**change, "out_request_no": number}, number, st.stock_id
+                )
+            )
         for path, before, after in groups["budget"]:
             name = BUDGET_FIELDS[path]
             found, current = get_path(known, path)
             current = current if found and isinstance(current, int) else before
             change = {f"target_{name}": after, f"current_{name}": current}
-            number = update_request_no(stock.merchant, stock.kind, stock.id, "budget", body_digest(change), st.generation)
-            ops.append(Operation("busifavor_budget", {**change, "modify_budget_request_no": number}, number, st.stock_id))
-        end_found, end = get_path(desired, "coupon_use_rule.coupon_available_time.available_end_time")
+            number = update_request_no(
+                stock.merchant, stock.kind, stock.id, "budget", body_digest(change), st.generation
+            )
+            ops.append(
+                Operation(
+                    "busifavor_budget",
+                    {**change, "modify_budget_request_no": number},
+                    number,
+                    st.stock_id,
+                )
+            )
+        end_found, end = get_path(
+            desired, "coupon_use_rule.coupon_available_time.available_end_time"
+        )
         from reconciler.spec.common import parse_rfc3339
 
         if end_found and parse_rfc3339(end) <= self.i.now:
-            return Change(**base, action=Action.BLOCKED, stock_id=st.stock_id, reason=f"the stock's validity ended at {end}; WeChat Pay accepts changes only before it ends", facts=fact)
+            return Change(
+                **base,
+                action=Action.BLOCKED,
+                stock_id=st.stock_id,
+                reason=f"the stock's validity ended at {end}; WeChat Pay accepts changes only before it ends",
+                facts=fact,
+            )
         fields = tuple(_field(p, b, a) for p, b, a in groups["modify"] + groups["budget"])
         return Change(
             **base,
             action=Action.UPDATE,
             stock_id=st.stock_id,
-            reason=", ".join(f"{'modify' if o.name.endswith('modify') else 'budget'} ({o.request_no})" for o in ops),
+            reason=", ".join(
+                f"{'modify' if o.name.endswith('modify') else 'budget'} ({o.request_no})"
+                for o in ops
+            ),
             fields=fields,
             operations=tuple(ops),
             facts=fact,
@@ -305,7 +382,15 @@ class _Planner:
             reason = f"no file any more, and a {st.pending.action} is still pending; restore the file and run apply to settle it"
         else:
             reason = "in the state but no file any more; stocks cannot be deleted, so nothing is done (pause it in the merchant platform if needed, or `reconciler state rm` to stop tracking it)"
-        return Change(id=st.id, kind=st.kind, merchant=st.merchant, action=Action.ORPHAN, stock_id=st.stock_id, reason=reason, facts=facts(st.kind, known))
+        return Change(
+            id=st.id,
+            kind=st.kind,
+            merchant=st.merchant,
+            action=Action.ORPHAN,
+            stock_id=st.stock_id,
+            reason=reason,
+            facts=facts(st.kind, known),
+        )
 
     # --- totals ----------------------------------------------------------------------------
 
@@ -313,8 +398,18 @@ class _Planner:
         out = []
         for merchant in sorted({c.merchant for c in self.changes}):
             mine = [c for c in self.changes if c.merchant == merchant]
-            creates = [c for c in mine if c.action is Action.CREATE or (c.action is Action.RECOVER and any(o.name.endswith("create") for o in c.operations))]
-            updates = [c for c in mine if c.action in (Action.UPDATE, Action.RECOVER) and c not in creates]
+            creates = [
+                c
+                for c in mine
+                if c.action is Action.CREATE
+                or (
+                    c.action is Action.RECOVER
+                    and any(o.name.endswith("create") for o in c.operations)
+                )
+            ]
+            updates = [
+                c for c in mine if c.action in (Action.UPDATE, Action.RECOVER) and c not in creates
+            ]
             counts: dict[str, int] = {}
             for c in creates + updates:
                 for o in c.operations:

@@ -25,7 +25,9 @@ class Clock:
     check request timestamps against their own clock.
     """
 
-    def __init__(self, offset_seconds: float = 0.0, source: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, offset_seconds: float = 0.0, source: Callable[[], float] = time.time
+    ) -> None:
         self.offset = offset_seconds
         self._source = source
 

@@ -21,7 +21,9 @@ MAX_CLOCK_SKEW_SECONDS = 300
 _AUTH_PARAM = re.compile(r'\s*([a-z_]+)="([^"]*)"\s*')
 
 
-def request_message(method: str, target: str, timestamp: int | str, nonce: str, body: bytes) -> bytes:
+def request_message(
+    method: str, target: str, timestamp: int | str, nonce: str, body: bytes
+) -> bytes:
     """The five-line request message: method, path with query as sent, seconds, nonce, body.
 
     `target` is the request target exactly as it goes on the wire (httpx's `url.raw_path`),
@@ -62,7 +64,9 @@ def verify(public_key: rsa.RSAPublicKey, message: bytes, signature: str) -> bool
     return True
 
 
-def authorization(mchid: str, serial_no: str, timestamp: int | str, nonce: str, signature: str) -> str:
+def authorization(
+    mchid: str, serial_no: str, timestamp: int | str, nonce: str, signature: str
+) -> str:
     """The `Authorization` header value (parameter order is free; this one is fixed)."""
     return (
         f'{SCHEME} mchid="{mchid}",nonce_str="{nonce}",signature="{signature}",'

@@ -14,6 +14,7 @@ from typing import Protocol
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from reconciler.errors import ApiError
 from reconciler.wechatpay import signing
 from reconciler.wechatpay.auth import Clock
 from reconciler.wechatpay.credentials import PUBLIC_KEY_ID_PREFIX, MerchantCredentials
@@ -155,18 +156,25 @@ class ResponseVerifier:
         )
 
     def check_optional(self, response: httpx.Response) -> bool | None:
-        """For non-2xx answers: True/False when signed with a key we hold, else None."""
+        """For non-2xx answers: True/False when signed with a key we can get, else None.
+
+        A new platform serial may trigger the one certificate download of this call; if
+        that download fails the answer simply stays unchecked.
+        """
         if not has_signature(response.headers):
             return None
-        serial = response.headers["Wechatpay-Serial"]
-        if self._key(serial, refresh=False) is None:
+        try:
+            key = self._key(response.headers["Wechatpay-Serial"], refresh=True)
+        except ApiError:
+            return None
+        if key is None:
             return None
         try:
             check_signature(
                 response.headers,
                 response.content,
                 now=self._clock(),
-                lookup=lambda s: self._key(s, refresh=False),
+                lookup=lambda _: key,
                 context=Context.of(response),
             )
         except ResponseVerificationError:
