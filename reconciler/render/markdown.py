@@ -48,9 +48,10 @@ def md(text: str) -> str:
     return "".join(_MD.get(ch, ch) for ch in clean(text))
 
 
-def code(text: str) -> str:
-    """An inline code span that no backtick in `text` can close; `|` escaped for tables."""
-    body = clean(text).replace("|", "\\|")
+def code(text: str, *, table: bool = False) -> str:
+    """An inline code span that no backtick in `text` can close. In a table cell `|` must be
+    escaped even inside code (GitHub drops the backslash there, and shows it elsewhere)."""
+    body = clean(text).replace("|", "\\|") if table else clean(text)
     fence = "`" * (max((len(run) for run in re.findall("`+", body)), default=0) + 1)
     pad = " " if body.startswith("`") or body.endswith("`") else ""
     return f"{fence}{pad}{body}{pad}{fence}"
@@ -61,7 +62,7 @@ def _cell(value: object, is_money: bool) -> str:
         return "—"
     if is_money and isinstance(value, int) and not isinstance(value, bool):
         return money(value)
-    return code(value_text(value))
+    return code(value_text(value), table=True)
 
 
 def _short(path: str) -> str:
@@ -73,13 +74,13 @@ def _row(c: Change) -> str:
     if c.is_error:
         action = f"**{action}**"
     if c.fields:
-        paths = [code(_short(f.path)) for f in c.fields[:_FIELDS_IN_ROW]]
+        paths = [code(_short(f.path), table=True) for f in c.fields[:_FIELDS_IN_ROW]]
         more = len(c.fields) - _FIELDS_IN_ROW
         what = ", ".join(paths) + (f" +{more} more" if more > 0 else "")
     else:
         what = md(c.reason)
     budget = money(c.budget_fen) if c.budget_fen is not None else "—"
-    cells = [action, code(c.id), kind_label(c.kind), md(c.merchant), what, budget]
+    cells = [action, code(c.id, table=True), kind_label(c.kind), md(c.merchant), what, budget]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -111,14 +112,17 @@ def _details(c: Change) -> str:
         parts.append(" · ".join(where))
     rows = [
         (
-            code(_short(f.path)) + (f"<br>_{md(f.note)}_" if f.note else ""),
+            code(f.path, table=True) + (f"<br>_{md(f.note)}_" if f.note else ""),
             f.before,
             f.after,
             f.money,
         )
         for f in c.fields
     ]
-    rows += [(code(path), None, value, is_money) for path, value, is_money in create_fields(c)]
+    rows += [
+        (code(path, table=True), None, value, is_money)
+        for path, value, is_money in create_fields(c)
+    ]
     if rows:
         table = ["| field | before | after |", "|---|---|---|"]
         table += [f"| {p} | {_cell(b, m)} | {_cell(a, m)} |" for p, b, a, m in rows]

@@ -250,6 +250,6 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
         if change.action is not Action.NOOP:
             lines += ["", *_stock(change, color)]
     if errors:
-        refusal = f"{plural(errors, 'error')}: apply refuses this plan until they are fixed."
+        refusal = f"Apply refuses this plan: {plural(errors, 'error')} to fix first."
         lines += ["", _paint(refusal, _RED, color)]
     return "\n".join(lines) + "\n"
