@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -17,12 +17,15 @@ from reconciler.spec.stock import Mchid
 from reconciler.validation import validate_model
 from reconciler.wechatpay.client import DEFAULT_BASE_URL
 from reconciler.wechatpay.credentials import MerchantCredentials, load_merchant_credentials
-from reconciler.wechatpay.ratelimit import DEFAULT_LIMITS, Limit
+from reconciler.wechatpay.ratelimit import Limit
 from reconciler.yamlsource import read_document
 
 PROJECT_FILE = "reconciler.yaml"
 BACKUP_BASE_URL = "https://api2.mch.weixin.qq.com"
-ENDPOINTS = tuple(sorted(DEFAULT_LIMITS))
+EndpointName = Literal[
+    "favor_create", "favor_detail", "favor_list", "favor_start", "favor_pause", "favor_restart",
+    "busifavor_create", "busifavor_detail", "busifavor_modify", "busifavor_budget", "certificates",
+]  # fmt: skip
 
 
 class Secret(Strict):
@@ -56,9 +59,8 @@ class Merchant(Strict):
     wechatpay_public_key_id: str | None = Field(default=None, pattern=r"^PUB_KEY_ID_[0-9A-Za-z]+$")
     apiv3_key: Secret | None = None
     """For platform-certificate mode (download and decrypt /v3/certificates)."""
-    rate_limits: dict[
-        Annotated[str, Field(pattern="|".join(f"^{e}$" for e in ENDPOINTS))], RateLimitSetting
-    ] = Field(default_factory=dict)
+    rate_limits: dict[EndpointName, RateLimitSetting] = Field(default_factory=dict)
+    """Overrides of the documented per-merchant limits, by endpoint."""
 
     @model_validator(mode="after")
     def _verification(self) -> Merchant:

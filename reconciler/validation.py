@@ -50,8 +50,12 @@ def findings_to_diagnostics(doc: Document, findings: Iterable[Finding]) -> list[
 
 
 def _diagnostic(model: type[BaseModel], doc: Document, prefix: FieldPath, err: Any) -> Diagnostic:
+    raw_loc = tuple(err["loc"])
+    on_key = bool(raw_loc) and raw_loc[-1] == "[key]"
     loc: FieldPath = prefix + tuple(
-        p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+        p
+        for p in err["loc"]
+        if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]"))
     )
     kind: str = err["type"]
     got = _describe(err.get("input"))
@@ -80,7 +84,9 @@ def _diagnostic(model: type[BaseModel], doc: Document, prefix: FieldPath, err: A
         message = str(err["ctx"]["error"])
     else:
         message = f"{err['msg'][0].lower()}{err['msg'][1:]}; got {got}"
-    line, col = doc.locate(loc, key=False)
+    if on_key:
+        message = f"{loc[-1]!r} is not allowed here: {message}"
+    line, col = doc.locate(loc, key=on_key)
     return Diagnostic(doc.file, line, col, Severity.ERROR, loc, message, kind)
 
 
