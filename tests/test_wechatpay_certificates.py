@@ -22,6 +22,7 @@ from test_wechatpay_support import (
 
 from reconciler.wechatpay.certificates import decrypt_certificate, parse_certificate_list
 from reconciler.wechatpay.errors import (
+    ApiResponseError,
     CertificateUnavailableError,
     CredentialError,
     ResponseVerificationError,
@@ -143,6 +144,20 @@ def test_certificate_download_failure_is_explained() -> None:
     message = str(e.value)
     assert "downloading the platform certificates failed" in message
     assert "404 RESOURCE_NOT_EXISTS: 无可用的平台证书" in message
+
+
+def test_error_answers_during_a_download_never_start_another_download() -> None:
+    fake = FakeWeChatPay(signer="0BADBEEF")
+    fake.certificate_reply = Reply(status=401, json={"code": "SIGN_ERROR"}, serial="0BADBEEF")
+    fake.script(Reply(status=404, json={"code": "RESOURCE_NOT_EXISTS"}, key="platform-0BADBEEF"))
+    with client_for(fake, "certificates") as client:
+        with pytest.raises(ApiResponseError) as info:
+            client.busifavor_detail("77")
+        assert info.value.signature_verified is None
+        assert fake.certificate_downloads == 1
+        with pytest.raises(ApiResponseError, match="SIGN_ERROR"):
+            client.refresh_certificates()
+    assert fake.certificate_downloads == 2
 
 
 def test_threads_meeting_a_new_serial_download_once() -> None:

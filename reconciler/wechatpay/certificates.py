@@ -101,7 +101,10 @@ class PlatformCertificates:
         self._generation = 0
         self._state = threading.Lock()
         # Serialises downloads so that many threads meeting a new serial download it once.
-        self._download = threading.Lock()
+        # Re-entrant, with a depth count, so that checking the download's own answer can
+        # never start a second download from inside the first.
+        self._download = threading.RLock()
+        self._downloading = 0
 
     def __repr__(self) -> str:
         return f"PlatformCertificates(serials={self.serials()!r})"
@@ -127,7 +130,7 @@ class PlatformCertificates:
             return key
         with self._download:
             with self._state:
-                if self._generation != seen:
+                if self._generation != seen or self._downloading:
                     return self._keys.get(serial)
             try:
                 self.refresh()
@@ -141,6 +144,14 @@ class PlatformCertificates:
 
     def refresh(self) -> None:
         """Download, verify and decrypt the certificate list, replacing the known keys."""
+        with self._download:
+            self._downloading += 1
+            try:
+                self._refresh()
+            finally:
+                self._downloading -= 1
+
+    def _refresh(self) -> None:
         response = self._fetch()
         context = Context.of(response)
         try:
