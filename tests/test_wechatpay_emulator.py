@@ -364,6 +364,7 @@ def test_a_closed_server_is_a_transport_error(keys: WechatPayKeys) -> None:
             credentials_for("public_key", emulator),
             base_url=base_url,
             clock=lambda: NOW,
+            rate_limiter=unpaced(),
             sleep=sleeps,
             retry=RetryPolicy(max_attempts=3),
         ) as client,
