@@ -250,8 +250,9 @@ def test_retry_after_is_honoured() -> None:
 def test_unexpected_success_bodies_are_errors(reply: Reply, problem: str) -> None:
     fake = FakeWeChatPay()
     fake.script(reply)
-    with client_for(fake) as client, pytest.raises(UnexpectedResponseError, match=problem):
+    with client_for(fake) as client, pytest.raises(UnexpectedResponseError, match=problem) as e:
         client.favor_create(FAVOR_BODY)
+    assert e.value.request_id == "08F4A3B2C1-REQ"
 
 
 def test_pacing_is_applied_per_attempt_with_the_injected_clock() -> None:

@@ -105,6 +105,9 @@ def test_non_numeric_timestamp_is_rejected() -> None:
     )
     with pytest.raises(ResponseVerificationError, match="'17e8' is not Unix seconds"):
         check_signature(headers, b"", now=NOW, lookup=lambda s: None, context=Context())
+    headers["Wechatpay-Timestamp"] = "9" * 5000
+    with pytest.raises(ResponseVerificationError, match="is not Unix seconds"):
+        check_signature(headers, b"", now=NOW, lookup=lambda s: None, context=Context())
 
 
 def test_empty_204_body_is_verified_over_an_empty_line() -> None:

@@ -170,19 +170,21 @@ class WeChatPayClient:
         return self._object(Call(f"favor_{action}", "POST", target, body))
 
     def _create(self, endpoint: str, target: str, body: Mapping[str, Any]) -> CreateResult:
-        call = Call(endpoint, "POST", target, json_body(body))
-        data = self._object(call)
+        response, data = self._object_response(Call(endpoint, "POST", target, json_body(body)))
         stock_id, create_time = data.get("stock_id"), data.get("create_time")
         if not isinstance(stock_id, str) or not stock_id:
             raise UnexpectedResponseError(
-                method=call.method,
+                method="POST",
                 path=target,
                 problem="no stock_id in the answer",
-                request_id=None,
+                request_id=request_id_of(response.headers),
             )
         return CreateResult(stock_id, create_time if isinstance(create_time, str) else "")
 
     def _object(self, call: Call) -> dict[str, Any]:
+        return self._object_response(call)[1]
+
+    def _object_response(self, call: Call) -> tuple[httpx.Response, dict[str, Any]]:
         response = self._session.send(call)
         try:
             data = response.json() if response.content else None
@@ -195,7 +197,7 @@ class WeChatPayClient:
                 problem="a body that is not a JSON object",
                 request_id=request_id_of(response.headers),
             )
-        return data
+        return response, data
 
 
 def _segment(value: str) -> str:

@@ -99,7 +99,8 @@ def check_signature(
             serial=serial,
             request_id=context.request_id,
         )
-    if not timestamp.isdigit():
+    # Bounded and ASCII before int(): a hostile header must not reach int()'s digit limit.
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
         raise context.error(f"Wechatpay-Timestamp {timestamp[:20]!r} is not Unix seconds", serial)
     skew = abs(now - int(timestamp))
     if skew > signing.MAX_CLOCK_SKEW_SECONDS:
