@@ -95,7 +95,9 @@ class Session:
         if credentials.apiv3_key is not None:
             self._certificates = PlatformCertificates(
                 credentials.apiv3_key,
-                lambda: self.send(Call("certificates", "GET", CERTIFICATES_PATH), verify=False),
+                lambda: self.send(
+                    Call("certificates", "GET", CERTIFICATES_PATH), store_verifies=True
+                ),
                 clock=clock,
                 max_age_seconds=certificate_max_age,
             )
@@ -109,11 +111,13 @@ class Session:
             raise ValueError("this merchant has no APIv3 key, so it uses no platform certificates")
         self._certificates.refresh()
 
-    def send(self, call: Call, *, verify: bool = True) -> httpx.Response:
+    def send(self, call: Call, *, store_verifies: bool = False) -> httpx.Response:
         """The verified 2xx response to `call`, after retries; errors as `ApiError`s.
 
-        `verify=False` is only for the certificate download, which its store verifies.
+        `store_verifies` is only for the certificate download: its signature can only be
+        checked with the certificates inside it, so the certificate store checks it.
         """
+        verify = not store_verifies
         reached = False  # whether any attempt may have reached WeChat Pay
         attempt = 0
         while True:
