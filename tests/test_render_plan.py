@@ -331,7 +331,7 @@ def test_text_shows_control_characters_instead_of_obeying_them() -> None:
 
 
 def test_empty_plan() -> None:
-    plan = replace(sample_plan(), changes=tuple(noop(f"s-{i}") for i in range(12)), totals=())
+    plan = replace(sample_plan(), changes=tuple(noop(f"s-{i}") for i in range(12)))
     text = render_text(plan)
     assert text.splitlines()[0] == "No changes. 12 stocks in sync."
     assert "s-0" not in text and "Per merchant" not in text
@@ -340,6 +340,7 @@ def test_empty_plan() -> None:
         "<!-- reconciler:plan -->\n## reconciler plan\n\n**No changes. 12 stocks in sync.**\n"
     )
     assert "<details>" not in markdown and "| action |" not in markdown
+    assert "Per merchant" not in markdown
 
 
 @pytest.mark.parametrize(

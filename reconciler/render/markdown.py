@@ -253,7 +253,7 @@ def render_markdown(
         errors=[_error_item(c) for c in shown if c.is_error],
         changes=shown,
         rows=[_row(c) for c in shown],
-        totals=_totals(plan),
+        totals=_totals(plan) if shown else "",
         details=[_details(c) for c in shown],
     )
     n = len(shown)

@@ -239,7 +239,8 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
     if plan.refresh_note:
         meta += f" ({clean(plan.refresh_note)})"
     lines.append(meta)
-    if plan.totals:
+    # A plan with nothing to show has no totals worth reading.
+    if plan.totals and any(c.action is not Action.NOOP for c in plan.changes):
         lines += ["", "Per merchant:"]
         lines += [f"  {merchant_line(t)}" for t in plan.totals]
         lines.append(
