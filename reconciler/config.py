@@ -88,8 +88,8 @@ class Project(Strict):
     state: str = ".reconciler/state.json"
     """State file, relative to this file."""
     api: Api = Api()
-    concurrency: int = Field(default=8, ge=1, le=64)
-    """Requests in flight at once, per merchant."""
+    concurrency: int = Field(default=16, ge=1, le=64)
+    """Requests in flight at once, per merchant (the rate limits still apply)."""
     plan_max_age_minutes: int = Field(default=24 * 60, ge=1)
     """A saved plan older than this is refused by apply."""
     merchants: list[Merchant] = Field(default_factory=list)
