@@ -41,8 +41,10 @@ def write_stocks(directory: Path, count: int, kinds: str = "mixed") -> None:
         (sub / f"stock-{i:06d}.yaml").write_text(text, encoding="utf-8")
 
 
-def emulator(root: Path, clock: Clock, settings: EmulatorSettings | None = None) -> tuple[Emulator, DemoMerchant]:
-    emu = Emulator(settings or EmulatorSettings(), clock=clock.time)
+def emulator(
+    root: Path, clock: Clock, settings: EmulatorSettings | None = None, data_path: Path | None = None
+) -> tuple[Emulator, DemoMerchant]:
+    emu = Emulator(settings or EmulatorSettings(), clock=clock.time, data_path=data_path)
     merchant = DemoMerchant.generate("1900000001")
     merchant.register(emu)
     keys = root / "keys"

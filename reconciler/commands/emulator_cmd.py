@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from reconciler.emulator import Emulator, EmulatorSettings
+from reconciler.emulator import Emulator, EmulatorSettings, Faults
 from reconciler.runtime import Runtime
 
 
@@ -27,13 +27,14 @@ from reconciler.runtime import Runtime
     show_default=True,
     help="What a reused out_request_no gets (UNCONFIRMED for the real API).",
 )
-def emulator(port: int, host: str, data_path: Path | None, reuse: str) -> None:
+@click.option("--latency-ms", type=int, default=0, show_default=True, help="Added to every answer (after the work is done).")
+def emulator(port: int, host: str, data_path: Path | None, reuse: str, latency_ms: int) -> None:
     """Serve a local WeChat Pay that signs, verifies and validates like the documented API.
 
     Prints `listening on <url>` once ready. The clock follows RECONCILER_NOW when set.
     """
     runtime = Runtime.from_environment()
-    settings = EmulatorSettings(out_request_no_reuse=reuse)  # type: ignore[arg-type]
+    settings = EmulatorSettings(out_request_no_reuse=reuse, faults=Faults(latency_ms=latency_ms))  # type: ignore[arg-type]
     emu = Emulator(settings, clock=runtime.clock.time, data_path=data_path)
     with emu.serve(host, port) as server:
         click.echo(
