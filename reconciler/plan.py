@@ -163,8 +163,9 @@ class MerchantTotals:
     creates: int
     create_budget_fen: int
     updates: int
-    estimated_seconds: float
-    """Time apply needs for this merchant's requests under its rate limits."""
+    estimated_seconds: int
+    """Whole seconds apply needs for this merchant's requests under its rate limits (an
+    integer, so the checksummed document has no float formatting to disagree about)."""
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ class Plan:
     """"changing" (default), "all" or "none": which stocks were queried before planning."""
     changes: tuple[Change, ...]
     totals: tuple[MerchantTotals, ...] = ()
-    estimated_apply_seconds: float = 0.0
+    estimated_apply_seconds: int = 0
     """Merchants run in parallel, so this is the slowest merchant's time."""
     refresh_note: str = ""
     """Why the refresh was limited (e.g. a fork pull request without credentials)."""

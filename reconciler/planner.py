@@ -6,6 +6,7 @@ inputs always give the same plan, in a stable order (by id).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -122,7 +123,7 @@ class _Planner:
         self.changes.sort(key=lambda c: c.id)
         totals = self._totals()
         return Plan(
-            created_at=self.i.now.isoformat(),
+            created_at=self.i.now.isoformat(timespec="seconds"),
             tool_version=self.i.tool_version,
             state_lineage=self.i.state.lineage,
             state_serial=self.i.state.serial,
@@ -131,7 +132,7 @@ class _Planner:
             refresh_note=self.i.refresh_note,
             changes=tuple(self.changes),
             totals=tuple(totals),
-            estimated_apply_seconds=max((t.estimated_seconds for t in totals), default=0.0),
+            estimated_apply_seconds=max((t.estimated_seconds for t in totals), default=0),
         )
 
     # --- one stock -------------------------------------------------------------------------
@@ -425,7 +426,7 @@ class _Planner:
                     creates=len(creates),
                     create_budget_fen=sum(c.budget_fen or 0 for c in creates),
                     updates=len(updates),
-                    estimated_seconds=round(seconds, 1),
+                    estimated_seconds=math.ceil(seconds),
                 )
             )
         return out

@@ -224,11 +224,11 @@ def sample_plan() -> Plan:
         refresh="changing",
         changes=changes,
         totals=(
-            MerchantTotals(M1, 1, 20000000, 1, 100.0),
-            MerchantTotals(M2, 0, 0, 0, 1.0),
-            MerchantTotals(M3, 0, 0, 0, 0.0),
+            MerchantTotals(M1, 1, 20000000, 1, 100),
+            MerchantTotals(M2, 0, 0, 0, 1),
+            MerchantTotals(M3, 0, 0, 0, 0),
         ),
-        estimated_apply_seconds=100.0,
+        estimated_apply_seconds=100,
     )
 
 

@@ -112,7 +112,7 @@ def _run(root: Path, stocks_dir: Path, stocks: list[LoadedStock], clock: Clock) 
             ctx = engine.open_context(project, runtime)
             _say("reconciler plan")
             first, state = engine.plan(ctx)
-            click.echo(render_text(first, color=sys.stdout.isatty()))
+            click.echo(render_text(first, color=sys.stdout.isatty()), nl=False)
             _say("reconciler apply --yes")
             clients = engine.clients_for(ctx, [c.merchant for c in first.changes])
             with ctx.store.lock("demo apply"):
@@ -132,7 +132,7 @@ def _run(root: Path, stocks_dir: Path, stocks: list[LoadedStock], clock: Clock) 
                 c.close()
             _say("reconciler plan   # again: everything is in sync")
             second, _ = engine.plan(ctx)
-            click.echo(render_text(second, color=sys.stdout.isatty()))
+            click.echo(render_text(second, color=sys.stdout.isatty()), nl=False)
         except ReconcilerError as exc:
             click.echo(f"error: {exc}", err=True)
             return EXIT_ERROR
