@@ -291,14 +291,17 @@ class Applier:
             else:
                 api.busifavor_budget(op.stock_id, op.body)
         except ApiResponseError as exc:
-            if exc.outcome_unknown or exc.retryable:
-                self._update(lambda s: s.mark_outcome(sid, "unknown"))
-                raise _Unresolved(
-                    f"the {action}'s outcome is unknown ({exc}); the next apply resends it with the same request number",
-                    "reconciler apply",
-                ) from None
-            self._update(lambda s: s.clear_pending(sid))
-            raise
+            # The number is derived from this very change, so "already used" means an earlier
+            # send of it (whose answer was lost) was applied: settle it as done.
+            if exc.code not in ALREADY_EXISTS_CODES:
+                if exc.outcome_unknown or exc.retryable:
+                    self._update(lambda s: s.mark_outcome(sid, "unknown"))
+                    raise _Unresolved(
+                        f"the {action}'s outcome is unknown ({exc}); the next apply resends it with the same request number",
+                        "reconciler apply",
+                    ) from None
+                self._update(lambda s: s.clear_pending(sid))
+                raise
         except (TransportError, ResponseVerificationError) as exc:
             self._update(lambda s: s.mark_outcome(sid, "unknown"))
             raise _Unresolved(
