@@ -40,10 +40,10 @@ def validate(paths: tuple[Path, ...], fmt: str) -> None:
     Reports every problem of every file in one run, as path:line:col: severity: field: message.
     Exits 1 when there is any error, 0 otherwise (warnings alone do not fail).
     """
-    result = load_stocks(list(paths) or [Path("stocks")], base=Path.cwd())
+    result = load_stocks(list(paths) or [Path("stocks")], base=Path.cwd(), keep=False)
     if fmt == "json":
         click.echo(
-            render_diagnostics.json_doc(result.diagnostics, result.files, len(result.stocks))
+            render_diagnostics.json_doc(result.diagnostics, result.files, result.valid)
         )
     else:
         body = (
@@ -54,7 +54,7 @@ def validate(paths: tuple[Path, ...], fmt: str) -> None:
         if body:
             click.echo(body)
         click.echo(
-            render_diagnostics.summary(result.diagnostics, result.files, len(result.stocks)),
+            render_diagnostics.summary(result.diagnostics, result.files, result.valid),
             err=fmt == "github",
         )
     sys.exit(EXIT_OK if result.ok else EXIT_ERROR)

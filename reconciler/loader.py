@@ -24,6 +24,18 @@ _FOUR_BYTE = re.compile("[\U00010000-\U0010ffff]")
 
 
 @dataclass(frozen=True)
+class Summary:
+    """What the cross-file checks need of a valid stock; small, so that validating a large
+    tree does not hold every model in memory."""
+
+    id: str
+    file: str
+    line: int
+    spec_key: str
+    """sha256 over merchant, kind and spec: equal keys mean identical stocks."""
+
+
+@dataclass(frozen=True)
 class LoadedStock:
     """A valid stock and where it came from."""
 
@@ -33,12 +45,18 @@ class LoadedStock:
     digest: str
     """sha256 of the file's bytes: a saved plan records it to notice edits."""
 
+    def summary(self) -> Summary:
+        key = f"{self.stock.merchant}\0{self.stock.kind}\0{self.stock.spec.model_dump_json()}"
+        return Summary(self.stock.id, self.file, self.line, hashlib.sha256(key.encode()).hexdigest())
+
 
 @dataclass
 class LoadResult:
     stocks: list[LoadedStock] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     files: int = 0
+    valid: int = 0
+    """Valid stocks; equals len(stocks) unless the stocks were not kept (`keep=False`)."""
 
     @property
     def ok(self) -> bool:
@@ -128,35 +146,39 @@ def _kind_problem(doc: Document, kind: object) -> Diagnostic:
     )
 
 
-_Outcome = tuple[LoadedStock | None, list[Diagnostic]]
+_Outcome = tuple[LoadedStock | Summary | None, list[Diagnostic]]
 
 
-def _load_path(path: Path, file: str) -> _Outcome:
+def _load_path(path: Path, file: str, keep: bool) -> _Outcome:
     try:
         raw = path.read_bytes()
     except OSError as exc:
         return None, [
             Diagnostic(file, 0, 0, Severity.ERROR, (), f"cannot read: {exc.strerror}", "unreadable")
         ]
-    return load_stock_file(raw, file)
+    loaded, diagnostics = load_stock_file(raw, file)
+    if loaded is not None and not keep:
+        return loaded.summary(), diagnostics
+    return loaded, diagnostics
 
 
-def _load_chunk(chunk: list[tuple[Path, str]]) -> list[_Outcome]:
-    return [_load_path(path, file) for path, file in chunk]
+def _load_chunk(chunk: list[tuple[Path, str]], keep: bool = True) -> list[_Outcome]:
+    return [_load_path(path, file, keep) for path, file in chunk]
 
 
-def _load_parallel(jobs: list[tuple[Path, str]], workers: int) -> list[_Outcome]:
+def _load_parallel(jobs: list[tuple[Path, str]], workers: int, keep: bool) -> list[_Outcome]:
     """Files are independent, so large trees are split across processes (forked on Linux, where
     the parent's imports are shared for free)."""
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     size = -(-len(jobs) // (workers * 4))
     chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-        return [outcome for part in pool.map(_load_chunk, chunks) for outcome in part]
+        parts = pool.map(_load_chunk, chunks, [keep] * len(chunks))
+        return [outcome for part in parts for outcome in part]
 
 
 def load_stocks(
-    paths: Sequence[Path], base: Path | None = None, workers: int | None = None
+    paths: Sequence[Path], base: Path | None = None, workers: int | None = None, keep: bool = True
 ) -> LoadResult:
     """Load every stock file under `paths`, reporting all problems of all files at once.
 
@@ -167,26 +189,31 @@ def load_stocks(
     jobs = [(path, display_path(path, base)) for path in files]
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if len(jobs) >= PARALLEL_THRESHOLD else 1
-    outcomes = _load_parallel(jobs, workers) if workers > 1 and len(jobs) > 1 else _load_chunk(jobs)
+    parallel = workers > 1 and len(jobs) > 1
+    outcomes = _load_parallel(jobs, workers, keep) if parallel else _load_chunk(jobs, keep)
+    summaries: list[Summary] = []
     for loaded, diagnostics in outcomes:
         result.diagnostics += diagnostics
-        if loaded is not None:
+        if isinstance(loaded, LoadedStock):
             result.stocks.append(loaded)
-    result.diagnostics += _cross_file(result.stocks)
+            summaries.append(loaded.summary())
+        elif loaded is not None:
+            summaries.append(loaded)
+    result.valid = len(summaries)
+    result.diagnostics += _cross_file(summaries)
     result.diagnostics = sort_diagnostics(result.diagnostics)
     result.stocks.sort(key=lambda s: s.stock.id)
     return result
 
 
-def _cross_file(stocks: Iterable[LoadedStock]) -> list[Diagnostic]:
+def _cross_file(stocks: Iterable[Summary]) -> list[Diagnostic]:
     """Duplicate ids name every place; identical specs under different ids are suspicious."""
     out: list[Diagnostic] = []
-    by_id: dict[str, list[LoadedStock]] = {}
-    by_body: dict[str, list[LoadedStock]] = {}
+    by_id: dict[str, list[Summary]] = {}
+    by_body: dict[str, list[Summary]] = {}
     for s in stocks:
-        by_id.setdefault(s.stock.id, []).append(s)
-        body_key = s.stock.kind + s.stock.merchant + s.stock.spec.model_dump_json()
-        by_body.setdefault(body_key, []).append(s)
+        by_id.setdefault(s.id, []).append(s)
+        by_body.setdefault(s.spec_key, []).append(s)
     for stock_id, group in by_id.items():
         if len(group) > 1:
             for s in group:
@@ -203,7 +230,7 @@ def _cross_file(stocks: Iterable[LoadedStock]) -> list[Diagnostic]:
                     )
                 )
     for group in by_body.values():
-        if len(group) > 1 and len({s.stock.id for s in group}) > 1:
+        if len(group) > 1 and len({s.id for s in group}) > 1:
             for s in group[1:]:
                 out.append(
                     Diagnostic(
@@ -212,7 +239,7 @@ def _cross_file(stocks: Iterable[LoadedStock]) -> list[Diagnostic]:
                         1,
                         Severity.WARNING,
                         ("spec",),
-                        f"same merchant, kind and spec as {group[0].stock.id!r} ({group[0].file}); creating both locks the budget twice",
+                        f"same merchant, kind and spec as {group[0].id!r} ({group[0].file}); creating both locks the budget twice",
                         "duplicate_spec",
                     )
                 )

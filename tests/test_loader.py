@@ -171,3 +171,6 @@ def test_parallel_and_serial_agree(tmp_path: Path) -> None:
     assert [d.to_data() for d in serial.diagnostics] == [d.to_data() for d in parallel.diagnostics]
     assert [s.stock for s in serial.stocks] == [s.stock for s in parallel.stocks]
     assert len(serial.stocks) == 9
+    light = load_stocks([tmp_path], base=tmp_path, workers=2, keep=False)
+    assert light.stocks == [] and light.valid == 9
+    assert [d.to_data() for d in light.diagnostics] == [d.to_data() for d in serial.diagnostics]
