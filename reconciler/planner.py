@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from reconciler.ids import body_digest, out_request_no, update_request_no
@@ -39,6 +39,7 @@ BUDGET_FIELDS = {
     "stock_send_rule.max_coupons": "max_coupons",
     "stock_send_rule.max_coupons_by_day": "max_coupons_by_day",
 }
+BEIJING = timezone(timedelta(hours=8))
 CREATE_OPERATION = {"favor": "favor_create", "busifavor": "busifavor_create"}
 
 
@@ -123,7 +124,7 @@ class _Planner:
         self.changes.sort(key=lambda c: c.id)
         totals = self._totals()
         return Plan(
-            created_at=self.i.now.isoformat(timespec="seconds"),
+            created_at=self.i.now.astimezone(BEIJING).isoformat(timespec="seconds"),
             tool_version=self.i.tool_version,
             state_lineage=self.i.state.lineage,
             state_serial=self.i.state.serial,
@@ -203,7 +204,17 @@ class _Planner:
                         reason=f"same body as {orphan.id!r}, which is in the state but has no file any more: probably a renamed id; creating would make a second stock",
                         suggestion=f"reconciler state mv {orphan.id} {stock.id}",
                     )
-        what = f"commits {money(budget)}" if budget is not None else "budget not stated by the API"
+        if isinstance(stock, FavorStock):
+            funding = (
+                "no pre-funding (免充值)"
+                if stock.spec.no_cash
+                else "locked from the balance at activation (预充值)"
+            )
+            what = f"budget {money(budget)}, {funding}"
+        elif budget is not None:
+            what = f"up to {money(budget)} in discounts (discount_amount × max_coupons)"
+        else:
+            what = "no budget stated for this coupon kind"
         return Change(
             **base,
             action=Action.CREATE,

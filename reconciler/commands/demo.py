@@ -24,6 +24,7 @@ from reconciler.config import load_project
 from reconciler.emulator import DemoMerchant, Emulator
 from reconciler.errors import ReconcilerError
 from reconciler.loader import LoadedStock, load_stocks
+from reconciler.planner import BEIJING
 from reconciler.render import diagnostics as render_diagnostics
 from reconciler.render.text import render_text
 from reconciler.runtime import Clock, Runtime
@@ -101,7 +102,7 @@ def _run(root: Path, stocks_dir: Path, stocks: list[LoadedStock], clock: Clock) 
             encoding="utf-8",
         )
         click.echo(
-            f"\nemulator: {server.base_url} · clock set to {clock.now().isoformat(timespec='seconds')} (one day before the first stock begins) · files in {root}"
+            f"\nemulator: {server.base_url} · clock set to {clock.now().astimezone(BEIJING).isoformat(timespec='seconds')} (one day before the first stock begins) · files in {root}"
         )
         project, diagnostics = load_project(root / "reconciler.yaml")
         if project is None:
