@@ -553,6 +553,18 @@ def test_pull_request_plan_then_merge_apply_and_state_branch(world: World) -> No
     assert w.comments[(2, "reconciler-plan")] != first
     assert "member day in April" in w.comments[(2, "reconciler-plan")]
 
+    # 6. A change WeChat Pay cannot make: the plan has an error, shown, and the check fails.
+    spring = "stocks/favor/spring-sale-10-off-100.yaml"
+    text = (w.repo.dev / spring).read_text(encoding="utf-8")
+    sha = w.repo.open_pull_request(
+        "rename", {spring: text.replace("春季满100减10", "春季满100减11")}
+    )
+    plan_job = w.pull_request(6, "rename", sha)["plan"]
+    assert plan_job.step("plan").outputs["exitcode"] == "1"
+    assert "### ✗ Errors: apply refuses this plan" in w.comments[(6, "reconciler-plan")]
+    assert _verify_plan_document(w.artifacts["reconciler-plan-pr6"]["plan.json"])["has_errors"]
+    assert plan_job.step("Fail on errors").outcome == "failure" and plan_job.result == "failure"
+
 
 def test_a_broken_stock_file_is_annotated_and_fails_the_check(world: World) -> None:
     w = world
