@@ -160,11 +160,10 @@ class _Parser:
                 return _equal(left, right)
             if op == "!=":
                 return not _equal(left, right)
-            a, b = (
-                (left.casefold(), right.casefold())
-                if isinstance(left, str) and isinstance(right, str)
-                else (_number(left), _number(right))
-            )
+            a: Any = left.casefold() if isinstance(left, str) else left
+            b: Any = right.casefold() if isinstance(right, str) else right
+            if not (isinstance(a, str) and isinstance(b, str)):
+                a, b = _number(left), _number(right)
             return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
         return left
 
