@@ -10,12 +10,19 @@ exactly as written: the API wants the text, not a datetime that would lose the o
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    Event,
+    ScalarEvent,
+)
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.diagnostics import Diagnostic, FieldPath, Severity
@@ -28,6 +35,13 @@ except ImportError:  # pragma: no cover - exercised only where the C extension i
 MAX_BYTES = 1024 * 1024
 MAX_NODES = 20_000
 MAX_DEPTH = 64
+PRESCAN_ABOVE_BYTES = 64 * 1024
+PRESCAN_ABOVE_DEPTH = 512
+"""libyaml composes nodes recursively in C and its scanner does work per open level for every
+token: deep input is quadratic, and tens of thousands of levels overflow the C stack (a crash,
+not an exception). A file that might nest deeper than this, or is larger than the byte limit,
+is first streamed as events and refused as soon as it goes too deep or too wide."""
+_BLOCK_PREFIX = re.compile(r"^[ \t?:-]*", re.MULTILINE)
 _VERSION_DIRECTIVE = re.compile(rb"^%YAML[ \t]+(\S+)", re.MULTILINE)
 
 _T = "tag:yaml.org,2002:"
@@ -71,6 +85,42 @@ if CParser is not None:
             return SEQ if kind is SequenceNode else MAP
 
 
+def events(text: str) -> Iterator[Event]:
+    """The parser's events, one at a time (libyaml's parser is iterative: safe at any depth)."""
+    if CParser is not None:
+        parser = _FastParser(text)
+        while parser.check_event():
+            yield parser.get_event()
+        return
+    yield from YAML(typ="safe", pure=True).parse(text)
+
+
+def might_nest_deep(text: str) -> bool:
+    """A cheap upper bound on nesting: every flow level needs a bracket, and a nested block
+    collection starts further right than its parent (or one level more for a sequence under
+    a key), within the run of blanks and indicators that begins its line."""
+    flow = text.count("[") + text.count("{")
+    block = max(map(len, _BLOCK_PREFIX.findall(text)), default=0)
+    return flow + 2 * block + 2 > PRESCAN_ABOVE_DEPTH
+
+
+def prescan(text: str, max_nodes: int = MAX_NODES) -> None:
+    """Stream the events and raise BuildError at the first value nested more than MAX_DEPTH
+    deep or beyond `max_nodes` values; linear in the size of the file."""
+    depth = nodes = 0
+    for event in events(text):
+        if isinstance(event, CollectionEndEvent):
+            depth -= 1
+        elif isinstance(event, ScalarEvent | AliasEvent | CollectionStartEvent):
+            if depth > MAX_DEPTH:
+                raise BuildError(event, f"nested more than {MAX_DEPTH} levels deep", "too_deep")
+            nodes += 1
+            if nodes > max_nodes:
+                raise BuildError(event, _too_many(max_nodes), "too_many_nodes")
+            if isinstance(event, CollectionStartEvent):
+                depth += 1
+
+
 def compose_all(text: str) -> list[Node]:
     if CParser is not None:
         parser = _FastParser(text)
@@ -84,11 +134,15 @@ def compose_all(text: str) -> list[Node]:
 class BuildError(Exception):
     """A document that parses as YAML but cannot become data (duplicate key, odd tag, ...)."""
 
-    def __init__(self, node: Node, message: str, code: str) -> None:
+    def __init__(self, node: Node | Event, message: str, code: str) -> None:
         super().__init__(message)
         self.line = node.start_mark.line + 1
         self.col = node.start_mark.column + 1
         self.code = code
+
+
+def _too_many(max_nodes: int) -> str:
+    return f"expands to more than {max_nodes:,} values (through anchors and aliases?); refusing to read it"
 
 
 def _tag(node: Node) -> str:
@@ -149,11 +203,7 @@ def build(root: Node, max_nodes: int = MAX_NODES) -> Any:
                 items.append(value)
                 total += n
                 if total > max_nodes:
-                    raise BuildError(
-                        node,
-                        f"expands to more than {max_nodes:,} values (through anchors and aliases?); refusing to read it",
-                        "too_many_nodes",
-                    )
+                    raise BuildError(node, _too_many(max_nodes), "too_many_nodes")
             sizes[key] = total
             return items, total
         if isinstance(node, MappingNode):
@@ -185,11 +235,7 @@ def build(root: Node, max_nodes: int = MAX_NODES) -> Any:
                 mapping[k] = value
                 total += n + 1
                 if total > max_nodes:
-                    raise BuildError(
-                        node,
-                        f"expands to more than {max_nodes:,} values (through anchors and aliases?); refusing to read it",
-                        "too_many_nodes",
-                    )
+                    raise BuildError(node, _too_many(max_nodes), "too_many_nodes")
             sizes[key] = total
             return mapping, total
         raise BuildError(node, "unsupported YAML node", "yaml_node")
@@ -290,7 +336,12 @@ def read_document(raw: bytes, file: str) -> Document:
         )
         return doc
     try:
+        if len(raw) > PRESCAN_ABOVE_BYTES or might_nest_deep(doc.text):
+            prescan(doc.text)
         nodes = compose_all(doc.text)
+    except BuildError as exc:
+        doc.error(exc.line, exc.col, str(exc), exc.code)
+        return doc
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
