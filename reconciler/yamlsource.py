@@ -9,6 +9,7 @@ exactly as written: the API wants the text, not a datetime that would lose the o
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ except ImportError:  # pragma: no cover - exercised only where the C extension i
 MAX_BYTES = 1024 * 1024
 MAX_NODES = 20_000
 MAX_DEPTH = 64
+MAX_NUMBER_CHARS = 100
+"""No field takes a number longer than 20 digits; a longer one is refused before it is
+converted (int() of thousands of digits is slow, and str() of them raises)."""
 PRESCAN_ABOVE_BYTES = 64 * 1024
 PRESCAN_ABOVE_DEPTH = 512
 """libyaml composes nodes recursively in C and its scanner does work per open level for every
@@ -42,6 +46,7 @@ token: deep input is quadratic, and tens of thousands of levels overflow the C s
 not an exception). A file that might nest deeper than this, or is larger than the byte limit,
 is first streamed as events and refused as soon as it goes too deep or too wide."""
 _BLOCK_PREFIX = re.compile(r"^[ \t?:-]*", re.MULTILINE)
+_NO_PATH = ("too_deep", "too_many_nodes", "yaml_recursive")
 _VERSION_DIRECTIVE = re.compile(rb"^%YAML[ \t]+(\S+)", re.MULTILINE)
 
 _T = "tag:yaml.org,2002:"
@@ -136,9 +141,33 @@ class BuildError(Exception):
 
     def __init__(self, node: Node | Event, message: str, code: str) -> None:
         super().__init__(message)
+        self.node = node
         self.line = node.start_mark.line + 1
         self.col = node.start_mark.column + 1
         self.code = code
+
+
+def node_path(root: Node, target: Node | Event) -> FieldPath:
+    """The field path of `target` (a value, or a key for its own entry) under `root`; () when
+    it is the root or not found. Each node is visited once, so aliases cannot blow this up."""
+    seen: set[int] = set()
+    stack: list[tuple[Node, FieldPath]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        if node is target or id(node) in seen:
+            if node is target:
+                return path
+            continue
+        seen.add(id(node))
+        if isinstance(node, MappingNode):
+            for knode, vnode in reversed(node.value):
+                name: str | int = str(knode.value) if isinstance(knode, ScalarNode) else "?"
+                if knode is target:
+                    return (*path, name)
+                stack.append((vnode, (*path, name)))
+        elif isinstance(node, SequenceNode):
+            stack.extend((child, (*path, i)) for i, child in reversed(list(enumerate(node.value))))
+    return ()
 
 
 def _too_many(max_nodes: int) -> str:
@@ -167,6 +196,12 @@ def build(root: Node, max_nodes: int = MAX_NODES) -> Any:
             if value in _BOOL:
                 return _BOOL[value]
             raise BuildError(node, f"{value!r} is not a boolean; write true or false", "yaml_value")
+        if tag in (INT, FLOAT) and len(value) > MAX_NUMBER_CHARS:
+            raise BuildError(
+                node,
+                f"a number written with {len(value):,} characters; no field takes one that long",
+                "yaml_value",
+            )
         try:
             if tag == INT:
                 text = value.replace("_", "")
@@ -174,7 +209,10 @@ def build(root: Node, max_nodes: int = MAX_NODES) -> Any:
                     return int(text[2:], 8 if text[1] == "o" else 16)
                 return int(text)
             if tag == FLOAT:
-                return float(value.replace("_", ""))
+                number = float(value.replace("_", ""))
+                if math.isinf(number):
+                    raise ValueError(value)
+                return number
         except ValueError:
             raise BuildError(node, f"{value[:40]!r} is not a usable number", "yaml_value") from None
         raise BuildError(node, f"unsupported YAML tag {tag!r}; remove it", "yaml_tag")
@@ -374,7 +412,8 @@ def read_document(raw: bytes, file: str) -> Document:
     try:
         data = build(nodes[0])
     except BuildError as exc:
-        doc.error(exc.line, exc.col, str(exc), exc.code)
+        path = () if exc.code in _NO_PATH else node_path(nodes[0], exc.node)
+        doc.error(exc.line, exc.col, str(exc), exc.code, path)
         return doc
     if not isinstance(data, Mapping):
         shown = (
