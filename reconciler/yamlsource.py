@@ -191,7 +191,9 @@ def build(root: Node, max_nodes: int = MAX_NODES) -> Any:
         if tag == STR or tag.endswith(":timestamp"):
             return value
         if tag == NULL:
-            return None
+            if _NULL.match(value):
+                return None
+            raise BuildError(node, f"{value[:40]!r} is tagged !!null but is not null", "yaml_value")
         if tag == BOOL:
             if value in _BOOL:
                 return _BOOL[value]
@@ -233,6 +235,9 @@ def build(root: Node, max_nodes: int = MAX_NODES) -> Any:
             return memo[key], sizes[key]
         sizes[key] = -1
         total = 1
+        tag = _tag(node)
+        if tag != (SEQ if isinstance(node, SequenceNode) else MAP):
+            raise BuildError(node, f"unsupported YAML tag {tag!r}; remove it", "yaml_tag")
         if isinstance(node, SequenceNode):
             items: list[Any] = []
             memo[key] = items
