@@ -47,7 +47,9 @@ not an exception). A file that might nest deeper than this, or is larger than th
 is first streamed as events and refused as soon as it goes too deep or too wide."""
 _BLOCK_PREFIX = re.compile(r"^[ \t?:-]*", re.MULTILINE)
 _NO_PATH = ("too_deep", "too_many_nodes", "yaml_recursive")
-_VERSION_DIRECTIVE = re.compile(rb"^%YAML[ \t]+(\S+)", re.MULTILINE)
+_VERSION_DIRECTIVE = re.compile(r"%YAML[ \t]+(\S+)")
+_BREAK = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")
+"""What libyaml counts as a line break (YAML 1.1), so that computed lines match its marks."""
 
 _T = "tag:yaml.org,2002:"
 STR, INT, FLOAT, BOOL, NULL, SEQ, MAP = (
@@ -367,10 +369,9 @@ def read_document(raw: bytes, file: str) -> Document:
         )
         return doc
     doc.text = text.removeprefix("\ufeff")
-    m = _VERSION_DIRECTIVE.search(raw)
-    if m and m.group(1) != b"1.2":
-        line = raw[: m.start()].count(b"\n") + 1
-        version = m.group(1).decode(errors="replace")
+    directive = _yaml_version(doc.text)
+    if directive is not None:
+        line, version = directive
         doc.error(
             line,
             1,
@@ -435,6 +436,22 @@ def read_document(raw: bytes, file: str) -> Document:
         return doc
     doc.data = data
     return doc
+
+
+def _yaml_version(text: str) -> tuple[int, str] | None:
+    """Line and version of a %YAML directive other than 1.2 in the header (the lines before
+    the first content line), where directives live; elsewhere `%YAML` is just text."""
+    if "%" not in text:
+        return None
+    for number, line in enumerate(_BREAK.split(text), 1):
+        if not line.strip(" \t") or line.lstrip(" \t").startswith("#"):
+            continue
+        if not line.startswith("%"):
+            return None
+        m = _VERSION_DIRECTIVE.match(line)
+        if m and m.group(1) != "1.2":
+            return number, m.group(1)
+    return None
 
 
 def _first_line(exc: BaseException) -> str:
