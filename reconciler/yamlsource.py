@@ -25,6 +25,7 @@ from ruamel.yaml.events import (
     ScalarEvent,
 )
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
 
 from reconciler.diagnostics import Diagnostic, FieldPath, Severity
 
@@ -388,13 +389,25 @@ def read_document(raw: bytes, file: str) -> Document:
         return doc
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         problem = ", ".join(x.strip() for x in (exc.context, exc.problem) if x) or "invalid YAML"
         doc.error(line, col, f"YAML syntax error: {problem}", "yaml_syntax")
         return doc
-    except (YAMLError, RecursionError, ValueError, MemoryError) as exc:
+    except ReaderError as exc:
+        # libyaml reports the offset in the UTF-8 bytes it was given; the pure reader in characters.
+        offset = exc.position
+        if CParser is not None:
+            offset = len(doc.text.encode("utf-8")[:offset].decode("utf-8", "ignore"))
         doc.error(
-            0, 0, f"cannot read YAML: {type(exc).__name__}: {_first_line(exc)}", "yaml_syntax"
+            *_line_col(doc.text, offset),
+            f"character U+{exc.character:04X} is not allowed in YAML (a control or non-character); remove it",
+            "yaml_character",
+        )
+        return doc
+    except (YAMLError, RecursionError, ValueError, MemoryError) as exc:
+        # No position to give (the reader's own errors are handled above): the whole file.
+        doc.error(
+            0, 0, f"cannot read YAML: {type(exc).__name__}: {_first_line(exc)}", "yaml_unreadable"
         )
         return doc
     if not nodes:
@@ -452,6 +465,12 @@ def _yaml_version(text: str) -> tuple[int, str] | None:
         if m and m.group(1) != "1.2":
             return number, m.group(1)
     return None
+
+
+def _line_col(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of the character at `index`, counting lines like libyaml."""
+    lines = _BREAK.split(text[:index])
+    return len(lines), len(lines[-1]) + 1
 
 
 def _first_line(exc: BaseException) -> str:
