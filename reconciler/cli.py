@@ -10,6 +10,7 @@ import click
 from reconciler import __version__
 from reconciler.commands import demo as demo_cmd
 from reconciler.commands import emulator_cmd, plan_apply, state_cmd
+from reconciler.config import PROJECT_FILE, load_project
 from reconciler.loader import load_stocks
 from reconciler.render import diagnostics as render_diagnostics
 from reconciler.schema import stock_schema_text
@@ -24,6 +25,16 @@ def cli() -> None:
     """WeChat Pay coupon stocks (代金券, 商家券) as code: validate, plan, apply."""
 
 
+def _default_stocks() -> Path:
+    """The project's `stocks:` folder when a project file is here, else `stocks/`."""
+    project_file = Path(PROJECT_FILE)
+    if project_file.exists():
+        project, _ = load_project(project_file)
+        if project is not None:
+            return project.stocks_dir
+    return Path("stocks")
+
+
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
@@ -35,16 +46,14 @@ def cli() -> None:
     help="github emits GitHub Actions annotations on the offending lines.",
 )
 def validate(paths: tuple[Path, ...], fmt: str) -> None:
-    """Check stock files (default: stocks/) against every documented rule.
+    """Check stock files (default: the project's stocks folder, or stocks/) against every rule.
 
     Reports every problem of every file in one run, as path:line:col: severity: field: message.
     Exits 1 when there is any error, 0 otherwise (warnings alone do not fail).
     """
-    result = load_stocks(list(paths) or [Path("stocks")], base=Path.cwd(), keep=False)
+    result = load_stocks(list(paths) or [_default_stocks()], base=Path.cwd(), keep=False)
     if fmt == "json":
-        click.echo(
-            render_diagnostics.json_doc(result.diagnostics, result.files, result.valid)
-        )
+        click.echo(render_diagnostics.json_doc(result.diagnostics, result.files, result.valid))
     else:
         body = (
             render_diagnostics.github(result.diagnostics)

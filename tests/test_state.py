@@ -241,7 +241,7 @@ def test_from_data_names_each_problem(mutate: Any, problem: str) -> None:
 
 
 def test_missing_file_is_an_error_unless_creation_is_allowed(store: StateStore) -> None:
-    with pytest.raises(StateError, match=r"does not exist.*reconciler state init"):
+    with pytest.raises(StateError, match=r"does not exist.*first `reconciler apply`"):
         store.load()
     state = store.load(create_if_missing=True)
     assert (state.serial, state.lineage, state.stocks) == (0, str(UUID(int=1)), {})
@@ -761,3 +761,10 @@ def test_sigkill_during_saves_leaves_a_complete_file(store: StateStore, clock: F
     # version and swapping it in: the window this test is about.
     torn = [p for p in store.path.parent.iterdir() if p.name.endswith(".tmp")]
     assert torn, f"{rounds} kills over {serial - 3} saves, none inside a save"
+
+
+def test_lock_creates_the_state_folder_on_a_first_apply(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "new" / "dir" / "state.json", FixedClock())
+    with store.lock("apply"):
+        assert store.lock_path.exists()
+    assert not store.lock_path.exists()

@@ -73,8 +73,8 @@ class StateStore:
                 else ""
             )
             raise StateError(
-                f"state file {self.path} does not exist. For a new project create it with "
-                f"`reconciler state init`. If it should exist, restore it{backup}; going on "
+                f"state file {self.path} does not exist. A new project has none until the first "
+                f"`reconciler apply` writes it. If it should exist, restore it{backup}; going on "
                 "without it would forget the stock_id of every created stock."
             ) from None
         except OSError as exc:
@@ -214,6 +214,8 @@ class StateStore:
             host=host,
             pid=pid,
         )
+        # The state's folder may not exist yet on a project's first apply.
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         _lock.acquire(
             self.lock_path,
             info,
