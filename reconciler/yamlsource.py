@@ -257,10 +257,13 @@ def build(root: Node, max_nodes: int = MAX_NODES) -> Any:
             memo[key] = mapping
             seen: dict[Any, Node] = {}
             for knode, vnode in node.value:
+                # A plain `<<` (libyaml gives plain scalars style "", the pure parser None).
                 if _tag(knode) == _T + "merge" or (
-                    isinstance(knode, ScalarNode) and knode.value == "<<" and knode.style is None
+                    isinstance(knode, ScalarNode) and knode.value == "<<" and not knode.style
                 ):
-                    merge(mapping, vnode, depth)
+                    total += merge(mapping, vnode, depth)
+                    if total > max_nodes:
+                        raise BuildError(node, _too_many(max_nodes), "too_many_nodes")
                     continue
                 if not isinstance(knode, ScalarNode):
                     raise BuildError(
@@ -286,16 +289,21 @@ def build(root: Node, max_nodes: int = MAX_NODES) -> Any:
             return mapping, total
         raise BuildError(node, "unsupported YAML node", "yaml_node")
 
-    def merge(mapping: dict[Any, Any], vnode: Node, depth: int) -> None:
+    def merge(mapping: dict[Any, Any], vnode: Node, depth: int) -> int:
+        """Merge the sources' entries; returns their expanded size, which counts towards the
+        mapping's (merged values are shared, not copied, but whoever reads them walks them)."""
         sources = vnode.value if isinstance(vnode, SequenceNode) else [vnode]
+        size = 0
         for src in sources:
-            value = walk(src, depth + 1)
+            value, n = walk_sized(src, depth + 1)
+            size += n
             if not isinstance(value, dict):
                 raise BuildError(
                     src, "a merge key (<<) takes a mapping or a list of mappings", "yaml_merge"
                 )
             for k, v in value.items():
                 mapping.setdefault(k, v)
+        return size
 
     return walk(root, 0)
 
