@@ -85,7 +85,10 @@ def _without_number(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _diff(applied: Mapping[str, Any], desired: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
-    old, new = dict(leaves(_without_number(applied))), dict(leaves(_without_number(desired)))
+    a, b = _without_number(applied), _without_number(desired)
+    if a == b:  # the common case, decided by one C-level comparison
+        return []
+    old, new = dict(leaves(a)), dict(leaves(b))
     return [
         (p, old.get(p), new.get(p))
         for p in sorted(old.keys() | new.keys())
