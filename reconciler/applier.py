@@ -284,6 +284,16 @@ class Applier:
             "modify" if op.name == "busifavor_modify" else "budget"
         )
         digest = body_digest(op.body)
+        earlier = self.state.stock(sid).pending
+        if (
+            earlier is not None
+            and earlier.action != "create"
+            and earlier.request_no != op.request_no
+        ):
+            # An update whose outcome is unknown, planned from older files. This plan was made
+            # after it and sends what still differs (budget: from the current value), so it
+            # replaces that intent; refusing would fail every apply until the file is reverted.
+            self._update(lambda s: s.clear_pending(sid))
         self._update(lambda s: s.set_pending(sid, action, op.request_no, digest, self.now()))
         try:
             if action == "modify":
