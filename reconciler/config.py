@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+import httpx
+from pydantic import AfterValidator, Field, model_validator
 
 from reconciler.diagnostics import Diagnostic, Severity
 from reconciler.spec.common import Strict
@@ -28,11 +29,26 @@ EndpointName = Literal[
 ]  # fmt: skip
 
 
+PathText = Annotated[str, Field(min_length=1, pattern=r"^[^\x00-\x1f\x7f]+$")]
+"""A path relative to the project file: no control characters (a NUL makes every file call
+raise ValueError instead of OSError)."""
+
+
+def _check_base_url(value: str) -> str:
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"{value!r} is not a URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host or " " in value:
+        raise ValueError(f"{value!r} is not an http(s) URL with a host")
+    return value
+
+
 class Secret(Strict):
     """Where a secret is: an environment variable's name or a file path (never the value)."""
 
     env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    file: str | None = Field(default=None, min_length=1)
+    file: PathText | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> Secret:
@@ -42,8 +58,9 @@ class Secret(Strict):
 
 
 class RateLimitSetting(Strict):
-    count: int = Field(ge=1)
-    per_seconds: float = Field(gt=0)
+    count: int = Field(ge=1, le=1_000_000)
+    per_seconds: float = Field(ge=0.001, le=86_400)
+    """At most a day: a longer window makes apply wait for days (or overflow the clock)."""
 
 
 class Merchant(Strict):
@@ -52,7 +69,7 @@ class Merchant(Strict):
     """The merchant API certificate's serial (商户API证书序列号); not a secret."""
     private_key: Secret
     """apiclient_key.pem, PKCS#1 or PKCS#8."""
-    certificate: str | None = None
+    certificate: PathText | None = None
     """Optional apiclient_cert.pem path: checks the key and serial belong together."""
     wechatpay_public_key: Secret | None = None
     """pub_key.pem (public-key mode)."""
@@ -74,23 +91,23 @@ class Merchant(Strict):
 
 
 class Api(Strict):
-    base_url: str = Field(default=DEFAULT_BASE_URL, pattern=r"^https?://")
+    base_url: Annotated[str, AfterValidator(_check_base_url)] = DEFAULT_BASE_URL
     """WeChat Pay (https://api.mch.weixin.qq.com), its backup host, or a local emulator."""
-    connect_timeout_seconds: float = Field(default=5.0, gt=0)
-    read_timeout_seconds: float = Field(default=15.0, gt=0)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
+    read_timeout_seconds: float = Field(default=15.0, gt=0, le=600)
     max_attempts: int = Field(default=5, ge=1, le=20)
 
 
 class Project(Strict):
     version: Literal[1] = 1
-    stocks: str = "stocks"
+    stocks: PathText = "stocks"
     """Directory of stock files, relative to this file."""
-    state: str = ".reconciler/state.json"
+    state: PathText = ".reconciler/state.json"
     """State file, relative to this file."""
     api: Api = Api()
     concurrency: int = Field(default=16, ge=1, le=64)
     """Requests in flight at once, per merchant (the rate limits still apply)."""
-    plan_max_age_minutes: int = Field(default=24 * 60, ge=1)
+    plan_max_age_minutes: int = Field(default=24 * 60, ge=1, le=366 * 24 * 60)
     """A saved plan older than this is refused by apply."""
     merchants: list[Merchant] = Field(default_factory=list)
 
