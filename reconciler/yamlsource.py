@@ -103,13 +103,13 @@ def events(text: str) -> Iterator[Event]:
     yield from YAML(typ="safe", pure=True).parse(text)
 
 
-def might_nest_deep(text: str) -> bool:
-    """A cheap upper bound on nesting: every flow level needs a bracket, and a nested block
-    collection starts further right than its parent (or one level more for a sequence under
-    a key), within the run of blanks and indicators that begins its line."""
+def nesting_bound(text: str) -> int:
+    """A cheap upper bound on how deep `text` can nest: every flow level needs a bracket, and
+    a nested block collection starts further right than its parent (or one level more for a
+    sequence under a key), within the run of blanks and indicators that begins its line."""
     flow = text.count("[") + text.count("{")
     block = max(map(len, _BLOCK_PREFIX.findall(text)), default=0)
-    return flow + 2 * block + 2 > PRESCAN_ABOVE_DEPTH
+    return flow + 2 * block + 2
 
 
 def prescan(text: str, max_nodes: int = MAX_NODES) -> None:
@@ -389,7 +389,7 @@ def read_document(raw: bytes, file: str) -> Document:
         )
         return doc
     try:
-        if len(raw) > PRESCAN_ABOVE_BYTES or might_nest_deep(doc.text):
+        if len(raw) > PRESCAN_ABOVE_BYTES or nesting_bound(doc.text) > PRESCAN_ABOVE_DEPTH:
             prescan(doc.text)
         nodes = compose_all(doc.text)
     except BuildError as exc:
