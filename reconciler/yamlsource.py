@@ -399,7 +399,7 @@ def read_document(raw: bytes, file: str) -> Document:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         problem = ", ".join(x.strip() for x in (exc.context, exc.problem) if x) or "invalid YAML"
-        doc.error(line, col, f"YAML syntax error: {problem}", "yaml_syntax")
+        doc.error(*_within(doc.text, line, col), f"YAML syntax error: {problem}", "yaml_syntax")
         return doc
     except ReaderError as exc:
         # libyaml reports the offset in the UTF-8 bytes it was given; the pure reader in characters.
@@ -479,6 +479,15 @@ def _line_col(text: str, index: int) -> tuple[int, int]:
     """1-based line and column of the character at `index`, counting lines like libyaml."""
     lines = _BREAK.split(text[:index])
     return len(lines), len(lines[-1]) + 1
+
+
+def _within(text: str, line: int, col: int) -> tuple[int, int]:
+    """libyaml can point past the end ('id:\nk' without a final newline: line 3 of 2); such a
+    position moves to the end of the last line, where editors and annotations can show it."""
+    lines = _BREAK.split(text)
+    if line > len(lines):
+        return len(lines), len(lines[-1]) + 1
+    return line, min(col, len(lines[line - 1]) + 1)
 
 
 def _first_line(exc: BaseException) -> str:
