@@ -4,6 +4,7 @@ never holds a secret itself."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,11 +45,38 @@ def _check_base_url(value: str) -> str:
     return value
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 class Secret(Strict):
     """Where a secret is: an environment variable's name or a file path (never the value)."""
 
-    env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    env: str | None = Field(default=None, pattern=_ENV_NAME.pattern)
     file: PathText | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_the_secret(cls, data: object) -> object:
+        """A secret pasted where its source belongs must not be echoed in the error: the
+        generic messages quote the value they got."""
+        if not isinstance(data, Mapping):
+            raise ValueError(
+                "write where the secret is, {env: VARIABLE} or {file: path}; the secret itself "
+                "never goes in the project file (its value is not shown here)"
+            )
+        env, file = data.get("env"), data.get("file")
+        if env is not None and not (isinstance(env, str) and _ENV_NAME.match(env)):
+            raise ValueError(
+                "env must be the name of an environment variable (letters, digits and _), "
+                "not the secret (its value is not shown here)"
+            )
+        if file is not None and not (isinstance(file, str) and file and not _CONTROL.search(file)):
+            raise ValueError(
+                "file must be a path to the file that holds the secret, not the secret "
+                "(its value is not shown here)"
+            )
+        return data
 
     @model_validator(mode="after")
     def _one_source(self) -> Secret:
