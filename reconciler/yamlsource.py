@@ -255,7 +255,8 @@ def build(root: Node, max_nodes: int = MAX_NODES) -> Any:
         if isinstance(node, MappingNode):
             mapping: dict[Any, Any] = {}
             memo[key] = mapping
-            seen: dict[Any, Node] = {}
+            # Keyed with the type: 1, 1.0 and true are equal in Python but not in YAML.
+            seen: dict[tuple[type, Any], Node] = {}
             for knode, vnode in node.value:
                 # A plain `<<` (libyaml gives plain scalars style "", the pure parser None).
                 if _tag(knode) == _T + "merge" or (
@@ -272,14 +273,14 @@ def build(root: Node, max_nodes: int = MAX_NODES) -> Any:
                         "yaml_key",
                     )
                 k = scalar(knode)
-                if k in seen:
-                    first = seen[k].start_mark.line + 1
+                if (type(k), k) in seen:
+                    first = seen[type(k), k].start_mark.line + 1
                     raise BuildError(
                         knode,
                         f"duplicate key {k!r} (first on line {first}); each key may appear once",
                         "duplicate_key",
                     )
-                seen[k] = knode
+                seen[type(k), k] = knode
                 value, n = walk_sized(vnode, depth + 1)
                 mapping[k] = value
                 total += n + 1
