@@ -9,6 +9,7 @@ exactly as written: the API wants the text, not a datetime that would lose the o
 
 from __future__ import annotations
 
+import codecs
 import math
 import re
 from collections.abc import Iterator, Mapping
@@ -49,6 +50,12 @@ is first streamed as events and refused as soon as it goes too deep or too wide.
 _BLOCK_PREFIX = re.compile(r"^[ \t?:-]*", re.MULTILINE)
 _NO_PATH = ("too_deep", "too_many_nodes", "yaml_recursive")
 _VERSION_DIRECTIVE = re.compile(r"%YAML[ \t]+(\S+)")
+_WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),  # before UTF-16 LE, whose mark it starts with
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
 _BREAK = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")
 """What libyaml counts as a line break (YAML 1.1), so that computed lines match its marks."""
 
@@ -360,6 +367,15 @@ def read_document(raw: bytes, file: str) -> Document:
             0,
             f"file is {len(raw):,} bytes; a stock or project file may be at most {MAX_BYTES:,}",
             "too_large",
+        )
+        return doc
+    wide = next((name for bom, name in _WIDE_BOMS if raw.startswith(bom)), None)
+    if wide is not None:
+        doc.error(
+            1,
+            1,
+            f"file is {wide} (it starts with a {wide} byte order mark); save it as UTF-8",
+            "encoding",
         )
         return doc
     if b"\x00" in raw:
