@@ -54,6 +54,13 @@ Rfc3339 = Annotated[str, AfterValidator(_check_rfc3339)]
 """A time as WeChat Pay takes it: RFC3339 with an explicit offset, kept exactly as written."""
 
 
+def shown(value: object, limit: int = 40) -> str:
+    """A value as a message quotes it: repr, cut to `limit` characters (a 20,000-character
+    name is not repeated in full)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 4]}...{text[-1]}"
+
+
 def is_cjk(ch: str) -> bool:
     """Wide characters (Chinese, full-width punctuation) that the docs count as 汉字."""
     return unicodedata.east_asian_width(ch) in ("W", "F")

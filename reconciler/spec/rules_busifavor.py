@@ -6,6 +6,7 @@ from datetime import datetime
 
 from reconciler.money import money
 from reconciler.spec.busifavor import BusifavorCouponUseRule, BusifavorSpec
+from reconciler.spec.common import shown
 from reconciler.spec.findings import Findings
 from reconciler.spec.rules_common import creation_window, list_size, not_open, times, unique
 
@@ -59,7 +60,7 @@ def busifavor_rules(spec: BusifavorSpec, merchant: str, out: Findings) -> None:
             if display.background_color.lower() not in {c.lower() for c in BUSIFAVOR_COLORS}:
                 out.error(
                     (*dp, "background_color"),
-                    f"{display.background_color!r} is not a colour; use one of {', '.join(BUSIFAVOR_COLORS)}",
+                    f"{shown(display.background_color)} is not a colour; use one of {', '.join(BUSIFAVOR_COLORS)}",
                     "enum",
                 )
             elif display.background_color not in BUSIFAVOR_COLORS:

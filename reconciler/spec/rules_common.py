@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from reconciler.diagnostics import FieldPath
-from reconciler.spec.common import four_byte_chars, parse_rfc3339
+from reconciler.spec.common import four_byte_chars, parse_rfc3339, shown
 from reconciler.spec.findings import Findings
 
 
@@ -29,7 +29,7 @@ def unique(out: Findings, path: FieldPath, items: Sequence[object] | None) -> No
     seen: set[object] = set()
     for i, item in enumerate(items):
         if item in seen:
-            out.error((*path, i), f"{item!r} is listed twice", "duplicate_entry")
+            out.error((*path, i), f"{shown(item)} is listed twice", "duplicate_entry")
         seen.add(item)
 
 

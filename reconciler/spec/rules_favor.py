@@ -11,7 +11,7 @@ import re
 from datetime import datetime, timedelta
 
 from reconciler.money import money
-from reconciler.spec.common import weighted_length_ok
+from reconciler.spec.common import shown, weighted_length_ok
 from reconciler.spec.favor import FAVOR_COLORS, FavorCouponUseRule, FavorPatternInfo, FavorSpec
 from reconciler.spec.findings import Findings
 from reconciler.spec.rules_common import creation_window, list_size, not_open, times, unique
@@ -31,7 +31,7 @@ def favor_rules(spec: FavorSpec, merchant: str, out: Findings) -> None:
     if not weighted_length_ok(spec.stock_name, 9, 20):
         out.error(
             ("stock_name",),
-            f"{spec.stock_name!r} is too long: at most 9 Chinese characters or 20 letters",
+            f"{shown(spec.stock_name)} is too long: at most 9 Chinese characters or 20 letters",
             "too_long",
         )
     bad = sorted({c for c in spec.stock_name if c in FORBIDDEN_NAME_CHARS})
@@ -155,7 +155,7 @@ def _pattern_info(info: FavorPatternInfo, out: Findings) -> None:
         if info.background_color.upper() not in FAVOR_COLORS:
             out.error(
                 (*p, "background_color"),
-                f"{info.background_color!r} is not a colour; use one of {', '.join(FAVOR_COLORS)}",
+                f"{shown(info.background_color)} is not a colour; use one of {', '.join(FAVOR_COLORS)}",
                 "enum",
             )
         elif info.background_color not in FAVOR_COLORS:
@@ -221,7 +221,7 @@ def _coupon_use_rule(spec: FavorSpec, rule: FavorCouponUseRule, out: Findings) -
             if not _GOODS_TAG.match(tag):
                 out.error(
                     (*p, "goods_tag", i),
-                    f"{tag!r}: letters, digits and _ only, at most 128",
+                    f"{shown(tag)}: letters, digits and _ only, at most 128",
                     "format",
                 )
     list_size(out, (*p, "limit_pay"), rule.limit_pay, 1, 1)
@@ -232,7 +232,7 @@ def _coupon_use_rule(spec: FavorSpec, rule: FavorCouponUseRule, out: Findings) -
         list_size(out, (*cp, "bin"), rule.limit_card.bin, 1, 10)
         for i, b in enumerate(rule.limit_card.bin or []):
             if not _BIN.match(b):
-                out.error((*cp, "bin", i), f"{b!r}: a card BIN is 6 to 9 digits", "format")
+                out.error((*cp, "bin", i), f"{shown(b)}: a card BIN is 6 to 9 digits", "format")
         if rule.limit_pay is None:
             out.warning(cp, "takes effect only together with limit_pay", "ignored")
     unique(out, (*p, "trade_type"), rule.trade_type)
