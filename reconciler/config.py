@@ -14,7 +14,7 @@ import httpx
 from pydantic import AfterValidator, Field, model_validator
 
 from reconciler.diagnostics import Diagnostic, Severity
-from reconciler.spec.common import Strict
+from reconciler.spec.common import Strict, shown
 from reconciler.spec.stock import Mchid
 from reconciler.validation import validate_model
 from reconciler.wechatpay.client import DEFAULT_BASE_URL
@@ -39,9 +39,9 @@ def _check_base_url(value: str) -> str:
     try:
         url = httpx.URL(value)
     except httpx.InvalidURL as exc:
-        raise ValueError(f"{value!r} is not a URL: {exc}") from None
+        raise ValueError(f"{shown(value)} is not a URL: {exc}") from None
     if url.scheme not in ("http", "https") or not url.host or " " in value:
-        raise ValueError(f"{value!r} is not an http(s) URL with a host")
+        raise ValueError(f"{shown(value)} is not an http(s) URL with a host")
     return value
 
 

@@ -207,7 +207,9 @@ def build(root: Node, max_nodes: int = MAX_NODES) -> Any:
         if tag == BOOL:
             if value in _BOOL:
                 return _BOOL[value]
-            raise BuildError(node, f"{value!r} is not a boolean; write true or false", "yaml_value")
+            raise BuildError(
+                node, f"{value[:40]!r} is not a boolean; write true or false", "yaml_value"
+            )
         if tag in (INT, FLOAT) and len(value) > MAX_NUMBER_CHARS:
             raise BuildError(
                 node,

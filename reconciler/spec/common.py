@@ -31,7 +31,7 @@ def parse_rfc3339(value: str) -> datetime:
     m = _RFC3339.match(value)
     if m is None:
         raise ValueError(
-            f"{value!r} is not an RFC3339 time with an offset; write it like "
+            f"{shown(value)} is not an RFC3339 time with an offset; write it like "
             "'2026-05-20T10:00:00+08:00'"
         )
     text = value[:-1] + "+00:00" if value.endswith("Z") else value
@@ -42,7 +42,7 @@ def parse_rfc3339(value: str) -> datetime:
     try:
         return datetime.fromisoformat(text)
     except ValueError as exc:
-        raise ValueError(f"{value!r} is not a real date and time: {exc}") from None
+        raise ValueError(f"{shown(value)} is not a real date and time: {exc}") from None
 
 
 def _check_rfc3339(value: str) -> str:
