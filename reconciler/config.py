@@ -221,7 +221,7 @@ def load_project(
                 "unreadable",
             )
         ]
-    doc = read_document(raw, file)
+    doc = read_document(raw, file, ("a project file", "stocks, state, api and merchants"))
     if doc.data is None:
         return None, doc.diagnostics
     project, diagnostics = validate_model(Project, doc)

@@ -56,6 +56,7 @@ _WIDE_BOMS = (
     (codecs.BOM_UTF16_LE, "UTF-16"),
     (codecs.BOM_UTF16_BE, "UTF-16"),
 )
+_SCALAR_NAMES = {str: "text", int: "a number", float: "a number", bool: "a boolean"}
 _BREAK = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")
 """What libyaml counts as a line break (YAML 1.1), so that computed lines match its marks."""
 
@@ -171,10 +172,13 @@ def node_path(root: Node, target: Node | Event) -> FieldPath:
         seen.add(id(node))
         if isinstance(node, MappingNode):
             for knode, vnode in reversed(node.value):
-                name: str | int = str(knode.value) if isinstance(knode, ScalarNode) else "?"
+                if not isinstance(knode, ScalarNode):
+                    if knode is target:  # a list or mapping used as a key: its mapping
+                        return path
+                    continue
                 if knode is target:
-                    return (*path, name)
-                stack.append((vnode, (*path, name)))
+                    return (*path, str(knode.value))
+                stack.append((vnode, (*path, str(knode.value))))
         elif isinstance(node, SequenceNode):
             stack.extend((child, (*path, i)) for i, child in reversed(list(enumerate(node.value))))
     return ()
@@ -360,8 +364,15 @@ class Document:
         return pos
 
 
-def read_document(raw: bytes, file: str) -> Document:
-    """Decode and parse one file, turning every way it can be unreadable into a diagnostic."""
+STOCK_CONTENTS = ("a stock file", "id, kind, merchant and spec")
+
+
+def read_document(raw: bytes, file: str, contents: tuple[str, str] = STOCK_CONTENTS) -> Document:
+    """Decode and parse one file, turning every way it can be unreadable into a diagnostic.
+
+    `contents` names the kind of file and the keys its mapping holds, for the messages about
+    an empty file or one whose top level is not a mapping."""
+    what, keys = contents
     doc = Document(file, "")
     if len(raw) > MAX_BYTES:
         doc.error(
@@ -388,10 +399,9 @@ def read_document(raw: bytes, file: str) -> Document:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
+        before = raw[: exc.start].decode("utf-8").removeprefix("\ufeff")
         doc.error(
-            line,
-            1,
+            *_line_col(before, len(before)),
             f"file is not UTF-8 (invalid byte 0x{raw[exc.start]:02x}); save it as UTF-8",
             "encoding",
         )
@@ -441,7 +451,7 @@ def read_document(raw: bytes, file: str) -> Document:
         doc.error(
             0,
             0,
-            "file is empty; a stock file holds one mapping with id, kind, merchant and spec",
+            f"file is empty; {what} holds one mapping with {keys}",
             "empty",
         )
         return doc
@@ -465,12 +475,12 @@ def read_document(raw: bytes, file: str) -> Document:
         shown = (
             "nothing"
             if data is None
-            else ("a list" if isinstance(data, list) else f"a {type(data).__name__}")
+            else ("a list" if isinstance(data, list) else _SCALAR_NAMES.get(type(data), "a value"))
         )
         doc.error(
             1,
             1,
-            f"top level is {shown}; expected a mapping with id, kind, merchant and spec",
+            f"top level is {shown}; expected a mapping with {keys}",
             "not_mapping",
         )
         return doc
