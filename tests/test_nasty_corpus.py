@@ -1,0 +1,150 @@
+"""The nasty corpus: hand-written stock and project files that once broke, or could break, the
+reader. Each is a regression case with its exact diagnostics in `tests/nasty/expected.json`.
+
+- `tests/nasty/stocks/*.yaml` are read as stock files, `tests/nasty/project/*.yaml` as
+  project files; each says what it tests in its first line (a comment), or, where the bytes
+  cannot hold one, in the `purpose` of its expected.json entry.
+- `generated/...` entries are built here, because they are large (up to 1 MiB).
+- Every file is read within DEADLINE_SECONDS and twice with the same result.
+
+After a deliberate change to a message position or code, rewrite the entry by hand; the
+test prints the actual diagnostics in the same JSON shape when they differ.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from reconciler.cli import cli
+from reconciler.config import load_project
+from reconciler.diagnostics import Diagnostic
+from reconciler.loader import load_stock_file
+from tests.conftest import EXAMPLES
+
+NASTY = Path(__file__).resolve().parent / "nasty"
+EXPECTED: dict[str, dict[str, Any]] = json.loads((NASTY / "expected.json").read_text("utf-8"))
+DEADLINE_SECONDS = 2.0
+
+GENERATED: dict[str, Callable[[], bytes]] = {
+    "generated/too-large.yaml": lambda: b"a: " + b"x" * (1024 * 1024 - 2),
+    "generated/deep-flow-50000.yaml": lambda: b"a: " + b"[" * 50_000 + b"]" * 50_000 + b"\n",
+    "generated/deep-dashes-30000.yaml": lambda: b"- " * 30_000 + b"x\n",
+    "generated/flat-list-1mib.yaml": lambda: b"a: [" + b"1, " * 340_000 + b"1]\n",
+    "generated/many-keys.yaml": lambda: "".join(f"k{i}: v\n" for i in range(100_000)).encode(),
+}
+SECRETS = {
+    "project/secret-inline.yaml": "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+    "project/secret-in-env.yaml": "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+    "project/apiv3-key-inline.yaml": "Zx9Qk2Lm8Np4Rt6Vw1Yb3Cd5Fg7Hj0Ks",
+}
+
+
+def corpus_files() -> list[str]:
+    return sorted(
+        f"{folder}/{path.name}"
+        for folder in ("stocks", "project")
+        for path in (NASTY / folder).iterdir()
+    )
+
+
+def read(name: str) -> tuple[list[Diagnostic], float]:
+    """The file's diagnostics and how long reading it took."""
+    raw = GENERATED[name]() if name in GENERATED else (NASTY / name).read_bytes()
+    start = time.perf_counter()
+    if name.startswith("project/"):
+        _, diagnostics = load_project(NASTY / name, name)
+    else:
+        _, diagnostics = load_stock_file(raw, name)
+    return diagnostics, time.perf_counter() - start
+
+
+def as_expected(diagnostics: list[Diagnostic]) -> list[dict[str, Any]]:
+    return [
+        {
+            "severity": d.severity.value,
+            "code": d.code,
+            "line": d.line,
+            "col": d.col,
+            "field": d.field,
+        }
+        for d in diagnostics
+    ]
+
+
+def test_every_file_has_an_expectation_and_a_purpose() -> None:
+    files = corpus_files()
+    assert len(files) >= 25
+    assert sorted(set(EXPECTED) - set(GENERATED)) == files
+    assert set(GENERATED) <= set(EXPECTED)
+    for name in files:
+        head = (NASTY / name).read_bytes()[:200]
+        commented = head.removeprefix(b"\xef\xbb\xbf").startswith(b"# ")
+        assert commented or EXPECTED[name].get("purpose"), f"{name}: say what it tests"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_diagnostics_are_exactly_the_expected_ones(name: str) -> None:
+    diagnostics, seconds = read(name)
+    actual = as_expected(diagnostics)
+    shown = "\n".join(json.dumps(d, ensure_ascii=False) for d in actual)
+    assert actual == EXPECTED[name]["diagnostics"], f"{name} now gives:\n{shown}"
+    assert seconds < DEADLINE_SECONDS, f"{name} took {seconds:.2f} s"
+    assert [d.to_data() for d in read(name)[0]] == [d.to_data() for d in diagnostics]
+    for d in diagnostics:
+        assert "Traceback" not in d.message
+        assert len(d.message) < 400, d.message  # values are quoted in part, never in full
+
+
+@pytest.mark.parametrize("name", sorted(SECRETS))
+def test_a_pasted_secret_is_never_repeated(name: str) -> None:
+    diagnostics, _ = read(name)
+    assert diagnostics
+    for d in diagnostics:
+        assert SECRETS[name] not in d.message and "BEGIN" not in d.message, d.message
+
+
+def test_merge_keys_merge_and_explicit_keys_win() -> None:
+    base, _ = load_stock_file(EXAMPLES["favor"].read_bytes(), "favor.yaml")
+    merged, diagnostics = load_stock_file((NASTY / "stocks/merge-key.yaml").read_bytes(), "m.yaml")
+    assert base is not None and merged is not None and diagnostics == []
+    rule = merged.stock.spec.stock_use_rule  # type: ignore[union-attr]
+    assert (rule.max_coupons, rule.max_amount, rule.max_coupons_per_user) == (20000, 20000000, 2)
+
+
+def test_times_stay_exactly_as_written() -> None:
+    loaded, _ = load_stock_file(
+        (NASTY / "stocks/date-unquoted-with-offset.yaml").read_bytes(), "d.yaml"
+    )
+    assert loaded is not None
+    spec = loaded.stock.spec
+    assert spec.available_begin_time == "2027-03-01T00:00:00+08:00"  # type: ignore[union-attr]
+    assert spec.available_end_time == "2027-03-31T23:59:59Z"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "github"])
+def test_validate_reports_the_whole_corpus(fmt: str) -> None:
+    result = CliRunner().invoke(cli, ["validate", str(NASTY / "stocks"), "--format", fmt])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    if fmt == "json":
+        doc = json.loads(result.stdout)
+        seen = {(Path(d["file"]).name, d["code"], d["line"]) for d in doc["diagnostics"]}
+        for name, entry in EXPECTED.items():
+            if name.startswith("stocks/"):
+                for d in entry["diagnostics"]:
+                    assert (name.removeprefix("stocks/"), d["code"], d["line"]) in seen, (name, d)
+    if fmt == "github":
+        annotations = [line for line in result.stdout.splitlines() if line.startswith("::error")]
+        assert 0 < len(annotations) <= 10
+        assert all(
+            re.match(r"::error file=[^,]+(,line=\d+,col=\d+)?,title=", a) for a in annotations
+        )
