@@ -7,6 +7,7 @@ byte-identical body, or (favor) found through the list endpoint; never with a ne
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -319,7 +320,8 @@ class Applier:
                 "reconciler apply",
             ) from None
         st = self.state.stock(sid)
-        applied = dict(st.applied_body or st.sent_body or {})
+        # A deep copy: _set_path writes into nested objects, which belong to the state.
+        applied = copy.deepcopy(dict(st.applied_body or st.sent_body or {}))
         for f in change.fields:
             path = f.path.removeprefix("spec.")
             if (action == "modify" and path.split(".")[0] in op.body) or (
