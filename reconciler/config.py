@@ -20,7 +20,7 @@ from reconciler.validation import validate_model
 from reconciler.wechatpay.client import DEFAULT_BASE_URL
 from reconciler.wechatpay.credentials import MerchantCredentials, load_merchant_credentials
 from reconciler.wechatpay.ratelimit import Limit
-from reconciler.yamlsource import read_document
+from reconciler.yamlsource import read_document, read_source
 
 PROJECT_FILE = "reconciler.yaml"
 BACKUP_BASE_URL = "https://api2.mch.weixin.qq.com"
@@ -208,7 +208,7 @@ def load_project(
     """Read and validate a project file with the same diagnostics as stock files."""
     file = display or path.name
     try:
-        raw = path.read_bytes()
+        raw, size = read_source(path)
     except OSError as exc:
         return None, [
             Diagnostic(
@@ -221,7 +221,7 @@ def load_project(
                 "unreadable",
             )
         ]
-    doc = read_document(raw, file, ("a project file", "stocks, state, api and merchants"))
+    doc = read_document(raw, file, ("a project file", "stocks, state, api and merchants"), size)
     if doc.data is None:
         return None, doc.diagnostics
     project, diagnostics = validate_model(Project, doc)

@@ -16,7 +16,7 @@ from reconciler.spec import KIND_MODELS, Stock, stock_rules
 from reconciler.spec.findings import Findings
 from reconciler.spec.rules_common import four_byte_text
 from reconciler.validation import findings_to_diagnostics, validate_model
-from reconciler.yamlsource import Document, read_document
+from reconciler.yamlsource import Document, read_document, read_source
 
 SUFFIXES = (".yaml", ".yml")
 PARALLEL_THRESHOLD = 500
@@ -47,7 +47,9 @@ class LoadedStock:
 
     def summary(self) -> Summary:
         key = f"{self.stock.merchant}\0{self.stock.kind}\0{self.stock.spec.model_dump_json()}"
-        return Summary(self.stock.id, self.file, self.line, hashlib.sha256(key.encode()).hexdigest())
+        return Summary(
+            self.stock.id, self.file, self.line, hashlib.sha256(key.encode()).hexdigest()
+        )
 
 
 @dataclass
@@ -96,9 +98,12 @@ def display_path(path: Path, base: Path | None) -> str:
     return path.as_posix()
 
 
-def load_stock_file(raw: bytes, file: str) -> tuple[LoadedStock | None, list[Diagnostic]]:
-    """Parse and validate one stock file; every problem becomes a diagnostic."""
-    doc = read_document(raw, file)
+def load_stock_file(
+    raw: bytes, file: str, size: int | None = None
+) -> tuple[LoadedStock | None, list[Diagnostic]]:
+    """Parse and validate one stock file; every problem becomes a diagnostic. `size` is the
+    file's size when `raw` holds only its beginning (a file too large to read whole)."""
+    doc = read_document(raw, file, size=size)
     if doc.data is None:
         return None, doc.diagnostics
     diagnostics = list(doc.diagnostics)
@@ -151,12 +156,12 @@ _Outcome = tuple[LoadedStock | Summary | None, list[Diagnostic]]
 
 def _load_path(path: Path, file: str, keep: bool) -> _Outcome:
     try:
-        raw = path.read_bytes()
+        raw, size = read_source(path)
     except OSError as exc:
         return None, [
             Diagnostic(file, 0, 0, Severity.ERROR, (), f"cannot read: {exc.strerror}", "unreadable")
         ]
-    loaded, diagnostics = load_stock_file(raw, file)
+    loaded, diagnostics = load_stock_file(raw, file, size)
     if loaded is not None and not keep:
         return loaded.summary(), diagnostics
     return loaded, diagnostics

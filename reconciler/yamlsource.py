@@ -10,10 +10,14 @@ exactly as written: the API wants the text, not a datetime that would lose the o
 from __future__ import annotations
 
 import codecs
+import errno
 import math
+import os
 import re
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -367,18 +371,49 @@ class Document:
 STOCK_CONTENTS = ("a stock file", "id, kind, merchant and spec")
 
 
-def read_document(raw: bytes, file: str, contents: tuple[str, str] = STOCK_CONTENTS) -> Document:
+def read_source(path: Path, limit: int = MAX_BYTES) -> tuple[bytes, int]:
+    """At most `limit` + 1 bytes of a regular file, and its size (for the too_large message).
+
+    Anything else raises OSError without being read: a FIFO named x.yaml blocks a plain read
+    forever, and a link to /dev/zero never ends (it ran validate out of memory)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, device or socket)")
+        chunks: list[bytes] = []
+        left = limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        raw = b"".join(chunks)
+        return raw, max(info.st_size, len(raw))
+    finally:
+        os.close(fd)
+
+
+def read_document(
+    raw: bytes,
+    file: str,
+    contents: tuple[str, str] = STOCK_CONTENTS,
+    size: int | None = None,
+) -> Document:
     """Decode and parse one file, turning every way it can be unreadable into a diagnostic.
 
     `contents` names the kind of file and the keys its mapping holds, for the messages about
-    an empty file or one whose top level is not a mapping."""
+    an empty file or one whose top level is not a mapping; `size` is the file's size when
+    `raw` is only its beginning (see read_source)."""
     what, keys = contents
     doc = Document(file, "")
-    if len(raw) > MAX_BYTES:
+    size = len(raw) if size is None else size
+    if size > MAX_BYTES:
         doc.error(
             0,
             0,
-            f"file is {len(raw):,} bytes; a stock or project file may be at most {MAX_BYTES:,}",
+            f"file is {size:,} bytes; a stock or project file may be at most {MAX_BYTES:,}",
             "too_large",
         )
         return doc
