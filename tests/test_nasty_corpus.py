@@ -14,6 +14,7 @@ test prints the actual diagnostics in the same JSON shape when they differ.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -148,3 +149,34 @@ def test_validate_reports_the_whole_corpus(fmt: str) -> None:
         assert all(
             re.match(r"::error file=[^,]+(,line=\d+,col=\d+)?,title=", a) for a in annotations
         )
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_special_files_are_refused_without_reading_them(tmp_path: Path) -> None:
+    """A FIFO blocked validate forever, /dev/zero read until MemoryError, and a huge file was
+    read whole before being refused: none of them is read now."""
+    stocks = tmp_path / "stocks"
+    stocks.mkdir()
+    os.mkfifo(stocks / "fifo.yaml")
+    (stocks / "zero.yaml").symlink_to("/dev/zero")
+    (stocks / "broken.yaml").symlink_to(tmp_path / "nowhere")
+    with (stocks / "sparse.yaml").open("wb") as f:
+        f.truncate(8 * 1024**3)  # 8 GiB, sparse: reading it whole would take minutes
+    start = time.perf_counter()
+    result = CliRunner().invoke(cli, ["validate", str(stocks), "--format", "json"])
+    assert time.perf_counter() - start < DEADLINE_SECONDS * 5
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert result.exit_code == 1, result.output
+    found = {
+        Path(d["file"]).name: (d["code"], d["line"])
+        for d in json.loads(result.stdout)["diagnostics"]
+    }
+    assert found == {
+        "broken.yaml": ("unreadable", 0),
+        "fifo.yaml": ("unreadable", 0),
+        "sparse.yaml": ("too_large", 0),
+        "zero.yaml": ("unreadable", 0),
+    }
+    os.mkfifo(tmp_path / "reconciler.yaml")
+    project, diagnostics = load_project(tmp_path / "reconciler.yaml")
+    assert project is None and [d.code for d in diagnostics] == ["unreadable"]
