@@ -366,14 +366,41 @@ def delete(data: Any, path: FieldPath) -> None:
     del get(data, path[:-1])[path[-1]]
 
 
+TIME_TEXTS = [
+    "2027-03-01T00:00:00+08:00", "2027-06-01T00:00:00Z", "0001-01-01T00:00:00+14:00",
+    "9999-12-31T23:59:59-14:00", "2027-03-01T00:00:00.123456789+08:00", "2027-13-01T00:00:00Z",
+]  # fmt: skip
+ENUM_TEXTS = ["NORMAL", "DISCOUNT", "EXCHANGE", "MINI_PROGRAMS", "OFF_LINE", "COLOR010", "Color010"]
+
+
+def same_type(value: Any) -> st.SearchStrategy[Any]:
+    """Another value of the kind the field holds, often in range: exercises the rules."""
+    if isinstance(value, bool):
+        return st.booleans()
+    if isinstance(value, int):
+        edges = [0, 1, 5, 60, 86400, 86401, 2**32, 2**63, 2**64 - 1, 2**64]
+        return st.one_of(
+            st.integers(-10, 100_000), st.sampled_from(edges), st.integers(-(2**66), 2**66)
+        )
+    if isinstance(value, str):
+        return st.one_of(st.text(max_size=30), st.sampled_from(TIME_TEXTS + ENUM_TEXTS))
+    if isinstance(value, list):
+        return st.lists(st.one_of(st.integers(-5, 10), st.text(max_size=8)), max_size=60)
+    return st.none()
+
+
 @st.composite
 def mutated_data(draw: st.DrawFn) -> dict[str, Any]:
     data = example(draw(st.sampled_from(sorted(EXAMPLES))))
     for _ in range(draw(st.integers(1, 3))):
         paths = [p for p in leaf_paths(data) if p]
         path = draw(st.sampled_from(paths))
-        op = draw(st.sampled_from(["set", "delete", "typo", "unknown", "wrap", "emoji"]))
-        if op == "set":
+        op = draw(
+            st.sampled_from(["set", "same_type", "delete", "typo", "unknown", "wrap", "emoji"])
+        )
+        if op == "same_type":
+            put(data, path, draw(same_type(get(data, path))))
+        elif op == "set":
             put(data, path, copy.deepcopy(draw(st.sampled_from(NASTY_VALUES))))
         elif op == "delete":
             delete(data, path)
