@@ -61,6 +61,12 @@ _WIDE_BOMS = (
     (codecs.BOM_UTF16_BE, "UTF-16"),
 )
 _SCALAR_NAMES = {str: "text", int: "a number", float: "a number", bool: "a boolean"}
+_ODD_BREAK = re.compile("[\x85\u2028\u2029]")
+_ODD_BREAK_NAMES = {
+    "\x85": "NEXT LINE",
+    "\u2028": "LINE SEPARATOR",
+    "\u2029": "PARAGRAPH SEPARATOR",
+}
 _BREAK = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")
 """What libyaml counts as a line break (YAML 1.1), so that computed lines match its marks."""
 
@@ -463,6 +469,15 @@ def read_document(
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         problem = ", ".join(x.strip() for x in (exc.context, exc.problem) if x) or "invalid YAML"
+        odd = _ODD_BREAK.search(doc.text)
+        if odd is not None:
+            # Invisible in an editor, and a line break to libyaml (YAML 1.1): a likely cause.
+            at = ":".join(map(str, _line_col(doc.text, odd.start())))
+            problem += (
+                f"; note: the file holds U+{ord(odd.group()):04X} ({_ODD_BREAK_NAMES[odd.group()]})"
+                f" at {at}, which this YAML reader takes as a line break unless it is inside "
+                "double quotes: remove it, or quote the value"
+            )
         doc.error(*_within(doc.text, line, col), f"YAML syntax error: {problem}", "yaml_syntax")
         return doc
     except ReaderError as exc:
