@@ -180,3 +180,8 @@ def test_special_files_are_refused_without_reading_them(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "reconciler.yaml")
     project, diagnostics = load_project(tmp_path / "reconciler.yaml")
     assert project is None and [d.code for d in diagnostics] == ["unreadable"]
+
+
+def test_an_invisible_line_separator_is_named() -> None:
+    diagnostics, _ = read("stocks/line-separator.yaml")
+    assert "U+2028 (LINE SEPARATOR) at 7:23" in diagnostics[0].message, diagnostics
