@@ -69,3 +69,15 @@ def write_stock(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`@pytest.mark.long` tests (exhaustive, minutes) run only when RECONCILER_LONG=1."""
+    import os
+
+    if os.environ.get("RECONCILER_LONG") == "1":
+        return
+    skip = pytest.mark.skip(reason="long run; set RECONCILER_LONG=1 to include it")
+    for item in items:
+        if item.get_closest_marker("long") is not None:
+            item.add_marker(skip)

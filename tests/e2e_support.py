@@ -23,6 +23,7 @@ import copy
 import functools
 import io
 import json
+import multiprocessing
 import os
 import re
 import selectors
@@ -35,6 +36,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -166,12 +168,14 @@ def generated_stock(kind: str, index: int) -> dict[str, Any]:
     return data
 
 
-def write_generated_stocks(dest: Path, count: int) -> list[str]:
-    """`count` generated stocks, alternating kinds; returns their ids."""
+def write_generated_stocks(
+    dest: Path, count: int, kinds: Sequence[str] = ("busifavor", "favor"), start: int = 0
+) -> list[str]:
+    """`count` generated stocks numbered from `start`, taking `kinds` in turn; their ids."""
     ids = []
     for i in range(count):
-        kind = ("busifavor", "favor")[i % 2]
-        data = generated_stock(kind, i)
+        kind = kinds[i % len(kinds)]
+        data = generated_stock(kind, start + i)
         path = dest / kind / f"{data['id']}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(dump_yaml(data), encoding="utf-8")
@@ -242,6 +246,14 @@ class Workspace:
             if load_yaml(path).get("id") == stock:
                 return path
         raise AssertionError(f"no stock file with id {stock!r} under {self.stocks_dir}")
+
+    def kinds(self) -> dict[str, str]:
+        """id -> kind of every stock file."""
+        out = {}
+        for path in self.stocks_dir.rglob("*.yaml"):
+            data = load_yaml(path)
+            out[str(data["id"])] = str(data["kind"])
+        return out
 
     def write_project(self, base_url: str | None = None, **changes: Any) -> None:
         """(Re)write reconciler.yaml; keyword arguments change the workspace's settings."""
@@ -329,7 +341,7 @@ def make_workspace(root: Path, clock: VirtualClock | None = None, **settings: An
 
 
 class LocalEmulator:
-    """An Emulator in this process on a loopback port, persisted to the workspace's data file.
+    """An Emulator in this process on a loopback port (with `persist`, saved to the data file).
 
     `emu` is the app: tests read `emu.stocks` and set `emu.set_faults(...)`. `restart` stops the
     server and starts a new emulator from the data file on the same port (optionally editing
@@ -340,9 +352,14 @@ class LocalEmulator:
         self,
         ws: Workspace,
         settings: EmulatorSettings | None = None,
+        *,
+        persist: bool = False,
     ) -> None:
         self.ws = ws
         self.settings = settings or EmulatorSettings()
+        # Saving the data file after every change costs a key serialisation and two fsyncs;
+        # only a test that restarts the emulator needs it.
+        self.persist = persist
         self.emu = self._new()
         register_merchants(self.emu, ws.mchids)
         self.server: EmulatorServer = self.emu.serve("127.0.0.1", 0)
@@ -352,7 +369,7 @@ class LocalEmulator:
         return Emulator(
             self.settings,
             clock=self.ws.clock.time,
-            data_path=self.ws.emulator_data,
+            data_path=self.ws.emulator_data if self.persist else None,
             keys=shared_keys(),
         )
 
@@ -364,6 +381,7 @@ class LocalEmulator:
         self.emu.set_faults(faults)
 
     def restart(self, edit: Callable[[dict[str, Any]], None] | None = None) -> None:
+        assert self.persist, "a restart needs the data file: LocalEmulator(..., persist=True)"
         port = self.server.port
         self.close()
         if edit is not None:
@@ -501,6 +519,51 @@ def _read_until(
                         f"process exited ({proc.wait()}) before {pattern.pattern!r}; got {buffer!r}"
                     )
                 buffer += chunk
+
+
+# --- CLI runs as killable child processes ---------------------------------------------------
+
+
+def _cli_child(args: list[str], env: dict[str, str], log: str) -> None:
+    """In a forked child: run the CLI with exactly `env`, its output appended to `log`."""
+    os.environ.clear()
+    os.environ.update(env)
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    cli.main(args=args, prog_name="reconciler")
+
+
+class CliChildren:
+    """CLI runs as real child processes (their own pid, state, lock and sockets, and killable
+    with SIGKILL), forked from a server that has already imported reconciler, so a run starts
+    in milliseconds instead of paying the interpreter's start-up each time."""
+
+    def __init__(self) -> None:
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._ctx.set_forkserver_preload(["e2e_support", "reconciler.cli"])
+
+    def start(self, ws: Workspace, *args: str, log: Path) -> BaseProcess:
+        proc = self._ctx.Process(
+            target=_cli_child,
+            args=(ws._args(args), ws.env(), str(log)),
+            name=f"reconciler {' '.join(args)}",
+        )
+        proc.start()
+        return proc
+
+
+def finish(proc: BaseProcess, timeout: float = DEADLINE_SECONDS) -> int:
+    """Wait for a child (killed if it overstays `timeout`), release it, return its exit code."""
+    proc.join(timeout)
+    if proc.exitcode is None:
+        proc.kill()
+        proc.join()
+    code = proc.exitcode
+    assert code is not None
+    proc.close()
+    return code
 
 
 # --- assertions about both sides --------------------------------------------------------------

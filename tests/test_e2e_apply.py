@@ -25,6 +25,7 @@ from e2e_support import (
     emulator_stocks,
     make_workspace,
     remote_by_request_no,
+    write_generated_stocks,
 )
 
 from reconciler.config import load_project
@@ -338,6 +339,58 @@ def test_busifavor_updates_are_planned_sent_and_settled(
     assert len(local.stocks) == 3
 
 
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("stock_send_rule", "max_coupons"), 60000),
+        (("stock_send_rule", "max_coupons_by_day"), 6000),
+        (("display_pattern_info", "description"), "工作日到店使用"),
+        (("goods_name",), "门店美式"),
+    ],
+)
+def test_a_single_update_right_after_create(
+    ws: Workspace, local: LocalEmulator, path: tuple[str, ...], value: Any
+) -> None:
+    applied(ws)
+    stock_id = ws.stock_ids()[LATTE_ID]
+    assert stock_id is not None
+
+    def change(data: dict[str, Any]) -> None:
+        node = data["spec"]
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+
+    edit_stock(ws.stock_file(LATTE_ID), change)
+    run = ws.cli("apply", "--yes")
+    assert run.exit_code == 0, run
+    node = local.stocks[stock_id].body
+    for key in path:
+        node = node[key]
+    assert node == value
+    again = ws.cli("plan", "--detailed-exitcode")
+    assert again.exit_code == 0, again
+    assert ws.state().stock(LATTE_ID).pending is None
+
+
+def test_budgets_raised_on_many_stocks_at_once(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "project")
+    ids = write_generated_stocks(ws.stocks_dir, 6, ["busifavor"])
+    with LocalEmulator(ws) as local:
+        applied(ws)
+        for stock in ids:
+            edit_stock(
+                ws.stock_file(stock),
+                lambda d: d["spec"]["stock_send_rule"].update(max_coupons=60000),
+            )
+        applied(ws)  # concurrent updates, each saving the whole state
+        state = ws.state()  # parses: every recorded create body still matches its digest
+        assert all(s.pending is None for s in state.stocks.values())
+        assert {s.body["stock_send_rule"]["max_coupons"] for s in local.stocks.values()} == {60000}
+        again = ws.cli("plan", "--detailed-exitcode")
+        assert again.exit_code == 0, again
+
+
 def _favor_more_coupons(data: dict[str, Any]) -> None:
     rule = data["spec"]["stock_use_rule"]
     rule["max_coupons"] = 30000
@@ -385,7 +438,12 @@ def _client(ws: Workspace, base_url: str) -> WeChatPayClient:
     return WeChatPayClient(project.credentials(MCHID, {}), base_url=base_url, clock=ws.clock.time)
 
 
-def test_drift_is_shown_and_never_acted_on(ws: Workspace, local: LocalEmulator) -> None:
+def test_drift_is_shown_and_never_acted_on(ws: Workspace) -> None:
+    with LocalEmulator(ws, persist=True) as local:
+        check_drift(ws, local)
+
+
+def check_drift(ws: Workspace, local: LocalEmulator) -> None:
     applied(ws)
     ids = ws.stock_ids()
     latte, favor = ids[LATTE_ID], ids[FAVOR_ID]

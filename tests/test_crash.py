@@ -1,0 +1,299 @@
+"""apply killed with SIGKILL at random moments, and the emulator killed under it.
+
+The emulator runs as its own process on a data file (so it outlives a killed apply, and can be
+killed and restarted itself), with latency on every request so that kills land mid-request.
+Between runs the stock files change the way a busy repository does (new stocks, modified
+comments, raised budgets), so every run has creates and updates in flight. Each run is killed
+at a random moment after it takes the state lock; afterwards the state file (and its backup)
+must parse, a stale lock is broken with `reconciler state unlock`, and in reject mode a busifavor
+create that cannot be looked up is imported, as its suggestion says. Finally apply runs to
+completion: exactly one remote stock per id, every id mapped in the state, every update landed,
+and a plan shows no changes.
+
+Apply runs are real child processes (`CliChildren`), forked from a server that has reconciler
+imported so that 200 of them take seconds, not minutes; `test_a_killed_cli_process...` uses
+the plain `python -m reconciler` process once, and shows the stale lock it leaves.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_support import (
+    CliChildren,
+    EmulatorProcess,
+    Workspace,
+    assert_one_remote_per_id,
+    edit_stock,
+    finish,
+    load_yaml,
+    make_workspace,
+    remote_by_request_no,
+    stopped,
+    wait_for,
+    write_generated_stocks,
+)
+
+from reconciler.emulator.settings import ReuseMode
+from reconciler.state import StateStore, parse_state
+from reconciler.state.lock import is_stale
+
+STOCKS = 30
+LATENCY_MS = 40
+KILL_WINDOW_SECONDS = 1.0
+"""Kills land uniformly in this window after the run takes the lock."""
+EMULATOR_KILL_EVERY = 5
+NEW_STOCK_EVERY = 4
+SETTLE_ROUNDS = 6
+SEED = int(os.environ.get("RECONCILER_CRASH_SEED", "20270201"))
+
+
+@dataclass
+class Tally:
+    killed: int = 0
+    """Runs killed while still running."""
+    finished: int = 0
+    """Runs that ended before their moment came."""
+    left_pending: int = 0
+    """Kills after which the state showed a request in flight."""
+    emulator_kills: int = 0
+    imports: int = 0
+
+
+@pytest.fixture(scope="module")
+def children() -> CliChildren:
+    return CliChildren()
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    # One attempt per request: a failure goes straight to the applier, and nothing sleeps.
+    return make_workspace(tmp_path / "project", max_attempts=1, read_timeout_seconds=5.0)
+
+
+@pytest.fixture
+def emulator(ws: Workspace, request: pytest.FixtureRequest) -> Iterator[EmulatorProcess]:
+    reuse: ReuseMode = getattr(request, "param", "idempotent")
+    with EmulatorProcess(ws, reuse=reuse, latency_ms=LATENCY_MS) as running:
+        ws.write_project(running.base_url)
+        yield running
+
+
+def busifavor_files(ws: Workspace) -> list[Path]:
+    return sorted((ws.stocks_dir / "busifavor").glob("*.yaml"))
+
+
+def churn(ws: Workspace, rng: random.Random, run: int) -> None:
+    """What happens to the files between two runs: a new stock now and then, and changes
+    WeChat Pay allows (modify, budget) to a few busifavor stocks. Values are never reverted."""
+    if run % NEW_STOCK_EVERY == 0:
+        kind = ("favor", "busifavor")[run // NEW_STOCK_EVERY % 2]
+        write_generated_stocks(ws.stocks_dir, 1, [kind], start=STOCKS + run)
+    for path in rng.sample(busifavor_files(ws), 2):
+
+        def change(data: dict[str, Any]) -> None:
+            data["spec"]["comment"] = f"crash run {run}"
+            if rng.random() < 0.5:
+                data["spec"]["stock_send_rule"]["max_coupons"] += 1000
+
+        edit_stock(path, change)
+
+
+def check_state(ws: Workspace) -> int:
+    """The state and its backup parse whenever they exist; returns how many requests the
+    state has in flight."""
+    pending = 0
+    if ws.state_path.exists():
+        state = parse_state(ws.state_path.read_bytes())
+        pending = sum(1 for s in state.stocks.values() if s.pending is not None)
+    backup = ws.state_path.with_name(ws.state_path.name + ".backup")
+    if backup.exists():
+        parse_state(backup.read_bytes())
+    return pending
+
+
+def break_stale_lock(ws: Workspace) -> None:
+    """What a person does after a crash: check the holder is gone, then `state unlock`."""
+    info = StateStore(ws.state_path, ws.clock.clock()).read_lock()
+    if info is None:
+        return
+    assert is_stale(info), f"a live run holds the lock: {info}"
+    run = ws.cli("state", "unlock", info.lock_id)
+    assert run.exit_code == 0, run
+
+
+def import_unresolved(ws: Workspace, emulator: EmulatorProcess) -> int:
+    """Import every busifavor create WeChat Pay called "already used" (reject mode), finding
+    its stock_id by out_request_no, as a person would in 商户平台."""
+    if not ws.state_path.exists():
+        return 0
+    remote = remote_by_request_no(emulator.stocks())
+    done = 0
+    for st in ws.state().stocks.values():
+        if st.kind == "busifavor" and st.pending and st.pending.outcome == "already_exists":
+            found = remote.get(st.out_request_no)
+            assert found is not None and len(found) == 1, (st.id, found)
+            run = ws.cli("state", "import", st.id, found[0])
+            assert run.exit_code == 0, run
+            done += 1
+    return done
+
+
+def lock_taken_or_exited(ws: Workspace, proc: BaseProcess) -> bool:
+    return ws.state_path.with_name(ws.state_path.name + ".lock").exists() or not proc.is_alive()
+
+
+def crash_runs(
+    ws: Workspace,
+    emulator: EmulatorProcess,
+    children: CliChildren,
+    runs: int,
+    rng: random.Random,
+) -> Tally:
+    tally = Tally()
+    for run in range(runs):
+        churn(ws, rng, run)
+        proc = children.start(ws, "apply", "--yes", log=ws.root / f"apply-{run:03d}.log")
+        try:
+            wait_for(partial(lock_taken_or_exited, ws, proc), "the apply to take the lock")
+            proc.join(rng.uniform(0.0, KILL_WINDOW_SECONDS))
+            if proc.exitcode is not None:
+                tally.finished += 1
+            elif run % EMULATOR_KILL_EVERY == EMULATOR_KILL_EVERY - 1:
+                # The emulator dies instead; the run carries on against the restarted one.
+                emulator.kill()
+                emulator.start()
+                tally.emulator_kills += 1
+            else:
+                proc.kill()
+                tally.killed += 1
+                if check_state(ws):
+                    tally.left_pending += 1
+        finally:
+            finish(proc)
+        check_state(ws)
+        break_stale_lock(ws)
+        tally.imports += import_unresolved(ws, emulator)
+    return tally
+
+
+def settle(ws: Workspace, emulator: EmulatorProcess, tally: Tally) -> None:
+    """apply until it succeeds (importing where it says so); then nothing is left to do."""
+    outputs = []
+    for _ in range(SETTLE_ROUNDS):
+        run = ws.cli("apply", "--yes")
+        outputs.append(str(run))
+        if run.exit_code == 0:
+            break
+        tally.imports += import_unresolved(ws, emulator)
+    else:
+        raise AssertionError("apply never succeeded:\n" + "\n".join(outputs))
+    final = ws.cli("plan", "--detailed-exitcode")
+    assert final.exit_code == 0, final
+
+
+def check_converged(ws: Workspace, emulator: EmulatorProcess) -> None:
+    ids = sorted(ws.kinds())
+    remote = emulator.stocks()
+    state = ws.state()
+    assert_one_remote_per_id(state, remote, ids)
+    bodies = {s["stock_id"]: s["body"] for s in remote}
+    for path in busifavor_files(ws):
+        wanted = load_yaml(path)
+        stock_id = state.stock(wanted["id"]).stock_id
+        body = bodies[stock_id]
+        assert body.get("comment") == wanted["spec"].get("comment"), path
+        want_max = wanted["spec"]["stock_send_rule"]["max_coupons"]
+        assert body["stock_send_rule"]["max_coupons"] == want_max, path
+
+
+def crash_test(ws: Workspace, emulator: EmulatorProcess, children: CliChildren, runs: int) -> Tally:
+    write_generated_stocks(ws.stocks_dir, STOCKS)
+    rng = random.Random(SEED)
+    tally = crash_runs(ws, emulator, children, runs, rng)
+    settle(ws, emulator, tally)
+    check_converged(ws, emulator)
+    print(f"seed {SEED}: {tally}")
+    return tally
+
+
+def test_apply_killed_at_random_moments(
+    ws: Workspace, emulator: EmulatorProcess, children: CliChildren
+) -> None:
+    tally = crash_test(ws, emulator, children, runs=20)
+    assert tally.killed >= 8, tally
+    assert tally.left_pending >= 1, f"no kill landed mid-request: {tally}"
+    assert tally.emulator_kills >= 1, tally
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("emulator", ["idempotent", "reject"], indirect=True)
+def test_apply_killed_at_random_moments_long(
+    ws: Workspace, emulator: EmulatorProcess, children: CliChildren
+) -> None:
+    tally = crash_test(ws, emulator, children, runs=200)
+    assert tally.killed >= 100, tally
+    assert tally.left_pending >= 10, tally
+
+
+def test_a_killed_cli_process_leaves_a_stale_lock_and_nothing_else(
+    ws: Workspace, emulator: EmulatorProcess
+) -> None:
+    ids = write_generated_stocks(ws.stocks_dir, 12)
+    with open(ws.root / "apply.log", "wb") as log:
+        proc = subprocess.Popen(
+            ws.command("apply", "--yes"), stdout=log, stderr=log, env=ws.env(), cwd=ws.root
+        )
+    with stopped(proc):
+        wait_for(lambda: check_state(ws) > 0 or proc.poll() is not None, "a create in flight")
+        assert proc.poll() is None, "the apply finished before a create was in flight"
+        proc.kill()
+        proc.wait()
+    assert check_state(ws) > 0
+
+    locked = ws.cli("apply", "--yes")
+    assert locked.exit_code == 1, locked
+    assert f"The lock is stale: no process {proc.pid} is running" in locked.stderr, locked
+    info = StateStore(ws.state_path, ws.clock.clock()).read_lock()
+    assert info is not None
+    assert f"reconciler state unlock {info.lock_id}" in locked.stderr, locked
+
+    break_stale_lock(ws)
+    plan = ws.cli("plan", "--format", "json")
+    assert "recover" in {c["action"] for c in plan.json()["changes"]}, plan
+    settle(ws, emulator, Tally())
+    assert_one_remote_per_id(ws.state(), emulator.stocks(), ids)
+
+
+def test_ctrl_c_lets_requests_in_flight_finish_and_releases_the_lock(
+    ws: Workspace, emulator: EmulatorProcess, children: CliChildren
+) -> None:
+    ids = write_generated_stocks(ws.stocks_dir, STOCKS)
+    log = ws.root / "apply.log"
+    proc = children.start(ws, "apply", "--yes", log=log)
+    try:
+        wait_for(lambda: check_state(ws) > 0 or not proc.is_alive(), "a create in flight")
+        assert proc.is_alive() and proc.pid is not None, "the apply finished too soon"
+        os.kill(proc.pid, signal.SIGINT)
+    finally:
+        code = finish(proc)
+    output = log.read_text(encoding="utf-8")
+    assert code == 130, output
+    assert "Interrupted: finishing the requests in flight" in output, output
+    assert check_state(ws) == 0, "a request was left in flight"
+    assert StateStore(ws.state_path, ws.clock.clock()).read_lock() is None
+    created = {i: sid for i, sid in ws.stock_ids().items() if sid is not None}
+    assert 0 < len(created) < len(ids), output
+
+    settle(ws, emulator, Tally())
+    assert_one_remote_per_id(ws.state(), emulator.stocks(), ids)
