@@ -20,6 +20,7 @@ from reconciler.emulator.keys import (
     load_public_key,
     public_key_pem,
 )
+from reconciler.fsutil import fsync_directory
 
 FORMAT = "reconciler-emulator/1"
 FIRST_STOCK_ID = 10000001
@@ -176,18 +177,4 @@ def save_atomically(path: Path, data: dict[str, Any]) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # The rename itself is only durable once the directory entry is flushed (POSIX).
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fsync_directory(directory)

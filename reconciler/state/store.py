@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from uuid import UUID, uuid4
 
 from reconciler.errors import StateError
+from reconciler.fsutil import fsync_directory
 from reconciler.state import lock as _lock
 from reconciler.state.lock import LockInfo
 from reconciler.state.model import FORMAT_VERSION, State, StateDataError
@@ -168,7 +169,7 @@ class StateStore:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
             raise
-        _fsync_directory(directory)
+        fsync_directory(directory)
 
     def _keep_backup(self, directory: Path) -> None:
         # The backup is a second name for the current file, made under a temporary name and
@@ -328,20 +329,6 @@ def _refuse_secrets(value: Any, path: str) -> None:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             _refuse_secrets(item, f"{path}[{index}]")
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable; not possible on every platform, hence best effort.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _user() -> str:
