@@ -463,7 +463,7 @@ def read_document(
             prescan(doc.text)
         nodes = compose_all(doc.text)
     except BuildError as exc:
-        doc.error(exc.line, exc.col, str(exc), exc.code)
+        doc.error(*_within(doc.text, exc.line, exc.col), str(exc), exc.code)
         return doc
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -506,7 +506,7 @@ def read_document(
         )
         return doc
     if len(nodes) > 1:
-        line = nodes[1].start_mark.line + 1
+        line, _ = _within(doc.text, nodes[1].start_mark.line + 1, 1)
         doc.error(
             line,
             1,
@@ -519,7 +519,7 @@ def read_document(
         data = build(nodes[0])
     except BuildError as exc:
         path = () if exc.code in _NO_PATH else node_path(nodes[0], exc.node)
-        doc.error(exc.line, exc.col, str(exc), exc.code, path)
+        doc.error(*_within(doc.text, exc.line, exc.col), str(exc), exc.code, path)
         return doc
     if not isinstance(data, Mapping):
         shown = (
@@ -561,8 +561,9 @@ def _line_col(text: str, index: int) -> tuple[int, int]:
 
 
 def _within(text: str, line: int, col: int) -> tuple[int, int]:
-    """libyaml can point past the end ('id:\nk' without a final newline: line 3 of 2); such a
-    position moves to the end of the last line, where editors and annotations can show it."""
+    """libyaml can point past the end ('id:\nk' without a final newline: line 3 of 2; the
+    empty second document of '...\n---' at EOF); such a position moves to the end of the last
+    line, where editors and annotations can show it."""
     lines = _BREAK.split(text)
     if line > len(lines):
         return len(lines), len(lines[-1]) + 1
