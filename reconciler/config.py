@@ -47,6 +47,8 @@ def _check_base_url(value: str) -> str:
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_LOOKS_LIKE_A_KEY = re.compile(r"^(?=.*[a-z])(?=.*[A-Z])(?=.*[0-9])[A-Za-z0-9]{24,}$")
+"""An APIv3 key (32 letters and digits) pasted where the variable's name belongs."""
 
 
 class Secret(Strict):
@@ -66,6 +68,12 @@ class Secret(Strict):
                 "never goes in the project file (its value is not shown here)"
             )
         env, file = data.get("env"), data.get("file")
+        if isinstance(env, str) and _LOOKS_LIKE_A_KEY.match(env):
+            # A valid name to the pattern, but the error for an unset variable names it.
+            raise ValueError(
+                "env must name an environment variable; this looks like a key itself "
+                "(mixed case and digits, no underscore; its value is not shown here)"
+            )
         if env is not None and not (isinstance(env, str) and _ENV_NAME.match(env)):
             raise ValueError(
                 "env must be the name of an environment variable (letters, digits and _), "
