@@ -45,6 +45,7 @@ SECRETS = {
     "project/secret-inline.yaml": "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
     "project/secret-in-env.yaml": "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
     "project/apiv3-key-inline.yaml": "Zx9Qk2Lm8Np4Rt6Vw1Yb3Cd5Fg7Hj0Ks",
+    "project/apiv3-key-as-env-name.yaml": "Zx9Qk2Lm8Np4Rt6Vw1Yb3Cd5Fg7Hj0Ks",
 }
 
 
