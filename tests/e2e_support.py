@@ -160,22 +160,32 @@ def edit_stock(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
     path.write_text(dump_yaml(data), encoding="utf-8")
 
 
-def generated_stock(kind: str, index: int) -> dict[str, Any]:
-    """A valid stock of `kind`, distinct from every other index (name and id)."""
+def generated_stock(kind: str, index: int, merchant: str = MCHID) -> dict[str, Any]:
+    """A valid stock of `kind` and `merchant`, distinct from every other index (name, id)."""
     data = copy.deepcopy(load_yaml(EXAMPLES[kind]))
     data["id"] = f"gen-{kind}-{index:03d}"
+    data["merchant"] = merchant
     data["spec"]["stock_name"] = f"gen {kind} {index:03d}"
+    data["spec"]["belong_merchant"] = merchant
+    if kind == "favor":
+        data["spec"]["coupon_use_rule"]["available_merchants"] = [merchant]
     return data
 
 
 def write_generated_stocks(
-    dest: Path, count: int, kinds: Sequence[str] = ("busifavor", "favor"), start: int = 0
+    dest: Path,
+    count: int,
+    kinds: Sequence[str] = ("busifavor", "favor"),
+    start: int = 0,
+    merchants: Sequence[str] = (MCHID,),
 ) -> list[str]:
-    """`count` generated stocks numbered from `start`, taking `kinds` in turn; their ids."""
+    """`count` generated stocks numbered from `start`, taking `kinds` and `merchants` in turn
+    (the merchant changes every len(kinds) stocks); returns their ids."""
     ids = []
     for i in range(count):
         kind = kinds[i % len(kinds)]
-        data = generated_stock(kind, start + i)
+        merchant = merchants[(start + i) // len(kinds) % len(merchants)]
+        data = generated_stock(kind, start + i, merchant)
         path = dest / kind / f"{data['id']}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(dump_yaml(data), encoding="utf-8")

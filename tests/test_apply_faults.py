@@ -83,16 +83,16 @@ def check_reported(run: Run, kinds: dict[str, str], reuse: str) -> set[str]:
         found = RESULT.match(line)
         if found is None or found["mark"] == "✓":
             continue
-        assert found["message"], run
+        assert found["message"], str(run)
         assert f"{found['id']}: " in run.stderr, run  # the summary repeats it
         if found["mark"] == "?":
-            assert i + 1 < len(lines) and lines[i + 1].strip().startswith("next: "), run
+            assert i + 1 < len(lines) and lines[i + 1].strip().startswith("next: "), str(run)
             wanted = IMPORT.search(lines[i + 1])
             if wanted is not None:
-                assert wanted["id"] == found["id"], run
+                assert wanted["id"] == found["id"], str(run)
                 imports.add(found["id"])
     if run.exit_code != 0 and "Apply finished" not in run.stdout:
-        assert run.stderr.startswith("error: ") or "error: " in run.stderr, run
+        assert run.stderr.startswith("error: ") or "error: " in run.stderr, str(run)
     # Only a busifavor create in reject mode needs a person; the next apply settles the rest
     # (favor: through the list endpoint), even where it suggests an import.
     return {i for i in imports if kinds[i] == "busifavor" and reuse == "reject"}
@@ -104,7 +104,7 @@ def import_from_remote(ws: Workspace, local: LocalEmulator, stock: str) -> None:
     found = remote_by_request_no(emulator_stocks(local.emu)).get(number)
     assert found is not None and len(found) == 1, (stock, found)
     run = ws.cli("state", "import", stock, found[0])
-    assert run.exit_code == 0, run
+    assert run.exit_code == 0, str(run)
 
 
 def converge(ws: Workspace, local: LocalEmulator, reuse: str) -> list[Run]:
@@ -116,7 +116,7 @@ def converge(ws: Workspace, local: LocalEmulator, reuse: str) -> list[Run]:
         imports = check_reported(run, kinds, reuse)
         if run.exit_code == 0:
             return runs
-        assert run.exit_code == 1, run
+        assert run.exit_code == 1, str(run)
         for stock in sorted(imports):
             import_from_remote(ws, local, stock)
     raise AssertionError(f"apply did not succeed in {ROUNDS} rounds:\n" + "\n".join(map(str, runs)))
@@ -149,7 +149,7 @@ def test_creates_settle_under_fault(
     assert {"favor.create", "busifavor.create"} <= faulted, f"the fault missed a kind: {faulted}"
     assert_one_remote_per_id(ws.state(), emulator_stocks(local.emu), ids)
     final = ws.cli("plan", "--detailed-exitcode")
-    assert final.exit_code == 0, final
+    assert final.exit_code == 0, str(final)
 
 
 UPDATE_FAULTS = ["commit_then_500", "commit_then_drop", "bad_signature", "latency"]
@@ -161,7 +161,7 @@ def test_busifavor_updates_settle_under_fault(
 ) -> None:
     ids = copy_stocks(ws.stocks_dir, ["busifavor"])
     applied = ws.cli("apply", "--yes")
-    assert applied.exit_code == 0, applied
+    assert applied.exit_code == 0, str(applied)
     stock = "member-day-latte-8-off"
 
     def change(data: dict[str, Any]) -> None:
@@ -192,4 +192,4 @@ def test_busifavor_updates_settle_under_fault(
     assert ws.state().stock(stock).pending is None
     assert_one_remote_per_id(ws.state(), emulator_stocks(local.emu), ids)
     final = ws.cli("plan", "--detailed-exitcode")
-    assert final.exit_code == 0, final
+    assert final.exit_code == 0, str(final)

@@ -66,7 +66,7 @@ def change_of(run_json: dict[str, Any], stock: str) -> dict[str, Any]:
 
 def applied(ws: Workspace) -> None:
     run = ws.cli("apply", "--yes")
-    assert run.exit_code == 0, run
+    assert run.exit_code == 0, str(run)
 
 
 # --- 1. the loop, as a user runs it -------------------------------------------------------------
@@ -77,32 +77,32 @@ def test_plan_apply_plan_as_subprocesses(ws: Workspace) -> None:
         ws.write_project(emulator.base_url)
 
         first = ws.run("plan", "--detailed-exitcode")
-        assert first.exit_code == 2, first
+        assert first.exit_code == 2, str(first)
         for stock in ALL_IDS:
-            assert f"+ create     {stock}" in first.stdout, first
+            assert f"+ create     {stock}" in first.stdout, str(first)
 
         apply = ws.run("apply", "--yes")
-        assert apply.exit_code == 0, apply
-        assert "Apply finished: 3 succeeded." in apply.stdout, apply
+        assert apply.exit_code == 0, str(apply)
+        assert "Apply finished: 3 succeeded." in apply.stdout, str(apply)
         ids = ws.stock_ids()
         assert sorted(ids) == ALL_IDS and all(ids.values()), ids
         assert_one_remote_per_id(ws.state(), emulator.stocks(), ALL_IDS)
 
         again = ws.run("plan", "--detailed-exitcode")
-        assert again.exit_code == 0, again
-        assert "No changes. 3 stocks in sync." in again.stdout, again
+        assert again.exit_code == 0, str(again)
+        assert "No changes. 3 stocks in sync." in again.stdout, str(again)
 
         second = ws.run("apply", "--yes")
-        assert second.exit_code == 0, second
-        assert "No changes to apply." in second.stdout, second
+        assert second.exit_code == 0, str(second)
+        assert "No changes to apply." in second.stdout, str(second)
         assert_one_remote_per_id(ws.state(), emulator.stocks(), ALL_IDS)
         assert ws.stock_ids() == ids
 
 
 def test_apply_without_yes_off_a_terminal_refuses(ws: Workspace, local: LocalEmulator) -> None:
     run = ws.cli("apply")
-    assert run.exit_code == 1, run
-    assert "pass --yes" in run.stderr, run
+    assert run.exit_code == 1, str(run)
+    assert "pass --yes" in run.stderr, str(run)
     assert local.stocks == {}
 
 
@@ -119,10 +119,10 @@ def test_deleted_state_is_rebuilt_without_a_duplicate_favor(ws: Workspace, reuse
         ws.state_path.unlink()
 
         plan = ws.cli("plan", "--format", "json")
-        assert actions(plan.json()) == {FAVOR_ID: "create"}, plan
+        assert actions(plan.json()) == {FAVOR_ID: "create"}, str(plan)
         rebuilt = ws.cli("apply", "--yes")
-        assert rebuilt.exit_code == 0, rebuilt
-        assert f"created {original}" in rebuilt.stdout, rebuilt
+        assert rebuilt.exit_code == 0, str(rebuilt)
+        assert f"created {original}" in rebuilt.stdout, str(rebuilt)
 
         assert ws.stock_ids() == {FAVOR_ID: original}
         assert_one_remote_per_id(ws.state(), emulator_stocks(local.emu), [FAVOR_ID])
@@ -136,7 +136,7 @@ def test_deleted_state_is_rebuilt_for_busifavor_when_numbers_are_idempotent(
     before = ws.stock_ids()
     ws.state_path.unlink()
     rebuilt = ws.cli("apply", "--yes")
-    assert rebuilt.exit_code == 0, rebuilt
+    assert rebuilt.exit_code == 0, str(rebuilt)
     assert ws.stock_ids() == before
     assert_one_remote_per_id(ws.state(), emulator_stocks(local.emu), ALL_IDS)
 
@@ -148,26 +148,26 @@ def test_deleted_state_busifavor_reject_is_unresolved_until_imported(ws: Workspa
         ws.state_path.unlink()
 
         apply = ws.cli("apply", "--yes")
-        assert apply.exit_code == 1, apply
+        assert apply.exit_code == 1, str(apply)
         for stock in (LATTE_ID, PASTRY_ID):
-            assert f"reconciler state import {stock} <stock_id>" in apply.stdout, apply
+            assert f"reconciler state import {stock} <stock_id>" in apply.stdout, str(apply)
         assert ws.stock_ids()[FAVOR_ID] == before[FAVOR_ID]  # favor found through the list
 
         plan = ws.cli("plan", "--format", "json")
-        assert plan.exit_code == 1, plan
+        assert plan.exit_code == 1, str(plan)
         for stock in (LATTE_ID, PASTRY_ID):
             change = change_of(plan.json(), stock)
             assert change["action"] == "unresolved", change
             assert f"reconciler state import {stock} <stock_id>" in change["suggestion"]
         text = ws.cli("plan")
-        assert f"reconciler state import {LATTE_ID} <stock_id>" in text.stdout, text
+        assert f"reconciler state import {LATTE_ID} <stock_id>" in text.stdout, str(text)
 
         for stock in (LATTE_ID, PASTRY_ID):
             imported = ws.cli("state", "import", stock, str(before[stock]))
-            assert imported.exit_code == 0, imported
+            assert imported.exit_code == 0, str(imported)
         assert ws.stock_ids() == before
         final = ws.cli("plan", "--detailed-exitcode")
-        assert final.exit_code == 0, final
+        assert final.exit_code == 0, str(final)
         assert_one_remote_per_id(ws.state(), emulator_stocks(local.emu), ALL_IDS)
 
 
@@ -177,7 +177,7 @@ def test_deleted_state_busifavor_reject_is_unresolved_until_imported(ws: Workspa
 def test_saved_plan_is_applied_exactly(ws: Workspace, local: LocalEmulator) -> None:
     saved = ws.root / "p.json"
     plan = ws.cli("plan", "--out", str(saved))
-    assert plan.exit_code == 0, plan
+    assert plan.exit_code == 0, str(plan)
     numbers = {
         op["request_no"] for c in json.loads(saved.read_text())["changes"] for op in c["operations"]
     }
@@ -185,15 +185,15 @@ def test_saved_plan_is_applied_exactly(ws: Workspace, local: LocalEmulator) -> N
 
     local.emu.clear_request_log()
     run = ws.cli("apply", str(saved))
-    assert run.exit_code == 0, run
+    assert run.exit_code == 0, str(run)
     creates = [e for e in local.emu.request_log if e.endpoint and e.endpoint.endswith(".create")]
     assert len(creates) == 3
     assert set(remote_by_request_no(emulator_stocks(local.emu))) == numbers
     assert_one_remote_per_id(ws.state(), emulator_stocks(local.emu), ALL_IDS)
 
     again = ws.cli("apply", str(saved))
-    assert again.exit_code == 1, again
-    assert "stale plan" in again.stderr, again
+    assert again.exit_code == 1, str(again)
+    assert "stale plan" in again.stderr, str(again)
     assert len(local.stocks) == 3
 
 
@@ -209,8 +209,8 @@ def test_saved_plan_refused_when_the_state_moved(ws: Workspace, local: LocalEmul
 
     ws.cli("state", "mv", FAVOR_ID, "spring-sale-moved")  # another run writes the state
     stale = ws.cli("apply", str(saved))
-    assert stale.exit_code == 1, stale
-    assert f"the state moved from serial {serial} to {serial + 1}" in stale.stderr, stale
+    assert stale.exit_code == 1, str(stale)
+    assert f"the state moved from serial {serial} to {serial + 1}" in stale.stderr, str(stale)
     assert "Make a new plan" in stale.stderr
     assert len(local.stocks) == 2
 
@@ -220,8 +220,8 @@ def test_saved_plan_refused_when_a_stock_file_changed(ws: Workspace, local: Loca
     assert ws.cli("plan", "--out", str(saved)).exit_code == 0
     edit_stock(ws.stock_file(LATTE_ID), lambda d: d["spec"].update(comment="edited after plan"))
     stale = ws.cli("apply", str(saved))
-    assert stale.exit_code == 1, stale
-    assert "the stock files changed since the plan was made" in stale.stderr, stale
+    assert stale.exit_code == 1, str(stale)
+    assert "the stock files changed since the plan was made" in stale.stderr, str(stale)
     assert local.stocks == {}
 
 
@@ -230,8 +230,8 @@ def test_saved_plan_refused_when_too_old(ws: Workspace, local: LocalEmulator) ->
     assert ws.cli("plan", "--out", str(saved)).exit_code == 0
     ws.clock.offset += timedelta(minutes=61).total_seconds()
     stale = ws.cli("apply", str(saved))
-    assert stale.exit_code == 1, stale
-    assert "the plan is older than 60 minutes" in stale.stderr, stale
+    assert stale.exit_code == 1, str(stale)
+    assert "the plan is older than 60 minutes" in stale.stderr, str(stale)
     assert local.stocks == {}
 
 
@@ -245,8 +245,8 @@ def test_saved_plan_refused_when_edited(ws: Workspace, local: LocalEmulator) -> 
                 op["body"]["stock_name"] = "春季满100减20"
     saved.write_text(json.dumps(doc), encoding="utf-8")
     edited = ws.cli("apply", str(saved))
-    assert edited.exit_code == 1, edited
-    assert "checksum does not match" in edited.stderr, edited
+    assert edited.exit_code == 1, str(edited)
+    assert "checksum does not match" in edited.stderr, str(edited)
     assert local.stocks == {}
 
 
@@ -257,13 +257,13 @@ def test_held_lock_names_the_holder_and_unlock_breaks_it(
     broken = pytest.raises(StateError, match="the lock on the state was broken")
     with broken, store.lock("apply --yes", holder="alice@ci-runner:4242") as held:
         locked = ws.cli("apply", "--yes")
-        assert locked.exit_code == 1, locked
+        assert locked.exit_code == 1, str(locked)
         assert "locked by alice@ci-runner:4242, running `apply --yes`" in locked.stderr
-        assert f"reconciler state unlock {held.lock_id}" in locked.stderr, locked
+        assert f"reconciler state unlock {held.lock_id}" in locked.stderr, str(locked)
         assert local.stocks == {}
 
         unlock = ws.cli("state", "unlock", held.lock_id)
-        assert unlock.exit_code == 0, unlock
+        assert unlock.exit_code == 0, str(unlock)
         assert "alice@ci-runner:4242" in unlock.stdout
         applied(ws)
     assert len(local.stocks) == 3
@@ -277,16 +277,16 @@ def test_corrupt_state_is_an_error_with_a_way_out(ws: Workspace, local: LocalEmu
 
     for command in (("plan",), ("apply", "--yes")):
         run = ws.cli(*command)
-        assert run.exit_code == 1, run
-        assert "is truncated" in run.stderr, run
-        assert f"cp {ws.state_path}.backup {ws.state_path}" in run.stderr, run
+        assert run.exit_code == 1, str(run)
+        assert "is truncated" in run.stderr, str(run)
+        assert f"cp {ws.state_path}.backup {ws.state_path}" in run.stderr, str(run)
     assert ws.state_path.read_bytes() == good[: len(good) // 2]  # never overwritten
     assert len(local.stocks) == 3
 
     ws.state_path.write_bytes((ws.root / "state.json.backup").read_bytes())
     assert ws.state().serial == serial - 1
     after = ws.cli("plan", "--detailed-exitcode")
-    assert after.exit_code == 0, after
+    assert after.exit_code == 0, str(after)
     assert len(local.stocks) == 3
 
 
@@ -307,7 +307,7 @@ def test_busifavor_updates_are_planned_sent_and_settled(
 
     edit_stock(ws.stock_file(LATTE_ID), change)
     plan = ws.cli("plan", "--format", "json", "--detailed-exitcode")
-    assert plan.exit_code == 2, plan
+    assert plan.exit_code == 2, str(plan)
     assert actions(plan.json()) == {LATTE_ID: "update", PASTRY_ID: "no-op", FAVOR_ID: "no-op"}
     update = change_of(plan.json(), LATTE_ID)
     ops = {op["name"]: op for op in update["operations"]}
@@ -324,18 +324,18 @@ def test_busifavor_updates_are_planned_sent_and_settled(
     }
     text = ws.cli("plan")
     for op in ops.values():
-        assert op["request_no"] in text.stdout, text
+        assert op["request_no"] in text.stdout, str(text)
 
     run = ws.cli("apply", "--yes")
-    assert run.exit_code == 0, run
+    assert run.exit_code == 0, str(run)
     body = local.stocks[stock_id].body
     assert body["comment"] == "member day May"
     assert body["goods_name"] == "门店美式"
     assert body["stock_send_rule"]["max_coupons"] == 60000
 
     again = ws.cli("plan", "--detailed-exitcode")
-    assert again.exit_code == 0, again
-    assert "No changes." in again.stdout, again
+    assert again.exit_code == 0, str(again)
+    assert "No changes." in again.stdout, str(again)
     assert len(local.stocks) == 3
 
 
@@ -363,13 +363,13 @@ def test_a_single_update_right_after_create(
 
     edit_stock(ws.stock_file(LATTE_ID), change)
     run = ws.cli("apply", "--yes")
-    assert run.exit_code == 0, run
+    assert run.exit_code == 0, str(run)
     node = local.stocks[stock_id].body
     for key in path:
         node = node[key]
     assert node == value
     again = ws.cli("plan", "--detailed-exitcode")
-    assert again.exit_code == 0, again
+    assert again.exit_code == 0, str(again)
     assert ws.state().stock(LATTE_ID).pending is None
 
 
@@ -388,7 +388,7 @@ def test_budgets_raised_on_many_stocks_at_once(tmp_path: Path) -> None:
         assert all(s.pending is None for s in state.stocks.values())
         assert {s.body["stock_send_rule"]["max_coupons"] for s in local.stocks.values()} == {60000}
         again = ws.cli("plan", "--detailed-exitcode")
-        assert again.exit_code == 0, again
+        assert again.exit_code == 0, str(again)
 
 
 def _favor_more_coupons(data: dict[str, Any]) -> None:
@@ -419,16 +419,16 @@ def test_immutable_change_fails_plan_and_apply(
     edit_stock(ws.stock_file(stock), edit)
 
     plan = ws.cli("plan", "--format", "json")
-    assert plan.exit_code == 1, plan
+    assert plan.exit_code == 1, str(plan)
     change = change_of(plan.json(), stock)
     assert change["action"] == "immutable", change
     assert field in [f["path"] for f in change["fields"]]
     text = ws.cli("plan")
-    assert text.exit_code == 1 and "✗ immutable" in text.stdout, text
+    assert text.exit_code == 1 and "✗ immutable" in text.stdout, str(text)
 
     apply = ws.cli("apply", "--yes")
-    assert apply.exit_code == 1, apply
-    assert "the plan has errors" in apply.stderr, apply
+    assert apply.exit_code == 1, str(apply)
+    assert "the plan has errors" in apply.stderr, str(apply)
     assert {sid: s.body for sid, s in local.stocks.items()} == bodies
 
 
@@ -472,7 +472,7 @@ def check_drift(ws: Workspace, local: LocalEmulator) -> None:
 
     local.emu.clear_request_log()
     apply = ws.cli("apply", "--yes")
-    assert apply.exit_code == 0, apply
+    assert apply.exit_code == 0, str(apply)
     assert "No changes to apply." in apply.stdout
     sent = [e.endpoint for e in local.emu.request_log]
     assert set(sent) <= {"favor.detail", "busifavor.detail"}, sent
@@ -485,13 +485,13 @@ def test_orphan_is_reported_and_left_alone(ws: Workspace, local: LocalEmulator) 
     ids = ws.stock_ids()
     ws.stock_file(PASTRY_ID).unlink()
     plan = ws.cli("plan", "--format", "json", "--detailed-exitcode")
-    assert plan.exit_code == 0, plan
+    assert plan.exit_code == 0, str(plan)
     orphan = change_of(plan.json(), PASTRY_ID)
     assert orphan["action"] == "orphan" and orphan["stock_id"] == ids[PASTRY_ID], orphan
 
     local.emu.clear_request_log()
     apply = ws.cli("apply", "--yes")
-    assert apply.exit_code == 0, apply
+    assert apply.exit_code == 0, str(apply)
     assert "No changes to apply." in apply.stdout
     assert all(
         not (e.endpoint or "").endswith((".create", ".modify", ".budget"))
@@ -508,18 +508,18 @@ def test_renamed_id_needs_state_mv(ws: Workspace, local: LocalEmulator) -> None:
     edit_stock(ws.stock_file(FAVOR_ID), lambda d: d.update(id=new))
 
     plan = ws.cli("plan", "--format", "json")
-    assert plan.exit_code == 1, plan
+    assert plan.exit_code == 1, str(plan)
     rename = change_of(plan.json(), new)
     assert rename["action"] == "rename", rename
     assert rename["suggestion"] == f"reconciler state mv {FAVOR_ID} {new}"
     apply = ws.cli("apply", "--yes")
-    assert apply.exit_code == 1, apply
+    assert apply.exit_code == 1, str(apply)
     assert len(local.stocks) == 3
 
     mv = ws.cli("state", "mv", FAVOR_ID, new)
-    assert mv.exit_code == 0, mv
+    assert mv.exit_code == 0, str(mv)
     after = ws.cli("plan", "--detailed-exitcode")
-    assert after.exit_code == 0, after
+    assert after.exit_code == 0, str(after)
     assert ws.stock_ids()[new] == ids[FAVOR_ID]
     # the stock keeps the number it was created with
     assert ws.state().stocks[new].out_request_no == out_request_no(MCHID, "favor", FAVOR_ID, 0)
