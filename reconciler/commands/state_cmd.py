@@ -125,6 +125,14 @@ def import_(stock: str, stock_id: str, project_path: Path) -> None:
         with ctx.store.lock(f"state import {stock} {stock_id}"):
             current = ctx.store.load(create_if_missing=True)
             now = runtime.clock.now()
+            owner = next(
+                (s.id for s in current.stocks.values() if s.stock_id == stock_id and s.id != stock),
+                None,
+            )
+            if owner is not None:
+                fail(
+                    f"{stock_id} is already in the state as {owner!r}; one remote stock cannot belong to two stock files. Check the stock_id (renaming an id is `reconciler state mv`)"
+                )
             if (
                 stock in current.stocks
                 and current.stocks[stock].pending is not None
