@@ -8,6 +8,7 @@ served on a loopback port, except for the first test, which runs both the emulat
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -162,9 +163,13 @@ def test_deleted_state_busifavor_reject_is_unresolved_until_imported(ws: Workspa
         text = ws.cli("plan")
         assert f"reconciler state import {LATTE_ID} <stock_id>" in text.stdout, str(text)
 
-        for stock in (LATTE_ID, PASTRY_ID):
-            imported = ws.cli("state", "import", stock, str(before[stock]))
-            assert imported.exit_code == 0, str(imported)
+        imported = ws.cli("state", "import", LATTE_ID, str(before[LATTE_ID]))
+        assert imported.exit_code == 0, str(imported)
+        mistyped = ws.cli("state", "import", PASTRY_ID, str(before[LATTE_ID]))
+        assert mistyped.exit_code == 1, str(mistyped)
+        assert f"already in the state as {LATTE_ID!r}" in mistyped.stderr, str(mistyped)
+        imported = ws.cli("state", "import", PASTRY_ID, str(before[PASTRY_ID]))
+        assert imported.exit_code == 0, str(imported)
         assert ws.stock_ids() == before
         final = ws.cli("plan", "--detailed-exitcode")
         assert final.exit_code == 0, str(final)
@@ -523,3 +528,30 @@ def test_renamed_id_needs_state_mv(ws: Workspace, local: LocalEmulator) -> None:
     assert ws.stock_ids()[new] == ids[FAVOR_ID]
     # the stock keeps the number it was created with
     assert ws.state().stocks[new].out_request_no == out_request_no(MCHID, "favor", FAVOR_ID, 0)
+
+
+def test_plan_without_refresh_needs_no_credentials(ws: Workspace, local: LocalEmulator) -> None:
+    applied(ws)
+    edit_stock(ws.stock_file(LATTE_ID), lambda d: d["spec"].update(comment="from a fork"))
+    for key in (ws.root / "keys").iterdir():
+        key.unlink()
+    plan = ws.cli("plan", "--refresh", "false", "--detailed-exitcode")
+    assert plan.exit_code == 2, str(plan)
+    assert "~ update     member-day-latte-8-off" in plan.stdout, str(plan)
+    refreshed = ws.cli("plan")
+    assert refreshed.exit_code == 1, str(refreshed)
+    assert "cannot read the merchant private key file" in refreshed.stderr, str(refreshed)
+
+
+def test_apply_waits_for_a_lock_with_lock_wait(ws: Workspace, local: LocalEmulator) -> None:
+    store = StateStore(ws.state_path, ws.clock.clock())
+    held = store.lock("apply", holder="bob@ci-runner:7")
+    held.__enter__()
+    releaser = threading.Timer(0.3, held.__exit__, (None, None, None))
+    releaser.start()
+    try:
+        run = ws.cli("apply", "--yes", "--lock-wait", "20")
+    finally:
+        releaser.join()
+    assert run.exit_code == 0, str(run)
+    assert len(local.stocks) == 3
