@@ -85,6 +85,10 @@ class _Unresolved(ReconcilerError):
         self.suggestion = suggestion
 
 
+class _Contested(Exception):
+    """A found favor stock may be another id's: adopting it is not safe."""
+
+
 class Applier:
     """Applies the acting changes of a plan. Merchants proceed in parallel; a failed stock does
     not stop the others; `stop` (set on Ctrl-C) lets requests in flight finish and starts no more.
@@ -268,11 +272,18 @@ class Applier:
                 )
             return None
         stock_id, item = next(iter(matches.items()))
-        self._update(
-            lambda s: s.record_created(
-                change.id, stock_id, _parse_time(str(item.get("create_time", "")), self.now())
-            )
-        )
+        created = _parse_time(str(item.get("create_time", "")), self.now())
+
+        def adopt(state: State) -> State:
+            # Decided under the state lock, so two look-ups never take the same stock.
+            if _claimed(state, change, stock_id, item):
+                raise _Contested
+            return state.record_created(change.id, stock_id, created)
+
+        try:
+            self._update(adopt)
+        except _Contested:
+            return None
         self._update(lambda s: s.record_observed(change.id, item, self.now()))
         return stock_id
 
@@ -347,6 +358,27 @@ def _number_reused(exc: ApiResponseError) -> bool:
     return (
         exc.status == 400 and exc.code == "INVALID_REQUEST" and "单号已存在" in (exc.message or "")
     )
+
+
+def _claimed(state: State, change: Change, stock_id: str, item: Mapping[str, Any]) -> bool:
+    """Whether a favor stock found for `change` is, or may be, another id's: recorded for one,
+    or matching another create still in doubt (the list shows no out_request_no, so two
+    creates that differ only in fields the list does not show cannot be told apart)."""
+    for other in state.stocks.values():
+        if other.id == change.id:
+            continue
+        if other.stock_id == stock_id:
+            return True
+        if (
+            other.stock_id is None
+            and other.kind == "favor"
+            and other.merchant == change.merchant
+            and other.pending is not None
+            and other.sent_body is not None
+            and _favor_matches(other.sent_body, item)
+        ):
+            return True
+    return False
 
 
 def _favor_matches(sent: Mapping[str, Any], item: Mapping[str, Any]) -> bool:
