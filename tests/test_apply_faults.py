@@ -23,8 +23,10 @@ from e2e_support import (
     Workspace,
     assert_one_remote_per_id,
     copy_stocks,
+    dump_yaml,
     edit_stock,
     emulator_stocks,
+    generated_stock,
     make_workspace,
     remote_by_request_no,
     write_generated_stocks,
@@ -193,3 +195,41 @@ def test_busifavor_updates_settle_under_fault(
     assert_one_remote_per_id(ws.state(), emulator_stocks(local.emu), ids)
     final = ws.cli("plan", "--detailed-exitcode")
     assert final.exit_code == 0, str(final)
+
+
+def test_favor_look_up_never_takes_another_ids_stock(ws: Workspace, local: LocalEmulator) -> None:
+    """Two favor stocks that differ only where the list endpoint does not look (comment): when
+    one's create is in doubt, the other's stock must not be taken for it."""
+    twin_a, twin_b = (generated_stock("favor", i) for i in (1, 2))
+    twin_b["spec"]["stock_name"] = twin_a["spec"]["stock_name"]
+    twin_a["spec"]["comment"], twin_b["spec"]["comment"] = "twin a", "twin b"
+    folder = ws.stocks_dir / "favor"
+    folder.mkdir(parents=True)
+    (folder / "b.yaml").write_text(dump_yaml(twin_b), encoding="utf-8")
+    ws.write_project(concurrency=1)  # one request at a time: the order below is the order sent
+    # b is created but its answer is lost, and so is its look-up.
+    local.set_faults(
+        Faults(
+            commit_then_500_share=1.0,
+            endpoints=frozenset({"favor.create", "favor.list"}),
+            next_requests=2,
+        )
+    )
+    first = ws.cli("apply", "--yes")
+    assert first.exit_code == 1, str(first)
+    # a arrives; its create fails before WeChat Pay processes it, so a looks itself up and
+    # finds b's stock, the only one with its visible fields.
+    (folder / "a.yaml").write_text(dump_yaml(twin_a), encoding="utf-8")
+    local.set_faults(
+        Faults(error_500_share=1.0, endpoints=frozenset({"favor.create"}), next_requests=1)
+    )
+
+    converge(ws, local, local.settings.out_request_no_reuse)
+
+    ids = sorted(ws.kinds())
+    assert_one_remote_per_id(ws.state(), emulator_stocks(local.emu), ids)
+    comments = {s.stock_id: s.body["comment"] for s in local.stocks.values()}
+    assert {i: comments[str(ws.stock_ids()[i])] for i in ids} == {
+        twin_a["id"]: "twin a",
+        twin_b["id"]: "twin b",
+    }
