@@ -213,7 +213,7 @@ class _Planner:
                 if stock.spec.no_cash
                 else "locked from the balance at activation (预充值)"
             )
-            what = f"budget {money(budget)}, {funding}"
+            what = f"budget {money(stock.spec.stock_use_rule.max_amount)}, {funding}"
         elif budget is not None:
             what = f"up to {money(budget)} in discounts (discount_amount × max_coupons)"
         else:

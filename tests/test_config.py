@@ -48,14 +48,47 @@ def test_good_project(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("edit", "line", "field", "needle"),
     [
-        (("    private_key: {env: WECHATPAY_1900000001_PRIVATE_KEY}", "    private_key: {env: X, file: y}"), 8, "merchants[0].private_key", "exactly one of env"),
-        (("    wechatpay_public_key_id: PUB_KEY_ID_0114232134912410000000000000\n", ""), 6, "merchants[0]", "go together"),
-        (("      favor_create:", "      favour_create:"), 12, "merchants[0].rate_limits.favour_create", "must be one of"),
-        (("  base_url: https://api.mch.weixin.qq.com", "  base_uri: https://api.mch.weixin.qq.com"), 4, "api.base_uri", "did you mean 'base_url'"),
-        (('  - mchid: "1900000001"', "  - mchid: 1900000001"), 6, "merchants[0].mchid", "expected a string"),
+        (
+            (
+                "    private_key: {env: WECHATPAY_1900000001_PRIVATE_KEY}",
+                "    private_key: {env: X, file: y}",
+            ),
+            8,
+            "merchants[0].private_key",
+            "exactly one of env",
+        ),
+        (
+            ("    wechatpay_public_key_id: PUB_KEY_ID_0114232134912410000000000000\n", ""),
+            6,
+            "merchants[0]",
+            "go together",
+        ),
+        (
+            ("      favor_create:", "      favour_create:"),
+            12,
+            "merchants[0].rate_limits.favour_create",
+            "must be one of",
+        ),
+        (
+            (
+                "  base_url: https://api.mch.weixin.qq.com",
+                "  base_uri: https://api.mch.weixin.qq.com",
+            ),
+            4,
+            "api.base_uri",
+            "did you mean 'base_url'",
+        ),
+        (
+            ('  - mchid: "1900000001"', "  - mchid: 1900000001"),
+            6,
+            "merchants[0].mchid",
+            "expected a string",
+        ),
     ],
 )
-def test_project_errors_have_places(tmp_path: Path, edit: tuple[str, str], line: int, field: str, needle: str) -> None:
+def test_project_errors_have_places(
+    tmp_path: Path, edit: tuple[str, str], line: int, field: str, needle: str
+) -> None:
     assert edit[0] in GOOD
     project, diagnostics = load_project(write(tmp_path, GOOD.replace(*edit)))
     assert project is None
@@ -66,9 +99,17 @@ def test_project_errors_have_places(tmp_path: Path, edit: tuple[str, str], line:
 
 def test_credentials_come_only_from_named_places(tmp_path: Path) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()).decode()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
     (tmp_path / "keys").mkdir()
-    (tmp_path / "keys" / "pub_key.pem").write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    (tmp_path / "keys" / "pub_key.pem").write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     project, _ = load_project(write(tmp_path, GOOD))
     assert project is not None
     creds = project.credentials("1900000001", {"WECHATPAY_1900000001_PRIVATE_KEY": pem})
@@ -81,8 +122,21 @@ def test_credentials_come_only_from_named_places(tmp_path: Path) -> None:
         project.credentials("1900000002", {})
 
 
-def _plan(serial: int, digest: str = "sha256:a", created: datetime | None = None, lineage: str = "6f1c2d3e-4a5b-4c6d-8e7f-0123456789ab") -> Plan:
-    return Plan((created or datetime(2027, 1, 1, tzinfo=UTC)).isoformat(), "0.1.0", lineage, serial, digest, "changing", ())
+def _plan(
+    serial: int,
+    digest: str = "sha256:a",
+    created: datetime | None = None,
+    lineage: str = "6f1c2d3e-4a5b-4c6d-8e7f-0123456789ab",
+) -> Plan:
+    return Plan(
+        (created or datetime(2027, 1, 1, tzinfo=UTC)).isoformat(),
+        "0.1.0",
+        lineage,
+        serial,
+        digest,
+        "changing",
+        (),
+    )
 
 
 def test_saved_plan_staleness() -> None:
@@ -92,13 +146,17 @@ def test_saved_plan_staleness() -> None:
     with pytest.raises(StateError, match="serial 3 to 4"):
         check_fresh(_plan(3), state, "sha256:a", now, 60)
     with pytest.raises(StateError, match="different lineage"):
-        check_fresh(_plan(4, lineage="00000000-0000-4000-8000-000000000000"), state, "sha256:a", now, 60)
+        check_fresh(
+            _plan(4, lineage="00000000-0000-4000-8000-000000000000"), state, "sha256:a", now, 60
+        )
     with pytest.raises(StateError, match="stock files changed"):
         check_fresh(_plan(4), state, "sha256:b", now, 60)
     with pytest.raises(StateError, match="older than 10 minutes"):
         check_fresh(_plan(4), state, "sha256:a", now, 10)
     fresh = State(lineage="00000000-0000-4000-8000-000000000000", serial=0)
-    check_fresh(_plan(0, lineage="11111111-1111-4111-8111-111111111111"), fresh, "sha256:a", now, 60)  # no state yet on either side
+    check_fresh(
+        _plan(0, lineage="11111111-1111-4111-8111-111111111111"), fresh, "sha256:a", now, 60
+    )  # no state yet on either side
 
 
 def test_shifted_clock_and_loopback(monkeypatch: pytest.MonkeyPatch) -> None:

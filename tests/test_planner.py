@@ -42,8 +42,17 @@ def applied_state(*stocks: LoadedStock, stock_ids: dict[str, str] | None = None)
     return state
 
 
-def plan(desired: list[LoadedStock], state: State | None = None, observed: dict[str, Any] | None = None, now: datetime = NOW) -> Plan:
-    return make_plan(PlanInputs(desired=desired, state=state or State.new(LINEAGE), observed=observed or {}, now=now))
+def plan(
+    desired: list[LoadedStock],
+    state: State | None = None,
+    observed: dict[str, Any] | None = None,
+    now: datetime = NOW,
+) -> Plan:
+    return make_plan(
+        PlanInputs(
+            desired=desired, state=state or State.new(LINEAGE), observed=observed or {}, now=now
+        )
+    )
 
 
 def only(p: Plan) -> Any:
@@ -89,7 +98,13 @@ def test_create_blocked_more_than_365_days_ahead() -> None:
 def test_in_sync_is_noop_with_facts() -> None:
     favor = loaded("favor")
     state = applied_state(favor)
-    observed = {"spring-sale-10-off-100": {"stock_name": "春季满100减10", "status": "running", "distributed_coupons": 7}}
+    observed = {
+        "spring-sale-10-off-100": {
+            "stock_name": "春季满100减10",
+            "status": "running",
+            "distributed_coupons": 7,
+        }
+    }
     change = only(plan([favor], state, observed))
     assert change.action is Action.NOOP
     assert change.facts == {"status": "running", "distributed_coupons": 7}
@@ -105,7 +120,12 @@ def _favor_detail(body: dict[str, Any]) -> dict[str, Any]:
         "description": body["pattern_info"]["description"],
         "available_begin_time": "2027-02-28T16:00:00.000Z",  # same instant, other spelling
         "available_end_time": body["available_end_time"],
-        "stock_use_rule": {**body["stock_use_rule"], "fixed_normal_coupon": rule["fixed_normal_coupon"], "trade_type": "MICROAPP", "combine_use": False},
+        "stock_use_rule": {
+            **body["stock_use_rule"],
+            "fixed_normal_coupon": rule["fixed_normal_coupon"],
+            "trade_type": "MICROAPP",
+            "combine_use": False,
+        },
         "no_cash": body["no_cash"],
         "stock_type": "NORMAL",
         "distributed_coupons": 0,
@@ -116,7 +136,9 @@ def test_favor_drift_through_the_detail_shape() -> None:
     favor = loaded("favor", lambda d: d["spec"]["coupon_use_rule"].update(trade_type=["MICROAPP"]))
     state = applied_state(favor)
     detail = _favor_detail(state.stock(favor.stock.id).sent_body or {})
-    assert only(plan([favor], state, {favor.stock.id: detail})).action is Action.NOOP  # instants, bare string as a set
+    assert (
+        only(plan([favor], state, {favor.stock.id: detail})).action is Action.NOOP
+    )  # instants, bare string as a set
     drifted = copy.deepcopy(detail)
     drifted["stock_use_rule"]["max_coupons_per_user"] = 5
     drifted["description"] = "改过了"
@@ -136,7 +158,9 @@ def test_favor_change_after_creation_is_immutable_error() -> None:
     change = only(plan([after], applied_state(before)))
     assert change.action is Action.IMMUTABLE and change.is_error
     assert "cannot be modified" in change.reason and "budget would double" in change.reason
-    assert [(f.path, f.before, f.after) for f in change.fields] == [("spec.stock_use_rule.max_coupons_per_user", 2, 3)]
+    assert [(f.path, f.before, f.after) for f in change.fields] == [
+        ("spec.stock_use_rule.max_coupons_per_user", 2, 3)
+    ]
 
 
 def test_busifavor_modify_and_budget_updates() -> None:
@@ -149,7 +173,9 @@ def test_busifavor_modify_and_budget_updates() -> None:
 
     after = loaded("busifavor", edit)
     state = applied_state(before)
-    observed = {before.stock.id: {"stock_send_rule": {"max_coupons": 50_000}, "stock_state": "RUNNING"}}
+    observed = {
+        before.stock.id: {"stock_send_rule": {"max_coupons": 50_000}, "stock_state": "RUNNING"}
+    }
     change = only(plan([after], state, observed))
     assert change.action is Action.UPDATE
     modify, budget = change.operations
@@ -157,17 +183,30 @@ def test_busifavor_modify_and_budget_updates() -> None:
     assert modify.body["comment"] == "new note"
     assert modify.body["stock_send_rule"] == {"prevent_api_abuse": False}
     assert modify.body["out_request_no"] == modify.request_no
-    assert budget.body == {"target_max_coupons": 60_000, "current_max_coupons": 50_000, "modify_budget_request_no": budget.request_no}
+    assert budget.body == {
+        "target_max_coupons": 60_000,
+        "current_max_coupons": 50_000,
+        "modify_budget_request_no": budget.request_no,
+    }
     again = only(plan([after], state, observed))
-    assert [o.request_no for o in again.operations] == [modify.request_no, budget.request_no]  # deterministic
+    assert [o.request_no for o in again.operations] == [
+        modify.request_no,
+        budget.request_no,
+    ]  # deterministic
 
 
 def test_busifavor_immutable_fields() -> None:
     before = loaded("busifavor")
-    after = loaded("busifavor", lambda d: d["spec"]["coupon_use_rule"]["fixed_normal_coupon"].update(discount_amount=900))
+    after = loaded(
+        "busifavor",
+        lambda d: d["spec"]["coupon_use_rule"]["fixed_normal_coupon"].update(discount_amount=900),
+    )
     change = only(plan([after], applied_state(before)))
     assert change.action is Action.IMMUTABLE
-    assert change.fields[0].money and change.fields[0].path == "spec.coupon_use_rule.fixed_normal_coupon.discount_amount"
+    assert (
+        change.fields[0].money
+        and change.fields[0].path == "spec.coupon_use_rule.fixed_normal_coupon.discount_amount"
+    )
 
 
 def test_update_after_validity_end_is_blocked() -> None:
@@ -190,7 +229,10 @@ def test_renamed_id_is_refused_with_state_mv() -> None:
     p = plan([new], applied_state(old))
     by_id = {c.id: c for c in p.changes}
     assert by_id["spring-sale-renamed"].action is Action.RENAME
-    assert by_id["spring-sale-renamed"].suggestion == "reconciler state mv spring-sale-10-off-100 spring-sale-renamed"
+    assert (
+        by_id["spring-sale-renamed"].suggestion
+        == "reconciler state mv spring-sale-10-off-100 spring-sale-renamed"
+    )
     assert by_id["spring-sale-10-off-100"].action is Action.ORPHAN
     assert p.has_errors
 
@@ -210,7 +252,11 @@ def test_interrupted_create_is_recovered_with_the_recorded_body() -> None:
 def test_busifavor_number_reused_without_stock_is_unresolved_with_import() -> None:
     busi = loaded("busifavor")
     entry = StockState.new(busi.stock.id, "busifavor", "1900000001")
-    state = State.new(LINEAGE).with_stock(entry).record_sent(busi.stock.id, create_body(busi.stock, entry.out_request_no), NOW)
+    state = (
+        State.new(LINEAGE)
+        .with_stock(entry)
+        .record_sent(busi.stock.id, create_body(busi.stock, entry.out_request_no), NOW)
+    )
     state = state.mark_outcome(busi.stock.id, "already_exists")
     change = only(plan([busi], state))
     assert change.action is Action.UNRESOLVED and change.is_error
@@ -230,12 +276,17 @@ def test_retired_number_is_never_reused() -> None:
     state = applied_state(favor).without_stock(favor.stock.id)
     change = only(plan([favor], state))
     assert change.action is Action.CREATE
-    assert change.operations[0].request_no == out_request_no("1900000001", "favor", favor.stock.id, 1)
+    assert change.operations[0].request_no == out_request_no(
+        "1900000001", "favor", favor.stock.id, 1
+    )
 
 
 @pytest.mark.parametrize(("count", "seconds"), [(1, 0.0), (61, 60.0), (121, 120.0)])
 def test_estimated_time_follows_the_favor_create_limit(count: int, seconds: float) -> None:
-    stocks = [loaded("favor", lambda d, i=i: d["spec"].update(comment=f"c{i}"), id=f"s-{i:03d}") for i in range(count)]
+    stocks = [
+        loaded("favor", lambda d, i=i: d["spec"].update(comment=f"c{i}"), id=f"s-{i:03d}")
+        for i in range(count)
+    ]
     p = plan(stocks)
     (totals,) = p.totals
     assert totals.creates == count and totals.create_budget_fen == 20_000_000 * count
