@@ -164,6 +164,9 @@ def test_shifted_clock_and_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     assert abs(clock.now() - datetime(2027, 2, 1, tzinfo=UTC)) < timedelta(seconds=5)
     monkeypatch.setenv("RECONCILER_NOW", "2027-02-01T08:00:00+08:00")
     assert Runtime.from_environment().shifted
+    monkeypatch.setenv("RECONCILER_NOW", "0001-01-01T00:00:00+14:00")
+    with pytest.raises(ConfigError, match="outside 2000 to 2200"):
+        Runtime.from_environment()
     monkeypatch.setenv("RECONCILER_NOW", "yesterday")
     with pytest.raises(ConfigError, match="RECONCILER_NOW"):
         Runtime.from_environment()
