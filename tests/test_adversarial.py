@@ -48,7 +48,7 @@ from reconciler.config import Project, load_project
 from reconciler.diagnostics import Diagnostic, FieldPath, Severity, format_path
 from reconciler.loader import load_stock_file
 from reconciler.spec import BusifavorStock, FavorStock
-from reconciler.yamlsource import events, nesting_bound
+from reconciler.yamlnodes import events, nesting_bound
 from tests.conftest import EXAMPLES, ROOT, dump, example
 
 DEADLINE = timedelta(seconds=2)
