@@ -413,9 +413,9 @@ class LocalEmulator:
         self.close()
 
 
-def prepare_data_file(ws: Workspace, settings: EmulatorSettings | None = None) -> None:
+def prepare_data_file(ws: Workspace) -> None:
     """An emulator data file with the shared keys and the workspace's merchants registered."""
-    emu = Emulator(settings, clock=ws.clock.time, data_path=ws.emulator_data, keys=shared_keys())
+    emu = Emulator(clock=ws.clock.time, data_path=ws.emulator_data, keys=shared_keys())
     register_merchants(emu, ws.mchids)
 
 
@@ -457,8 +457,11 @@ class EmulatorProcess:
             self.proc = subprocess.Popen(
                 cmd, stdout=subprocess.PIPE, stderr=log, env=self.ws.env(), cwd=self.ws.root
             )
-        assert self.proc.stdout is not None
-        line = _read_until(self.proc, LISTENING, DEADLINE_SECONDS)
+        try:
+            line = _read_until(self.proc, LISTENING, DEADLINE_SECONDS)
+        except BaseException:
+            self.kill()
+            raise
         url = line.group(1).decode()
         self.base_url = url
         self.port = int(url.rsplit(":", 1)[1])
@@ -485,11 +488,6 @@ class EmulatorProcess:
             if proc.stdout is not None:
                 proc.stdout.close()
 
-    def restart(self) -> None:
-        """Start again on the same port and data file."""
-        self.stop()
-        self.start()
-
     def stocks(self) -> list[dict[str, Any]]:
         """The stocks in the data file (saved atomically, so readable at any moment)."""
         data = json.loads(self.ws.emulator_data.read_text(encoding="utf-8"))
@@ -503,6 +501,8 @@ class EmulatorProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        log = self.log_path.read_text(encoding="utf-8", errors="replace")
+        assert "Traceback" not in log, log
 
 
 def _read_until(

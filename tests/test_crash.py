@@ -21,6 +21,7 @@ import os
 import random
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -52,9 +53,10 @@ from reconciler.state.lock import is_stale
 STOCKS = 30
 MERCHANTS = (MCHID, "1900000002")
 """Two merchants: each has its own client, rate limits and concurrency during an apply."""
-LATENCY_MS = 40
-KILL_WINDOW_SECONDS = 1.0
-"""Kills land uniformly in this window after the run takes the lock."""
+LATENCY_MS = 30
+FIRST_WINDOW_SECONDS = 1.0
+"""Kills land uniformly in a window after the run takes the lock. It adapts to cover whole
+runs: it grows after every kill and shrinks to a run's length when one ends before its kill."""
 EMULATOR_KILL_EVERY = 5
 NEW_STOCK_EVERY = 4
 SETTLE_ROUNDS = 6
@@ -166,14 +168,17 @@ def crash_runs(
     rng: random.Random,
 ) -> Tally:
     tally = Tally()
+    window = FIRST_WINDOW_SECONDS
     for run in range(runs):
         churn(ws, rng, run)
         proc = children.start(ws, "apply", "--yes", log=ws.root / f"apply-{run:03d}.log")
         try:
             wait_for(partial(lock_taken_or_exited, ws, proc), "the apply to take the lock")
-            proc.join(rng.uniform(0.0, KILL_WINDOW_SECONDS))
+            locked = time.monotonic()
+            proc.join(rng.uniform(0.0, window))
             if proc.exitcode is not None:
                 tally.finished += 1
+                window = 1.2 * (time.monotonic() - locked)
             elif run % EMULATOR_KILL_EVERY == EMULATOR_KILL_EVERY - 1:
                 # The emulator dies instead; the run carries on against the restarted one.
                 emulator.kill()
@@ -182,6 +187,7 @@ def crash_runs(
             else:
                 proc.kill()
                 tally.killed += 1
+                window *= 1.15
                 if check_state(ws):
                     tally.left_pending += 1
         finally:
@@ -240,6 +246,7 @@ def test_apply_killed_at_random_moments(
 ) -> None:
     tally = crash_test(ws, emulator, children, runs=20)
     assert tally.killed >= 8, tally
+    assert tally.finished >= 1, f"no run ever reached its end: {tally}"
     assert tally.left_pending >= 1, f"no kill landed mid-request: {tally}"
     assert tally.emulator_kills >= 1, tally
 
@@ -251,6 +258,7 @@ def test_apply_killed_at_random_moments_long(
 ) -> None:
     tally = crash_test(ws, emulator, children, runs=200)
     assert tally.killed >= 100, tally
+    assert tally.finished >= 1, tally
     assert tally.left_pending >= 10, tally
 
 
