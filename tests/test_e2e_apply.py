@@ -555,3 +555,26 @@ def test_apply_waits_for_a_lock_with_lock_wait(ws: Workspace, local: LocalEmulat
         releaser.join()
     assert run.exit_code == 0, str(run)
     assert len(local.stocks) == 3
+
+
+def test_deleted_state_favor_created_long_ago_needs_import_in_reject_mode(
+    ws: Workspace,
+) -> None:
+    """The list look-up searches around the time of the create it settles; a stock made long
+    before (the state lost since) is not found, and the way out is the import command."""
+    for path in (ws.stocks_dir / "busifavor").glob("*.yaml"):
+        path.unlink()
+    with LocalEmulator(ws, EmulatorSettings(out_request_no_reuse="reject")) as local:
+        applied(ws)
+        original = ws.stock_ids()[FAVOR_ID]
+        ws.state_path.unlink()
+        ws.clock.offset += timedelta(days=2).total_seconds()
+
+        apply = ws.cli("apply", "--yes")
+        assert apply.exit_code == 1, str(apply)
+        assert f"reconciler state import {FAVOR_ID} <stock_id>" in apply.stdout, str(apply)
+        imported = ws.cli("state", "import", FAVOR_ID, str(original))
+        assert imported.exit_code == 0, str(imported)
+        final = ws.cli("plan", "--detailed-exitcode")
+        assert final.exit_code == 0, str(final)
+        assert_one_remote_per_id(ws.state(), emulator_stocks(local.emu), [FAVOR_ID])
