@@ -154,7 +154,12 @@ def test_creates_settle_under_fault(
     assert final.exit_code == 0, str(final)
 
 
-UPDATE_FAULTS = ["commit_then_500", "commit_then_drop", "bad_signature", "latency"]
+UPDATE_FAULTS = [
+    "commit_then_500",
+    "latency",
+    pytest.param("commit_then_drop", marks=pytest.mark.long),
+    pytest.param("bad_signature", marks=pytest.mark.long),
+]
 
 
 @pytest.mark.parametrize("fault", UPDATE_FAULTS)

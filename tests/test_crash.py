@@ -53,7 +53,7 @@ from reconciler.state.lock import is_stale
 STOCKS = 30
 MERCHANTS = (MCHID, "1900000002")
 """Two merchants: each has its own client, rate limits and concurrency during an apply."""
-LATENCY_MS = 30
+LATENCY_MS = 20
 FIRST_WINDOW_SECONDS = 1.0
 """Kills land uniformly in a window after the run takes the lock. It adapts to cover whole
 runs: it grows after every kill and shrinks to a run's length when one ends before its kill."""
