@@ -44,7 +44,8 @@ def generate(directory: Path, count: int) -> None:
         text = text.replace("max_coupons: 20000", f"max_coupons: {20000 + i}").replace(
             "max_amount: 20000000 ", f"max_amount: {(20000 + i) * 1000} "
         )
-        text = text.replace("max_coupons: 50000", f"max_coupons: {50000 + i}")
+        if template is BUSI:
+            text = text.replace("max_coupons: 50000", f"max_coupons: {50000 + i}")
         (sub / f"stock-{i:06d}.yaml").write_text(text, encoding="utf-8")
 
 

@@ -31,6 +31,7 @@ from reconciler.state import (
     StockState,
     parse_state,
 )
+from reconciler.state.store import render_state
 
 T0 = datetime(2026, 5, 1, 9, 30, tzinfo=UTC)
 MCH = "1900000001"
@@ -257,7 +258,14 @@ def test_round_trip_through_the_file(store: StateStore) -> None:
     text = store.path.read_text(encoding="utf-8")
     assert "春季满减券" in text  # stored as UTF-8, not \\u escapes
     assert json.loads(text) == saved.to_data()
-    assert text == json.dumps(saved.to_data(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    lines = text.splitlines()
+    # One stock per line, in id order, so a state-branch diff shows which stocks changed.
+    stock_lines = [line for line in lines if line.startswith("    ")]
+    assert len(stock_lines) == len(saved.stocks)
+    assert [json.loads("{" + line.strip().rstrip(",") + "}") for line in stock_lines] == [
+        {k: v} for k, v in sorted(saved.to_data()["stocks"].items())
+    ]
+    assert text == render_state(saved.to_data()) + "\n"
 
 
 def test_serial_rises_on_every_save(store: StateStore) -> None:
