@@ -113,13 +113,28 @@ class Applier:
         self.stop = stop or threading.Event()
         self.concurrency = concurrency
         self._lock = threading.Lock()
+        self._unsaved = False
 
     # --- state, one writer at a time --------------------------------------------------------
 
     def _update(self, change: Callable[[State], State]) -> State:
         with self._lock:
             self.state = self.store.save(change(self.state))
+            self._unsaved = False
             return self.state
+
+    def _note(self, change: Callable[[State], State]) -> None:
+        """A change that loses nothing if a crash drops it (observed details): kept in memory
+        and written with the next save, or at the end of the run."""
+        with self._lock:
+            self.state = change(self.state)
+            self._unsaved = True
+
+    def _flush(self) -> None:
+        with self._lock:
+            if self._unsaved:
+                self.state = self.store.save(self.state)
+                self._unsaved = False
 
     # --- the run ---------------------------------------------------------------------------
 
@@ -131,6 +146,7 @@ class Applier:
         with ThreadPoolExecutor(workers, thread_name_prefix="apply") as pool:
             for result in pool.map(self._run_change, acting):
                 report.results.append(result)
+        self._flush()
         report.interrupted = self.stop.is_set()
         return report
 
@@ -175,17 +191,23 @@ class Applier:
 
     def _create(self, api: StockApi, change: Change, op: Operation) -> str:
         sid = change.id
+        entry: StockState | None = None
         if sid not in self.state.stocks:
             kind: Kind = "favor" if change.kind == "favor" else "busifavor"
             entry = StockState.new(
                 sid, kind, change.merchant, _generation_of(self.state, change, op)
             )
-            self._update(lambda s: s.with_stock(entry))
-        st = self.state.stock(sid)
+        st = entry or self.state.stock(sid)
         if st.stock_id is not None:
             return st.stock_id
         if st.pending is None or st.sent_body is None:
-            self._update(lambda s: s.record_sent(sid, op.body, self.now()))
+            # One save holds the new entry, the exact body and the intent, before the send.
+            new = entry
+            self._update(
+                lambda s: (s.with_stock(new) if new is not None else s).record_sent(
+                    sid, op.body, self.now()
+                )
+            )
         body = self.state.stock(sid).sent_body or op.body  # byte-identical to what was sent before
         try:
             created = (
@@ -218,7 +240,7 @@ class Applier:
             )
         except ApiError:
             return
-        self._update(lambda s: s.record_observed(change.id, detail, self.now()))
+        self._note(lambda s: s.record_observed(change.id, detail, self.now()))
 
     def _settle_unknown(self, api: StockApi, change: Change, exc: ApiError) -> str:
         self._update(lambda s: s.mark_outcome(change.id, "unknown"))

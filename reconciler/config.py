@@ -132,6 +132,9 @@ class Api(Strict):
     connect_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
     read_timeout_seconds: float = Field(default=15.0, gt=0, le=600)
     max_attempts: int = Field(default=5, ge=1, le=20)
+    """Tries per request; 429, 5xx and network failures are retried with the same body."""
+    retry_base_delay_seconds: float = Field(default=0.5, ge=0, le=60)
+    """First retry delay; each further one doubles (with jitter, at most 10 s)."""
 
 
 class Project(Strict):
