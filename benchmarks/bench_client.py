@@ -38,15 +38,30 @@ def run(queries: int = 1000, latency_ms: int = 50) -> dict[str, float]:
             wechatpay_public_key_id=emu.wechatpay_public_key_id,
         )
         with WeChatPayClient(creds, transport=emu.transport(), clock=clock.time) as local:
-            stock_id = local.favor_create(favor_create_body(merchant.mchid, clock.time(), "bench-client-0001")).stock_id
+            stock_id = local.favor_create(
+                favor_create_body(merchant.mchid, clock.time(), "bench-client-0001")
+            ).stock_id
         env = {**os.environ, "RECONCILER_NOW": NOW.isoformat()}
-        cmd = [sys.executable, "-m", "reconciler", "emulator", "--port", "0", "--data", str(data), "--latency-ms", str(latency_ms)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "emulator",
+            "--port",
+            "0",
+            "--data",
+            str(data),
+            "--latency-ms",
+            str(latency_ms),
+        ]
         with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) as server:
             assert server.stdout is not None
             line = server.stdout.readline()
             base_url = line.split("listening on ", 1)[1].split()[0]
             try:
-                with WeChatPayClient(creds, base_url=base_url, clock=clock.time, max_concurrency=CONCURRENCY) as client:
+                with WeChatPayClient(
+                    creds, base_url=base_url, clock=clock.time, max_concurrency=CONCURRENCY
+                ) as client:
                     client.favor_detail(stock_id, merchant.mchid)  # connect once
                     start = time.perf_counter()
                     for _ in range(queries):
@@ -54,7 +69,12 @@ def run(queries: int = 1000, latency_ms: int = 50) -> dict[str, float]:
                     sequential = time.perf_counter() - start
                     start = time.perf_counter()
                     with ThreadPoolExecutor(CONCURRENCY) as pool:
-                        answers = list(pool.map(lambda _: client.favor_detail(stock_id, merchant.mchid), range(queries)))
+                        answers = list(
+                            pool.map(
+                                lambda _: client.favor_detail(stock_id, merchant.mchid),
+                                range(queries),
+                            )
+                        )
                     concurrent = time.perf_counter() - start
             finally:
                 server.terminate()

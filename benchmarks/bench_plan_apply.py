@@ -52,8 +52,17 @@ def bench_plan(count: int, runs: int = 3) -> dict[str, float]:
             body = create_body(s, entry.out_request_no)
             from reconciler.ids import body_digest
 
-            stocks[s.id] = entry.model_copy(update={"stock_id": str(10_000_000 + i), "sent_body": body, "sent_digest": body_digest(body), "created_at": clock.now()})
-        StateStore(root / "state.json", clock).save(State(lineage="6f1c2d3e-4a5b-4c6d-8e7f-0123456789ab", serial=0, stocks=stocks))
+            stocks[s.id] = entry.model_copy(
+                update={
+                    "stock_id": str(10_000_000 + i),
+                    "sent_body": body,
+                    "sent_digest": body_digest(body),
+                    "created_at": clock.now(),
+                }
+            )
+        StateStore(root / "state.json", clock).save(
+            State(lineage="6f1c2d3e-4a5b-4c6d-8e7f-0123456789ab", serial=0, stocks=stocks)
+        )
         samples = []
         for _ in range(runs):
             start = time.perf_counter()
@@ -61,7 +70,10 @@ def bench_plan(count: int, runs: int = 3) -> dict[str, float]:
             plan, _ = engine.plan(ctx, "none")
             samples.append(time.perf_counter() - start)
             assert not plan.has_changes and len(plan.changes) == count
-    return {"seconds": statistics.median(samples), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "seconds": statistics.median(samples),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def bench_refresh(count: int = 1000, latency_ms: int = 50) -> dict[str, float]:
@@ -112,7 +124,8 @@ def bench_apply(count: int = 100, per_minute: int = 600) -> dict[str, float]:
         with emu.serve() as server:
             write_project(root, server.base_url, merchant, emu)
             (root / "reconciler.yaml").write_text(
-                (root / "reconciler.yaml").read_text() + f"    rate_limits:\n      favor_create: {{count: {per_minute}, per_seconds: 60}}\n"
+                (root / "reconciler.yaml").read_text()
+                + f"    rate_limits:\n      favor_create: {{count: {per_minute}, per_seconds: 60}}\n"
             )
             ctx = _context(root, clock)
             plan, state = engine.plan(ctx, "none")
@@ -133,7 +146,14 @@ def bench_apply(count: int = 100, per_minute: int = 600) -> dict[str, float]:
 
     burst = Limit(per_minute, 60.0).capacity
     rate = (len(creates) - burst) / elapsed * 60
-    return {"configured_per_min": per_minute, "achieved_per_min": rate, "deviation_pct": (rate - per_minute) / per_minute * 100, "http_429": throttled, "seconds": elapsed, "burst": burst}
+    return {
+        "configured_per_min": per_minute,
+        "achieved_per_min": rate,
+        "deviation_pct": (rate - per_minute) / per_minute * 100,
+        "http_429": throttled,
+        "seconds": elapsed,
+        "burst": burst,
+    }
 
 
 def main() -> None:
@@ -145,7 +165,9 @@ def main() -> None:
             print(f"{'':<28} {n:>8,} {m['seconds']:>7.2f} s {m['peak_rss_mb']:>6.0f} MB")
     if "refresh" in which:
         m = bench_refresh()
-        print(f"plan refreshing 1,000 live stocks, 50 ms latency, concurrency 32: {m['seconds']:.2f} s (median of 3), {m['http_429']} × 429")
+        print(
+            f"plan refreshing 1,000 live stocks, 50 ms latency, concurrency 32: {m['seconds']:.2f} s (median of 3), {m['http_429']} × 429"
+        )
     if "apply" in which:
         m = bench_apply()
         print(

@@ -32,24 +32,46 @@ def main() -> None:
 
     for n in (1000, 10000) if quick else (1000, 10000, 50000):
         m = bench_validate.measure(n, runs=1 if quick or n > 10000 else 3)
-        row(f"validate {n:,} files", f"{m['validate_s']:.2f} s ({m['per_file_ms']:.2f} ms/file), peak {m['peak_rss_mb']:.0f} MB")
+        row(
+            f"validate {n:,} files",
+            f"{m['validate_s']:.2f} s ({m['per_file_ms']:.2f} ms/file), peak {m['peak_rss_mb']:.0f} MB",
+        )
     for n in (1000, 10000) if quick else (1000, 10000, 50000):
         m = bench_plan_apply.bench_plan(n, runs=1 if quick or n > 10000 else 3)
-        row(f"plan {n:,} stocks, --refresh=false", f"{m['seconds']:.2f} s, peak {m['peak_rss_mb']:.0f} MB")
+        row(
+            f"plan {n:,} stocks, --refresh=false",
+            f"{m['seconds']:.2f} s, peak {m['peak_rss_mb']:.0f} MB",
+        )
     m = bench_plan_apply.bench_refresh(200 if quick else 1000)
-    row(f"plan refreshing {200 if quick else 1000:,} live stocks, 50 ms latency", f"{m['seconds']:.2f} s, {m['http_429']:.0f} × 429")
+    row(
+        f"plan refreshing {200 if quick else 1000:,} live stocks, 50 ms latency",
+        f"{m['seconds']:.2f} s, {m['http_429']:.0f} × 429",
+    )
     m = bench_client.run(200 if quick else 1000)
-    row(f"{200 if quick else 1000:,} detail queries, 50 ms latency", f"sequential {m['sequential']:.1f} s, concurrent {m['concurrent']:.2f} s ({m['speedup']:.0f}×)")
+    row(
+        f"{200 if quick else 1000:,} detail queries, 50 ms latency",
+        f"sequential {m['sequential']:.1f} s, concurrent {m['concurrent']:.2f} s ({m['speedup']:.0f}×)",
+    )
     m = bench_plan_apply.bench_apply(50 if quick else 100)
-    row("apply favor creates at 600/min", f"sustained {m['achieved_per_min']:.0f}/min ({m['deviation_pct']:+.1f} %), {m['http_429']:.0f} × 429")
-    signing = subprocess.run([sys.executable, str(HERE / "bench_signing.py"), "--runs", "300" if quick else "2000"], capture_output=True, text=True, check=True)
+    row(
+        "apply favor creates at 600/min",
+        f"sustained {m['achieved_per_min']:.0f}/min ({m['deviation_pct']:+.1f} %), {m['http_429']:.0f} × 429",
+    )
+    signing = subprocess.run(
+        [sys.executable, str(HERE / "bench_signing.py"), "--runs", "300" if quick else "2000"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     for line in signing.stdout.splitlines():
         label, _, rest = line.partition(" median ")
         if label.startswith(("sign + send + verify", "WeChatPayClient.busifavor_create")):
             row(f"client cost per request: {label.strip()}", rest.split("p90")[0].strip())
 
     width = max(len(n) for n, _ in rows)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+    )
     print(f"| {'benchmark':<{width}} | median |")
     print(f"|{'-' * (width + 2)}|--------|")
     for name, figure in rows:

@@ -42,7 +42,10 @@ def write_stocks(directory: Path, count: int, kinds: str = "mixed") -> None:
 
 
 def emulator(
-    root: Path, clock: Clock, settings: EmulatorSettings | None = None, data_path: Path | None = None
+    root: Path,
+    clock: Clock,
+    settings: EmulatorSettings | None = None,
+    data_path: Path | None = None,
 ) -> tuple[Emulator, DemoMerchant]:
     emu = Emulator(settings or EmulatorSettings(), clock=clock.time, data_path=data_path)
     merchant = DemoMerchant.generate("1900000001")
@@ -52,13 +55,17 @@ def emulator(
     (keys / "pub.pem").write_bytes(emu.wechatpay_public_key_pem())
     (keys / "key.pem").write_bytes(
         merchant.private_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
         )
     )
     return emu, merchant
 
 
-def write_project(root: Path, base_url: str, merchant: DemoMerchant, emu: Emulator, extra: str = "") -> Path:
+def write_project(
+    root: Path, base_url: str, merchant: DemoMerchant, emu: Emulator, extra: str = ""
+) -> Path:
     path = root / "reconciler.yaml"
     path.write_text(
         f"stocks: stocks\nstate: state.json\napi:\n  base_url: {base_url}\n{extra}"

@@ -27,7 +27,13 @@ from reconciler.runtime import Runtime
     show_default=True,
     help="What a reused out_request_no gets (UNCONFIRMED for the real API).",
 )
-@click.option("--latency-ms", type=int, default=0, show_default=True, help="Added to every answer (after the work is done).")
+@click.option(
+    "--latency-ms",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Added to every answer (after the work is done).",
+)
 def emulator(port: int, host: str, data_path: Path | None, reuse: str, latency_ms: int) -> None:
     """Serve a local WeChat Pay that signs, verifies and validates like the documented API.
 

@@ -24,11 +24,11 @@ from reconciler.commands.common import (
 )
 from reconciler.errors import ReconcilerError
 from reconciler.plan import Plan
-from reconciler.state import State
 from reconciler.render.json_doc import render_json
 from reconciler.render.markdown import render_markdown
 from reconciler.render.text import render_text
 from reconciler.runtime import Runtime
+from reconciler.state import State
 
 REFRESH_CHOICES = {
     "true": "changing",
@@ -135,6 +135,13 @@ def apply(
     runtime = Runtime.from_environment()
     try:
         ctx = engine.open_context(project, runtime)
+        held = ctx.store.read_lock() if lock_wait > 0 else None
+        if held is not None:
+            click.echo(
+                f"Waiting up to {lock_wait:g} s for the lock held by {held.holder} "
+                f"({held.command}, since {held.created_at.isoformat(timespec='seconds')})...",
+                err=True,
+            )
         with ctx.store.lock("apply", wait_seconds=lock_wait):
             state = ctx.store.load(create_if_missing=True)
             if plan_file is not None:

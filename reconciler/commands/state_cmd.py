@@ -142,6 +142,12 @@ def import_(stock: str, stock_id: str, project_path: Path) -> None:
                 updated = current.record_created(
                     stock, stock_id, _time(created, now)
                 ).record_observed(stock, detail, now)
+            elif stock in current.stocks and current.stocks[stock].stock_id is None:
+                # Recorded but never created (its create was refused outright): adopt it.
+                entry = current.stocks[stock]
+                body = create_body(desired, entry.out_request_no)
+                entry = entry.model_copy(update={"stock_id": stock_id, "applied_body": body})
+                updated = current.with_stock(entry).record_observed(stock, detail, now)
             elif stock in current.stocks:
                 fail(
                     f"{stock!r} is already in the state as {current.stocks[stock].stock_id}; `reconciler state rm {stock}` first if you mean to replace it"
