@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from reconciler.diagnostics import Diagnostic, Severity, sort_diagnostics
 from reconciler.spec import KIND_MODELS, Stock, stock_rules
@@ -103,9 +104,17 @@ def load_stock_file(
 ) -> tuple[LoadedStock | None, list[Diagnostic]]:
     """Parse and validate one stock file; every problem becomes a diagnostic. `size` is the
     file's size when `raw` holds only its beginning (a file too large to read whole)."""
+    loaded, diagnostics, _ = _load_stock(raw, file, size)
+    return loaded, diagnostics
+
+
+def _load_stock(
+    raw: bytes, file: str, size: int | None = None
+) -> tuple[LoadedStock | None, list[Diagnostic], Any]:
+    """`load_stock_file`, plus the plain data the stock was validated from."""
     doc = read_document(raw, file, size=size)
     if doc.data is None:
-        return None, doc.diagnostics
+        return None, doc.diagnostics, None
     diagnostics = list(doc.diagnostics)
     if _FOUR_BYTE.search(doc.text):
         text_findings = Findings()
@@ -115,16 +124,17 @@ def load_stock_file(
     model = KIND_MODELS.get(kind) if isinstance(kind, str) else None
     if model is None:
         diagnostics.append(_kind_problem(doc, kind))
-        return None, diagnostics
+        return None, diagnostics, None
     stock, errors = validate_model(model, doc)
     diagnostics += errors
     if stock is None:
-        return None, diagnostics
+        return None, diagnostics, None
     diagnostics += findings_to_diagnostics(doc, stock_rules(stock))
     if any(d.severity is Severity.ERROR for d in diagnostics):
-        return None, diagnostics
+        return None, diagnostics, None
     line = doc.locate(("id",))[0]
-    return LoadedStock(stock, file, line, hashlib.sha256(raw).hexdigest()), diagnostics
+    loaded = LoadedStock(stock, file, line, hashlib.sha256(raw).hexdigest())
+    return loaded, diagnostics, doc.data
 
 
 def _kind_problem(doc: Document, kind: object) -> Diagnostic:
@@ -151,24 +161,50 @@ def _kind_problem(doc: Document, kind: object) -> Diagnostic:
     )
 
 
-_Outcome = tuple[LoadedStock | Summary | None, list[Diagnostic]]
+@dataclass(frozen=True)
+class _Shipped:
+    """A valid stock as a worker process hands it back: its plain data, not the model.
+    Pickling pydantic models costs several times more than rebuilding them from data."""
+
+    kind: str
+    data: Any
+    file: str
+    line: int
+    digest: str
+    summary: Summary
+
+    def unpack(self) -> LoadedStock:
+        stock = KIND_MODELS[self.kind].model_validate(self.data)
+        return LoadedStock(stock, self.file, self.line, self.digest)
 
 
-def _load_path(path: Path, file: str, keep: bool) -> _Outcome:
+_Outcome = tuple[LoadedStock | _Shipped | Summary | None, list[Diagnostic]]
+
+
+def _load_path(path: Path, file: str, keep: bool, ship: bool) -> _Outcome:
     try:
         raw, size = read_source(path)
     except OSError as exc:
         return None, [
             Diagnostic(file, 0, 0, Severity.ERROR, (), f"cannot read: {exc.strerror}", "unreadable")
         ]
-    loaded, diagnostics = load_stock_file(raw, file, size)
-    if loaded is not None and not keep:
+    loaded, diagnostics, data = _load_stock(raw, file, size)
+    if loaded is None:
+        return None, diagnostics
+    if not keep:
         return loaded.summary(), diagnostics
+    if ship:
+        shipped = _Shipped(
+            loaded.stock.kind, data, file, loaded.line, loaded.digest, loaded.summary()
+        )
+        return shipped, diagnostics
     return loaded, diagnostics
 
 
-def _load_chunk(chunk: list[tuple[Path, str]], keep: bool = True) -> list[_Outcome]:
-    return [_load_path(path, file, keep) for path, file in chunk]
+def _load_chunk(
+    chunk: list[tuple[Path, str]], keep: bool = True, ship: bool = False
+) -> list[_Outcome]:
+    return [_load_path(path, file, keep, ship) for path, file in chunk]
 
 
 def _load_parallel(jobs: list[tuple[Path, str]], workers: int, keep: bool) -> list[_Outcome]:
@@ -178,7 +214,7 @@ def _load_parallel(jobs: list[tuple[Path, str]], workers: int, keep: bool) -> li
     size = -(-len(jobs) // (workers * 4))
     chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-        parts = pool.map(_load_chunk, chunks, [keep] * len(chunks))
+        parts = pool.map(_load_chunk, chunks, [keep] * len(chunks), [True] * len(chunks))
         return [outcome for part in parts for outcome in part]
 
 
@@ -197,8 +233,13 @@ def load_stocks(
     parallel = workers > 1 and len(jobs) > 1
     outcomes = _load_parallel(jobs, workers, keep) if parallel else _load_chunk(jobs, keep)
     summaries: list[Summary] = []
-    for loaded, diagnostics in outcomes:
+    for outcome, diagnostics in outcomes:
         result.diagnostics += diagnostics
+        if isinstance(outcome, _Shipped):
+            result.stocks.append(outcome.unpack())
+            summaries.append(outcome.summary)
+            continue
+        loaded = outcome
         if isinstance(loaded, LoadedStock):
             result.stocks.append(loaded)
             summaries.append(loaded.summary())
