@@ -31,10 +31,10 @@ from reconciler.runtime import Clock, Runtime
 from reconciler.state import State, StateStore, StockState
 
 
-def _context(root: Path, clock: Clock) -> engine.Context:
+def _context(root: Path, clock: Clock, read_state: bool = False) -> engine.Context:
     project, diagnostics = load_project(root / "reconciler.yaml")
     assert project is not None, diagnostics
-    return engine.open_context(project, Runtime(root, {}, clock))
+    return engine.open_context(project, Runtime(root, {}, clock), read_state=read_state)
 
 
 def bench_plan(count: int, runs: int = 3) -> dict[str, float]:
@@ -66,7 +66,7 @@ def bench_plan(count: int, runs: int = 3) -> dict[str, float]:
         samples = []
         for _ in range(runs):
             start = time.perf_counter()
-            ctx = _context(root, clock)
+            ctx = _context(root, clock, read_state=True)  # as `reconciler plan` does
             plan, _ = engine.plan(ctx, "none")
             samples.append(time.perf_counter() - start)
             assert not plan.has_changes and len(plan.changes) == count

@@ -48,6 +48,8 @@ class Context:
     store: StateStore
     limiter: RateLimiter = field(default_factory=RateLimiter)
     credentials: dict[str, MerchantCredentials] = field(default_factory=dict)
+    early_state: State | None = None
+    """The state as read while the files loaded (`open_context(read_state=True)`); used once."""
     """Loaded once per run: checking an RSA key costs tens of milliseconds."""
 
     @property
@@ -55,16 +57,22 @@ class Context:
         return self.loaded.stocks
 
 
-def open_context(project: ProjectFile, runtime: Runtime) -> Context:
+def open_context(project: ProjectFile, runtime: Runtime, *, read_state: bool = False) -> Context:
+    """Load the stock files. With `read_state` (a plan that takes no lock), the state file is
+    read on a thread meanwhile: the files are parsed in worker processes, so the two overlap."""
     if runtime.shifted and not is_loopback(project.project.api.base_url):
         raise ConfigError(
             "RECONCILER_NOW shifts the clock, which only works against a local emulator; unset it to talk to WeChat Pay"
         )
-    loaded = load_stocks([project.stocks_dir], base=project.root)
-    if not loaded.ok:
-        raise PlanInvalid(loaded.diagnostics)
     store = StateStore(project.state_path, runtime.clock)
-    return Context(project, runtime, loaded, store, RateLimiter(clock=time.monotonic))
+    with ThreadPoolExecutor(1, thread_name_prefix="state") as reader:
+        early = reader.submit(store.load, create_if_missing=True) if read_state else None
+        loaded = load_stocks([project.stocks_dir], base=project.root)
+        if not loaded.ok:
+            raise PlanInvalid(loaded.diagnostics)
+        ctx = Context(project, runtime, loaded, store, RateLimiter(clock=time.monotonic))
+        ctx.early_state = early.result() if early is not None else None
+    return ctx
 
 
 def desired_digest(stocks: Sequence[LoadedStock]) -> str:
@@ -141,7 +149,7 @@ def refresh(
 def plan(
     ctx: Context, refresh_mode: str = "changing", refresh_note: str = ""
 ) -> tuple[Plan, State]:
-    state = ctx.store.load(create_if_missing=True)
+    state, ctx.early_state = ctx.early_state or ctx.store.load(create_if_missing=True), None
     now = ctx.runtime.clock.now()
     ids = refresh_targets(state, ctx.desired, refresh_mode, now)
     observed: dict[str, dict[str, Any]] = {}

@@ -91,7 +91,7 @@ def plan(
     """Show what apply would create or change, with money in fen and yuan."""
     project = open_project(project_path)
     try:
-        ctx = engine.open_context(project, Runtime.from_environment())
+        ctx = engine.open_context(project, Runtime.from_environment(), read_state=True)
         result, _ = engine.plan(ctx, REFRESH_CHOICES[refresh], refresh_note=note or "")
     except ReconcilerError as exc:
         report_error(exc)
