@@ -21,6 +21,7 @@ from ruamel.yaml.events import (
     ScalarEvent,
 )
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.tag import Tag
 
 from reconciler.diagnostics import FieldPath
 
@@ -54,7 +55,14 @@ _FLOAT = re.compile(
 )
 
 
+_PLAIN_TEXT_START = frozenset("abcdeghijklmopqrsuvwxyzABCDEGHIJKLMOPQRSUVWXYZ_/")
+"""First characters that no null, boolean or number starts with (those start with a digit,
+a sign, a dot, ~, n, N, t, T, f or F), so such a plain scalar is text without any regex."""
+
+
 def _resolve_plain(value: str) -> str:
+    if value and (value[0] in _PLAIN_TEXT_START or ord(value[0]) > 0x7F):
+        return STR
     if _NULL.match(value):
         return NULL
     if value in _BOOL:
@@ -65,6 +73,8 @@ def _resolve_plain(value: str) -> str:
         return FLOAT
     return STR
 
+
+_TAGS = {t: Tag(suffix=t) for t in (STR, INT, FLOAT, BOOL, NULL, SEQ, MAP)}
 
 if CParser is not None:
 
@@ -77,10 +87,11 @@ if CParser is not None:
         def ascend_resolver(self, *_: object) -> None:
             return None
 
-        def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
+        def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> Tag:
+            # Shared Tag objects: ruamel's Node would otherwise build one per node.
             if kind is ScalarNode:
-                return _resolve_plain(value) if implicit[0] else STR
-            return SEQ if kind is SequenceNode else MAP
+                return _TAGS[_resolve_plain(value) if implicit[0] else STR]
+            return _TAGS[SEQ] if kind is SequenceNode else _TAGS[MAP]
 
 
 def events(text: str) -> Iterator[Event]:
