@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+pytest_plugins = ("tests.emulator_support",)
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = {
     "favor": ROOT / "stocks" / "favor" / "spring-sale-10-off-100.yaml",

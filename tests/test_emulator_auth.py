@@ -13,35 +13,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from reconciler.emulator import DemoMerchant, Emulator, EmulatorSettings, WechatPayKeys
-from reconciler.emulator.keys import generate_keys, public_key_pem
+from reconciler.emulator.keys import public_key_pem
 from reconciler.emulator.samples import busifavor_create_body, favor_create_body
 from reconciler.emulator.timefmt import parse_time
 from reconciler.wechatpay import signing
-
-NOW = 1_780_000_000
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(scope="module")
-def merchant() -> DemoMerchant:
-    return DemoMerchant.generate("1900000001")
-
-
-@pytest.fixture(scope="module")
-def keys() -> WechatPayKeys:
-    return generate_keys()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(NOW)
+from tests.emulator_support import NOW, Clock
 
 
 @pytest.fixture

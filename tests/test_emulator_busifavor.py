@@ -9,65 +9,12 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler.emulator import DemoMerchant, Emulator, EmulatorSettings, WechatPayKeys
-from reconciler.emulator.keys import generate_keys
+from reconciler.emulator import DemoMerchant, Emulator
 from reconciler.emulator.samples import DAY, busifavor_create_body
 from reconciler.emulator.timefmt import format_time
+from tests.emulator_support import MCHID, NOW, Call, Clock
 
-NOW = 1_780_000_000
 STOCKS = "/v3/marketing/busifavor/stocks"
-MCHID = "1900000001"
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(scope="module")
-def merchant() -> DemoMerchant:
-    return DemoMerchant.generate(MCHID)
-
-
-@pytest.fixture(scope="module")
-def other() -> DemoMerchant:
-    return DemoMerchant.generate("1900000002")
-
-
-@pytest.fixture(scope="module")
-def keys() -> WechatPayKeys:
-    return generate_keys()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(NOW)
-
-
-@pytest.fixture
-def emu(clock: Clock, keys: WechatPayKeys, merchant: DemoMerchant, other: DemoMerchant) -> Emulator:
-    emulator = Emulator(EmulatorSettings(rate_limiting=False), clock=clock, keys=keys)
-    merchant.register(emulator)
-    other.register(emulator)
-    return emulator
-
-
-Call = Callable[..., httpx.Response]
-
-
-@pytest.fixture
-def call(emu: Emulator, clock: Clock, merchant: DemoMerchant) -> Call:
-    def send(
-        method: str, target: str, body: object = None, who: DemoMerchant | None = None
-    ) -> httpx.Response:
-        return emu.handle(
-            (who or merchant).request(method, target, timestamp=int(clock.now), json_body=body)
-        )
-
-    return send
 
 
 @pytest.fixture

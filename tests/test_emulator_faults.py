@@ -15,37 +15,12 @@ from reconciler.emulator import (
     RateLimit,
     WechatPayKeys,
 )
-from reconciler.emulator.keys import generate_keys
 from reconciler.emulator.samples import busifavor_create_body, favor_create_body
 from reconciler.wechatpay import signing
+from tests.emulator_support import MCHID, NOW, Clock
 
-NOW = 1_780_000_000
-MCHID = "1900000001"
 FAVOR = "/v3/marketing/favor/coupon-stocks"
 BUSI = "/v3/marketing/busifavor/stocks"
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(scope="module")
-def merchant() -> DemoMerchant:
-    return DemoMerchant.generate(MCHID)
-
-
-@pytest.fixture(scope="module")
-def keys() -> WechatPayKeys:
-    return generate_keys()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(NOW)
 
 
 @pytest.fixture
