@@ -87,7 +87,8 @@ def bench_refresh(count: int = 1000, latency_ms: int = 50) -> dict[str, float]:
         with emu.serve() as server:
             write_project(root, server.base_url, merchant, emu, "concurrency: 32\n")
             # Set-up only: create the stocks without waiting out 60 creates a minute.
-            from reconciler.wechatpay.ratelimit import Limit, RateLimiter
+            from reconciler.limits import Limit
+            from reconciler.wechatpay.ratelimit import RateLimiter
 
             ctx = _context(root, clock)
             ctx.limiter = RateLimiter({"favor_create": Limit(100_000, 1.0)})
@@ -142,7 +143,7 @@ def bench_apply(count: int = 100, per_minute: int = 600) -> dict[str, float]:
             throttled = sum(1 for e in emu.request_log if e.status == 429)
     # The token bucket starts full (one second's worth, `Limit.capacity`), then admits one create
     # per interval: the sustained rate is what follows the initial burst.
-    from reconciler.wechatpay.ratelimit import Limit
+    from reconciler.limits import Limit
 
     burst = Limit(per_minute, 60.0).capacity
     rate = (len(creates) - burst) / elapsed * 60

@@ -18,11 +18,12 @@ from collections.abc import Callable
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from reconciler.limits import Limit
 from reconciler.wechatpay import signing
 from reconciler.wechatpay.auth import WeChatPayAuth, json_body
 from reconciler.wechatpay.client import WeChatPayClient
 from reconciler.wechatpay.credentials import MerchantCredentials
-from reconciler.wechatpay.ratelimit import Limit, RateLimiter
+from reconciler.wechatpay.ratelimit import RateLimiter
 from reconciler.wechatpay.verify import ResponseVerifier
 
 NOW = 1_767_225_600.0

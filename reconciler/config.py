@@ -14,12 +14,12 @@ import httpx
 from pydantic import AfterValidator, Field, model_validator
 
 from reconciler.diagnostics import Diagnostic, Severity
+from reconciler.limits import Limit
 from reconciler.spec.common import Strict, shown
 from reconciler.spec.stock import Mchid
 from reconciler.validation import validate_model
 from reconciler.wechatpay.client import DEFAULT_BASE_URL
 from reconciler.wechatpay.credentials import MerchantCredentials, load_merchant_credentials
-from reconciler.wechatpay.ratelimit import Limit
 from reconciler.yamlsource import read_document, read_source
 
 PROJECT_FILE = "reconciler.yaml"

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from reconciler.ids import body_digest, out_request_no, update_request_no
+from reconciler.limits import DEFAULT_LIMITS, Limit
 from reconciler.loader import LoadedStock
 from reconciler.mapping import MONEY_FIELDS, drifted, facts, get_path, leaves
 from reconciler.money import money
@@ -20,7 +21,6 @@ from reconciler.plan import Action, Change, FieldChange, MerchantTotals, Operati
 from reconciler.spec import FavorStock, creation_rules
 from reconciler.spec.stock import Stock
 from reconciler.state import State, StockState
-from reconciler.wechatpay.ratelimit import DEFAULT_LIMITS, Limit
 
 # busifavor modify (PATCH /stocks/{id}): the documented changeable fields, by top-level key.
 MODIFIABLE: dict[str, frozenset[str] | None] = {

@@ -23,6 +23,7 @@ from reconciler.emulator import (
     WechatPayKeys,
     generate_keys,
 )
+from reconciler.limits import Limit
 from reconciler.wechatpay.client import WeChatPayClient
 from reconciler.wechatpay.credentials import MerchantCredentials
 from reconciler.wechatpay.errors import (
@@ -31,7 +32,7 @@ from reconciler.wechatpay.errors import (
     SignatureProbeError,
     TransportError,
 )
-from reconciler.wechatpay.ratelimit import Limit, RateLimiter
+from reconciler.wechatpay.ratelimit import RateLimiter
 from reconciler.wechatpay.retry import RetryPolicy
 
 NOW = 1_767_225_600.0  # 2026-01-01T08:00:00+08:00

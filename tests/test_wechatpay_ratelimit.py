@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from reconciler.wechatpay.ratelimit import DEFAULT_LIMITS, FALLBACK_LIMIT, Limit, RateLimiter
+from reconciler.limits import DEFAULT_LIMITS, FALLBACK_LIMIT, Limit
+from reconciler.wechatpay.ratelimit import RateLimiter
 
 
 class FakeTime:

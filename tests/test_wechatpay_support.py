@@ -21,10 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import NameOID
 
+from reconciler.limits import Limit
 from reconciler.wechatpay import signing
 from reconciler.wechatpay.client import WeChatPayClient
 from reconciler.wechatpay.credentials import MerchantCredentials
-from reconciler.wechatpay.ratelimit import Limit, RateLimiter
+from reconciler.wechatpay.ratelimit import RateLimiter
 from reconciler.wechatpay.retry import RetryPolicy
 
 NOW = 1_700_000_000.0

@@ -11,52 +11,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 
-
-@dataclass(frozen=True)
-class Limit:
-    """`count` requests per `per_seconds`; `burst` defaults to one second's worth (at least 1)."""
-
-    count: int
-    per_seconds: float
-    burst: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.count < 1 or self.per_seconds <= 0 or (self.burst is not None and self.burst < 1):
-            raise ValueError(f"invalid rate limit {self!r}")
-
-    @property
-    def rate(self) -> float:
-        return self.count / self.per_seconds
-
-    @property
-    def capacity(self) -> float:
-        # A per-minute budget is spread over the minute rather than spent in one burst.
-        return float(self.burst if self.burst is not None else max(1, int(self.rate)))
-
-
-#: Documented limits (reference §0), per merchant and endpoint. The busifavor detail, modify
-#: and budget interfaces and /v3/certificates state none: 100/s (and 10/s for certificates,
-#: fetched rarely) are our own conservative choices, not WeChat Pay's figures.
-DEFAULT_LIMITS: Mapping[str, Limit] = MappingProxyType(
-    {
-        "favor_create": Limit(60, 60.0),
-        "favor_detail": Limit(500, 1.0),
-        "favor_list": Limit(500, 1.0),
-        "favor_start": Limit(1000, 60.0),
-        "favor_pause": Limit(1000, 60.0),
-        "favor_restart": Limit(1000, 60.0),
-        "busifavor_create": Limit(1000, 60.0),
-        "busifavor_detail": Limit(100, 1.0),
-        "busifavor_modify": Limit(100, 1.0),
-        "busifavor_budget": Limit(100, 1.0),
-        "certificates": Limit(10, 1.0),
-    }
-)
-#: For an endpoint name that is in neither the defaults nor the overrides.
-FALLBACK_LIMIT = Limit(10, 1.0)
+from reconciler.limits import DEFAULT_LIMITS, FALLBACK_LIMIT, Limit
 
 
 class _Bucket:
