@@ -28,7 +28,8 @@ from reconciler.emulator import EmulatorSettings, Faults
 from reconciler.emulator.settings import RateLimit
 from reconciler.planner import create_body
 from reconciler.runtime import Clock, Runtime
-from reconciler.state import State, StateStore, StockState
+from reconciler.state.model import State, StockState
+from reconciler.state.store import StateStore
 
 
 def _context(root: Path, clock: Clock, read_state: bool = False) -> engine.Context:

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.ids import body_digest
-from reconciler.state import State, StateStore, StockState
+from reconciler.state.model import State, StockState
+from reconciler.state.store import StateStore
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from reconciler.cli import main
+from reconciler.cli import entry_point
 
 if __name__ == "__main__":
-    main()
+    entry_point()

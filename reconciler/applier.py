@@ -7,44 +7,25 @@ byte-identical body, or (favor) found through the list endpoint; never with a ne
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from reconciler.errors import ApiError, ReconcilerError
 from reconciler.ids import body_digest
-from reconciler.mapping import get_path, normalise
-from reconciler.plan import Change, Operation, Plan
-from reconciler.state import Kind, State, StateStore, StockState
-from reconciler.wechatpay.client import CreateResult
+from reconciler.kinds import StockApi, StockKind, kind_of
+from reconciler.operation import Operation, OpType
+from reconciler.plan import Change, Plan
+from reconciler.spec.common import parse_rfc3339
+from reconciler.state.model import State, StockState
+from reconciler.state.store import StateStore
 from reconciler.wechatpay.errors import ApiResponseError, ResponseVerificationError, TransportError
 
 ALREADY_EXISTS_CODES = frozenset({"RESOURCE_ALREADY_EXISTS"})
-
-
-class StockApi(Protocol):
-    """What the applier needs from a merchant's client (the real one or a test fake)."""
-
-    def favor_create(self, body: Mapping[str, Any]) -> CreateResult: ...
-    def favor_detail(self, stock_id: str, stock_creator_mchid: str) -> dict[str, Any]: ...
-    def favor_list(
-        self,
-        stock_creator_mchid: str,
-        offset: int,
-        limit: int,
-        create_start_time: str | datetime | None = None,
-        create_end_time: str | datetime | None = None,
-        status: str | None = None,
-    ) -> dict[str, Any]: ...
-    def busifavor_create(self, body: Mapping[str, Any]) -> CreateResult: ...
-    def busifavor_detail(self, stock_id: str) -> dict[str, Any]: ...
-    def busifavor_modify(self, stock_id: str, body: Mapping[str, Any]) -> None: ...
-    def busifavor_budget(self, stock_id: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
 
 
 class Outcome(StrEnum):
@@ -176,27 +157,29 @@ class Applier:
 
     def _change(self, change: Change) -> Result:
         api = self.clients[change.merchant]
+        kind = kind_of(change.kind)
         stock_id = change.stock_id
         done: list[str] = []
         for op in change.operations:
-            if op.name.endswith("_create"):
-                stock_id = self._create(api, change, op)
-                done.append(f"created {stock_id}")
+            if op.type is OpType.CREATE:
+                stock_id = self._create(api, kind, change, op)
+                done.append(f"created stock_id {stock_id} (批次号)")
             else:
-                self._update_op(api, change, op)
-                done.append(f"{op.name.removeprefix('busifavor_')} sent ({op.request_no})")
+                self._update_op(api, kind, change, op)
+                done.append(f"{op.type.value} sent ({op.request_no})")
         return Result(change.id, change.merchant, Outcome.SUCCEEDED, "; ".join(done), stock_id)
 
     # --- create ----------------------------------------------------------------------------
 
-    def _create(self, api: StockApi, change: Change, op: Operation) -> str:
+    def _create(self, api: StockApi, kind: StockKind, change: Change, op: Operation) -> str:
         sid = change.id
         entry: StockState | None = None
         if sid not in self.state.stocks:
-            kind: Kind = "favor" if change.kind == "favor" else "busifavor"
-            entry = StockState.new(
-                sid, kind, change.merchant, _generation_of(self.state, change, op)
-            )
+            entry = StockState.new(sid, kind.name, change.merchant, op.generation)  # type: ignore[arg-type]
+            if entry.out_request_no != op.request_no:
+                raise ReconcilerError(
+                    f"the plan's out_request_no for {sid!r} is not the one reconciler derives for generation {op.generation}; make a new plan"
+                )
         st = entry or self.state.stock(sid)
         if st.stock_id is not None:
             return st.stock_id
@@ -210,42 +193,36 @@ class Applier:
             )
         body = self.state.stock(sid).sent_body or op.body  # byte-identical to what was sent before
         try:
-            created = (
-                api.favor_create(body) if change.kind == "favor" else api.busifavor_create(body)
-            )
+            created = kind.create(api, body)
         except ApiResponseError as exc:
             if exc.code in ALREADY_EXISTS_CODES or _number_reused(exc):
-                return self._settle_existing(api, change, exc)
+                return self._settle_existing(api, kind, change, exc)
             if exc.outcome_unknown or exc.retryable:
-                return self._settle_unknown(api, change, exc)
+                return self._settle_unknown(api, kind, change, exc)
             self._update(lambda s: s.forget_sent(sid))
             raise
         except (TransportError, ResponseVerificationError) as exc:
-            return self._settle_unknown(api, change, exc)
+            return self._settle_unknown(api, kind, change, exc)
         self._update(
             lambda s: s.record_created(
                 sid, created.stock_id, _parse_time(created.create_time, self.now())
             )
         )
-        self._read_back(api, change, created.stock_id)
+        self._read_back(api, kind, change, created.stock_id)
         return created.stock_id
 
-    def _read_back(self, api: StockApi, change: Change, stock_id: str) -> None:
+    def _read_back(self, api: StockApi, kind: StockKind, change: Change, stock_id: str) -> None:
         """Confirm the stock exists and keep its details; a failure here loses nothing."""
         try:
-            detail = (
-                api.favor_detail(stock_id, change.merchant)
-                if change.kind == "favor"
-                else api.busifavor_detail(stock_id)
-            )
+            detail = kind.detail(api, stock_id, change.merchant)
         except ApiError:
             return
         self._note(lambda s: s.record_observed(change.id, detail, self.now()))
 
-    def _settle_unknown(self, api: StockApi, change: Change, exc: ApiError) -> str:
+    def _settle_unknown(self, api: StockApi, kind: StockKind, change: Change, exc: ApiError) -> str:
         self._update(lambda s: s.mark_outcome(change.id, "unknown"))
-        if change.kind == "favor":
-            found = self._find_favor(api, change)
+        if kind.can_look_up:
+            found = self._find_created(api, kind, change)
             if found is not None:
                 return found
         raise _Unresolved(
@@ -253,9 +230,11 @@ class Applier:
             "reconciler apply",
         )
 
-    def _settle_existing(self, api: StockApi, change: Change, exc: ApiResponseError) -> str:
-        if change.kind == "favor":
-            found = self._find_favor(api, change)
+    def _settle_existing(
+        self, api: StockApi, kind: StockKind, change: Change, exc: ApiResponseError
+    ) -> str:
+        if kind.can_look_up:
+            found = self._find_created(api, kind, change)
             if found is not None:
                 return found
         self._update(lambda s: s.mark_outcome(change.id, "already_exists"))
@@ -264,32 +243,22 @@ class Applier:
             f"find the stock_id in 商户平台, then: reconciler state import {change.id} <stock_id>",
         )
 
-    def _find_favor(self, api: StockApi, change: Change) -> str | None:
-        """Look the stock up by creation window, creator and exact fields (favor only)."""
+    def _find_created(self, api: StockApi, kind: StockKind, change: Change) -> str | None:
+        """Look the stock up by creation window, creator and exact fields."""
         st = self.state.stock(change.id)
         assert st.pending is not None and st.sent_body is not None
         start = st.pending.started_at - timedelta(minutes=5)
         end = self.now() + timedelta(minutes=5)
         known = {s.stock_id for s in self.state.stocks.values() if s.stock_id}
-        matches: dict[str, dict[str, Any]] = {}
         try:
-            offset, seen = 0, 0
-            while True:
-                page = api.favor_list(change.merchant, offset, 10, _rfc3339(start), _rfc3339(end))
-                data = page.get("data") or []
-                for item in data:
-                    if item.get("stock_id") not in known and _favor_matches(st.sent_body, item):
-                        matches[str(item["stock_id"])] = item
-                seen += len(data)
-                offset += 1
-                if not data or offset > int(page.get("total_count", 0)):
-                    break
+            found = kind.created_candidates(api, change.merchant, st.sent_body, start, end)
         except ApiError:
             return None
+        matches = {k: v for k, v in (found or {}).items() if k not in known}
         if len(matches) != 1:
             if len(matches) > 1:
                 raise _Unresolved(
-                    f"{len(matches)} favor stocks match the create of {change.id!r}: {', '.join(sorted(matches))}",
+                    f"{len(matches)} {kind.name} stocks match the create of {change.id!r}: {', '.join(sorted(matches))}",
                     f"reconciler state import {change.id} <stock_id>",
                 )
             return None
@@ -298,7 +267,7 @@ class Applier:
 
         def adopt(state: State) -> State:
             # Decided under the state lock, so two look-ups never take the same stock.
-            if _claimed(state, change, stock_id, item):
+            if _claimed(state, kind, change, stock_id, item):
                 raise _Contested
             return state.record_created(change.id, stock_id, created)
 
@@ -311,69 +280,38 @@ class Applier:
 
     # --- updates ---------------------------------------------------------------------------
 
-    def _update_op(self, api: StockApi, change: Change, op: Operation) -> None:
+    def _update_op(self, api: StockApi, kind: StockKind, change: Change, op: Operation) -> None:
         sid = change.id
         assert op.stock_id is not None
-        action: Literal["modify", "budget"] = (
-            "modify" if op.name == "busifavor_modify" else "budget"
-        )
         digest = body_digest(op.body)
         earlier = self.state.stock(sid).pending
         if (
             earlier is not None
-            and earlier.action != "create"
+            and earlier.action is not OpType.CREATE
             and earlier.request_no != op.request_no
         ):
             # An update whose outcome is unknown, planned from older files. This plan was made
             # after it and sends what still differs (budget: from the current value), so it
             # replaces that intent; refusing would fail every apply until the file is reverted.
             self._update(lambda s: s.clear_pending(sid))
-        self._update(lambda s: s.set_pending(sid, action, op.request_no, digest, self.now()))
+        self._update(lambda s: s.set_pending(sid, op.type, op.request_no, digest, self.now()))
+        unknown = f"the {op.type.value}'s outcome is unknown ({{}}); the next apply resends it with the same request number"
         try:
-            if action == "modify":
-                api.busifavor_modify(op.stock_id, op.body)
-            else:
-                api.busifavor_budget(op.stock_id, op.body)
+            kind.send_update(api, op)
         except ApiResponseError as exc:
             # The number is derived from this very change, so "already used" means an earlier
             # send of it (whose answer was lost) was applied: settle it as done.
             if exc.code not in ALREADY_EXISTS_CODES:
                 if exc.outcome_unknown or exc.retryable:
                     self._update(lambda s: s.mark_outcome(sid, "unknown"))
-                    raise _Unresolved(
-                        f"the {action}'s outcome is unknown ({exc}); the next apply resends it with the same request number",
-                        "reconciler apply",
-                    ) from None
+                    raise _Unresolved(unknown.format(exc), "reconciler apply") from None
                 self._update(lambda s: s.clear_pending(sid))
                 raise
         except (TransportError, ResponseVerificationError) as exc:
             self._update(lambda s: s.mark_outcome(sid, "unknown"))
-            raise _Unresolved(
-                f"the {action}'s outcome is unknown ({exc}); the next apply resends it with the same request number",
-                "reconciler apply",
-            ) from None
-        st = self.state.stock(sid)
-        # A deep copy: _set_path writes into nested objects, which belong to the state.
-        applied = copy.deepcopy(dict(st.applied_body or st.sent_body or {}))
-        for f in change.fields:
-            path = f.path.removeprefix("spec.")
-            if (action == "modify" and path.split(".")[0] in op.body) or (
-                action == "budget" and f"target_{path.rsplit('.', 1)[-1]}" in op.body
-            ):
-                _set_path(applied, path, f.after)
-        self._update(lambda s: s.record_applied(sid, applied))
-        self._read_back(api, change, op.stock_id)
-
-
-def _generation_of(state: State, change: Change, op: Operation) -> int:
-    from reconciler.ids import out_request_no
-
-    for generation in range(0, 1000):
-        if out_request_no(change.merchant, change.kind, change.id, generation) == op.request_no:
-            return generation
-    raise ReconcilerError(
-        f"the plan's out_request_no for {change.id!r} is not one reconciler derives; make a new plan"
-    )
+            raise _Unresolved(unknown.format(exc), "reconciler apply") from None
+        self._update(lambda s: s.record_applied(sid, op.after))
+        self._read_back(api, kind, change, op.stock_id)
 
 
 def _number_reused(exc: ApiResponseError) -> bool:
@@ -382,10 +320,13 @@ def _number_reused(exc: ApiResponseError) -> bool:
     )
 
 
-def _claimed(state: State, change: Change, stock_id: str, item: Mapping[str, Any]) -> bool:
-    """Whether a favor stock found for `change` is, or may be, another id's: recorded for one,
-    or matching another create still in doubt (the list shows no out_request_no, so two
-    creates that differ only in fields the list does not show cannot be told apart)."""
+def _claimed(
+    state: State, kind: StockKind, change: Change, stock_id: str, item: Mapping[str, Any]
+) -> bool:
+    """Whether a stock found for `change` is, or may be, another id's: recorded for one, or
+    matching another create of the same kind and merchant still in doubt (the list shows no
+    out_request_no, so two creates that differ only in fields it does not show cannot be told
+    apart)."""
     for other in state.stocks.values():
         if other.id == change.id:
             continue
@@ -393,45 +334,17 @@ def _claimed(state: State, change: Change, stock_id: str, item: Mapping[str, Any
             return True
         if (
             other.stock_id is None
-            and other.kind == "favor"
+            and other.kind == kind.name
             and other.merchant == change.merchant
             and other.pending is not None
             and other.sent_body is not None
-            and _favor_matches(other.sent_body, item)
+            and kind.matches(other.sent_body, item)
         ):
             return True
     return False
 
 
-def _favor_matches(sent: Mapping[str, Any], item: Mapping[str, Any]) -> bool:
-    from reconciler.mapping import FAVOR_OBSERVABLE
-
-    for create_path, detail_path in FAVOR_OBSERVABLE.items():
-        has_sent, a = get_path(sent, create_path)
-        has_seen, b = get_path(item, detail_path)
-        if has_sent and has_seen and normalise(create_path, a) != normalise(create_path, b):
-            return False
-    return True
-
-
-def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
-    parts = path.split(".")
-    node = data
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    if value is None:
-        node.pop(parts[-1], None)
-    else:
-        node[parts[-1]] = value
-
-
-def _rfc3339(t: datetime) -> str:
-    return t.isoformat(timespec="seconds")
-
-
 def _parse_time(value: str, fallback: datetime) -> datetime:
-    from reconciler.spec.common import parse_rfc3339
-
     try:
         return parse_rfc3339(value)
     except ValueError:

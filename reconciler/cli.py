@@ -1,33 +1,50 @@
-"""Command-line interface: the only module that prints, and the one place exit codes are chosen."""
+"""Command-line interface: the commands, and `main`, the one place errors become exit codes.
+
+`main` builds the Runtime once (the only reader of the environment and the clock) and hands it
+to the commands through click's context object; tests call `main(argv, runtime=...)` in
+process with the emulator's transport. Every error ends here: a user or API error as one line
+and exit 1, Ctrl-C as 130, anything unexpected as one line asking for a report and exit 3
+(with the traceback only under `--debug`).
+"""
 
 from __future__ import annotations
 
 import sys
+import traceback
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
-from reconciler import __version__
+from reconciler import __version__, engine
 from reconciler.commands import demo as demo_cmd
 from reconciler.commands import emulator_cmd, plan_apply, state_cmd
+from reconciler.commands.common import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNEXPECTED,
+    runtime,
+)
 from reconciler.config import PROJECT_FILE, load_project
-from reconciler.loader import load_stocks
+from reconciler.errors import DiagnosedError, ReconcilerError
 from reconciler.render import diagnostics as render_diagnostics
+from reconciler.runtime import Runtime
 from reconciler.schema import stock_schema_text
-
-EXIT_OK = 0
-EXIT_ERROR = 1
 
 
 @click.group()
 @click.version_option(__version__, prog_name="reconciler")
-def cli() -> None:
+@click.option(
+    "--debug", is_flag=True, help="On an unexpected error, print the traceback (for a report)."
+)
+def cli(debug: bool) -> None:
     """WeChat Pay coupon stocks (代金券, 商家券) as code: validate, plan, apply."""
 
 
 def _default_stocks() -> Path:
     """The project's `stocks:` folder when a project file is here, else `stocks/`."""
-    project_file = Path(PROJECT_FILE)
+    project_file = runtime().cwd / PROJECT_FILE
     if project_file.exists():
         project, _ = load_project(project_file)
         if project is not None:
@@ -45,13 +62,13 @@ def _default_stocks() -> Path:
     show_default=True,
     help="github emits GitHub Actions annotations on the offending lines.",
 )
-def validate(paths: tuple[Path, ...], fmt: str) -> None:
+def validate(paths: tuple[Path, ...], fmt: str) -> int:
     """Check stock files (default: the project's stocks folder, or stocks/) against every rule.
 
     Reports every problem of every file in one run, as path:line:col: severity: field: message.
     Exits 1 when there is any error, 0 otherwise (warnings alone do not fail).
     """
-    result = load_stocks(list(paths) or [_default_stocks()], base=Path.cwd(), keep=False)
+    result = engine.validate(list(paths) or [_default_stocks()], runtime().cwd)
     if fmt == "json":
         click.echo(render_diagnostics.json_doc(result.diagnostics, result.files, result.valid))
     else:
@@ -66,21 +83,22 @@ def validate(paths: tuple[Path, ...], fmt: str) -> None:
             render_diagnostics.summary(result.diagnostics, result.files, result.valid),
             err=fmt == "github",
         )
-    sys.exit(EXIT_OK if result.ok else EXIT_ERROR)
+    return EXIT_OK if result.ok else EXIT_ERROR
 
 
 @cli.command()
 @click.option(
     "-o", "--output", type=click.Path(path_type=Path), help="Write here instead of stdout."
 )
-def schema(output: Path | None) -> None:
+def schema(output: Path | None) -> int:
     """Print the JSON Schema of a stock file (for the yaml-language-server modeline)."""
     text = stock_schema_text()
     if output is None:
         click.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        engine.write_output(output, text, "schema")
         click.echo(f"wrote {output}", err=True)
+    return EXIT_OK
 
 
 cli.add_command(plan_apply.plan)
@@ -90,5 +108,53 @@ cli.add_command(emulator_cmd.emulator)
 cli.add_command(demo_cmd.demo)
 
 
-def main() -> None:
-    cli()
+def main(argv: Sequence[str] | None = None, runtime: Runtime | None = None) -> int:
+    """Run one command; return its exit code. Never raises, never prints a secret."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        rt = runtime or Runtime.from_environment()
+        code = cli.main(args, prog_name="reconciler", standalone_mode=False, obj=rt)
+        return code if isinstance(code, int) else EXIT_OK
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort as exc:
+        # click turns Ctrl-C (outside apply's own handling) and end of input into Abort.
+        click.echo(
+            "Interrupted." if isinstance(exc.__cause__, KeyboardInterrupt) else "Aborted.", err=True
+        )
+        return EXIT_INTERRUPTED if isinstance(exc.__cause__, KeyboardInterrupt) else EXIT_ERROR
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return EXIT_INTERRUPTED
+    except DiagnosedError as exc:
+        click.echo(render_diagnostics.text(exc.diagnostics), err=True)
+        click.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except ReconcilerError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except Exception as exc:  # a defect: say where, never what (a message may hold data)
+        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        where = f" in {Path(frame.filename).name}:{frame.lineno}" if frame else ""
+        click.echo(
+            f"error: unexpected {type(exc).__name__}{where}; this is a bug in reconciler "
+            f"{__version__}. Please report it"
+            + (
+                ", with the traceback below."
+                if debug
+                else ", with the output of the same command run with --debug."
+            ),
+            err=True,
+        )
+        if debug:
+            traceback.print_exception(exc)
+        return EXIT_UNEXPECTED
+
+
+def entry_point() -> None:
+    """The `reconciler` console script."""
+    sys.exit(main())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from reconciler.diagnostics import Diagnostic
+
 
 class ReconcilerError(Exception):
     """Base of every error the tool raises on purpose; the CLI maps these to exit codes."""
@@ -19,3 +21,12 @@ class StateError(ReconcilerError):
 
 class ApiError(ReconcilerError):
     """Base for failures talking to WeChat Pay (or the emulator)."""
+
+
+class DiagnosedError(ReconcilerError):
+    """Files with problems: each one is a diagnostic (file:line:col, field, message), printed
+    before the one-line error."""
+
+    def __init__(self, message: str, diagnostics: list[Diagnostic]) -> None:
+        super().__init__(message)
+        self.diagnostics = diagnostics

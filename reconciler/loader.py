@@ -10,12 +10,14 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from reconciler.desired import DesiredStock, Summary
 from reconciler.diagnostics import Diagnostic, Severity, sort_diagnostics
-from reconciler.spec import KIND_MODELS, Stock, stock_rules
+from reconciler.kinds import KINDS
 from reconciler.spec.findings import Findings
 from reconciler.spec.rules_common import four_byte_text
+from reconciler.spec.stock import Stock
 from reconciler.validation import findings_to_diagnostics, validate_model
 from reconciler.yamlsource import Document, read_document, read_source
 
@@ -24,38 +26,9 @@ PARALLEL_THRESHOLD = 500
 _FOUR_BYTE = re.compile("[\U00010000-\U0010ffff]")
 
 
-@dataclass(frozen=True)
-class Summary:
-    """What the cross-file checks need of a valid stock; small, so that validating a large
-    tree does not hold every model in memory."""
-
-    id: str
-    file: str
-    line: int
-    spec_key: str
-    """sha256 over merchant, kind and spec: equal keys mean identical stocks."""
-
-
-@dataclass(frozen=True)
-class LoadedStock:
-    """A valid stock and where it came from."""
-
-    stock: Stock
-    file: str
-    line: int
-    digest: str
-    """sha256 of the file's bytes: a saved plan records it to notice edits."""
-
-    def summary(self) -> Summary:
-        key = f"{self.stock.merchant}\0{self.stock.kind}\0{self.stock.spec.model_dump_json()}"
-        return Summary(
-            self.stock.id, self.file, self.line, hashlib.sha256(key.encode()).hexdigest()
-        )
-
-
 @dataclass
 class LoadResult:
-    stocks: list[LoadedStock] = field(default_factory=list)
+    stocks: list[DesiredStock] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     files: int = 0
     valid: int = 0
@@ -101,7 +74,7 @@ def display_path(path: Path, base: Path | None) -> str:
 
 def load_stock_file(
     raw: bytes, file: str, size: int | None = None
-) -> tuple[LoadedStock | None, list[Diagnostic]]:
+) -> tuple[DesiredStock | None, list[Diagnostic]]:
     """Parse and validate one stock file; every problem becomes a diagnostic. `size` is the
     file's size when `raw` holds only its beginning (a file too large to read whole)."""
     loaded, diagnostics, _ = _load_stock(raw, file, size)
@@ -110,7 +83,7 @@ def load_stock_file(
 
 def _load_stock(
     raw: bytes, file: str, size: int | None = None
-) -> tuple[LoadedStock | None, list[Diagnostic], Any]:
+) -> tuple[DesiredStock | None, list[Diagnostic], Any]:
     """`load_stock_file`, plus the plain data the stock was validated from."""
     doc = read_document(raw, file, size=size)
     if doc.data is None:
@@ -121,19 +94,20 @@ def _load_stock(
         four_byte_text(text_findings, doc.data)
         diagnostics += findings_to_diagnostics(doc, text_findings.items)
     kind = doc.data.get("kind")
-    model = KIND_MODELS.get(kind) if isinstance(kind, str) else None
-    if model is None:
+    stock_kind = KINDS.get(kind) if isinstance(kind, str) else None
+    if stock_kind is None:
         diagnostics.append(_kind_problem(doc, kind))
         return None, diagnostics, None
-    stock, errors = validate_model(model, doc)
+    valid, errors = validate_model(stock_kind.model, doc)
     diagnostics += errors
-    if stock is None:
+    if valid is None:
         return None, diagnostics, None
-    diagnostics += findings_to_diagnostics(doc, stock_rules(stock))
+    stock = cast(Stock, valid)
+    diagnostics += findings_to_diagnostics(doc, stock_kind.rules(stock))
     if any(d.severity is Severity.ERROR for d in diagnostics):
         return None, diagnostics, None
     line = doc.locate(("id",))[0]
-    loaded = LoadedStock(stock, file, line, hashlib.sha256(raw).hexdigest())
+    loaded = DesiredStock(stock, file, line, hashlib.sha256(raw).hexdigest())
     return loaded, diagnostics, doc.data
 
 
@@ -173,12 +147,12 @@ class _Shipped:
     digest: str
     summary: Summary
 
-    def unpack(self) -> LoadedStock:
-        stock = KIND_MODELS[self.kind].model_validate(self.data)
-        return LoadedStock(stock, self.file, self.line, self.digest)
+    def unpack(self) -> DesiredStock:
+        stock = KINDS[self.kind].model.model_validate(self.data)
+        return DesiredStock(stock, self.file, self.line, self.digest)
 
 
-_Outcome = tuple[LoadedStock | _Shipped | Summary | None, list[Diagnostic]]
+_Outcome = tuple[DesiredStock | _Shipped | Summary | None, list[Diagnostic]]
 
 
 def _load_path(path: Path, file: str, keep: bool, ship: bool) -> _Outcome:
@@ -240,7 +214,7 @@ def load_stocks(
             summaries.append(outcome.summary)
             continue
         loaded = outcome
-        if isinstance(loaded, LoadedStock):
+        if isinstance(loaded, DesiredStock):
             result.stocks.append(loaded)
             summaries.append(loaded.summary())
         elif loaded is not None:

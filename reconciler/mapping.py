@@ -1,14 +1,19 @@
-"""Create bodies versus detail responses (pure).
+"""Comparing API bodies field by field (pure): dotted paths, comparable values, the diff.
 
-The two shapes differ (favor detail moves coupon rules under `stock_use_rule`, returns
-`description` at the top level and drops what it does not echo), so drift is computed through
-an explicit mapping of the fields a detail response shows: times compared as instants, lists
-that are sets compared as sets, and fields that move on their own reported as facts.
+Times are compared as instants and lists that are sets as sets, so `+08:00` versus `Z` for the
+same instant, or merchants listed in another order, are not changes. Which paths a kind's
+detail response shows, and how each changed field may change, is the kind's business
+(`reconciler.kinds`); this module only knows JSON.
+
+The diff is written here rather than taken from a library: it must yield create-body paths
+that the kinds classify one by one, it runs only when two bodies differ (the common case is a
+single C-level equality), and a dependency that turns paths into `root['a']['b']` strings
+would have to be parsed back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -37,27 +42,6 @@ SET_LISTS = frozenset(
         "bin",
     }
 )
-
-# favor: create-body path -> detail-response path, for every field the detail shows.
-FAVOR_OBSERVABLE: dict[str, str] = {
-    "stock_name": "stock_name",
-    "available_begin_time": "available_begin_time",
-    "available_end_time": "available_end_time",
-    "stock_use_rule.max_coupons": "stock_use_rule.max_coupons",
-    "stock_use_rule.max_amount": "stock_use_rule.max_amount",
-    "stock_use_rule.max_amount_by_day": "stock_use_rule.max_amount_by_day",
-    "stock_use_rule.max_coupons_per_user": "stock_use_rule.max_coupons_per_user",
-    "pattern_info.description": "description",
-    "coupon_use_rule.fixed_normal_coupon.coupon_amount": "stock_use_rule.fixed_normal_coupon.coupon_amount",
-    "coupon_use_rule.fixed_normal_coupon.transaction_minimum": "stock_use_rule.fixed_normal_coupon.transaction_minimum",
-    "coupon_use_rule.goods_tag": "stock_use_rule.goods_tag",
-    "coupon_use_rule.trade_type": "stock_use_rule.trade_type",
-    "coupon_use_rule.combine_use": "stock_use_rule.combine_use",
-    "no_cash": "no_cash",
-    "stock_type": "stock_type",
-}
-FAVOR_FACTS = ("status", "distributed_coupons", "create_time", "start_time", "stop_time")
-BUSIFAVOR_FACTS = ("stock_state", "send_count_information", "coupon_code_count")
 
 
 def leaves(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -97,49 +81,19 @@ def normalise(path: str, value: Any) -> Any:
     return value
 
 
-def observable_pairs(
-    kind: str, body: Mapping[str, Any], detail: Mapping[str, Any]
-) -> Iterator[tuple[str, Any, Any]]:
-    """(create path, sent value, observed value) for every field both sides show."""
-    pairs: Iterable[tuple[str, str]]
-    if kind == "favor":
-        pairs = FAVOR_OBSERVABLE.items()
-    else:
-        pairs = ((p, p) for p, _ in leaves(body) if p != "out_request_no")
-    for create_path, detail_path in pairs:
-        has_sent, sent = get_path(body, create_path)
-        has_seen, seen = get_path(detail, detail_path)
-        if has_sent and has_seen:
-            yield create_path, sent, seen
+def without_number(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The body without its request number (which says nothing about the stock)."""
+    return {k: v for k, v in body.items() if k != "out_request_no"}
 
 
-def drifted(
-    kind: str, body: Mapping[str, Any], detail: Mapping[str, Any]
-) -> list[tuple[str, Any, Any]]:
-    """Fields whose observed value differs from what was applied: (path, observed, applied)."""
+def diff_bodies(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(path, before, after) of every leaf that differs, by path; request numbers ignored."""
+    a, b = without_number(before), without_number(after)
+    if a == b:  # the common case, decided by one C-level comparison
+        return []
+    old, new = dict(leaves(a)), dict(leaves(b))
     return [
-        (p, seen, sent)
-        for p, sent, seen in observable_pairs(kind, body, detail)
-        if normalise(p, sent) != normalise(p, seen)
+        (p, old.get(p), new.get(p))
+        for p in sorted(old.keys() | new.keys())
+        if normalise(p, old.get(p)) != normalise(p, new.get(p))
     ]
-
-
-def facts(kind: str, detail: Mapping[str, Any]) -> dict[str, Any]:
-    names = FAVOR_FACTS if kind == "favor" else BUSIFAVOR_FACTS
-    return {n: detail[n] for n in names if n in detail}
-
-
-def ended(kind: str, body: Mapping[str, Any], now: datetime) -> bool:
-    """Whether the stock's usable window is over (it can no longer change)."""
-    path = (
-        "available_end_time"
-        if kind == "favor"
-        else "coupon_use_rule.coupon_available_time.available_end_time"
-    )
-    found, value = get_path(body, path)
-    if not found or not isinstance(value, str):
-        return False
-    try:
-        return parse_rfc3339(value) <= now
-    except ValueError:
-        return False

@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-FORMAT_VERSION = 1
+from reconciler.operation import Operation, OpType
+
+FORMAT_VERSION = 2
+"""2: every operation carries its type, number, body, generation and the body afterwards, and
+the checksum covers the saved document itself."""
+
+
+class PlanFormatError(ValueError):
+    """A document that is not a plan this version can apply; the message says what to do."""
 
 
 class Action(StrEnum):
@@ -71,29 +79,6 @@ class FieldChange:
         return cls(
             data["path"], data["before"], data["after"], bool(data["money"]), str(data["note"])
         )
-
-
-@dataclass(frozen=True)
-class Operation:
-    """One request apply will send. `name` is a client call: favor_create, busifavor_create,
-    busifavor_modify, busifavor_budget. `request_no` is the number inside `body`."""
-
-    name: str
-    body: dict[str, Any]
-    request_no: str
-    stock_id: str | None = None
-
-    def to_data(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "body": self.body,
-            "request_no": self.request_no,
-            "stock_id": self.stock_id,
-        }
-
-    @classmethod
-    def from_data(cls, data: dict[str, Any]) -> Operation:
-        return cls(data["name"], dict(data["body"]), data["request_no"], data["stock_id"])
 
 
 @dataclass(frozen=True)
@@ -234,9 +219,19 @@ class Plan:
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Plan:
-        if data.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"plan format_version {data.get('format_version')!r} is not {FORMAT_VERSION}"
+        """Read a plan document; keys this version does not know are ignored (a newer version
+        may add some, and the checksum still covers them)."""
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            older = isinstance(version, int) and version < FORMAT_VERSION
+            raise PlanFormatError(
+                f"plan format_version {version!r} "
+                + (
+                    "was written by an older reconciler, whose plans lack what apply now needs"
+                    if older
+                    else f"is not {FORMAT_VERSION}, the version this reconciler applies"
+                )
+                + "; make a new plan with `reconciler plan --out FILE`"
             )
         return cls(
             created_at=data["created_at"],
@@ -260,9 +255,49 @@ class Plan:
             estimated_apply_seconds=data["estimated_apply_seconds"],
         )
 
-    def canonical_json(self) -> str:
-        return json.dumps(self.to_data(), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    def to_document(self) -> dict[str, Any]:
+        """The saved form: `to_data()` plus `checksum` over everything else in it."""
+        doc = self.to_data()
+        doc["checksum"] = document_checksum(doc)
+        return doc
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> Plan:
+        """Read a saved plan, refusing it unless its checksum covers the document as saved
+        (every key, including ones a newer version wrote and this one ignores)."""
+        if not isinstance(doc, dict):
+            raise PlanFormatError("a plan document is a JSON object")
+        claimed = doc.get("checksum")
+        plan = cls.from_data(doc)
+        if claimed != document_checksum(doc):
+            raise PlanFormatError(
+                "the plan's checksum does not match its content (edited or truncated); make a new plan"
+            )
+        return plan
 
     def checksum(self) -> str:
-        """sha256 over the canonical JSON: `apply` checks a saved plan was not edited."""
-        return "sha256:" + hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+        return document_checksum(self.to_data())
+
+
+def document_checksum(doc: dict[str, Any]) -> str:
+    """sha256 over the canonical JSON (sorted keys, compact, UTF-8) of every key but
+    `checksum`: `apply` notices any edit of a saved plan."""
+    body = {k: v for k, v in doc.items() if k != "checksum"}
+    text = json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+__all__ = [
+    "ACTING",
+    "ERRORS",
+    "FORMAT_VERSION",
+    "Action",
+    "Change",
+    "FieldChange",
+    "MerchantTotals",
+    "OpType",
+    "Operation",
+    "Plan",
+    "PlanFormatError",
+    "document_checksum",
+]

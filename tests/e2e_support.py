@@ -40,16 +40,17 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from ruamel.yaml import YAML
 
-from reconciler.cli import cli
+from reconciler.cli import main
 from reconciler.emulator import DemoMerchant, Emulator, EmulatorServer, EmulatorSettings, Faults
 from reconciler.emulator.keys import WechatPayKeys, generate_keys, public_key_pem
 from reconciler.emulator.settings import ReuseMode
 from reconciler.runtime import NOW_VARIABLE, Clock
-from reconciler.state import State, parse_state
+from reconciler.state.model import State
+from reconciler.state.store import parse_state
+from tests.cli_invoke import invoke
 
 REPO = Path(__file__).resolve().parents[1]
 MCHID = "1900000001"
@@ -306,11 +307,7 @@ class Workspace:
 
     def cli(self, *args: str) -> Run:
         """Run the CLI in this process (fast); unexpected exceptions propagate."""
-        result = CliRunner().invoke(
-            cli, self._args(args), env=self.clock.env(), catch_exceptions=True
-        )
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            raise result.exception
+        result = invoke(self._args(args), env=self.clock.env())
         return Run(tuple(args), result.exit_code, result.stdout, result.stderr)
 
     def command(self, *args: str) -> list[str]:
@@ -542,7 +539,7 @@ def _cli_child(args: list[str], env: dict[str, str], log: str) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    cli.main(args=args, prog_name="reconciler")
+    sys.exit(main(args))
 
 
 class CliChildren:

@@ -36,19 +36,18 @@ from typing import Any
 
 import hypothesis
 import pytest
-from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent
 
-from reconciler.cli import cli
 from reconciler.config import Project, load_project
 from reconciler.diagnostics import Diagnostic, FieldPath, Severity, format_path
 from reconciler.loader import load_stock_file
 from reconciler.spec import BusifavorStock, FavorStock
 from reconciler.yamlnodes import events, nesting_bound
+from tests.cli_invoke import invoke
 from tests.conftest import EXAMPLES, ROOT, dump, example
 
 DEADLINE = timedelta(seconds=2)
@@ -918,7 +917,7 @@ def _validate(files: list[tuple[str, str, str, bytes]]) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
         for fmt in ("text", "json", "github"):
-            result = CliRunner().invoke(cli, ["validate", str(root), "--format", fmt])
+            result = invoke(["validate", str(root), "--format", fmt])
             shown = f"validate --format {fmt} -> {result.exit_code}\n{result.output}"
             assert result.exception is None or isinstance(result.exception, SystemExit), (
                 shown,

@@ -8,16 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from reconciler.cli import cli
 from reconciler.schema import stock_schema_text
+from tests.cli_invoke import invoke
 from tests.conftest import ROOT, dump, example
 
 
 def run(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
     monkeypatch.chdir(cwd)
-    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    result = invoke(args)
     return result.exit_code, result.output
 
 

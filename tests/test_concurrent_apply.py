@@ -36,7 +36,7 @@ from reconciler.emulator import DemoMerchant, Emulator, EmulatorSettings, Faults
 from reconciler.emulator.keys import public_key_pem
 from reconciler.loader import load_stocks
 from reconciler.runtime import NOW_VARIABLE, Clock
-from reconciler.state import parse_state
+from reconciler.state.store import parse_state
 from tests.conftest import ROOT
 
 MCHID = "1900000001"

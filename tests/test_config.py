@@ -14,7 +14,7 @@ from reconciler.engine import check_fresh
 from reconciler.errors import ConfigError, StateError
 from reconciler.plan import Plan
 from reconciler.runtime import Clock, Runtime, is_loopback
-from reconciler.state import State
+from reconciler.state.model import State
 
 GOOD = """\
 stocks: stocks

@@ -47,8 +47,8 @@ from e2e_support import (
 )
 
 from reconciler.emulator.settings import ReuseMode
-from reconciler.state import StateStore, parse_state
 from reconciler.state.lock import is_stale
+from reconciler.state.store import StateStore, parse_state
 
 STOCKS = 30
 MERCHANTS = (MCHID, "1900000002")
@@ -305,7 +305,7 @@ def test_ctrl_c_lets_requests_in_flight_finish_and_releases_the_lock(
         code = finish(proc)
     output = log.read_text(encoding="utf-8")
     assert code == 130, output
-    assert "Interrupted: finishing the requests in flight" in output, output
+    assert "Interrupted: no new request starts" in output, output
     assert check_state(ws) == 0, "a request was left in flight"
     assert StateStore(ws.state_path, ws.clock.clock()).read_lock() is None
     created = {i: sid for i, sid in ws.stock_ids().items() if sid is not None}

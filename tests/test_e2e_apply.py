@@ -33,7 +33,7 @@ from reconciler.config import load_project
 from reconciler.emulator import EmulatorSettings
 from reconciler.errors import StateError
 from reconciler.ids import out_request_no
-from reconciler.state import StateStore
+from reconciler.state.store import StateStore
 from reconciler.wechatpay.client import WeChatPayClient
 
 FAVOR_ID = "spring-sale-10-off-100"
@@ -123,7 +123,7 @@ def test_deleted_state_is_rebuilt_without_a_duplicate_favor(ws: Workspace, reuse
         assert actions(plan.json()) == {FAVOR_ID: "create"}, str(plan)
         rebuilt = ws.cli("apply", "--yes")
         assert rebuilt.exit_code == 0, str(rebuilt)
-        assert f"created {original}" in rebuilt.stdout, str(rebuilt)
+        assert f"created stock_id {original}" in rebuilt.stdout, str(rebuilt)
 
         assert ws.stock_ids() == {FAVOR_ID: original}
         assert_one_remote_per_id(ws.state(), emulator_stocks(local.emu), [FAVOR_ID])
@@ -246,7 +246,7 @@ def test_saved_plan_refused_when_edited(ws: Workspace, local: LocalEmulator) -> 
     doc = json.loads(saved.read_text())
     for change in doc["changes"]:
         for op in change["operations"]:
-            if op["name"] == "favor_create":
+            if op["type"] == "create":
                 op["body"]["stock_name"] = "春季满100减20"
     saved.write_text(json.dumps(doc), encoding="utf-8")
     edited = ws.cli("apply", str(saved))
@@ -315,7 +315,7 @@ def test_busifavor_updates_are_planned_sent_and_settled(
     assert plan.exit_code == 2, str(plan)
     assert actions(plan.json()) == {LATTE_ID: "update", PASTRY_ID: "no-op", FAVOR_ID: "no-op"}
     update = change_of(plan.json(), LATTE_ID)
-    ops = {op["name"]: op for op in update["operations"]}
+    ops = {f"busifavor_{op['type']}": op for op in update["operations"]}
     assert set(ops) == {"busifavor_modify", "busifavor_budget"}
     assert ops["busifavor_modify"]["body"] == {
         "comment": "member day May",

@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from reconciler.cli import cli
 from reconciler.config import load_project
 from reconciler.diagnostics import Diagnostic
 from reconciler.loader import load_stock_file
+from tests.cli_invoke import invoke
 from tests.conftest import EXAMPLES
 
 NASTY = Path(__file__).resolve().parent / "nasty"
@@ -133,7 +132,7 @@ def test_times_stay_exactly_as_written() -> None:
 
 @pytest.mark.parametrize("fmt", ["text", "json", "github"])
 def test_validate_reports_the_whole_corpus(fmt: str) -> None:
-    result = CliRunner().invoke(cli, ["validate", str(NASTY / "stocks"), "--format", fmt])
+    result = invoke(["validate", str(NASTY / "stocks"), "--format", fmt])
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
@@ -164,7 +163,7 @@ def test_special_files_are_refused_without_reading_them(tmp_path: Path) -> None:
     with (stocks / "sparse.yaml").open("wb") as f:
         f.truncate(8 * 1024**3)  # 8 GiB, sparse: reading it whole would take minutes
     start = time.perf_counter()
-    result = CliRunner().invoke(cli, ["validate", str(stocks), "--format", "json"])
+    result = invoke(["validate", str(stocks), "--format", "json"])
     assert time.perf_counter() - start < DEADLINE_SECONDS * 5
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
     assert result.exit_code == 1, result.output

@@ -8,18 +8,20 @@ from typing import Any
 
 import pytest
 
+from reconciler.desired import DesiredStock
 from reconciler.ids import body_digest, out_request_no
-from reconciler.loader import LoadedStock, load_stock_file
-from reconciler.plan import Action, Plan
-from reconciler.planner import PlanInputs, create_body, make_plan
-from reconciler.state import State, StockState
+from reconciler.kinds import kind_of
+from reconciler.loader import load_stock_file
+from reconciler.plan import Action, OpType, Plan
+from reconciler.planner import PlanInputs, make_plan
+from reconciler.state.model import State, StockState
 from tests.conftest import dump, example
 
 NOW = datetime(2027, 1, 15, 2, 0, tzinfo=UTC)
 LINEAGE = "6f1c2d3e-4a5b-4c6d-8e7f-0123456789ab"
 
 
-def loaded(kind: str, mutate: Any = None, id: str | None = None) -> LoadedStock:
+def loaded(kind: str, mutate: Any = None, id: str | None = None) -> DesiredStock:
     data = example(kind)
     if id is not None:
         data["id"] = id
@@ -30,20 +32,20 @@ def loaded(kind: str, mutate: Any = None, id: str | None = None) -> LoadedStock:
     return stock
 
 
-def applied_state(*stocks: LoadedStock, stock_ids: dict[str, str] | None = None) -> State:
+def applied_state(*stocks: DesiredStock, stock_ids: dict[str, str] | None = None) -> State:
     """A state where each stock was created from its current file."""
     state = State.new(LINEAGE)
     for i, ls in enumerate(stocks):
         s = ls.stock
         entry = StockState.new(s.id, s.kind, s.merchant)
         state = state.with_stock(entry)
-        state = state.record_sent(s.id, create_body(s, entry.out_request_no), NOW)
+        state = state.record_sent(s.id, kind_of(s.kind).create_body(s, entry.out_request_no), NOW)
         state = state.record_created(s.id, (stock_ids or {}).get(s.id, f"1000000{i}"), NOW)
     return state
 
 
 def plan(
-    desired: list[LoadedStock],
+    desired: list[DesiredStock],
     state: State | None = None,
     observed: dict[str, Any] | None = None,
     now: datetime = NOW,
@@ -65,7 +67,7 @@ def test_create_carries_the_exact_body_number_and_budget() -> None:
     change = only(plan([favor]))
     assert change.action is Action.CREATE
     op = change.operations[0]
-    assert op.name == "favor_create"
+    assert op.type is OpType.CREATE and op.generation == 0 and op.after == op.body
     assert op.request_no == out_request_no("1900000001", "favor", "spring-sale-10-off-100")
     assert op.body["out_request_no"] == op.request_no
     assert op.body["stock_use_rule"]["max_amount"] == 20_000_000
@@ -179,7 +181,7 @@ def test_busifavor_modify_and_budget_updates() -> None:
     change = only(plan([after], state, observed))
     assert change.action is Action.UPDATE
     modify, budget = change.operations
-    assert modify.name == "busifavor_modify" and modify.stock_id == "10000000"
+    assert modify.type is OpType.MODIFY and modify.stock_id == "10000000"
     assert modify.body["comment"] == "new note"
     assert modify.body["stock_send_rule"] == {"prevent_api_abuse": False}
     assert modify.body["out_request_no"] == modify.request_no
@@ -240,7 +242,7 @@ def test_renamed_id_is_refused_with_state_mv() -> None:
 def test_interrupted_create_is_recovered_with_the_recorded_body() -> None:
     favor = loaded("favor")
     entry = StockState.new(favor.stock.id, "favor", "1900000001")
-    sent = create_body(favor.stock, entry.out_request_no)
+    sent = kind_of("favor").create_body(favor.stock, entry.out_request_no)
     state = State.new(LINEAGE).with_stock(entry).record_sent(favor.stock.id, sent, NOW)
     edited = loaded("favor", lambda d: d["spec"].update(comment="edited after the crash"))
     change = only(plan([edited], state))
@@ -255,7 +257,9 @@ def test_busifavor_number_reused_without_stock_is_unresolved_with_import() -> No
     state = (
         State.new(LINEAGE)
         .with_stock(entry)
-        .record_sent(busi.stock.id, create_body(busi.stock, entry.out_request_no), NOW)
+        .record_sent(
+            busi.stock.id, kind_of("busifavor").create_body(busi.stock, entry.out_request_no), NOW
+        )
     )
     state = state.mark_outcome(busi.stock.id, "already_exists")
     change = only(plan([busi], state))

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.plan import Action, Change, FieldChange, MerchantTotals, Operation, Plan
+from reconciler.plan import Action, Change, FieldChange, MerchantTotals, Operation, OpType, Plan
 from reconciler.render.json_doc import render_json
 from reconciler.render.markdown import render_markdown
 from reconciler.render.text import duration, render_text, summary_line
@@ -56,6 +56,7 @@ def favor_body(name: str, request_no: str, coupons: int, amount: int) -> dict[st
 
 def favor_create(sid: str, merchant: str = M1, coupons: int = 20000, amount: int = 1000) -> Change:
     request_no = f"{merchant}_FC0_{sid}_0f3a9c2e7b1d4a6e8c5b2f1a9d7e3c4b"
+    body = favor_body("春季满100减10", request_no, coupons, amount)
     return Change(
         id=sid,
         kind="favor",
@@ -64,11 +65,7 @@ def favor_create(sid: str, merchant: str = M1, coupons: int = 20000, amount: int
         reason="new stock",
         file=f"stocks/favor/{sid}.yaml",
         line=6,
-        operations=(
-            Operation(
-                "favor_create", favor_body("春季满100减10", request_no, coupons, amount), request_no
-            ),
-        ),
+        operations=(Operation(OpType.CREATE, request_no, body, 0, body),),
         budget_fen=coupons * amount,
     )
 
@@ -81,6 +78,23 @@ def sample_plan() -> Plan:
     budget_no = f"{M1}_BQ0_member-day-latte-8-off_5d2c8e1f0a7b3c9d4e6f1a2b8c7d0e3f"
     modify_no = f"{M1}_BM0_member-day-latte-8-off_9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d"
     pastry_no = f"{M2}_BC0_weekend-pastry-exchange_1b2c3d4e5f60718293a4b5c6d7e8f901"
+    pastry: dict[str, Any] = {
+        "stock_name": "周末面包换购",
+        "belong_merchant": M2,
+        "goods_name": "周末面包",
+        "stock_type": "EXCHANGE",
+        "coupon_use_rule": {
+            "coupon_available_time": {
+                "available_begin_time": "2027-04-03T00:00:00+08:00",
+                "available_end_time": "2027-06-27T23:59:59+08:00",
+            },
+            "exchange_coupon": {"exchange_price": 100, "transaction_minimum": 2000},
+            "use_method": "OFF_LINE",
+        },
+        "stock_send_rule": {"max_coupons": 3000, "max_coupons_per_user": 1},
+        "coupon_code_mode": "WECHATPAY_MODE",
+        "out_request_no": pastry_no,
+    }
     changes = (
         favor_create("spring-sale-10-off-100"),
         Change(
@@ -101,19 +115,23 @@ def sample_plan() -> Plan:
             ),
             operations=(
                 Operation(
-                    "busifavor_modify",
-                    {"out_request_no": modify_no, "stock_name": "会员日拿铁立减8元"},
+                    OpType.MODIFY,
                     modify_no,
+                    {"out_request_no": modify_no, "stock_name": "会员日拿铁立减8元"},
+                    0,
+                    {"stock_name": "会员日拿铁立减8元", "stock_send_rule": {"max_coupons": 50000}},
                     "1212000000000000000000000001",
                 ),
                 Operation(
-                    "busifavor_budget",
+                    OpType.BUDGET,
+                    budget_no,
                     {
                         "target_max_coupons": 80000,
                         "current_max_coupons": 50000,
                         "modify_budget_request_no": budget_no,
                     },
-                    budget_no,
+                    0,
+                    {"stock_name": "会员日拿铁立减8元", "stock_send_rule": {"max_coupons": 80000}},
                     "1212000000000000000000000001",
                 ),
             ),
@@ -128,29 +146,7 @@ def sample_plan() -> Plan:
             reason="create interrupted at state serial 41; apply settles it with the same number and body",
             file="stocks/busifavor/weekend-pastry-exchange.yaml",
             line=5,
-            operations=(
-                Operation(
-                    "busifavor_create",
-                    {
-                        "stock_name": "周末面包换购",
-                        "belong_merchant": M2,
-                        "goods_name": "周末面包",
-                        "stock_type": "EXCHANGE",
-                        "coupon_use_rule": {
-                            "coupon_available_time": {
-                                "available_begin_time": "2027-04-03T00:00:00+08:00",
-                                "available_end_time": "2027-06-27T23:59:59+08:00",
-                            },
-                            "exchange_coupon": {"exchange_price": 100, "transaction_minimum": 2000},
-                            "use_method": "OFF_LINE",
-                        },
-                        "stock_send_rule": {"max_coupons": 3000, "max_coupons_per_user": 1},
-                        "coupon_code_mode": "WECHATPAY_MODE",
-                        "out_request_no": pastry_no,
-                    },
-                    pastry_no,
-                ),
-            ),
+            operations=(Operation(OpType.CREATE, pastry_no, pastry, 0, pastry),),
         ),
         Change(
             id="winter-clearance-5-off",
@@ -416,7 +412,7 @@ def hostile_plan() -> Plan:
     create = replace(
         create,
         reason=f"new stock {name} *bold* [link](http://e.x) $x$\n| a | b |",
-        operations=(Operation("favor_create", body, create.operations[0].request_no),),
+        operations=(Operation(OpType.CREATE, create.operations[0].request_no, body, 0, body),),
     )
     update = Change(
         "hostile-2",

@@ -55,8 +55,8 @@ DEBUG_CLI = (
     "import logging, sys\n"
     "logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,"
     " format='%(name)s %(levelname)s %(message)s')\n"
-    "from reconciler.cli import cli\n"
-    "cli(prog_name='reconciler')\n"
+    "from reconciler.cli import entry_point\n"
+    "entry_point()\n"
 )
 SIGNATURE = re.compile(r"WECHATPAY2-SHA256-RSA2048\s+mchid=|signature=\"[A-Za-z0-9+/=]{20,}")
 

@@ -22,16 +22,9 @@ import pytest
 
 from reconciler.errors import StateError
 from reconciler.ids import body_digest, out_request_no
-from reconciler.state import (
-    LockInfo,
-    State,
-    StateDataError,
-    StateLockedError,
-    StateStore,
-    StockState,
-    parse_state,
-)
-from reconciler.state.store import render_state
+from reconciler.state.lock import LockInfo, StateLockedError
+from reconciler.state.model import State, StateDataError, StockState
+from reconciler.state.store import StateStore, parse_state, render_state
 
 T0 = datetime(2026, 5, 1, 9, 30, tzinfo=UTC)
 MCH = "1900000001"
@@ -678,7 +671,7 @@ LAUNCHER = textwrap.dedent(
     import os, sys, traceback
     from datetime import datetime, timezone
     from pathlib import Path
-    from reconciler.state import StateStore
+    from reconciler.state.store import StateStore
 
     class Clock:
         def now(self):

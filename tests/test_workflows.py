@@ -441,7 +441,7 @@ def _verify_plan_document(raw: bytes) -> dict[str, Any]:
     claimed = doc.pop("checksum")
     canonical = json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     assert claimed == "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-    assert doc["format_version"] == 1
+    assert doc["format_version"] == 2
     return doc
 
 

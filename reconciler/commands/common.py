@@ -1,22 +1,32 @@
-"""Shared pieces of the CLI layer: project loading, exit codes, error printing."""
+"""Shared pieces of the commands: exit codes, the project option, the runtime from the context.
+
+Commands parse their arguments, call the engine, render, and return an exit code. They raise
+`ReconcilerError` for anything a user must act on; `reconciler.cli.main` turns every error into
+one line and an exit code, in one place.
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 import click
 
 from reconciler.config import PROJECT_FILE, ProjectFile, load_project
-from reconciler.engine import PlanInvalid
-from reconciler.errors import ReconcilerError
-from reconciler.render import diagnostics as render_diagnostics
+from reconciler.errors import ConfigError, DiagnosedError
+from reconciler.runtime import Runtime
 
 EXIT_OK = 0
 EXIT_ERROR = 1
+"""A user or API error: the message says what to do."""
 EXIT_CHANGES = 2
+"""`plan --detailed-exitcode` with changes to apply."""
+EXIT_UNEXPECTED = 3
+"""A defect in reconciler: the message asks for a report."""
 EXIT_INTERRUPTED = 130
+"""Ctrl-C (128 + SIGINT)."""
+EXIT_TERMINATED = 143
+"""SIGTERM, as CI runners send on cancel (128 + SIGTERM)."""
 
 project_option = click.option(
     "--project",
@@ -28,26 +38,35 @@ project_option = click.option(
 )
 
 
-def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
+class ProjectInvalid(DiagnosedError):
+    """The project file has errors."""
+
+
+def runtime() -> Runtime:
+    """The Runtime `main` built once for this invocation (tests hand in their own)."""
+    obj = click.get_current_context().find_root().obj
+    if not isinstance(obj, Runtime):
+        raise RuntimeError("the command was invoked without a Runtime; call reconciler.cli.main")
+    return obj
 
 
 def open_project(path: Path) -> ProjectFile:
-    """Load the project file or exit with its diagnostics (file:line: field: message)."""
-    if not path.exists():
-        fail(
+    """Load the project file, relative to the runtime's working directory."""
+    full = path if path.is_absolute() else runtime().cwd / path
+    if not full.exists():
+        raise ConfigError(
             f'{path}: no project file. Create one (see the README, "Project file"), or pass --project'
         )
-    project, diagnostics = load_project(path, str(path))
-    if diagnostics:
-        click.echo(render_diagnostics.text(diagnostics), err=True)
+    project, diagnostics = load_project(full, str(path))
     if project is None:
-        sys.exit(EXIT_ERROR)
+        raise ProjectInvalid(f"{path}: the project file has errors", diagnostics)
+    if diagnostics:
+        from reconciler.render import diagnostics as render_diagnostics
+
+        click.echo(render_diagnostics.text(diagnostics), err=True)
     return project
 
 
-def report_error(exc: ReconcilerError) -> NoReturn:
-    if isinstance(exc, PlanInvalid):
-        click.echo(render_diagnostics.text(exc.diagnostics), err=True)
-    fail(str(exc), exc.exit_code)
+def color_enabled() -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
+    return sys.stdout.isatty() and not runtime().environ.get("NO_COLOR")

@@ -9,7 +9,6 @@ demo works on any date.
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -18,17 +17,17 @@ import click
 from cryptography.hazmat.primitives import serialization
 
 from reconciler import engine
-from reconciler.applier import Applier
-from reconciler.commands.common import EXIT_ERROR, EXIT_OK, fail
+from reconciler.commands.common import EXIT_ERROR, EXIT_OK, color_enabled, runtime
 from reconciler.config import load_project
+from reconciler.desired import DesiredStock
 from reconciler.emulator import DemoMerchant, Emulator
-from reconciler.errors import ReconcilerError
-from reconciler.loader import LoadedStock, load_stocks
+from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.kinds import kind_of
+from reconciler.loader import load_stocks
 from reconciler.planner import BEIJING
 from reconciler.render import diagnostics as render_diagnostics
 from reconciler.render.text import render_text
 from reconciler.runtime import Clock, Runtime
-from reconciler.spec import FavorStock
 from reconciler.spec.common import parse_rfc3339
 
 
@@ -45,35 +44,32 @@ def _say(title: str) -> None:
     default="stocks",
     show_default=True,
 )
-def demo(stocks_dir: Path) -> None:
+def demo(stocks_dir: Path) -> int:
     """Run validate, plan, apply and plan again against a local emulator."""
-    loaded = load_stocks([stocks_dir], base=Path.cwd())
+    loaded = load_stocks([stocks_dir], base=runtime().cwd)
     _say(f"reconciler validate {stocks_dir}")
     if loaded.diagnostics:
         click.echo(render_diagnostics.text(loaded.diagnostics))
     click.echo(render_diagnostics.summary(loaded.diagnostics, loaded.files, len(loaded.stocks)))
     if not loaded.ok or not loaded.stocks:
-        fail(
+        raise ConfigError(
             "fix the stock files first"
             if loaded.stocks or not loaded.ok
             else f"no stocks under {stocks_dir}"
         )
-    begins = [
-        parse_rfc3339(
-            s.stock.spec.available_begin_time
-            if isinstance(s.stock, FavorStock)
-            else s.stock.spec.coupon_use_rule.coupon_available_time.available_begin_time
-        )
-        for s in loaded.stocks
-    ]
+    begins = []
+    for s in loaded.stocks:
+        kind = kind_of(s.stock.kind)
+        begin = kind.begin_time(kind.create_body(s.stock, ""))
+        if begin is not None:
+            begins.append(parse_rfc3339(begin))
     clock = Clock.starting_at(min(begins) - timedelta(days=1))
     with tempfile.TemporaryDirectory(prefix="reconciler-demo-") as tmp:
         root = Path(tmp)
-        code = _run(root, stocks_dir, loaded.stocks, clock)
-    sys.exit(code)
+        return _run(root, stocks_dir, loaded.stocks, clock)
 
 
-def _run(root: Path, stocks_dir: Path, stocks: list[LoadedStock], clock: Clock) -> int:
+def _run(root: Path, stocks_dir: Path, stocks: list[DesiredStock], clock: Clock) -> int:
     emu = Emulator(clock=clock.time, data_path=root / "emulator.json")
     keys = root / "keys"
     keys.mkdir(mode=0o700)
@@ -108,32 +104,25 @@ def _run(root: Path, stocks_dir: Path, stocks: list[LoadedStock], clock: Clock) 
         if project is None:
             click.echo(render_diagnostics.text(diagnostics), err=True)
             return EXIT_ERROR
-        runtime = Runtime(root, {}, clock)
+        demo_runtime = Runtime(root, {}, clock)
+        color = color_enabled()
         try:
-            ctx = engine.open_context(project, runtime)
+            ws = engine.open_workspace(project, demo_runtime)
             _say("reconciler plan")
-            first, state = engine.plan(ctx)
-            click.echo(render_text(first, color=sys.stdout.isatty()), nl=False)
+            first = engine.plan(ws).plan
+            click.echo(render_text(first, color=color), nl=False)
             _say("reconciler apply --yes")
-            clients = engine.clients_for(ctx, [c.merchant for c in first.changes])
-            with ctx.store.lock("demo apply"):
-                applier = Applier(
-                    ctx.store,
-                    state,
-                    clients,
-                    clock.now,
-                    on_result=lambda r: click.echo(
-                        f"✓ {r.id}: {r.message}"
-                        if r.outcome.value == "succeeded"
-                        else f"✗ {r.id}: {r.outcome.value}: {r.message}"
-                    ),
-                )
-                report = applier.apply(first)
-            for c in clients.values():
-                c.close()
+            applied = engine.apply(
+                ws,
+                on_result=lambda r, total: click.echo(
+                    f"✓ {r.id}: {r.message}"
+                    if r.outcome.value == "succeeded"
+                    else f"✗ {r.id}: {r.outcome.value}: {r.message}"
+                ),
+            )
             _say("reconciler plan   # again: everything is in sync")
-            second, _ = engine.plan(ctx)
-            click.echo(render_text(second, color=sys.stdout.isatty()), nl=False)
+            second = engine.plan(ws).plan
+            click.echo(render_text(second, color=color), nl=False)
         except ReconcilerError as exc:
             click.echo(f"error: {exc}", err=True)
             return EXIT_ERROR
@@ -141,4 +130,5 @@ def _run(root: Path, stocks_dir: Path, stocks: list[LoadedStock], clock: Clock) 
     click.echo(
         f"\n{remote} stocks exist in the emulator, {len(stocks)} stock files; a second apply would create nothing."
     )
-    return EXIT_OK if report.ok and not second.has_changes and remote == len(stocks) else EXIT_ERROR
+    ok = applied.report is None or applied.report.ok
+    return EXIT_OK if ok and not second.has_changes and remote == len(stocks) else EXIT_ERROR

@@ -11,10 +11,9 @@ from reconciler.plan import Plan
 def render_json(plan: Plan) -> str:
     """Sorted keys, two-space indent, UTF-8 text kept as is, one trailing newline.
 
-    `checksum` is `Plan.checksum()`: sha256 over the compact canonical JSON of every other field,
-    so a consumer can tell a saved plan was edited, and `Plan.from_data` reads the document back
-    (it ignores `checksum`).
+    `checksum` is sha256 over the compact canonical JSON of every other key of the document
+    (`reconciler.plan.document_checksum`), so a consumer can tell a saved plan was edited, and
+    `Plan.from_document` reads it back.
     """
-    doc = plan.to_data()
-    doc["checksum"] = plan.checksum()
+    doc = plan.to_document()
     return json.dumps(doc, ensure_ascii=False, sort_keys=True, indent=2) + "\n"

@@ -18,6 +18,7 @@ from reconciler.money import money
 from reconciler.plan import ACTING, Action, Change, Plan
 from reconciler.render.text import (
     SYMBOLS,
+    call_name,
     clean,
     create_fields,
     duration,
@@ -134,7 +135,8 @@ def _details(c: Change) -> str:
         lines.append(f"Observed: {code(facts_text(c))}")
     if c.operations and c.action in ACTING:
         lines.append(
-            "Sends: " + ", ".join(f"{code(o.name)} {code(o.request_no)}" for o in c.operations)
+            "Sends: "
+            + ", ".join(f"{code(call_name(c, o))} {code(o.request_no)}" for o in c.operations)
         )
     if lines:
         parts.append("<br>\n".join(lines))

@@ -12,9 +12,9 @@ import json
 import math
 from typing import Any
 
+from reconciler.kinds import KINDS, kind_of
 from reconciler.money import money
-from reconciler.plan import ACTING, Action, Change, MerchantTotals, Plan
-from reconciler.spec.stock import KIND_LABELS
+from reconciler.plan import ACTING, Action, Change, MerchantTotals, Operation, OpType, Plan
 
 SYMBOLS: dict[Action, str] = {
     Action.CREATE: "+",
@@ -27,38 +27,6 @@ SYMBOLS: dict[Action, str] = {
     Action.IMMUTABLE: "✗",
     Action.RENAME: "✗",
     Action.UNRESOLVED: "✗",
-}
-
-# The body fields a reviewer checks on a new stock: its name, when it runs, what it is worth,
-# how many and how much. Money values (fen) are flagged so they are also shown in yuan.
-_CREATE_FIELDS: dict[str, tuple[tuple[str, bool], ...]] = {
-    "favor_create": (
-        ("stock_name", False),
-        ("stock_type", False),
-        ("available_begin_time", False),
-        ("available_end_time", False),
-        ("coupon_use_rule.fixed_normal_coupon.coupon_amount", True),
-        ("coupon_use_rule.fixed_normal_coupon.transaction_minimum", True),
-        ("stock_use_rule.max_coupons", False),
-        ("stock_use_rule.max_coupons_per_user", False),
-        ("stock_use_rule.max_amount", True),
-        ("stock_use_rule.max_amount_by_day", True),
-    ),
-    "busifavor_create": (
-        ("stock_name", False),
-        ("stock_type", False),
-        ("coupon_use_rule.coupon_available_time.available_begin_time", False),
-        ("coupon_use_rule.coupon_available_time.available_end_time", False),
-        ("coupon_use_rule.fixed_normal_coupon.discount_amount", True),
-        ("coupon_use_rule.fixed_normal_coupon.transaction_minimum", True),
-        ("coupon_use_rule.discount_coupon.discount_percent", False),
-        ("coupon_use_rule.discount_coupon.transaction_minimum", True),
-        ("coupon_use_rule.exchange_coupon.exchange_price", True),
-        ("coupon_use_rule.exchange_coupon.transaction_minimum", True),
-        ("stock_send_rule.max_coupons", False),
-        ("stock_send_rule.max_coupons_per_user", False),
-        ("stock_send_rule.max_coupons_by_day", False),
-    ),
 }
 
 # C0/C1 controls and bidirectional overrides: a stock name or reason must not be able to move
@@ -159,12 +127,24 @@ def facts_text(change: Change) -> str:
     )
 
 
+def call_name(change: Change, op: Operation) -> str:
+    """`favor_create`, `busifavor_budget`: the kind and the operation, as the API list names
+    the call."""
+    return f"{change.kind}_{op.type.value}"
+
+
 def create_fields(change: Change) -> list[tuple[str, Any, bool]]:
-    """(path, value, is_money) of the key body fields of the create this change sends; paths
-    are the stock file's (`spec.stock_name`), like `FieldChange.path`."""
+    """(path, value, is_money) of the body fields a reviewer must see on the create this
+    change sends (the kind's review fields); paths are the stock file's (`spec.stock_name`),
+    like `FieldChange.path`."""
     out: list[tuple[str, Any, bool]] = []
+    if change.kind not in KINDS:
+        return out
+    review = kind_of(change.kind).review_fields()
     for op in change.operations:
-        for path, is_money in _CREATE_FIELDS.get(op.name, ()):
+        if op.type is not OpType.CREATE:
+            continue
+        for path, is_money in review:
             node: Any = op.body
             for part in path.split("."):
                 node = node.get(part) if isinstance(node, dict) else None
@@ -174,7 +154,7 @@ def create_fields(change: Change) -> list[tuple[str, Any, bool]]:
 
 
 def kind_label(kind: str) -> str:
-    return KIND_LABELS.get(kind, clean(kind))
+    return KINDS[kind].label if kind in KINDS else clean(kind)
 
 
 def location(change: Change) -> str:
@@ -220,7 +200,9 @@ def _stock(change: Change, color: bool) -> list[str]:
     if change.facts:
         lines.append(f"    observed: {facts_text(change)}")
     if change.operations and change.action in ACTING:
-        sends = ", ".join(f"{clean(o.name)} {clean(o.request_no)}" for o in change.operations)
+        sends = ", ".join(
+            f"{call_name(change, o)} {clean(o.request_no)}" for o in change.operations
+        )
         lines.append(f"    sends: {sends}")
     if change.suggestion:
         lines.append(f"    fix: {clean(change.suggestion)}")

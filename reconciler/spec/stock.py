@@ -44,8 +44,3 @@ class BusifavorStock(_StockBase):
 
 
 Stock = FavorStock | BusifavorStock
-KIND_MODELS: dict[str, type[FavorStock] | type[BusifavorStock]] = {
-    "favor": FavorStock,
-    "busifavor": BusifavorStock,
-}
-KIND_LABELS = {"favor": "代金券", "busifavor": "商家券"}

@@ -1,34 +1,7 @@
-"""The state file: what reconciler created, what it sent and what is still in flight.
+"""The state: what reconciler created, what it sent and what is still in flight.
 
-`model` holds the pure values and their updates, `store` the file I/O (atomic save, backup,
-lineage/serial guard) and `lock` the `<state>.lock` protocol.
+`model` holds the pure values and their updates (the planner imports only it), `store` the
+file I/O (atomic save, backup, lineage/serial guard) and `lock` the `<state>.lock` protocol.
+Import those modules directly; this package imports nothing on its own, so that reading the
+model does not load the file machinery.
 """
-
-from __future__ import annotations
-
-from reconciler.state.lock import LockInfo, StateLockedError
-from reconciler.state.model import (
-    FORMAT_VERSION,
-    Action,
-    Kind,
-    Pending,
-    State,
-    StateDataError,
-    StockState,
-)
-from reconciler.state.store import Clock, StateStore, parse_state
-
-__all__ = [
-    "FORMAT_VERSION",
-    "Action",
-    "Clock",
-    "Kind",
-    "LockInfo",
-    "Pending",
-    "State",
-    "StateDataError",
-    "StateLockedError",
-    "StateStore",
-    "StockState",
-    "parse_state",
-]

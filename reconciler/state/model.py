@@ -32,11 +32,11 @@ from reconciler.ids import (
     is_valid_request_no,
     out_request_no,
 )
+from reconciler.operation import OpType
 
 FORMAT_VERSION: Final = 1
 
 Kind = Literal["favor", "busifavor"]
-Action = Literal["create", "modify", "budget"]
 
 
 def _check_request_no(value: str) -> str:
@@ -78,7 +78,7 @@ class Pending(_Frozen):
     run retries it with the same number and body instead of guessing.
     """
 
-    action: Action
+    action: OpType
     request_no: RequestNo
     body_digest: str = Field(min_length=1)
     started_at: AwareDatetime
@@ -215,7 +215,7 @@ class State(_Frozen):
         return self._with_stocks(stocks)
 
     def set_pending(
-        self, id: str, action: Action, request_no: str, body_digest: str, at: datetime
+        self, id: str, action: OpType, request_no: str, body_digest: str, at: datetime
     ) -> State:
         """Record that a request is about to be sent. The same intent again counts an attempt."""
         stock = self.stock(id)
@@ -269,7 +269,9 @@ class State(_Frozen):
                 "create is settled"
             )
         sent = _update(stock, sent_body=dict(body), sent_digest=digest)
-        return self.with_stock(sent).set_pending(id, "create", stock.out_request_no, digest, at)
+        return self.with_stock(sent).set_pending(
+            id, OpType.CREATE, stock.out_request_no, digest, at
+        )
 
     def record_created(self, id: str, stock_id: str, create_time: datetime) -> State:
         """The create succeeded (or was found to have succeeded): remember the remote id."""
@@ -278,7 +280,9 @@ class State(_Frozen):
             raise StateError(
                 f"stock {id!r} is already recorded as {stock.stock_id}, not {stock_id}"
             )
-        pending = stock.pending if stock.pending and stock.pending.action != "create" else None
+        pending = (
+            stock.pending if stock.pending and stock.pending.action is not OpType.CREATE else None
+        )
         return self.with_stock(
             _update(stock, stock_id=stock_id, created_at=create_time, pending=pending)
         )
@@ -286,6 +290,18 @@ class State(_Frozen):
     def record_applied(self, id: str, body: Mapping[str, Any]) -> State:
         """An update succeeded: `body` (a full create body) is what WeChat Pay now holds."""
         return self.with_stock(_update(self.stock(id), applied_body=dict(body), pending=None))
+
+    def adopt(self, id: str, stock_id: str, body: Mapping[str, Any]) -> State:
+        """Track an existing remote stock (`state import`) for an entry that was never created:
+        `body` (a full create body under the entry's number) is what it is taken to hold."""
+        stock = self.stock(id)
+        if stock.stock_id is not None:
+            raise StateError(f"stock {id!r} is already recorded as {stock.stock_id}")
+        if stock.pending is not None:
+            raise StateError(
+                f"stock {id!r} has a pending {stock.pending.action}; settle it with record_created"
+            )
+        return self.with_stock(_update(stock, stock_id=stock_id, applied_body=dict(body)))
 
     def forget_sent(self, id: str) -> State:
         """WeChat Pay refused the create outright (a 4xx about the body): nothing was created,

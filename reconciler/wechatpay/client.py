@@ -10,13 +10,13 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from reconciler.operation import CreateResult
 from reconciler.wechatpay.auth import Clock, NonceSource, json_body, random_nonce
 from reconciler.wechatpay.certificates import DEFAULT_MAX_AGE_SECONDS
 from reconciler.wechatpay.credentials import MerchantCredentials
@@ -28,14 +28,6 @@ from reconciler.wechatpay.session import Call, Session
 DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com"
 _FAVOR = "/v3/marketing/favor"
 _BUSIFAVOR = "/v3/marketing/busifavor"
-
-
-@dataclass(frozen=True)
-class CreateResult:
-    """What a stock create returns: the new stock's id and WeChat Pay's creation time."""
-
-    stock_id: str
-    create_time: str
 
 
 class WeChatPayClient:

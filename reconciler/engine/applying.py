@@ -1,0 +1,146 @@
+"""The apply use case: lock, freshness, confirmation, the applier, and interruption.
+
+The command supplies what only it can: whether to go ahead (`confirm`), and where progress
+goes (`on_plan`, `on_waiting`, `on_result`). Ctrl-C and SIGTERM set `stop`: no new request
+starts, the requests on the wire finish and are recorded, and the state is saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from reconciler.applier import Applier, Report, Result
+from reconciler.engine.planning import check_fresh, load_plan_file, plan
+from reconciler.engine.workspace import Workspace, clients_for, desired_digest
+from reconciler.errors import ReconcilerError
+from reconciler.plan import Plan
+from reconciler.state.lock import LockInfo
+
+
+class PlanHasErrors(ReconcilerError):
+    """The plan holds ✗ errors; apply refuses all of it."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the plan has errors (marked ✗ above or in the plan); fix them, then plan again"
+        )
+
+
+class NotConfirmed(ReconcilerError):
+    """The person at the terminal said no."""
+
+    def __init__(self) -> None:
+        super().__init__("nothing applied")
+
+
+@dataclass
+class Stop:
+    """Set by Ctrl-C or SIGTERM: no new request starts. `signal` says which arrived first."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    signal: int | None = None
+
+    def set(self, signum: int) -> None:
+        if self.signal is None:
+            self.signal = signum
+        self.event.set()
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: Stop, on_first: Callable[[], None]) -> Iterator[Stop]:
+    """SIGINT and SIGTERM set `stop` (and call `on_first` once); a second SIGINT aborts at
+    once. Outside the main thread (tests) nothing is installed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        first = not stop.is_set()
+        stop.set(signum)
+        if first:
+            on_first()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What an apply did: the plan it followed and, when it sent anything, the report."""
+
+    plan: Plan
+    report: Report | None
+    from_file: bool
+
+
+def apply(
+    ws: Workspace,
+    *,
+    plan_file: Path | None = None,
+    refresh_mode: str = "changing",
+    confirm: Callable[[Plan], bool] = lambda p: True,
+    lock_wait: float = 0.0,
+    on_waiting: Callable[[LockInfo], None] = lambda info: None,
+    on_plan: Callable[[Plan], None] = lambda p: None,
+    on_result: Callable[[Result, int], None] = lambda r, total: None,
+    stop: Stop | None = None,
+) -> Applied:
+    """Apply a saved plan (refused unless it is still fresh) or a new one (shown through
+    `on_plan`, then `confirm`ed), under the state lock."""
+    stop = stop or Stop()
+    held = ws.store.read_lock() if lock_wait > 0 else None
+    if held is not None:
+        on_waiting(held)
+    with ws.store.lock("apply", wait_seconds=lock_wait):
+        state = ws.store.load(create_if_missing=True)
+        if plan_file is not None:
+            chosen = load_plan_file(plan_file)
+            check_fresh(
+                chosen,
+                state,
+                desired_digest(ws.desired),
+                ws.runtime.clock.now(),
+                ws.project.project.plan_max_age_minutes,
+            )
+        else:
+            planned = plan(ws, refresh_mode)
+            chosen, state = planned.plan, planned.state
+            on_plan(chosen)
+        if chosen.has_errors:
+            raise PlanHasErrors()
+        if not chosen.has_changes:
+            return Applied(chosen, None, plan_file is not None)
+        if not confirm(chosen):
+            raise NotConfirmed()
+        acting = [c for c in chosen.changes if c.operations]
+        clients = clients_for(ws, [c.merchant for c in acting])
+        try:
+            applier = Applier(
+                ws.store,
+                state,
+                clients,
+                ws.runtime.clock.now,
+                on_result=lambda r: on_result(r, len(acting)),
+                stop=stop.event,
+                concurrency=ws.project.project.concurrency,
+            )
+            report = applier.apply(chosen)
+        finally:
+            for c in clients.values():
+                c.close()
+    return Applied(chosen, report, plan_file is not None)

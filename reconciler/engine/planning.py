@@ -1,0 +1,131 @@
+"""The plan use case, and saved plans: writing them, reading them back, checking they are fresh."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from reconciler import __version__
+from reconciler.engine.workspace import (
+    Workspace,
+    clients_for,
+    desired_digest,
+    refresh,
+    refresh_targets,
+)
+from reconciler.errors import ConfigError, StateError
+from reconciler.plan import Plan, PlanFormatError
+from reconciler.planner import PlanInputs, make_plan
+from reconciler.state.model import State
+
+REFRESH_MODES = ("changing", "all", "none")
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A plan and the state it was made from."""
+
+    plan: Plan
+    state: State
+
+
+def plan(ws: Workspace, refresh_mode: str = "changing", refresh_note: str = "") -> Planned:
+    """Query what can still change, then decide what apply would do (the pure planner)."""
+    state, ws.early_state = ws.early_state or ws.store.load(create_if_missing=True), None
+    now = ws.runtime.clock.now()
+    ids = refresh_targets(state, ws.desired, refresh_mode, now)
+    observed: dict[str, dict[str, Any]] = {}
+    if ids:
+        clients = clients_for(ws, [state.stock(i).merchant for i in ids])
+        try:
+            observed = refresh(ws, state, ids, clients)
+        finally:
+            for c in clients.values():
+                c.close()
+    result = make_plan(
+        PlanInputs(
+            desired=ws.desired,
+            state=state,
+            observed=observed,
+            now=now,
+            refresh=refresh_mode,
+            refresh_note=refresh_note,
+            desired_digest=desired_digest(ws.desired),
+            tool_version=__version__,
+            rate_limits={
+                m.mchid: ws.project.rate_limits(m.mchid) for m in ws.project.project.merchants
+            },
+        )
+    )
+    return Planned(result, state)
+
+
+def write_output(path: Path, text: str, what: str) -> None:
+    """Write a rendering (a saved plan, a Markdown comment) whole or not at all: a full disk
+    leaves the previous file, never half of a new one."""
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot write the {what} ({exc.strerror or exc}); free some space or choose another path"
+        ) from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def load_plan_file(path: Path) -> Plan:
+    """Read a saved plan, refusing one that was edited (checksum), is of another format
+    version, or is not a plan at all."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Plan.from_document(data)
+    except PlanFormatError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"{path}: not a readable reconciler plan ({type(exc).__name__}: {exc}); make a new one with `reconciler plan --out {path}`"
+        ) from None
+
+
+def check_fresh(
+    saved: Plan, state: State, digest: str, now: datetime, max_age_minutes: int
+) -> None:
+    """Refuse a saved plan whose inputs moved since it was made."""
+    problems = []
+    if saved.state_serial == 0 and state.serial != 0:
+        problems.append(
+            f"there was no state when the plan was made; one was written since (serial {state.serial})"
+        )
+    elif not (saved.state_serial == 0 and state.serial == 0):
+        if saved.state_lineage != state.lineage:
+            problems.append(
+                f"the state is a different lineage ({state.lineage}, the plan was made from {saved.state_lineage})"
+            )
+        elif saved.state_serial != state.serial:
+            problems.append(
+                f"the state moved from serial {saved.state_serial} to {state.serial} since the plan was made"
+            )
+    if saved.desired_digest != digest:
+        problems.append("the stock files changed since the plan was made")
+    made = datetime.fromisoformat(saved.created_at)
+    if now - made > timedelta(minutes=max_age_minutes):
+        problems.append(
+            f"the plan is older than {max_age_minutes} minutes (made {saved.created_at})"
+        )
+    if problems:
+        raise StateError("stale plan: " + "; ".join(problems) + ". Make a new plan and review it.")

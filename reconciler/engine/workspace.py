@@ -1,0 +1,153 @@
+"""A workspace: the project, the loaded stock files, the state store and the clients, opened
+once per command; and the reads every use case shares (refreshing details from WeChat Pay)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.config import ProjectFile
+from reconciler.desired import DesiredStock
+from reconciler.diagnostics import Diagnostic
+from reconciler.errors import ApiError, ConfigError, DiagnosedError
+from reconciler.kinds import kind_of
+from reconciler.loader import LoadResult, load_stocks
+from reconciler.runtime import Runtime, is_loopback
+from reconciler.state.model import State
+from reconciler.state.store import StateStore
+from reconciler.wechatpay.client import WeChatPayClient
+from reconciler.wechatpay.credentials import MerchantCredentials
+from reconciler.wechatpay.ratelimit import RateLimiter
+from reconciler.wechatpay.retry import RetryPolicy
+
+
+class PlanInvalid(DiagnosedError):
+    """The stock files or project file have errors; nothing can be planned."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        super().__init__(
+            f"{sum(1 for d in diagnostics if d.severity.value == 'error')} error(s) in the stock or project files",
+            diagnostics,
+        )
+
+
+def validate(paths: Sequence[Path], base: Path) -> LoadResult:
+    """Check every stock file under `paths`; keeps only summaries, so memory stays flat."""
+    return load_stocks(list(paths), base=base, keep=False)
+
+
+@dataclass
+class Workspace:
+    project: ProjectFile
+    runtime: Runtime
+    loaded: LoadResult
+    store: StateStore
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    credentials: dict[str, MerchantCredentials] = field(default_factory=dict)
+    """Loaded once per run: checking an RSA key costs tens of milliseconds."""
+    early_state: State | None = None
+    """The state as read while the files loaded (`open_workspace(read_state=True)`); used once."""
+
+    @property
+    def desired(self) -> list[DesiredStock]:
+        return self.loaded.stocks
+
+
+def open_workspace(
+    project: ProjectFile, runtime: Runtime, *, read_state: bool = False
+) -> Workspace:
+    """Load the stock files. With `read_state` (a plan that takes no lock), the state file is
+    read on a thread meanwhile: the files are parsed in worker processes, so the two overlap."""
+    if runtime.shifted and not is_loopback(project.project.api.base_url):
+        raise ConfigError(
+            "RECONCILER_NOW shifts the clock, which only works against a local emulator; unset it to talk to WeChat Pay"
+        )
+    store = StateStore(project.state_path, runtime.clock)
+    with ThreadPoolExecutor(1, thread_name_prefix="state") as reader:
+        early = reader.submit(store.load, create_if_missing=True) if read_state else None
+        loaded = load_stocks([project.stocks_dir], base=project.root)
+        if not loaded.ok:
+            raise PlanInvalid(loaded.diagnostics)
+        ctx = Workspace(project, runtime, loaded, store, RateLimiter(clock=time.monotonic))
+        ctx.early_state = early.result() if early is not None else None
+    return ctx
+
+
+def desired_digest(stocks: Sequence[DesiredStock]) -> str:
+    """One digest over every stock's id, file and content: a saved plan notices any edit."""
+    h = hashlib.sha256()
+    for s in sorted(stocks, key=lambda s: s.stock.id):
+        h.update(f"{s.stock.id}\0{s.file}\0{s.digest}\n".encode())
+    return "sha256:" + h.hexdigest()
+
+
+def clients_for(ctx: Workspace, merchants: Sequence[str]) -> dict[str, WeChatPayClient]:
+    """One client per merchant, sharing one rate limiter (buckets keyed by merchant)."""
+    api = ctx.project.project.api
+    out: dict[str, WeChatPayClient] = {}
+    for mchid in sorted(set(merchants)):
+        if mchid not in ctx.credentials:
+            ctx.credentials[mchid] = ctx.project.credentials(mchid, ctx.runtime.environ)
+        credentials = ctx.credentials[mchid]
+        limits = ctx.project.rate_limits(mchid)
+        limiter = RateLimiter(limits, clock=time.monotonic) if limits else ctx.limiter
+        out[mchid] = WeChatPayClient(
+            credentials,
+            base_url=api.base_url,
+            transport=ctx.runtime.transport,
+            clock=ctx.runtime.clock.time,
+            rate_limiter=limiter,
+            retry=RetryPolicy(
+                max_attempts=api.max_attempts, base_delay=api.retry_base_delay_seconds
+            ),
+            connect_timeout=api.connect_timeout_seconds,
+            read_timeout=api.read_timeout_seconds,
+            max_concurrency=ctx.project.project.concurrency,
+        )
+    return out
+
+
+def refresh_targets(
+    state: State, desired: Sequence[DesiredStock], mode: str, now: datetime
+) -> list[str]:
+    """Which recorded stocks to query: by default those that can still change (not ended)."""
+    if mode == "none":
+        return []
+    out = []
+    for st in state.stocks.values():
+        if st.stock_id is None:
+            continue
+        body = st.applied_body or st.sent_body
+        if (
+            mode == "all"
+            or body is None
+            or not kind_of(st.kind).ended(body, now)
+            or st.pending is not None
+        ):
+            out.append(st.id)
+    return sorted(out)
+
+
+def refresh(
+    ctx: Workspace, state: State, ids: Sequence[str], clients: Mapping[str, WeChatPayClient]
+) -> dict[str, dict[str, Any]]:
+    """Query the details of `ids` concurrently (bounded by the clients' concurrency)."""
+
+    def one(stock_id: str) -> tuple[str, dict[str, Any]]:
+        st = state.stock(stock_id)
+        client = clients[st.merchant]
+        assert st.stock_id is not None
+        try:
+            return stock_id, kind_of(st.kind).detail(client, st.stock_id, st.merchant)
+        except ApiError as exc:
+            raise ApiError(f"refreshing {stock_id!r} ({st.kind} {st.stock_id}): {exc}") from exc
+
+    workers = max(1, min(len(ids), ctx.project.project.concurrency * max(1, len(clients))))
+    with ThreadPoolExecutor(workers, thread_name_prefix="refresh") as pool:
+        return dict(pool.map(one, ids))

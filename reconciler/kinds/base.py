@@ -1,0 +1,337 @@
+"""What every stock kind knows, and the behaviour the kinds share. Pure.
+
+A `StockKind` is the one home of a kind's knowledge: its model, its API calls, the money a
+create commits, its validity window, how its detail response maps onto its create body, which
+fields can change after the create and through which call, and what a reviewer must see. The
+field-level facts are declared on the model fields (`reconciler.spec.traits`); the kind reads
+them, so the planner, the applier and the renderers never branch on a kind's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel
+
+from reconciler.ids import body_digest, update_request_no
+from reconciler.mapping import diff_bodies, get_path, leaves, normalise, without_number
+from reconciler.operation import CreateResult, Operation, OpType
+from reconciler.spec.findings import Finding
+from reconciler.spec.stock import BusifavorStock, FavorStock, Stock
+from reconciler.spec.traits import FieldTraits, model_traits, traits_at
+
+
+class StockApi(Protocol):
+    """What the kinds call on a merchant's client (the real one, or an in-memory fake)."""
+
+    def favor_create(self, body: Mapping[str, Any]) -> CreateResult: ...
+    def favor_detail(self, stock_id: str, stock_creator_mchid: str) -> dict[str, Any]: ...
+    def favor_list(
+        self,
+        stock_creator_mchid: str,
+        offset: int,
+        limit: int,
+        create_start_time: str | datetime | None = None,
+        create_end_time: str | datetime | None = None,
+        status: str | None = None,
+    ) -> dict[str, Any]: ...
+    def busifavor_create(self, body: Mapping[str, Any]) -> CreateResult: ...
+    def busifavor_detail(self, stock_id: str) -> dict[str, Any]: ...
+    def busifavor_modify(self, stock_id: str, body: Mapping[str, Any]) -> None: ...
+    def busifavor_budget(self, stock_id: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
+
+
+class Verdict(StrEnum):
+    """How one changed field of an existing stock can reach its new value."""
+
+    IMMUTABLE = "immutable"
+    MODIFY = "modify"
+    BUDGET = "budget"
+
+
+@dataclass(frozen=True)
+class FieldDiff:
+    """One create-body field (dotted path) that differs: before (applied), after (the file)."""
+
+    path: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True)
+class PlannedUpdate:
+    """The update requests for one stock, and the fields each one changes."""
+
+    operations: tuple[Operation, ...]
+    fields: tuple[FieldDiff, ...]
+
+
+class StockKind:
+    """Behaviour shared by the kinds; each subclass fills in its own calls and wording."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    """The kind's Chinese name, as reviewers know it (代金券, 商家券)."""
+    model: ClassVar[type[FavorStock] | type[BusifavorStock]]
+    """The stock file's model (identity, merchant and the create body as `spec`)."""
+    spec_model: ClassVar[type[BaseModel]]
+    facts_fields: ClassVar[tuple[str, ...]]
+    """Detail fields that move on their own (status, counts): shown, never diffed."""
+    begin_time_path: ClassVar[str]
+    """Where the create body holds the start of the stock's validity."""
+    end_time_path: ClassVar[str]
+    """Where the create body holds the end of the stock's validity."""
+    immutable_reason: ClassVar[str]
+    can_look_up: ClassVar[bool] = False
+    """Whether a stock whose create answer was lost can be found again (a list endpoint)."""
+
+    # --- the create --------------------------------------------------------------------------
+
+    def create_body(self, stock: Stock, request_no: str) -> dict[str, Any]:
+        """The exact create body: the spec as written (absent fields left out) plus the number."""
+        body = stock.spec.model_dump(mode="json", exclude_none=True)
+        body["out_request_no"] = request_no
+        return body
+
+    def committed_budget(self, stock: Stock) -> int | None:
+        """Money (fen) a create commits; None when the coupon kind states none."""
+        raise NotImplementedError
+
+    def create_reason(self, stock: Stock) -> str:
+        """Why a create is planned, with the money it commits."""
+        raise NotImplementedError
+
+    def rules(self, stock: Stock) -> list[Finding]:
+        """Every time-independent rule for a stock that passed the shape checks."""
+        raise NotImplementedError
+
+    def creation_rules(self, stock: Stock, now: datetime) -> list[Finding]:
+        """Clock-dependent rules, for a stock still to be created."""
+        raise NotImplementedError
+
+    # --- the fields --------------------------------------------------------------------------
+
+    def traits(self) -> Mapping[str, FieldTraits]:
+        return model_traits(self.spec_model)
+
+    def review_fields(self) -> list[tuple[str, bool]]:
+        """(create path, is money) of the fields a reviewer must see on a create, in order."""
+        marked = [(p, t.review) for p, t in self.traits().items() if t.review is not None]
+        ranked = sorted(enumerate(marked), key=lambda item: (item[1][1].order, item[0]))
+        return [(path, review.money) for _, (path, review) in ranked]
+
+    def verdict(self, change: FieldDiff) -> Verdict:
+        """Whether WeChat Pay can change this field in place, and through which call."""
+        found = traits_at(self.spec_model, change.path)
+        if found is None or change.after is None:
+            return Verdict.IMMUTABLE
+        _, traits = found
+        if traits.budget is not None:
+            both_counts = isinstance(change.after, int) and isinstance(change.before, int)
+            return Verdict.BUDGET if both_counts else Verdict.IMMUTABLE
+        if traits.modify is not None:
+            allowed = traits.modify.only_to
+            if allowed is not None and change.after not in allowed:
+                return Verdict.IMMUTABLE
+            return Verdict.MODIFY
+        return Verdict.IMMUTABLE
+
+    def diff(self, applied: Mapping[str, Any], desired: Mapping[str, Any]) -> list[FieldDiff]:
+        return [FieldDiff(p, b, a) for p, b, a in diff_bodies(applied, desired)]
+
+    # --- updates -----------------------------------------------------------------------------
+
+    def plan_update(
+        self,
+        merchant: str,
+        id: str,
+        stock_id: str,
+        generation: int,
+        applied: Mapping[str, Any],
+        desired: Mapping[str, Any],
+        known: Mapping[str, Any],
+        changes: Sequence[FieldDiff],
+    ) -> PlannedUpdate:
+        """The requests that bring `applied` to `desired` for changes that all have a
+        MODIFY or BUDGET verdict: one modify call for every modifiable change, then one budget
+        call per budget field, each with its own derived number and the body afterwards."""
+        ops: list[Operation] = []
+        fields: list[FieldDiff] = []
+        current = without_number(applied)
+        current["out_request_no"] = applied.get("out_request_no")
+        modify = [c for c in changes if self.verdict(c) is Verdict.MODIFY]
+        if modify:
+            tops = sorted({c.path.split(".")[0] for c in modify})
+            body: dict[str, Any] = {}
+            for top in tops:
+                body[top] = self._modifiable_part(desired.get(top), top)
+            number = update_request_no(
+                merchant, self.name, id, "modify", body_digest(body), generation
+            )
+            after = _with_values(current, modify)
+            ops.append(
+                Operation(
+                    OpType.MODIFY,
+                    number,
+                    {**body, "out_request_no": number},
+                    generation,
+                    after,
+                    stock_id,
+                )
+            )
+            current = after
+            fields += modify
+        for change in changes:
+            if self.verdict(change) is not Verdict.BUDGET:
+                continue
+            found = traits_at(self.spec_model, change.path)
+            assert found is not None and found[1].budget is not None
+            name = found[1].budget.name
+            seen_found, seen = get_path(known, change.path)
+            now_value = seen if seen_found and isinstance(seen, int) else change.before
+            body = {f"target_{name}": change.after, f"current_{name}": now_value}
+            number = update_request_no(
+                merchant, self.name, id, "budget", body_digest(body), generation
+            )
+            after = _with_values(current, [change])
+            ops.append(
+                Operation(
+                    OpType.BUDGET,
+                    number,
+                    {**body, "modify_budget_request_no": number},
+                    generation,
+                    after,
+                    stock_id,
+                )
+            )
+            current = after
+            fields.append(change)
+        return PlannedUpdate(tuple(ops), tuple(fields))
+
+    def _modifiable_part(self, value: Any, path: str) -> Any:
+        """`value` at `path`, keeping only what the modify call can change."""
+        found = traits_at(self.spec_model, path)
+        if found is not None and found[0] == path and found[1].modify is not None:
+            return value
+        if not isinstance(value, Mapping):
+            return value
+        modifiable = [p for p, t in self.traits().items() if t.modify is not None]
+        out = {}
+        for key, sub in value.items():
+            sub_path = f"{path}.{key}"
+            if any(p == sub_path or p.startswith(sub_path + ".") for p in modifiable):
+                part = self._modifiable_part(sub, sub_path)
+                if part is not None and part != {}:
+                    out[key] = part
+        return out
+
+    # --- the remote stock --------------------------------------------------------------------
+
+    def observable_paths(self, body: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+        """(create path, detail path) of every field the detail response shows."""
+        for path, traits in self.traits().items():
+            if traits.detail is not None:
+                yield path, traits.detail.path or path
+
+    def observable_pairs(
+        self, body: Mapping[str, Any], detail: Mapping[str, Any]
+    ) -> Iterator[tuple[str, Any, Any]]:
+        """(create path, sent value, observed value) for every field both sides show."""
+        for create_path, detail_path in self.observable_paths(body):
+            has_sent, sent = get_path(body, create_path)
+            has_seen, seen = get_path(detail, detail_path)
+            if has_sent and has_seen:
+                yield create_path, sent, seen
+
+    def drifted(self, body: Mapping[str, Any], detail: Mapping[str, Any]) -> list[FieldDiff]:
+        """Fields whose observed value differs from what was applied: before is what WeChat
+        Pay shows, after what was applied (and the file still says)."""
+        return [
+            FieldDiff(p, seen, sent)
+            for p, sent, seen in self.observable_pairs(body, detail)
+            if normalise(p, sent) != normalise(p, seen)
+        ]
+
+    def matches(self, sent: Mapping[str, Any], detail: Mapping[str, Any]) -> bool:
+        """Whether a remote stock shows exactly what `sent` would have created."""
+        return all(
+            normalise(p, sent_value) == normalise(p, seen)
+            for p, sent_value, seen in self.observable_pairs(sent, detail)
+        )
+
+    def facts(self, detail: Mapping[str, Any]) -> dict[str, Any]:
+        return {n: detail[n] for n in self.facts_fields if n in detail}
+
+    def begin_time(self, body: Mapping[str, Any]) -> str | None:
+        found, value = get_path(body, self.begin_time_path)
+        return value if found and isinstance(value, str) else None
+
+    def end_time(self, body: Mapping[str, Any]) -> str | None:
+        found, value = get_path(body, self.end_time_path)
+        return value if found and isinstance(value, str) else None
+
+    def ended(self, body: Mapping[str, Any], now: datetime) -> bool:
+        """Whether the stock's validity is over (it can no longer change)."""
+        from reconciler.spec.common import parse_rfc3339
+
+        end = self.end_time(body)
+        if end is None:
+            return False
+        try:
+            return parse_rfc3339(end) <= now
+        except ValueError:
+            return False
+
+    # --- the calls ---------------------------------------------------------------------------
+
+    def create(self, api: StockApi, body: Mapping[str, Any]) -> CreateResult:
+        raise NotImplementedError
+
+    def detail(self, api: StockApi, stock_id: str, merchant: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def send_update(self, api: StockApi, op: Operation) -> None:
+        raise NotImplementedError(f"{self.name} stocks have no {op.type} call")
+
+    def created_candidates(
+        self,
+        api: StockApi,
+        merchant: str,
+        sent: Mapping[str, Any],
+        since: datetime,
+        until: datetime,
+    ) -> dict[str, dict[str, Any]] | None:
+        """Remote stocks created in the window that match `sent`, by stock_id; None when the
+        kind has no way to list its stocks."""
+        return None
+
+
+def _with_values(body: Mapping[str, Any], changes: Sequence[FieldDiff]) -> dict[str, Any]:
+    """A deep copy of `body` with each change's `after` written at its path."""
+    import copy
+
+    out = copy.deepcopy(dict(body))
+    for change in changes:
+        parts = change.path.split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        if change.after is None:
+            node.pop(parts[-1], None)
+        else:
+            node[parts[-1]] = copy.deepcopy(change.after)
+    return out
+
+
+__all__ = [
+    "FieldDiff",
+    "PlannedUpdate",
+    "StockApi",
+    "StockKind",
+    "Verdict",
+    "leaves",
+]

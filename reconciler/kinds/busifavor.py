@@ -1,0 +1,88 @@
+"""商家券 (busifavor): POST /v3/marketing/busifavor/stocks, its detail, modify and budget. Pure.
+
+The detail response repeats the create body under the same paths, so every field sent is
+observable. Which fields the modify and budget calls can change is declared on the model's
+fields (`MODIFY`, `Budget`). There is no list endpoint: a create whose answer was lost and
+whose number is refused on reuse cannot be looked up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+
+from reconciler.kinds.base import StockApi, StockKind
+from reconciler.mapping import leaves
+from reconciler.money import money
+from reconciler.operation import CreateResult, Operation, OpType
+from reconciler.spec.busifavor import BusifavorSpec
+from reconciler.spec.findings import Finding, Findings
+from reconciler.spec.rules_busifavor import busifavor_creation_rules, busifavor_rules
+from reconciler.spec.stock import BusifavorStock, Stock
+
+
+def _busifavor(stock: Stock) -> BusifavorStock:
+    assert isinstance(stock, BusifavorStock), f"{stock.id} is not a busifavor stock"
+    return stock
+
+
+class BusifavorKind(StockKind):
+    name = "busifavor"
+    label = "商家券"
+    model = BusifavorStock
+    spec_model = BusifavorSpec
+    facts_fields: ClassVar[tuple[str, ...]] = (
+        "stock_state",
+        "send_count_information",
+        "coupon_code_count",
+    )
+    begin_time_path = "coupon_use_rule.coupon_available_time.available_begin_time"
+    end_time_path = "coupon_use_rule.coupon_available_time.available_end_time"
+    immutable_reason = "WeChat Pay does not allow changing these fields after creation"
+
+    def committed_budget(self, stock: Stock) -> int | None:
+        """NORMAL coupons: discount × max_coupons, the most the stock can give away."""
+        spec = _busifavor(stock).spec
+        fixed = spec.coupon_use_rule.fixed_normal_coupon
+        count = spec.stock_send_rule.max_coupons
+        if fixed is None or count is None:
+            return None
+        return int(fixed.discount_amount) * int(count)
+
+    def create_reason(self, stock: Stock) -> str:
+        budget = self.committed_budget(stock)
+        what = (
+            f"up to {money(budget)} in discounts (discount_amount × max_coupons)"
+            if budget is not None
+            else "no budget stated for this coupon kind"
+        )
+        return f"no busifavor stock with this id yet; {what}"
+
+    def rules(self, stock: Stock) -> list[Finding]:
+        out = Findings(("spec",))
+        busifavor_rules(_busifavor(stock).spec, stock.merchant, out)
+        return out.items
+
+    def creation_rules(self, stock: Stock, now: datetime) -> list[Finding]:
+        out = Findings(("spec",))
+        busifavor_creation_rules(_busifavor(stock).spec, now, out)
+        return out.items
+
+    def observable_paths(self, body: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+        return ((p, p) for p, _ in leaves(body) if p != "out_request_no")
+
+    def create(self, api: StockApi, body: Mapping[str, Any]) -> CreateResult:
+        return api.busifavor_create(body)
+
+    def detail(self, api: StockApi, stock_id: str, merchant: str) -> dict[str, Any]:
+        return api.busifavor_detail(stock_id)
+
+    def send_update(self, api: StockApi, op: Operation) -> None:
+        assert op.stock_id is not None
+        if op.type is OpType.MODIFY:
+            api.busifavor_modify(op.stock_id, op.body)
+        elif op.type is OpType.BUDGET:
+            api.busifavor_budget(op.stock_id, op.body)
+        else:
+            super().send_update(api, op)

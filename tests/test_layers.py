@@ -1,0 +1,64 @@
+"""The pure core loads nothing of the shell: checked on what importing it actually loads.
+
+`lint-imports` (in the test command) checks the import statements; this checks the result, in a
+fresh interpreter. pydantic itself loads `socket` (through importlib.metadata and email), so the
+baseline is an interpreter that already built a pydantic model: what the core adds on top of it
+must hold no network, no processes, no YAML and none of the shell's modules.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+CORE = [
+    "reconciler.planner",
+    "reconciler.plan",
+    "reconciler.kinds",
+    "reconciler.mapping",
+    "reconciler.ids",
+    "reconciler.render.text",
+    "reconciler.render.markdown",
+    "reconciler.render.json_doc",
+    "reconciler.state.model",
+]
+FORBIDDEN = ("httpx", "ruamel", "multiprocessing", "socket", "click", "concurrent", "ssl")
+SHELL = (
+    "reconciler.loader",
+    "reconciler.yamlsource",
+    "reconciler.state.store",
+    "reconciler.state.lock",
+    "reconciler.wechatpay",
+    "reconciler.applier",
+    "reconciler.engine",
+    "reconciler.config",
+    "reconciler.runtime",
+)
+
+PROBE = """
+import json, sys
+import pydantic
+class Baseline(pydantic.BaseModel):
+    x: int
+before = set(sys.modules)
+for name in {core!r}:
+    __import__(name)
+print(json.dumps({{"added": sorted(set(sys.modules) - before), "all": sorted(sys.modules)}}))
+"""
+
+
+def test_importing_the_pure_core_loads_no_shell_module() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.format(core=CORE)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    loaded = json.loads(out.stdout)
+    added = loaded["added"]
+    assert "reconciler.planner" in added
+    leaked = [m for m in added if m.split(".")[0] in FORBIDDEN]
+    assert not leaked, leaked
+    shell = [m for m in loaded["all"] if m.startswith(SHELL)]
+    assert not shell, shell
