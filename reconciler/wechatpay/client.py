@@ -8,6 +8,7 @@ run calls from a thread pool for concurrency, bounded by `max_concurrency`.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -37,6 +38,13 @@ class WeChatPayClient:
     429/5xx/202 and network failures with the same body bytes, and every 2xx answer is
     verified before its body is used. `transport` replaces the network (tests, emulator);
     `clock`, `nonce_source`, `sleep` and `random` are injectable for the same reason.
+
+    `cancel` (Ctrl-C, SIGTERM) stops the client from sending anything new: once it is set, a
+    call still waiting for a rate-limit token, a concurrency slot or a retry back-off raises
+    `RequestCancelled` at once, and its `sent` says whether an earlier attempt may have taken
+    effect. A request already on the wire is never aborted; its answer is returned as usual
+    (downloading the platform certificates if checking it needs them). An injected `sleep` is
+    not interrupted: the event is looked at before and after it.
     """
 
     def __init__(
@@ -55,6 +63,7 @@ class WeChatPayClient:
         connect_timeout: float = 5.0,
         read_timeout: float = 15.0,
         certificate_max_age: float = DEFAULT_MAX_AGE_SECONDS,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.mchid = credentials.mchid
         self._session = Session(
@@ -70,6 +79,7 @@ class WeChatPayClient:
             max_concurrency=max_concurrency,
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
             certificate_max_age=certificate_max_age,
+            cancel=cancel,
         )
 
     def __repr__(self) -> str:
@@ -85,7 +95,7 @@ class WeChatPayClient:
         self.close()
 
     def refresh_certificates(self) -> None:
-        """Download the platform certificates now (certificate mode only)."""
+        """Download the platform certificates now (certificate mode only); cancellable."""
         self._session.refresh_certificates()
 
     # 代金券 favor

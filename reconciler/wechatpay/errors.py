@@ -201,6 +201,37 @@ class TransportError(ApiError):
         super().__init__(line)
 
 
+class RequestCancelled(ApiError):
+    """The caller's cancel event stopped a call before its next request went on the wire.
+
+    `sent` is False when no attempt of the call reached the wire: nothing happened at WeChat
+    Pay and the call may be forgotten. It is True when an earlier attempt was sent and the call
+    was stopped before a retry (in its back-off): the outcome is unknown, so the caller must keep
+    its intent pending. `attempts` counts the attempts sent; `waiting` says what the call was
+    waiting for when it was stopped.
+    """
+
+    def __init__(self, *, method: str, path: str, sent: bool, attempts: int, waiting: str) -> None:
+        self.method = method
+        self.path = path
+        self.sent = sent
+        self.attempts = attempts
+        self.waiting = waiting
+        self.outcome_unknown = sent and method.upper() in _MUTATING
+        if not sent:
+            line = (
+                f"{method} {path} cancelled before sending, {waiting}; nothing reached WeChat Pay"
+            )
+        else:
+            line = f"{method} {path} cancelled after an attempt whose outcome is unknown, {waiting}"
+            if self.outcome_unknown:
+                line += f"; {OUTCOME_UNKNOWN}"
+        super().__init__(line)
+
+    def __repr__(self) -> str:
+        return f"RequestCancelled(method={self.method!r}, path={self.path!r}, sent={self.sent})"
+
+
 class ResponseVerificationError(ApiError):
     """A response did not carry a valid WeChat Pay signature, so its content is not trusted."""
 

@@ -3,7 +3,9 @@
 WeChat Pay states its limits per merchant and per interface, so the buckets are keyed the same
 way; one `RateLimiter` can be handed to the clients of several merchants. A caller reserves a
 token under a lock and then sleeps outside it, so waiting threads never block each other's
-bookkeeping and are served in the order they asked.
+bookkeeping and are served in the order they asked. A waiter given a cancel event stops
+waiting the moment it is set and gives its token back, so the accounting stays right for a
+process that carries on.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from reconciler.limits import DEFAULT_LIMITS, FALLBACK_LIMIT, Limit
+from reconciler.wechatpay.cancel import Cancelled, check, pause
 
 
 class _Bucket:
@@ -32,6 +35,9 @@ class _Bucket:
         self.updated = now
         self.tokens -= 1.0
         return 0.0 if self.tokens >= 0 else -self.tokens / limit.rate
+
+    def give_back(self) -> None:
+        self.tokens = min(self.limit.capacity, self.tokens + 1.0)
 
 
 class RateLimiter:
@@ -67,9 +73,25 @@ class RateLimiter:
                 bucket = self._buckets[(mchid, endpoint)] = _Bucket(self.limit_for(endpoint), now)
             return bucket.reserve(now)
 
-    def acquire(self, mchid: str, endpoint: str) -> float:
-        """Block until this merchant may call `endpoint` again; return the seconds waited."""
+    def give_back(self, mchid: str, endpoint: str) -> None:
+        """Return one reserved token that was not used (its request was never sent)."""
+        with self._lock:
+            bucket = self._buckets.get((mchid, endpoint))
+            if bucket is not None:
+                bucket.give_back()
+
+    def acquire(self, mchid: str, endpoint: str, *, cancel: threading.Event | None = None) -> float:
+        """Block until this merchant may call `endpoint` again; return the seconds waited.
+
+        If `cancel` is set before the token is due, the token is given back and `Cancelled`
+        is raised; a set event takes no token at all.
+        """
+        check(cancel)
         wait = self.reserve(mchid, endpoint)
         if wait > 0:
-            self._sleep(wait)
+            try:
+                pause(wait, self._sleep, cancel)
+            except Cancelled:
+                self.give_back(mchid, endpoint)
+                raise
         return wait

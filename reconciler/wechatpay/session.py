@@ -3,6 +3,10 @@
 Each attempt takes a rate-limit token, then a concurrency slot only for the network exchange
 itself; backoff sleeps and response verification (which may download certificates) happen
 outside the slot, so a slot is never held while waiting and never needed twice by one thread.
+
+An optional cancel event stops every wait the moment it is set (token, slot, back-off) and is
+checked once more, holding the slot, just before the request is sent; a request already being
+sent always finishes and its answer is used.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ import httpx
 
 from reconciler.errors import ApiError
 from reconciler.wechatpay.auth import Clock, NonceSource, WeChatPayAuth, signed_message
+from reconciler.wechatpay.cancel import Cancelled, pause, take_slot
 from reconciler.wechatpay.certificates import CERTIFICATES_PATH, PlatformCertificates
 from reconciler.wechatpay.credentials import MerchantCredentials
 from reconciler.wechatpay.errors import (
     ApiResponseError,
     CertificateUnavailableError,
+    RequestCancelled,
     ResponseVerificationError,
     TransportError,
     request_id_of,
@@ -67,6 +73,7 @@ class Session:
         max_concurrency: int,
         timeout: httpx.Timeout,
         certificate_max_age: float,
+        cancel: threading.Event | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
@@ -74,6 +81,7 @@ class Session:
         self._limiter = rate_limiter
         self._retry = retry
         self._sleep = sleep
+        self._cancel = cancel
         self._random = random
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self._http = httpx.Client(
@@ -95,8 +103,12 @@ class Session:
         if credentials.apiv3_key is not None:
             self._certificates = PlatformCertificates(
                 credentials.apiv3_key,
+                # Not cancellable: after a cancel, a download is only needed to check the
+                # answer to a request that was on the wire, and that answer must be kept.
                 lambda: self.send(
-                    Call("certificates", "GET", CERTIFICATES_PATH), store_verifies=True
+                    Call("certificates", "GET", CERTIFICATES_PATH),
+                    store_verifies=True,
+                    cancellable=False,
                 ),
                 clock=clock,
                 max_age_seconds=certificate_max_age,
@@ -109,29 +121,50 @@ class Session:
     def refresh_certificates(self) -> None:
         if self._certificates is None:
             raise ValueError("this merchant has no APIv3 key, so it uses no platform certificates")
+        if self._cancel is not None and self._cancel.is_set():
+            raise RequestCancelled(
+                method="GET",
+                path=CERTIFICATES_PATH,
+                sent=False,
+                attempts=0,
+                waiting="before the certificate download",
+            )
         self._certificates.refresh()
 
-    def send(self, call: Call, *, store_verifies: bool = False) -> httpx.Response:
+    def send(
+        self, call: Call, *, store_verifies: bool = False, cancellable: bool = True
+    ) -> httpx.Response:
         """The verified 2xx response to `call`, after retries; errors as `ApiError`s.
 
         `store_verifies` is only for the certificate download: its signature can only be
-        checked with the certificates inside it, so the certificate store checks it.
+        checked with the certificates inside it, so the certificate store checks it. Once the
+        cancel event is set (and `cancellable`), no further attempt is sent: `RequestCancelled`.
         """
         verify = not store_verifies
+        cancel = self._cancel if cancellable else None
         reached = False  # whether any attempt may have reached WeChat Pay
         attempt = 0
+        retry: tuple[str, float | None] | None = None  # why the last attempt is repeated
         while True:
             attempt += 1
-            self._limiter.acquire(self._mchid, call.endpoint)
             request = self._http.build_request(call.method, call.target, content=call.body)
             try:
-                with self._slots:
-                    response = self._http.send(request)
+                if retry is not None:
+                    self._backoff(call, attempt - 1, *retry, cancel)
+                response = self._exchange(call, request, cancel)
+            except _NotSent as stop:
+                raise RequestCancelled(
+                    method=call.method,
+                    path=request.url.path,
+                    sent=reached,
+                    attempts=attempt - 1,
+                    waiting=stop.waiting,
+                ) from None
             except httpx.RequestError as exc:
                 failure = classify(exc)
                 reached = reached or failure.sent
                 if failure.retryable and attempt < self._retry.max_attempts:
-                    self._backoff(call, attempt, failure.reason, None)
+                    retry = (failure.reason, None)
                     continue
                 raise TransportError(
                     method=call.method,
@@ -147,9 +180,7 @@ class Session:
             if 200 <= status < 300 and status != 202:
                 return response
             if is_retryable_status(status) and attempt < self._retry.max_attempts:
-                self._backoff(
-                    call, attempt, f"HTTP {status}", retry_after_seconds(response.headers)
-                )
+                retry = (f"HTTP {status}", retry_after_seconds(response.headers))
                 continue
             raise ApiResponseError.parse(
                 status=status,
@@ -163,6 +194,25 @@ class Session:
                 else self._verifier.check_optional(response),
                 client_sign_message=signed_message(response.request) if status == 401 else None,
             )
+
+    def _exchange(
+        self, call: Call, request: httpx.Request, cancel: threading.Event | None
+    ) -> httpx.Response:
+        """One attempt: a rate-limit token, a slot, then the network; `_NotSent` if cancelled."""
+        try:
+            self._limiter.acquire(self._mchid, call.endpoint, cancel=cancel)
+        except Cancelled:
+            raise _NotSent("while waiting for a rate-limit token") from None
+        try:
+            take_slot(self._slots, cancel)
+        except Cancelled:
+            self._limiter.give_back(self._mchid, call.endpoint)
+            raise _NotSent("while waiting for a concurrency slot") from None
+        # Past this point the request is on its way: it finishes whatever the event says.
+        try:
+            return self._http.send(request)
+        finally:
+            self._slots.release()
 
     def _verify(self, response: httpx.Response) -> None:
         try:
@@ -179,7 +229,14 @@ class Session:
                 request_id=request_id_of(response.headers),
             ) from exc
 
-    def _backoff(self, call: Call, attempt: int, reason: str, retry_after: float | None) -> None:
+    def _backoff(
+        self,
+        call: Call,
+        attempt: int,
+        reason: str,
+        retry_after: float | None,
+        cancel: threading.Event | None,
+    ) -> None:
         delay = self._retry.delay(attempt, self._random(), retry_after)
         log.info(
             "%s %s: %s on attempt %d of %d, retrying in %.2f s",
@@ -190,4 +247,15 @@ class Session:
             self._retry.max_attempts,
             delay,
         )
-        self._sleep(delay)
+        try:
+            pause(delay, self._sleep, cancel)
+        except Cancelled:
+            raise _NotSent(f"in the back-off after attempt {attempt}: {reason}") from None
+
+
+class _NotSent(Exception):
+    """An attempt was cancelled before its request went on the wire; `waiting` says where."""
+
+    def __init__(self, waiting: str) -> None:
+        super().__init__(waiting)
+        self.waiting = waiting
