@@ -3,21 +3,28 @@ traceback (issue 10: defects 1, 3, 5 and 6, the storage part)."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from datetime import UTC, datetime
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from itertools import count
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
 
 from reconciler.errors import StateError
 from reconciler.state import (
+    LockInfo,
     State,
     StateDataError,
+    StateLockedError,
     StateStore,
     StockState,
 )
@@ -98,3 +105,144 @@ def test_two_ids_sharing_a_stock_id_are_refused_on_update() -> None:
     state = created(State.new(LINEAGE_A), "spring", "10000001")
     with pytest.raises(StateDataError, match=r"10000001.*spring.*summer|10000001.*summer.*spring"):
         created(state, "summer", "10000001")
+
+
+# --- defect 5: OS errors become one-line StateErrors ------------------------------------------
+
+
+@pytest.fixture
+def read_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], None]]:
+    """Make a folder read-only. Root ignores the mode bits, so then the calls that would
+    modify the folder fail the way the kernel makes them fail for anyone else."""
+    folders: list[Path] = []
+
+    def inside(path: Any) -> bool:
+        return any(Path(os.fsdecode(path)).parent == f for f in folders)
+
+    def deny(real: Callable[..., Any], *which: int) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if any(inside(args[i]) for i in which):
+                raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(args[0]))
+            return real(*args, **kwargs)
+
+        return call
+
+    real_open = os.open
+
+    def guarded_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) and inside(path):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    def make(folder: Path) -> None:
+        folder.chmod(0o555)
+        folders.append(folder)
+        if os.access(folder, os.W_OK):
+            monkeypatch.setattr(os, "open", guarded_open)
+            monkeypatch.setattr(os, "link", deny(os.link, 0, 1))
+            monkeypatch.setattr(os, "replace", deny(os.replace, 0, 1))
+            monkeypatch.setattr(os, "rename", deny(os.rename, 0, 1))
+            monkeypatch.setattr(os, "unlink", deny(os.unlink, 0))
+            monkeypatch.setattr(os, "mkdir", deny(os.mkdir, 0))
+
+    yield make
+    monkeypatch.undo()
+    for folder in folders:
+        folder.chmod(0o755)
+
+
+def test_lock_in_a_read_only_folder_is_a_state_error(
+    store: StateStore, read_only: Callable[[Path], None]
+) -> None:
+    read_only(store.path.parent)
+    with pytest.raises(StateError) as raised, store.lock("apply"):
+        pytest.fail("must not get the lock")
+    message = one_line(raised.value)
+    assert f"cannot create the lock file {store.lock_path}: Permission denied" in message
+    assert f"make the folder {store.path.parent} writable" in message
+    assert names(store.path.parent) == []
+
+
+def test_state_folder_that_cannot_be_created_is_a_state_error(
+    tmp_path: Path, read_only: Callable[[Path], None]
+) -> None:
+    read_only(tmp_path)
+    store = make_store(tmp_path / "new" / "state.json")
+    with pytest.raises(StateError) as raised, store.lock("apply"):
+        pytest.fail("must not get the lock")
+    message = one_line(raised.value)
+    assert f"cannot create the state folder {tmp_path / 'new'}: Permission denied" in message
+
+
+def test_lock_that_cannot_be_released_or_broken_is_a_state_error(
+    store: StateStore, read_only: Callable[[Path], None]
+) -> None:
+    with pytest.raises(StateError) as raised, store.lock("state rm spring") as held:
+        read_only(store.path.parent)  # e.g. remounted read-only during the run
+    message = one_line(raised.value)
+    assert f"cannot remove the lock file {store.lock_path}: Permission denied" in message
+    assert f"reconciler state unlock {held.lock_id}" in message
+    with pytest.raises(StateError) as raised:
+        store.unlock(held.lock_id)
+    assert f"cannot remove the lock file {store.lock_path}" in one_line(raised.value)
+
+
+class FullDisk:
+    """A file whose writes fail as they do on a full disk, after writing part of the data."""
+
+    def __init__(self, real: Callable[..., Any], fd: int, mode: str) -> None:
+        self.f = real(fd, mode)
+
+    def __enter__(self) -> FullDisk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.f.close()
+
+    def write(self, data: bytes) -> int:
+        self.f.write(data[: len(data) // 2])
+        self.f.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_full_disk_while_taking_the_lock(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: FullDisk(real_fdopen, fd, mode))
+    with pytest.raises(StateError) as raised, store.lock("apply"):
+        pytest.fail("must not get the lock")
+    monkeypatch.undo()
+    message = one_line(raised.value)
+    assert f"cannot create the lock file {store.lock_path}: No space left on device" in message
+    assert names(store.path.parent) == []
+
+
+# --- defect 6: leftovers and a stale lock -----------------------------------------------------
+
+
+def write_stale_lock(store: StateStore) -> LockInfo:
+    info = LockInfo(
+        lock_id="stale-lock-1",
+        holder="alice@here:1",
+        command="apply",
+        created_at=T0 - timedelta(hours=1),
+        host=socket.gethostname(),
+        pid=dead_pid(),
+    )
+    store.lock_path.write_text(info.model_dump_json())
+    return info
+
+
+def test_lock_wait_gives_up_at_once_on_a_stale_lock(store: StateStore) -> None:
+    info = write_stale_lock(store)
+    started = time.monotonic()
+    with pytest.raises(StateLockedError) as raised, store.lock("apply", wait_seconds=30):
+        pytest.fail("must not get the lock")
+    assert time.monotonic() - started < 5
+    message = str(raised.value)
+    assert raised.value.stale is True
+    assert f"no process {info.pid} is running on this host" in message
+    assert "waiting" in message
+    assert "reconciler state unlock stale-lock-1" in message
+    assert store.read_lock() == info  # reported, never stolen

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from uuid import UUID, uuid4
 
 from reconciler.errors import StateError
-from reconciler.fsutil import fsync_directory
+from reconciler.fsutil import describe_os_error, fsync_directory
 from reconciler.state import lock as _lock
 from reconciler.state.lock import LockInfo
 from reconciler.state.model import FORMAT_VERSION, State, StateDataError
@@ -215,8 +215,7 @@ class StateStore:
             host=host,
             pid=pid,
         )
-        # The state's folder may not exist yet on a project's first apply.
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        self._make_folder()
         _lock.acquire(
             self.lock_path,
             info,
@@ -233,6 +232,16 @@ class StateStore:
                 _lock.release(self.lock_path, info.lock_id)
             raise
         _lock.release(self.lock_path, info.lock_id)
+
+    def _make_folder(self) -> None:
+        # The state's folder may not exist yet on a project's first apply.
+        folder = self.lock_path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(
+                f"cannot create the state folder {folder}: {describe_os_error(exc, folder.parent)}"
+            ) from exc
 
     def read_lock(self) -> LockInfo | None:
         return _lock.read_lock(self.lock_path)
