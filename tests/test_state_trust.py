@@ -19,7 +19,9 @@ from uuid import UUID
 
 import pytest
 
+from reconciler.emulator.store import save_atomically
 from reconciler.errors import StateError
+from reconciler.fsutil import temp_path
 from reconciler.state import (
     LockInfo,
     State,
@@ -82,6 +84,12 @@ def one_line(error: BaseException) -> str:
     assert "\n" not in message, message
     assert "Traceback" not in message
     return message
+
+
+def full_history(store: StateStore) -> State:
+    """Two saves of lineage A, so that `.backup` holds serial 1 and the file serial 2."""
+    state = store.save(created(State.new(LINEAGE_A), "spring", "10000001"))
+    return store.save(state)
 
 
 # --- defect 3: two ids never share one remote stock -------------------------------------------
@@ -174,6 +182,21 @@ def test_state_folder_that_cannot_be_created_is_a_state_error(
     assert f"cannot create the state folder {tmp_path / 'new'}: Permission denied" in message
 
 
+def test_save_in_a_read_only_folder_is_a_state_error(
+    store: StateStore, read_only: Callable[[Path], None]
+) -> None:
+    state = full_history(store)
+    before = store.path.read_bytes()
+    read_only(store.path.parent)
+    with pytest.raises(StateError) as raised:
+        store.save(state)
+    message = one_line(raised.value)
+    assert "Permission denied" in message
+    assert f"make the folder {store.path.parent} writable" in message
+    assert "previous version is intact" in message
+    assert store.path.read_bytes() == before
+
+
 def test_lock_that_cannot_be_released_or_broken_is_a_state_error(
     store: StateStore, read_only: Callable[[Path], None]
 ) -> None:
@@ -205,6 +228,24 @@ class FullDisk:
         raise OSError(errno.ENOSPC, "No space left on device")
 
 
+def test_full_disk_during_a_save_keeps_the_previous_file(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = full_history(store)
+    before, backup = store.path.read_bytes(), store.backup_path.read_bytes()
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: FullDisk(real_fdopen, fd, mode))
+    with pytest.raises(StateError) as raised:
+        store.save(state)
+    monkeypatch.undo()
+    message = one_line(raised.value)
+    assert "No space left on device; free some space" in message
+    assert "previous version is intact" in message
+    assert store.path.read_bytes() == before
+    assert store.backup_path.read_bytes() == backup
+    assert names(store.path.parent) == ["state.json", "state.json.backup"]
+
+
 def test_full_disk_while_taking_the_lock(
     store: StateStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -219,6 +260,34 @@ def test_full_disk_while_taking_the_lock(
 
 
 # --- defect 6: leftovers and a stale lock -----------------------------------------------------
+
+
+def test_temporary_files_of_dead_processes_are_removed_by_the_next_save(
+    store: StateStore,
+) -> None:
+    state = full_history(store)
+    dead = dead_pid()
+    stale = [temp_path(store.path, pid=dead), temp_path(store.backup_path, pid=dead)]
+    alive = temp_path(store.path, pid=os.getpid())  # a save of this very process, under way
+    elsewhere = temp_path(store.path, pid=dead, host="another-host")  # pid means nothing here
+    legacy = store.path.parent / ".state.json.0123456789abcdef.tmp"  # owner unknown
+    for path in [*stale, alive, elsewhere, legacy]:
+        path.write_bytes(b"{")
+    store.save(state)
+    left = names(store.path.parent)
+    assert [p.name for p in stale if p.name in left] == []
+    assert {alive.name, elsewhere.name, legacy.name} <= set(left)
+    assert str(dead) in stale[0].name
+
+
+def test_emulator_save_removes_temporary_files_of_dead_processes(tmp_path: Path) -> None:
+    path = tmp_path / "emulator.json"
+    stale = temp_path(path, pid=dead_pid())
+    alive = temp_path(path, pid=os.getpid())
+    stale.write_bytes(b"{")
+    alive.write_bytes(b"{")
+    save_atomically(path, {"v": 1})
+    assert names(tmp_path) == sorted([alive.name, "emulator.json"])
 
 
 def write_stale_lock(store: StateStore) -> LockInfo:

@@ -13,7 +13,6 @@ import contextlib
 import getpass
 import json
 import os
-import secrets
 import shutil
 import socket
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ from typing import Any, Protocol
 from uuid import UUID, uuid4
 
 from reconciler.errors import StateError
-from reconciler.fsutil import describe_os_error, fsync_directory
+from reconciler.fsutil import describe_os_error, fsync_directory, remove_stale_temps, temp_path
 from reconciler.state import lock as _lock
 from reconciler.state.lock import LockInfo
 from reconciler.state.model import FORMAT_VERSION, State, StateDataError
@@ -79,7 +78,9 @@ class StateStore:
                 "without it would forget the stock_id of every created stock."
             ) from None
         except OSError as exc:
-            raise StateError(f"cannot read state file {self.path}: {exc.strerror}") from exc
+            raise StateError(
+                f"cannot read state file {self.path}: {describe_os_error(exc, self.path.parent)}"
+            ) from exc
         try:
             return parse_state(raw)
         except StateError as exc:
@@ -99,6 +100,9 @@ class StateStore:
         Refuses (StateError) when the file on disk belongs to another lineage or has a higher
         serial than `state` (someone else wrote it since it was loaded), when the file on disk
         cannot be read, and when any value looks like a private key.
+
+        Temporary files of saves by dead processes of this host are removed. Every
+        file-system failure is a one-line StateError; the previous file stays intact.
         """
         written = state.model_copy(update={"serial": state.serial + 1})
         data = written.to_data()
@@ -109,12 +113,15 @@ class StateStore:
         if SECRET_MARKER in text:  # the marker needs no JSON escaping, so this finds them all
             _refuse_secrets(data, "")
         self._check_disk(state)
+        remove_stale_temps(self.path)
+        remove_stale_temps(self.backup_path)
         try:
             self._write_atomically((text + "\n").encode("utf-8"))
         except OSError as exc:
             raise StateError(
-                f"could not write state file {self.path}: {exc}. The previous version is "
-                "intact; fix the cause and run the command again."
+                f"could not write state file {self.path}: "
+                f"{describe_os_error(exc, self.path.parent)}. The previous version is intact; "
+                "fix the cause and run the command again."
             ) from exc
         return written
 
@@ -124,7 +131,9 @@ class StateStore:
         except FileNotFoundError:
             return
         except OSError as exc:
-            raise StateError(f"cannot read state file {self.path}: {exc.strerror}") from exc
+            raise StateError(
+                f"cannot read state file {self.path}: {describe_os_error(exc, self.path.parent)}"
+            ) from exc
         try:
             header = json.loads(raw)
             lineage, serial = header["lineage"], header["serial"]
@@ -154,7 +163,7 @@ class StateStore:
         directory = self.path.parent
         # Not mkstemp: its 0600 would make a first state file unreadable to the group; with
         # 0666 the umask decides, as for any other file the user creates.
-        temp = directory / f".{self.path.name}.{secrets.token_hex(8)}.tmp"
+        temp = temp_path(self.path)  # names its owner, so a killed save's leftover is found
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -176,7 +185,7 @@ class StateStore:
         # renamed over the old backup, so `.backup` is always some complete earlier version.
         if not self.path.exists():
             return
-        temp = directory / f".{self.backup_path.name}.{secrets.token_hex(8)}.tmp"
+        temp = temp_path(self.backup_path)
         try:
             try:
                 os.link(self.path, temp)
