@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -29,7 +30,9 @@ from reconciler.state import (
     StateLockedError,
     StateStore,
     StockState,
+    parse_state,
 )
+from reconciler.state.store import StateMissingError
 
 T0 = datetime(2026, 5, 1, 9, 30, tzinfo=UTC)
 MCH = "1900000001"
@@ -90,6 +93,126 @@ def full_history(store: StateStore) -> State:
     """Two saves of lineage A, so that `.backup` holds serial 1 and the file serial 2."""
     state = store.save(created(State.new(LINEAGE_A), "spring", "10000001"))
     return store.save(state)
+
+
+# --- defect 1: a missing state with evidence is never read as empty --------------------------
+
+
+def test_missing_state_with_a_backup_is_refused_even_when_creation_is_allowed(
+    store: StateStore,
+) -> None:
+    full_history(store)
+    store.path.unlink()
+    with pytest.raises(StateMissingError) as raised:
+        store.load(create_if_missing=True)
+    message = str(raised.value)
+    assert isinstance(raised.value, StateError)
+    assert str(store.backup_path) in message
+    assert f"cp {store.backup_path} {store.path}" in message
+    assert "--init-state" in message
+    assert names(store.path.parent) == ["state.json.backup"]  # nothing written meanwhile
+
+
+def test_missing_state_with_a_lock_of_another_run_is_refused(store: StateStore) -> None:
+    other = make_store(store.path)
+    with other.lock("apply", holder="ci@runner-7:4242") as held:
+        with pytest.raises(StateMissingError) as raised:
+            store.load(create_if_missing=True)
+        message = str(raised.value)
+        assert str(store.lock_path) in message
+        assert "ci@runner-7:4242" in message
+        assert held.lock_id in message
+
+
+def test_our_own_lock_is_not_evidence(store: StateStore) -> None:
+    with store.lock("apply"):
+        state = store.load(create_if_missing=True)
+        assert (state.serial, state.stocks) == (0, {})
+        store.save(state)
+    assert store.load().serial == 1
+
+
+def test_missing_state_with_a_temporary_file_is_refused(store: StateStore) -> None:
+    torn = temp_path(store.path, pid=dead_pid())
+    torn.write_bytes(b'{"format_version": 1, "lin')
+    legacy = store.path.parent / ".state.json.0123456789abcdef.tmp"
+    legacy.write_bytes(b"")
+    with pytest.raises(StateMissingError) as raised:
+        store.load(create_if_missing=True)
+    message = str(raised.value)
+    assert str(torn) in message
+    assert str(legacy) in message
+    assert "--init-state" in message
+
+
+def test_a_kept_backup_of_another_lineage_is_evidence(store: StateStore) -> None:
+    kept = store.path.with_name(f"state.json.backup.{LINEAGE_A}.4")
+    kept.write_text("{}")
+    with pytest.raises(StateMissingError, match=re.escape(str(kept))):
+        store.load(create_if_missing=True)
+
+
+def test_a_fresh_folder_still_starts_a_new_state(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "not" / "yet" / "state.json")
+    state = store.load(create_if_missing=True)
+    assert (state.serial, state.lineage, state.stocks) == (0, LINEAGE_A, {})
+
+
+def test_init_starts_a_new_state_on_purpose_and_keeps_the_old_backup(store: StateStore) -> None:
+    full_history(store)
+    old_backup = store.backup_path.read_bytes()
+    store.path.unlink()
+    fresh = StateStore(store.path, FixedClock(), lineage_source=lambda: UUID(LINEAGE_B))
+    state = fresh.load(create_if_missing=True, init=True)
+    assert (state.lineage, state.serial, state.stocks) == (LINEAGE_B, 0, {})
+    state = fresh.save(state)
+    state = fresh.save(state)  # this save would have replaced `.backup` with lineage B
+    kept = store.path.with_name(f"state.json.backup.{LINEAGE_A}.1")
+    assert kept.read_bytes() == old_backup
+    assert parse_state(store.backup_path.read_bytes()).lineage == LINEAGE_B
+    assert names(store.path.parent) == ["state.json", "state.json.backup", kept.name]
+
+
+def test_init_never_replaces_an_existing_state(store: StateStore) -> None:
+    saved = full_history(store)
+    assert store.load(create_if_missing=True, init=True) == saved
+
+
+def test_save_sets_aside_a_backup_of_another_lineage(store: StateStore) -> None:
+    # A backup restored by hand from elsewhere, or left by a deleted state: never overwritten.
+    foreign = make_store(store.path.with_name("other.json"))
+    foreign.save(foreign.save(created(State.new(LINEAGE_B), "other", "10000009")))
+    store.backup_path.write_bytes(foreign.backup_path.read_bytes())
+    state = store.save(created(State.new(LINEAGE_A), "spring", "10000001"))
+    store.save(state)
+    kept = store.path.with_name(f"state.json.backup.{LINEAGE_B}.1")
+    assert kept.read_bytes() == foreign.backup_path.read_bytes()
+    assert parse_state(store.backup_path.read_bytes()).lineage == LINEAGE_A
+
+
+def test_save_sets_aside_an_unreadable_backup(store: StateStore) -> None:
+    state = store.save(created(State.new(LINEAGE_A), "spring", "10000001"))
+    store.backup_path.write_bytes(b"not a state")
+    store.save(state)
+    kept = [n for n in names(store.path.parent) if n.startswith("state.json.backup.unreadable.")]
+    assert len(kept) == 1
+    assert (store.path.parent / kept[0]).read_bytes() == b"not a state"
+
+
+def test_a_kept_backup_is_never_overwritten_by_a_different_one(store: StateStore) -> None:
+    state = store.save(created(State.new(LINEAGE_A), "spring", "10000001"))
+    foreign = make_store(store.path.with_name("other.json"))
+    foreign.save(foreign.save(created(State.new(LINEAGE_B), "other", "10000009")))
+    store.backup_path.write_bytes(foreign.backup_path.read_bytes())
+    kept = store.path.with_name(f"state.json.backup.{LINEAGE_B}.1")
+    kept.write_bytes(b"something else")
+    before = store.path.read_bytes()
+    with pytest.raises(StateError, match="already exists") as raised:
+        store.save(state)
+    assert str(kept) in str(raised.value)
+    assert kept.read_bytes() == b"something else"
+    assert store.backup_path.read_bytes() == foreign.backup_path.read_bytes()
+    assert store.path.read_bytes() == before
 
 
 # --- defect 3: two ids never share one remote stock -------------------------------------------
