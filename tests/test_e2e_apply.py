@@ -110,6 +110,13 @@ def test_apply_without_yes_off_a_terminal_refuses(ws: Workspace, local: LocalEmu
 # --- deleted state ------------------------------------------------------------------------------
 
 
+def lose_state(ws: Workspace) -> None:
+    """The state is lost with every trace (a CI run without its artifact): only then does a
+    run start a new state by itself. With its backup still there, every command refuses."""
+    ws.state_path.unlink()
+    ws.state_path.with_name(ws.state_path.name + ".backup").unlink(missing_ok=True)
+
+
 @pytest.mark.parametrize("reuse", ["idempotent", "reject"])
 def test_deleted_state_is_rebuilt_without_a_duplicate_favor(ws: Workspace, reuse: str) -> None:
     for path in (ws.stocks_dir / "busifavor").glob("*.yaml"):
@@ -117,7 +124,7 @@ def test_deleted_state_is_rebuilt_without_a_duplicate_favor(ws: Workspace, reuse
     with LocalEmulator(ws, EmulatorSettings(out_request_no_reuse=reuse)) as local:  # type: ignore[arg-type]
         applied(ws)
         original = ws.stock_ids()[FAVOR_ID]
-        ws.state_path.unlink()
+        lose_state(ws)
 
         plan = ws.cli("plan", "--format", "json")
         assert actions(plan.json()) == {FAVOR_ID: "create"}, str(plan)
@@ -135,7 +142,7 @@ def test_deleted_state_is_rebuilt_for_busifavor_when_numbers_are_idempotent(
 ) -> None:
     applied(ws)
     before = ws.stock_ids()
-    ws.state_path.unlink()
+    lose_state(ws)
     rebuilt = ws.cli("apply", "--yes")
     assert rebuilt.exit_code == 0, str(rebuilt)
     assert ws.stock_ids() == before
@@ -146,7 +153,7 @@ def test_deleted_state_busifavor_reject_is_unresolved_until_imported(ws: Workspa
     with LocalEmulator(ws, EmulatorSettings(out_request_no_reuse="reject")) as local:
         applied(ws)
         before = ws.stock_ids()
-        ws.state_path.unlink()
+        lose_state(ws)
 
         apply = ws.cli("apply", "--yes")
         assert apply.exit_code == 1, str(apply)
@@ -567,7 +574,7 @@ def test_deleted_state_favor_created_long_ago_needs_import_in_reject_mode(
     with LocalEmulator(ws, EmulatorSettings(out_request_no_reuse="reject")) as local:
         applied(ws)
         original = ws.stock_ids()[FAVOR_ID]
-        ws.state_path.unlink()
+        lose_state(ws)
         ws.clock.offset += timedelta(days=2).total_seconds()
 
         apply = ws.cli("apply", "--yes")

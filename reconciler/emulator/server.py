@@ -1,8 +1,27 @@
-"""The emulator on a real loopback socket: a threaded HTTP/1.1 server around `Emulator.respond`."""
+"""The emulator on a real loopback socket: a threaded HTTP/1.1 server around `Emulator.respond`.
+
+Requests that cannot be framed or routed are answered, never dropped, in WeChat Pay's error
+shape `{"code": ..., "message": ...}` (JSON, unsigned, as a gateway answers before any
+merchant is known), and the connection is closed after the answer:
+
+- request target with bytes outside ASCII: 400 `INVALID_REQUEST`;
+- `Content-Length` that is not one plain decimal number (`abc`, `-1`, `1e3`, empty, or two
+  different values): 400 `INVALID_REQUEST`; `Transfer-Encoding: chunked`: 411
+  `INVALID_REQUEST`;
+- `Content-Length` above `MAX_BODY_BYTES` (1 MiB; real bodies are a few KB): 413
+  `PARAM_ERROR`, without reading the body;
+- whatever `http.server` refuses itself (request line too long: 414, too many headers: 431,
+  malformed request line: 400, ...): that status with `INVALID_REQUEST`.
+
+A JSON body nested deeper than `context.MAX_JSON_DEPTH` is a signed 400 `PARAM_ERROR` from the
+app (so in process too), like any other body WeChat Pay refuses.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import secrets
 import socket
 import sys
 import threading
@@ -19,6 +38,18 @@ from reconciler.emulator.auth import TARGET_EXTENSION
 from reconciler.emulator.settings import EmulatorSettings
 
 IDLE_CONNECTION_SECONDS = 30
+MAX_BODY_BYTES = 1 << 20
+"""The largest request body read; a longer `Content-Length` is refused unread (413)."""
+_DRAIN_BYTES = 1 << 16
+_DRAIN_SECONDS = 0.5
+
+
+class _Refused(Exception):
+    """A request answered with an error before it reaches the app."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -42,10 +73,11 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PATCH = do_PUT = do_DELETE = do_GET
 
     def _serve(self) -> None:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self._plain(411, b"Content-Length required")
+        try:
+            length = self._checked_length()
+        except _Refused as refused:
+            self._refuse(refused.status, refused.code, refused.message)
             return
-        length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
         try:
@@ -57,7 +89,7 @@ class _Handler(BaseHTTPRequestHandler):
                 extensions={TARGET_EXTENSION: self.path.encode("latin-1")},
             )
         except (httpx.InvalidURL, UnicodeEncodeError):
-            self._plain(400, b"bad request target")
+            self._refuse(400, "INVALID_REQUEST", "请求路径不合法")
             return
         outcome = self.server.emulator.respond(request)
         if outcome.delay > 0:
@@ -74,14 +106,55 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(response.content)
 
-    def _plain(self, status: int, text: bytes) -> None:
+    def _checked_length(self) -> int:
+        """The body length to read; _Refused for a request that cannot be framed or is too big."""
+        # http.server reads the request line as Latin-1, so a raw byte >= 0x80 shows here as a
+        # non-ASCII character; the signature rules only know ASCII targets.
+        if not self.path.isascii():
+            raise _Refused(400, "INVALID_REQUEST", "请求路径包含非ASCII字符,请先进行URL编码")
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            raise _Refused(411, "INVALID_REQUEST", "请求需要Content-Length")
+        values = {v.strip() for v in self.headers.get_all("Content-Length") or []}
+        if not values:
+            return 0
+        value = values.pop()
+        if values or not (value.isascii() and value.isdigit()):
+            raise _Refused(400, "INVALID_REQUEST", "Http头Content-Length值不合法")
+        length = int(value)
+        if length > MAX_BODY_BYTES:
+            raise _Refused(413, "PARAM_ERROR", f"请求体超过{MAX_BODY_BYTES}字节的上限")
+        return length
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (line too long, bad syntax...) in the same error shape."""
+        self._refuse(code, "INVALID_REQUEST", message or self.responses.get(code, ("",))[0])
+
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        body = json.dumps({"code": code, "message": message}, ensure_ascii=False).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(text)))
+        self.send_header("Request-ID", secrets.token_hex(16).upper())
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
         self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(text)
+        if self.command != "HEAD":
+            self.wfile.write(body)
         self.close_connection = True
+        self._discard_unread()
+
+    def _discard_unread(self) -> None:
+        # Closing a socket with unread bytes makes the kernel send RST, which can destroy the
+        # answer before the client reads it. So: end our side, then read (and drop) what the
+        # client still sends, briefly and up to a bound.
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(_DRAIN_SECONDS)
+            drained = 0
+            while drained < _DRAIN_BYTES:
+                chunk = self.connection.recv(_DRAIN_BYTES)
+                if not chunk:
+                    break
+                drained += len(chunk)
 
     def _drop(self) -> None:
         # Close without a byte of response: the client sees the server disconnect.

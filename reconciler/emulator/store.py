@@ -6,7 +6,6 @@ import contextlib
 import copy
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +19,7 @@ from reconciler.emulator.keys import (
     load_public_key,
     public_key_pem,
 )
-from reconciler.fsutil import fsync_directory
+from reconciler.fsutil import fsync_directory, remove_stale_temps, temp_path
 
 FORMAT = "reconciler-emulator/1"
 FIRST_STOCK_ID = 10000001
@@ -163,10 +162,17 @@ def load(path: Path) -> tuple[WechatPayKeys, Store] | None:
 
 
 def save_atomically(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON so that a crash leaves either the old file or the new one, never a torn one."""
+    """Write JSON so that a crash leaves either the old file or the new one, never a torn one.
+
+    The temporary file's name carries this process's pid, so the next save removes what a
+    killed emulator left behind.
+    """
     payload = json.dumps(data, ensure_ascii=False, sort_keys=True, indent=1).encode("utf-8")
     directory = path.parent
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    remove_stale_temps(path)
+    tmp_name = temp_path(path)
+    # 0600 as mkstemp made it: the file holds the emulator's private keys.
+    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as tmp:
             tmp.write(payload)

@@ -19,6 +19,7 @@ from pathlib import Path
 from pydantic import AwareDatetime, BaseModel, ConfigDict, StrictInt, ValidationError
 
 from reconciler.errors import StateError
+from reconciler.fsutil import describe_os_error, pid_alive
 
 
 class LockInfo(BaseModel):
@@ -41,19 +42,6 @@ class StateLockedError(StateError):
         super().__init__(message)
         self.lock = lock
         self.stale = stale
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this host (zombies count as alive)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        return True
-    return True
 
 
 def is_stale(info: LockInfo) -> bool:
@@ -90,11 +78,16 @@ def acquire(
     wait_seconds: float = 0.0,
     poll_seconds: float = 0.2,
 ) -> None:
-    """Create the lock file for `info`, polling up to `wait_seconds` while another holds it."""
+    """Create the lock file for `info`, polling up to `wait_seconds` while another holds it.
+
+    A lock whose holder is known to be dead (same host, no such pid) is reported at once:
+    nobody will ever release it, so waiting could only delay the same error. It is never
+    taken over silently; breaking it is the user's decision (`reconciler state unlock`).
+    """
     data = info.model_dump_json(indent=2).encode() + b"\n"
     deadline = time.monotonic() + wait_seconds
     while True:
-        if _create_exclusive(path, data, info.lock_id):
+        if _try_create(path, data, info.lock_id):
             return
         try:
             current = read_lock(path)
@@ -104,7 +97,7 @@ def acquire(
         else:
             if current is None:  # released between our attempt and the read: try again now
                 continue
-            if time.monotonic() >= deadline:
+            if is_stale(current) or time.monotonic() >= deadline:
                 raise _locked_error(state_path, current, now())
         time.sleep(max(0.0, min(poll_seconds, deadline - time.monotonic())))
 
@@ -119,7 +112,7 @@ def release(path: Path, lock_id: str) -> None:
             f"{now_held}). Another run may have written the state meanwhile: review it "
             "before the next apply."
         )
-    path.unlink()
+    _remove(path, f"then run: reconciler state unlock {lock_id}")
 
 
 def break_lock(path: Path, lock_id: str, *, state_path: Path) -> LockInfo:
@@ -133,8 +126,29 @@ def break_lock(path: Path, lock_id: str, *, state_path: Path) -> LockInfo:
             f"(`{current.command}`), not under {lock_id}; nothing removed. Check the id and "
             "that the holder is really gone."
         )
-    path.unlink()
+    _remove(path, "nothing was unlocked")
     return current
+
+
+def _remove(path: Path, then: str) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return  # someone removed it meanwhile: the end state is the one wanted
+    except OSError as exc:
+        raise StateError(
+            f"cannot remove the lock file {path}: {describe_os_error(exc, path.parent)}; {then}"
+        ) from exc
+
+
+def _try_create(path: Path, data: bytes, lock_id: str) -> bool:
+    # A read-only folder or a full disk is the user's to fix: say so in one line.
+    try:
+        return _create_exclusive(path, data, lock_id)
+    except OSError as exc:
+        raise StateError(
+            f"cannot create the lock file {path}: {describe_os_error(exc, path.parent)}"
+        ) from exc
 
 
 def _create_exclusive(path: Path, data: bytes, lock_id: str) -> bool:
@@ -153,7 +167,7 @@ def _create_exclusive(path: Path, data: bytes, lock_id: str) -> bool:
             return _create_with_o_excl(path, data)
         return True
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # a leftover temp is harmless; the error matters
             temp.unlink()
 
 
@@ -162,10 +176,16 @@ def _create_with_o_excl(path: Path, data: bytes) -> bool:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        # A half-written lock of ours would read as "unreadable lock" to everyone else.
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
     return True
 
 
@@ -179,7 +199,7 @@ def _locked_error(state_path: Path, info: LockInfo, now: datetime) -> StateLocke
     if stale:
         lines.append(
             f"The lock is stale: no process {info.pid} is running on this host "
-            f"({info.host}); that run died without releasing it."
+            f"({info.host}); that run died without releasing it, so waiting cannot help."
         )
     else:
         lines.append("Wait for that run to finish, or retry with a wait time.")

@@ -344,6 +344,10 @@ class State(_Frozen):
 
 def _check_stocks(stocks: Mapping[str, StockState], retired: Mapping[str, str]) -> None:
     seen: dict[str, str] = {}
+    # One remote stock belongs to one id: two ids sharing it would let an edit of one file
+    # change the other's stock (a flipped digit in the file is enough). Favor and busifavor
+    # are separate APIs, so the kind is part of the key.
+    owners: dict[tuple[Kind, str], str] = {}
     for key, stock in stocks.items():
         if key != stock.id:
             raise ValueError(f"stocks.{key} holds a stock whose id is {stock.id!r}")
@@ -353,6 +357,13 @@ def _check_stocks(stocks: Mapping[str, StockState], retired: Mapping[str, str]) 
         if number in retired:
             raise ValueError(f"out_request_no {number} of {key} is retired")
         seen[number] = key
+        if stock.stock_id is not None:
+            owner = owners.setdefault((stock.kind, stock.stock_id), key)
+            if owner != key:
+                raise ValueError(
+                    f"{stock.kind} stock_id {stock.stock_id} is recorded for both {owner} and "
+                    f"{key}; one remote stock belongs to one id only"
+                )
 
 
 def _update(stock: StockState, **changes: Any) -> StockState:

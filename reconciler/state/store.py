@@ -5,15 +5,19 @@ file in the same directory and fsynced; the current file is hard-linked to `<nam
 then `os.replace` swaps the new file in and the directory is fsynced. A crash at any moment
 leaves either the old or the new complete file under the state's name (and `.backup` holds
 the version before it), never a mixture and never nothing.
+
+A missing state file is never taken for an empty state while a file beside it shows that a
+state existed (a backup, a lock of another run, a temporary file of a save); and a backup of
+another state history is set aside under its own name instead of being overwritten.
 """
 
 from __future__ import annotations
 
 import contextlib
 import getpass
+import hashlib
 import json
 import os
-import secrets
 import shutil
 import socket
 from collections.abc import Callable, Iterator
@@ -23,12 +27,22 @@ from typing import Any, Protocol
 from uuid import UUID, uuid4
 
 from reconciler.errors import StateError
-from reconciler.fsutil import fsync_directory
+from reconciler.fsutil import describe_os_error, fsync_directory, remove_stale_temps, temp_path
 from reconciler.state import lock as _lock
-from reconciler.state.lock import LockInfo
+from reconciler.state.lock import LockInfo, is_stale
 from reconciler.state.model import FORMAT_VERSION, State, StateDataError
 
 SECRET_MARKER = "PRIVATE KEY"
+INIT_STATE_FLAG = "--init-state"
+
+
+class StateMissingError(StateError):
+    """The state file does not exist. `evidence` lists the files beside it that show a state
+    was kept there (or is being written); with any of them, no empty state is made up."""
+
+    def __init__(self, message: str, evidence: list[Path]) -> None:
+        super().__init__(message)
+        self.evidence = evidence
 
 
 class Clock(Protocol):
@@ -57,33 +71,123 @@ class StateStore:
         self._clock = clock
         self._lineage_source = lineage_source
         self._lock_id_source = lock_id_source
+        # The lock this instance holds right now: its own lock file is no sign of a lost state.
+        self._held_lock_id: str | None = None
+        # The lineage `.backup` is known to hold (checked or written by this instance) and the
+        # backup's stat when it was known: a save re-reads the backup only when it changed, not
+        # on every create.
+        self._known_backup: tuple[_Signature, str] | None = None
 
     # --- reading ----------------------------------------------------------------------------
 
-    def load(self, *, create_if_missing: bool = False) -> State:
-        """The state on disk. A missing file is a new empty state (serial 0, fresh lineage)
-        only with `create_if_missing`; a damaged file is always an error, never "empty"."""
+    def load(self, *, create_if_missing: bool = False, init: bool = False) -> State:
+        """The state on disk; a damaged file is always an error, never "empty".
+
+        A missing file is a new empty state (serial 0, fresh lineage) only with
+        `create_if_missing`, and only while nothing shows that a state was kept here: a
+        `.backup`, a backup set aside as `.backup.<lineage>.<serial>`, a lock file other than
+        the one this instance holds, or a temporary file of a save. Otherwise it raises
+        StateMissingError naming each file and the way out. `init=True` (the CLI's
+        `--init-state`) starts a new state even then; it implies `create_if_missing`, keeps
+        every file it found, and never replaces an existing state file, which is loaded as
+        usual.
+        """
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
-            if create_if_missing:
-                return State.new(str(self._lineage_source()))
+            if init or create_if_missing:
+                return self._new_state(init=init)
             backup = (
                 f" (a backup exists: cp {self.backup_path} {self.path})"
                 if self.backup_path.exists()
                 else ""
             )
-            raise StateError(
+            raise StateMissingError(
                 f"state file {self.path} does not exist. A new project has none until the first "
                 f"`reconciler apply` writes it. If it should exist, restore it{backup}; going on "
-                "without it would forget the stock_id of every created stock."
+                "without it would forget the stock_id of every created stock.",
+                evidence=[path for path, _ in self._evidence()],
             ) from None
         except OSError as exc:
-            raise StateError(f"cannot read state file {self.path}: {exc.strerror}") from exc
+            raise StateError(
+                f"cannot read state file {self.path}: {describe_os_error(exc, self.path.parent)}"
+            ) from exc
         try:
             return parse_state(raw)
         except StateError as exc:
             raise StateError(f"state file {self.path} {exc}\n{self._way_out()}") from None
+
+    def _new_state(self, *, init: bool) -> State:
+        if not init:
+            evidence = self._evidence()
+            if evidence:
+                raise StateMissingError(self._missing_message(evidence), [p for p, _ in evidence])
+        return State.new(str(self._lineage_source()))
+
+    def _evidence(self) -> list[tuple[Path, str]]:
+        """Files beside the (missing) state file that show a state was kept here, each with
+        what it is."""
+        directory = self.path.parent
+        try:
+            names = sorted(os.listdir(directory))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StateError(
+                f"cannot list the state folder {directory}: {describe_os_error(exc, directory)}"
+            ) from exc
+        found = []
+        for name in names:
+            note = self._evidence_note(name)
+            if note is not None:
+                found.append((directory / name, note))
+        return found
+
+    def _evidence_note(self, name: str) -> str | None:
+        if name == self.backup_path.name:
+            return "the backup of the state's previous version"
+        if name.startswith(self.backup_path.name + "."):
+            return "a backup of an earlier state history, set aside by a save"
+        if name.startswith(f".{self.path.name}.") and name.endswith(".tmp"):
+            return "a temporary file of a save that was interrupted or is under way"
+        if name == self.lock_path.name:
+            return self._lock_note()
+        return None
+
+    def _lock_note(self) -> str | None:
+        try:
+            info = _lock.read_lock(self.lock_path)
+        except StateError:  # unreadable: still a sign that a run was here
+            return "a lock file that cannot be read"
+        if info is None or info.lock_id == self._held_lock_id:
+            return None
+        gone = "; that process is gone, the lock is stale" if is_stale(info) else ""
+        return (
+            f"the lock of {info.holder}, running `{info.command}` since "
+            f"{info.created_at.isoformat()}, lock id {info.lock_id}{gone}"
+        )
+
+    def _missing_message(self, evidence: list[tuple[Path, str]]) -> str:
+        lines = [
+            f"state file {self.path} does not exist, but the files beside it show that a "
+            "state was kept here (or that a run is writing it):",
+            *(f"  {path}  ({note})" for path, note in evidence),
+            "Going on with an empty state would create every stock again. Nothing was changed.",
+            "If a reconciler run is active, wait for it to finish.",
+        ]
+        backups = [p for p, _ in evidence if p.name.startswith(self.backup_path.name)]
+        if backups:
+            lines.append(f"To restore the last backup:\n  cp {backups[0]} {self.path}")
+        else:
+            lines.append(
+                f"Otherwise restore {self.path} from your own copy (CI artifact, version "
+                "control); a stale lock is removed with `reconciler state unlock LOCK_ID`."
+            )
+        lines.append(
+            f"To start a new, empty state on purpose instead, run the command again with "
+            f"{INIT_STATE_FLAG} (the files above are kept)."
+        )
+        return "\n".join(lines)
 
     def init(self) -> State:
         """Write a new empty state (fresh lineage, serial 1); refuses if the file exists."""
@@ -99,6 +203,12 @@ class StateStore:
         Refuses (StateError) when the file on disk belongs to another lineage or has a higher
         serial than `state` (someone else wrote it since it was loaded), when the file on disk
         cannot be read, and when any value looks like a private key.
+
+        A `.backup` that is not a version of `state`'s lineage (left by a deleted state, or
+        unreadable) is never overwritten: it is renamed to `.backup.<lineage>.<serial>` (or
+        `.backup.unreadable.<digest>`) first, and if that name holds other bytes already the
+        save is refused. Temporary files of saves by dead processes of this host are removed.
+        Every file-system failure is a one-line StateError; the previous file stays intact.
         """
         written = state.model_copy(update={"serial": state.serial + 1})
         data = written.to_data()
@@ -109,14 +219,51 @@ class StateStore:
         if SECRET_MARKER in text:  # the marker needs no JSON escaping, so this finds them all
             _refuse_secrets(data, "")
         self._check_disk(state)
+        self._set_aside_foreign_backup(state.lineage)
+        remove_stale_temps(self.path)
+        remove_stale_temps(self.backup_path)
         try:
             self._write_atomically((text + "\n").encode("utf-8"))
         except OSError as exc:
             raise StateError(
-                f"could not write state file {self.path}: {exc}. The previous version is "
-                "intact; fix the cause and run the command again."
+                f"could not write state file {self.path}: "
+                f"{describe_os_error(exc, self.path.parent)}. The previous version is intact; "
+                "fix the cause and run the command again."
             ) from exc
+        # `.backup` is now absent or the file just replaced, which _check_disk found to be
+        # of this lineage.
+        with contextlib.suppress(OSError):
+            self._known_backup = (_signature(self.backup_path), state.lineage)
         return written
+
+    def _set_aside_foreign_backup(self, lineage: str) -> None:
+        try:
+            signature = _signature(self.backup_path)
+            if signature is None or self._known_backup == (signature, lineage):
+                return
+            raw = self.backup_path.read_bytes()
+        except OSError as exc:
+            raise StateError(
+                f"refusing to save: cannot read the backup {self.backup_path} to check whose it "
+                f"is: {describe_os_error(exc, self.path.parent)}. Nothing was written."
+            ) from exc
+        header = _header(raw)
+        if header is not None and header[0] == lineage:
+            self._known_backup = (signature, lineage)
+            return
+        kept = self.backup_path.with_name(
+            f"{self.backup_path.name}.{header[0]}.{header[1]}"
+            if header is not None
+            else f"{self.backup_path.name}.unreadable.{hashlib.sha256(raw).hexdigest()[:16]}"
+        )
+        try:
+            _move_without_overwrite(self.backup_path, kept, raw)
+        except OSError as exc:
+            raise StateError(
+                f"refusing to save: cannot set aside the backup {self.backup_path} (another "
+                f"state history) as {kept}: {describe_os_error(exc, self.path.parent)}. "
+                "Nothing was written."
+            ) from exc
 
     def _check_disk(self, state: State) -> None:
         try:
@@ -124,7 +271,9 @@ class StateStore:
         except FileNotFoundError:
             return
         except OSError as exc:
-            raise StateError(f"cannot read state file {self.path}: {exc.strerror}") from exc
+            raise StateError(
+                f"cannot read state file {self.path}: {describe_os_error(exc, self.path.parent)}"
+            ) from exc
         try:
             header = json.loads(raw)
             lineage, serial = header["lineage"], header["serial"]
@@ -154,7 +303,7 @@ class StateStore:
         directory = self.path.parent
         # Not mkstemp: its 0600 would make a first state file unreadable to the group; with
         # 0666 the umask decides, as for any other file the user creates.
-        temp = directory / f".{self.path.name}.{secrets.token_hex(8)}.tmp"
+        temp = temp_path(self.path)  # names its owner, so a killed save's leftover is found
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -176,7 +325,7 @@ class StateStore:
         # renamed over the old backup, so `.backup` is always some complete earlier version.
         if not self.path.exists():
             return
-        temp = directory / f".{self.backup_path.name}.{secrets.token_hex(8)}.tmp"
+        temp = temp_path(self.backup_path)
         try:
             try:
                 os.link(self.path, temp)
@@ -215,8 +364,7 @@ class StateStore:
             host=host,
             pid=pid,
         )
-        # The state's folder may not exist yet on a project's first apply.
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        self._make_folder()
         _lock.acquire(
             self.lock_path,
             info,
@@ -225,14 +373,27 @@ class StateStore:
             wait_seconds=wait_seconds,
             poll_seconds=poll_seconds,
         )
+        self._held_lock_id = info.lock_id
         try:
             yield info
         except BaseException:
             # Keep the original error; a broken lock is reported only when nothing else is.
+            self._held_lock_id = None
             with contextlib.suppress(StateError):
                 _lock.release(self.lock_path, info.lock_id)
             raise
+        self._held_lock_id = None
         _lock.release(self.lock_path, info.lock_id)
+
+    def _make_folder(self) -> None:
+        # The state's folder may not exist yet on a project's first apply.
+        folder = self.lock_path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(
+                f"cannot create the state folder {folder}: {describe_os_error(exc, folder.parent)}"
+            ) from exc
 
     def read_lock(self) -> LockInfo | None:
         return _lock.read_lock(self.lock_path)
@@ -329,6 +490,49 @@ def _refuse_secrets(value: Any, path: str) -> None:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             _refuse_secrets(item, f"{path}[{index}]")
+
+
+_Signature = tuple[int, int, int, int] | None
+
+
+def _signature(path: Path) -> _Signature:
+    """What changes when a file is rewritten or replaced; None when there is no file."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _header(raw: bytes) -> tuple[str, int] | None:
+    """(lineage, serial) of a state file's bytes; None when they are not readable as one."""
+    try:
+        data = json.loads(raw)
+        lineage, serial = data["lineage"], data["serial"]
+        # A UUID (checked, as it becomes part of a file name) and a plain int serial.
+        if type(serial) is not int or str(UUID(lineage)) != lineage:
+            return None
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return lineage, serial
+
+
+def _move_without_overwrite(source: Path, target: Path, content: bytes) -> None:
+    """Rename `source` (holding `content`) to `target`; if `target` exists with the same bytes
+    just drop `source`, with other bytes refuse. The lock keeps others out between the two."""
+    try:
+        existing = target.read_bytes()
+    except FileNotFoundError:
+        os.rename(source, target)
+    else:
+        if existing != content:
+            raise StateError(
+                f"refusing to save: the backup {source} belongs to another state history and "
+                f"must be kept, but {target} already exists with other content. Nothing was "
+                "written; move one of them somewhere safe, then run the command again."
+            )
+        source.unlink()
+    fsync_directory(source.parent)
 
 
 def _user() -> str:
