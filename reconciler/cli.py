@@ -88,6 +88,7 @@ cli.add_command(plan_apply.apply)
 cli.add_command(state_cmd.state)
 cli.add_command(emulator_cmd.emulator)
 cli.add_command(demo_cmd.demo)
+cli.add_command(__import__("reconciler.commands.init_cmd", fromlist=["init"]).init)
 
 
 def main() -> None:
