@@ -7,7 +7,9 @@ writes.
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import signal
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta, timezone
@@ -256,3 +258,36 @@ def test_generated_workflows_install_the_pinned_distribution(tmp_path: Path) -> 
         assert install.endswith(pin)
         assert installed_names(install) == [scaffold.DISTRIBUTION]
         assert "--quiet .\n" not in written
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def start_background(
+    cmd: list[str], cwd: Path, env: dict[str, str]
+) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # the first line, once it serves
+    found = re.search(r"listening on (http://\S+)", line)
+    if found is None:
+        stop_background(proc)
+        raise AssertionError(
+            f"the emulator did not start: {line}{proc.stderr.read() if proc.stderr else ''}"
+        )
+    return proc, found.group(1)
+
+
+def stop_background(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
