@@ -1,16 +1,21 @@
 """`reconciler init [DIR] [--local]`: the project skeleton it writes, and that it works.
 
 The fast tests run `init` in this process with a fixed clock (RECONCILER_NOW) and check what it
-writes.
+writes. The last test runs the README's "Try your own stocks locally" commands as written, each
+as a subprocess, with the emulator in the background.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -260,7 +265,81 @@ def test_generated_workflows_install_the_pinned_distribution(tmp_path: Path) -> 
         assert "--quiet .\n" not in written
 
 
+# --- the README, as written --------------------------------------------------------------------
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Try your own stocks locally\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert block is not None, "the section has no sh code block"
+    return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_the_readme_section_is_the_documented_loop() -> None:
+    commands = readme_commands()
+    assert [c.split()[:2] for c in commands] == [
+        ["reconciler", "init"],
+        ["cd", "my-stocks"],
+        ["reconciler", "emulator"],
+        ["reconciler", "validate"],
+        ["reconciler", "plan"],
+        ["reconciler", "apply"],
+        ["reconciler", "plan"],
+        ["kill", "%1"],
+    ]
+
+
+def test_the_readme_commands_run_as_written(tmp_path: Path) -> None:
+    """`init --local`, the emulator in the background, validate, plan, apply, plan again."""
+    if not _port_is_free(scaffold.DEFAULT_PORT):
+        pytest.skip(f"port {scaffold.DEFAULT_PORT} is in use, and the README's commands use it")
+    env = {
+        k: v for k, v in os.environ.items() if k != NOW_VARIABLE and not k.startswith("WECHATPAY_")
+    }
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    cwd = tmp_path
+    outputs: list[tuple[str, str]] = []
+    with _jobs() as jobs:
+        for line in readme_commands():
+            words = shlex.split(line)
+            if words[0] == "cd":
+                cwd = cwd / words[1]
+            elif words[-1] == "&":
+                proc, url = start_background(words[:-1], cwd, env)
+                jobs.append(proc)
+                assert url == f"http://127.0.0.1:{scaffold.DEFAULT_PORT}"
+            elif words == ["kill", "%1"]:
+                stop_background(jobs.pop(0))
+            else:
+                assert words[0] == "reconciler", line
+                done = subprocess.run(
+                    words, cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+                )
+                assert done.returncode == 0, f"{line}\n{done.stdout}\n{done.stderr}"
+                outputs.append((line, done.stdout + done.stderr))
+    for _, out in outputs:
+        assert_no_secret(out)
+    by_command = [line for line, _ in outputs]
+    first_plan, second_plan = [out for line, out in outputs if line == "reconciler plan"]
+    apply_out = outputs[by_command.index("reconciler apply --yes")][1]
+    assert first_plan.startswith("Plan: 2 to create, 0 to update")
+    assert "Apply finished: 2 succeeded." in apply_out
+    assert second_plan.startswith("No changes. 2 stocks in sync.")
+    data = json.loads((cwd / scaffold.EMULATOR_DATA).read_text(encoding="utf-8"))
+    assert len(data["stocks"]) == 2
+
+
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def start_background(
@@ -273,10 +352,10 @@ def start_background(
     line = proc.stdout.readline()  # the first line, once it serves
     found = re.search(r"listening on (http://\S+)", line)
     if found is None:
-        stop_background(proc)
-        raise AssertionError(
-            f"the emulator did not start: {line}{proc.stderr.read() if proc.stderr else ''}"
-        )
+        if proc.poll() is None:
+            proc.kill()
+        _, err = proc.communicate(timeout=10)
+        raise AssertionError(f"the emulator did not start: {line}{err}")
     return proc, found.group(1)
 
 
@@ -291,3 +370,15 @@ def stop_background(proc: subprocess.Popen[str]) -> None:
     for stream in (proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()
+
+
+class _jobs:
+    """Background processes, stopped however the block ends."""
+
+    def __enter__(self) -> list[subprocess.Popen[str]]:
+        self.procs: list[subprocess.Popen[str]] = []
+        return self.procs
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            stop_background(proc)
