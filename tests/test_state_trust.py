@@ -23,16 +23,9 @@ import pytest
 from reconciler.emulator.store import save_atomically
 from reconciler.errors import StateError
 from reconciler.fsutil import temp_path
-from reconciler.state import (
-    LockInfo,
-    State,
-    StateDataError,
-    StateLockedError,
-    StateStore,
-    StockState,
-    parse_state,
-)
-from reconciler.state.store import StateMissingError
+from reconciler.state.lock import LockInfo, StateLockedError
+from reconciler.state.model import State, StateDataError, StockState
+from reconciler.state.store import StateMissingError, StateStore, parse_state
 
 T0 = datetime(2026, 5, 1, 9, 30, tzinfo=UTC)
 MCH = "1900000001"

@@ -38,6 +38,13 @@ project_option = click.option(
 )
 
 
+init_state_option = click.option(
+    "--init-state",
+    is_flag=True,
+    help="Start a new, empty state although a backup, lock or temporary file of an old one is there (the old files are kept).",
+)
+
+
 class ProjectInvalid(DiagnosedError):
     """The project file has errors."""
 

@@ -1,24 +1,57 @@
-"""`reconciler emulator`: the local WeChat Pay on a loopback port."""
+"""`reconciler emulator`: the local WeChat Pay on a loopback port, and its merchants.
+
+`reconciler emulator [--data FILE | --project DIR]` serves; `reconciler emulator add-merchant
+MCHID` registers a merchant in a data file (generating its key pair), so that this tool or any
+other WeChat Pay SDK, in public-key mode, can call the emulator.
+"""
 
 from __future__ import annotations
 
+import json
+import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import click
+import httpx
+from click.core import ParameterSource
 
-from reconciler.emulator import Emulator, EmulatorSettings, Faults
-from reconciler.runtime import Runtime
+from reconciler import scaffold
+from reconciler.commands.common import runtime as current_runtime
+from reconciler.commands.init_cmd import write_private_key
+from reconciler.config import PROJECT_FILE, ProjectFile, load_project
+from reconciler.emulator import DemoMerchant, Emulator, EmulatorSettings, Faults
+from reconciler.errors import ConfigError
+from reconciler.render import diagnostics as render_diagnostics
+from reconciler.runtime import is_loopback
+from reconciler.spec.stock import MCHID_PATTERN
+
+_PROJECT_HELP = (
+    "A project directory (or its reconciler.yaml) made by `reconciler init --local`: "
+    "use its .reconciler/local/emulator.json"
+)
 
 
-@click.command()
-@click.option("--port", type=int, default=8765, show_default=True, help="0 picks a free port.")
+@click.group(invoke_without_command=True)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="0 picks a free port.  [default: the port of the project's api.base_url, else 8765]",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option(
     "--data",
     "data_path",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Keep keys, merchants and stocks in this JSON file across restarts.",
+)
+@click.option(
+    "--project",
+    "project_path",
+    type=click.Path(path_type=Path, exists=True),
+    help=_PROJECT_HELP + ", and serve on the port of its api.base_url.",
 )
 @click.option(
     "--reuse",
@@ -34,20 +67,208 @@ from reconciler.runtime import Runtime
     show_default=True,
     help="Added to every answer (after the work is done).",
 )
-def emulator(port: int, host: str, data_path: Path | None, reuse: str, latency_ms: int) -> None:
+@click.pass_context
+def emulator(
+    ctx: click.Context,
+    port: int | None,
+    host: str,
+    data_path: Path | None,
+    project_path: Path | None,
+    reuse: str,
+    latency_ms: int,
+) -> None:
     """Serve a local WeChat Pay that signs, verifies and validates like the documented API.
 
+    `--project DIR` serves the emulator of a project made by `reconciler init --local`.
     Prints `listening on <url>` once ready. The clock follows RECONCILER_NOW when set.
+    `reconciler emulator add-merchant MCHID` registers a merchant in a data file.
     """
-    runtime = Runtime.from_environment()
-    settings = EmulatorSettings(out_request_no_reuse=reuse, faults=Faults(latency_ms=latency_ms))  # type: ignore[arg-type]
-    emu = Emulator(settings, clock=runtime.clock.time, data_path=data_path)
-    with emu.serve(host, port) as server:
+    if ctx.invoked_subcommand is not None:
+        given = [
+            f"--{name.replace('_path', '').replace('_', '-')}"
+            for name in ctx.params
+            if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
+        ]
+        if given:
+            raise click.UsageError(
+                f"{', '.join(given)}: options for serving the emulator, not for "
+                f"{ctx.invoked_subcommand}; see `reconciler emulator {ctx.invoked_subcommand} --help`"
+            )
+        return
+    runtime = current_runtime()
+    if project_path is not None:
+        if data_path is not None:
+            raise ConfigError("give --data FILE or --project DIR, not both")
+        project = _project(project_path)
+        data_path = _local_data(project, must_exist=True)
+        if port is None:
+            port = _project_port(project)
+    settings = EmulatorSettings(
+        out_request_no_reuse=reuse,  # type: ignore[arg-type]
+        faults=Faults(latency_ms=latency_ms),
+    )
+    emu = _open(data_path, lambda path: Emulator(settings, runtime.clock.time, path))
+    port = scaffold.DEFAULT_PORT if port is None else port
+    try:
+        server = emu.serve(host, port)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; stop what uses it, or pass "
+            "--port (and point api.base_url at it)"
+        ) from None
+    with server:
         click.echo(
-            f"reconciler emulator listening on {server.base_url} (WeChat Pay key {emu.wechatpay_public_key_id})",
-            err=False,
+            f"reconciler emulator listening on {server.base_url} (WeChat Pay key {emu.wechatpay_public_key_id})"
         )
+        if data_path is not None:
+            click.echo(f"data: {data_path} · merchants: {_merchants(data_path)}", err=True)
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
             click.echo("stopped", err=True)
+
+
+@emulator.command("add-merchant")
+@click.argument("mchid")
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The emulator's data file (created when missing); the keys are written beside it.",
+)
+@click.option(
+    "--project",
+    "project_path",
+    type=click.Path(path_type=Path, exists=True),
+    help=_PROJECT_HELP + ".  [default: here, when there is a reconciler.yaml]",
+)
+def add_merchant(mchid: str, data_path: Path | None, project_path: Path | None) -> None:
+    """Register merchant MCHID in an emulator data file, with a key pair generated now.
+
+    Writes the merchant's private key beside the data file (never printed) and prints the
+    emulator's public key id and the reconciler.yaml lines to paste (public-key mode). An
+    emulator already serving that file reads it only at start: restart it afterwards.
+    """
+    if not re.fullmatch(MCHID_PATTERN, mchid):
+        raise ConfigError(f"{mchid!r} is not a mchid: give the merchant number, 5 to 32 digits")
+    if data_path is not None and project_path is not None:
+        raise ConfigError("give --data FILE or --project DIR, not both")
+    if data_path is None and project_path is None:
+        if not Path(PROJECT_FILE).exists():
+            raise ConfigError(
+                f"no {PROJECT_FILE} here: give --data FILE (an emulator data file) or --project DIR"
+            )
+        project_path = Path(".")
+    if project_path is not None:
+        project = _project(project_path)
+        data_path = _local_data(project, must_exist=False)
+        base = project.root
+    assert data_path is not None
+    key_path = data_path.parent / f"{mchid}_key.pem"
+    public_path = data_path.parent / scaffold.WECHATPAY_PUBLIC_KEY.name
+    if key_path.exists():
+        raise ConfigError(f"{key_path} already exists; move it away or register another mchid")
+    runtime = current_runtime()
+    data_path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    emu = _open(data_path, lambda path: Emulator(clock=runtime.clock.time, data_path=path))
+    if mchid in _merchant_ids(data_path):
+        raise ConfigError(
+            f"merchant {mchid} is already registered in {data_path}; use the key it was "
+            "registered with, or register another mchid"
+        )
+    merchant = DemoMerchant.generate(mchid)
+    try:
+        write_private_key(key_path, merchant)
+        public_pem = emu.wechatpay_public_key_pem()
+        if not public_path.exists() or public_path.read_bytes() != public_pem:
+            public_path.write_bytes(public_pem)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {exc.filename}: {exc.strerror}") from None
+    merchant.register(emu)
+
+    def shown(path: Path) -> str:
+        if project_path is not None:
+            return path.resolve().relative_to(base).as_posix()
+        return str(path.resolve())
+
+    click.echo(f"registered merchant {mchid} in {data_path}")
+    click.echo(f"its private key: {key_path} (generated now; not shown)")
+    click.echo(
+        f"WeChat Pay public key id: {emu.wechatpay_public_key_id} (public key: {public_path})"
+    )
+    click.echo(
+        "A running emulator reads the data file only at start: restart it to serve this merchant."
+    )
+    click.echo("")
+    click.echo("Add to reconciler.yaml, under merchants:")
+    click.echo("")
+    click.echo(
+        scaffold.merchant_lines(
+            mchid,
+            merchant.serial_no,
+            shown(key_path),
+            shown(public_path),
+            emu.wechatpay_public_key_id,
+        ),
+        nl=False,
+    )
+
+
+def _project(path: Path) -> ProjectFile:
+    """The project at `path` (a directory holding reconciler.yaml, or that file itself)."""
+    file = path / PROJECT_FILE if path.is_dir() else path
+    if not file.exists():
+        raise ConfigError(
+            f"no {PROJECT_FILE} in {path}; create one with `reconciler init --local {path}`"
+        )
+    project, diagnostics = load_project(file, str(file))
+    if project is None:
+        first = render_diagnostics.text(diagnostics).splitlines()[:1]
+        raise ConfigError(f"{file} has errors: {first[0] if first else 'unreadable'}")
+    return project
+
+
+def _local_data(project: ProjectFile, *, must_exist: bool) -> Path:
+    data = project.root / scaffold.EMULATOR_DATA
+    if must_exist and not data.exists():
+        raise ConfigError(
+            f"{project.file}: no local emulator data at {data}; `reconciler init --local` makes "
+            "one, or `reconciler emulator add-merchant MCHID --project DIR` registers a merchant"
+        )
+    return data
+
+
+def _project_port(project: ProjectFile) -> int:
+    base_url = project.project.api.base_url
+    if not is_loopback(base_url):
+        raise ConfigError(
+            f"{project.file}: api.base_url is {base_url}, not a local emulator; set it to "
+            f"http://127.0.0.1:{scaffold.DEFAULT_PORT} to use the emulator, or pass --port"
+        )
+    url = httpx.URL(base_url)
+    return url.port or (443 if url.scheme == "https" else 80)
+
+
+def _open(data_path: Path | None, make: Callable[[Path | None], Emulator]) -> Emulator:
+    """The emulator over `data_path`, with an unreadable data file as a user error."""
+    try:
+        return make(data_path)
+    except (ValueError, KeyError, TypeError):
+        # json.JSONDecodeError is a ValueError; store.load raises ValueError for another format.
+        raise ConfigError(
+            f"{data_path}: not a reconciler emulator data file; "
+            "give another --data path (a missing file is created)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot use {data_path}: {exc.strerror}") from None
+
+
+def _merchant_ids(data_path: Path) -> list[str]:
+    """The merchants registered in a data file (saved by the Emulator on every change)."""
+    data = json.loads(data_path.read_text(encoding="utf-8"))
+    return sorted(data.get("merchants", {}))
+
+
+def _merchants(data_path: Path) -> str:
+    ids = _merchant_ids(data_path)
+    return ", ".join(ids) if ids else "none yet (reconciler emulator add-merchant MCHID)"

@@ -18,6 +18,7 @@ from reconciler.commands.common import (
     EXIT_OK,
     EXIT_TERMINATED,
     color_enabled,
+    init_state_option,
     open_project,
     project_option,
     runtime,
@@ -78,6 +79,7 @@ def _render(plan: Plan, fmt: str, note: str | None) -> str:
 @click.option(
     "--detailed-exitcode", is_flag=True, help="Exit 0 with no changes, 1 on error, 2 with changes."
 )
+@init_state_option
 def plan(
     project_path: Path,
     refresh: str,
@@ -86,10 +88,11 @@ def plan(
     markdown_out: Path | None,
     note: str | None,
     detailed_exitcode: bool,
+    init_state: bool,
 ) -> int:
     """Show what apply would create or change, with money in fen and yuan."""
     project = open_project(project_path)
-    ws = engine.open_workspace(project, runtime(), read_state=True)
+    ws = engine.open_workspace(project, runtime(), read_state=True, init_state=init_state)
     result = engine.plan(ws, REFRESH_CHOICES[refresh], refresh_note=note or "").plan
     click.echo(_render(result, fmt, note), nl=fmt != "json")
     if out is not None:
@@ -119,8 +122,14 @@ def plan(
     show_default=True,
     help="Seconds to wait for another apply's lock.",
 )
+@init_state_option
 def apply(
-    plan_file: Path | None, project_path: Path, refresh: str, yes: bool, lock_wait: float
+    plan_file: Path | None,
+    project_path: Path,
+    refresh: str,
+    yes: bool,
+    lock_wait: float,
+    init_state: bool,
 ) -> int:
     """Create every missing stock and send allowed updates, saving the state after each step.
 
@@ -128,7 +137,7 @@ def apply(
     files or its age moved on; without it, plans first and asks.
     """
     project = open_project(project_path)
-    ws = engine.open_workspace(project, runtime())
+    ws = engine.open_workspace(project, runtime(), init_state=init_state)
     lock = threading.Lock()
 
     def waiting(held: LockInfo) -> None:

@@ -8,7 +8,13 @@ from pathlib import Path
 import click
 
 from reconciler import engine
-from reconciler.commands.common import EXIT_OK, open_project, project_option, runtime
+from reconciler.commands.common import (
+    EXIT_OK,
+    init_state_option,
+    open_project,
+    project_option,
+    runtime,
+)
 from reconciler.engine import state_ops
 from reconciler.render.text import value_text
 from reconciler.state.store import StateStore
@@ -82,9 +88,10 @@ def mv(old: str, new: str, project_path: Path) -> int:
 @click.argument("stock")
 @click.argument("stock_id")
 @project_option
-def import_(stock: str, stock_id: str, project_path: Path) -> int:
+@init_state_option
+def import_(stock: str, stock_id: str, project_path: Path, init_state: bool) -> int:
     """Adopt an existing remote stock for the file with id STOCK, after checking it exists."""
-    ws = engine.open_workspace(open_project(project_path), runtime())
+    ws = engine.open_workspace(open_project(project_path), runtime(), init_state=init_state)
     done = state_ops.import_stock(ws, stock, stock_id)
     observed = ", ".join(f"{k}={value_text(v)}" for k, v in sorted(done.facts.items()))
     click.echo(f"Imported {stock_id} as {stock!r}. Observed: {observed or '(nothing)'}")

@@ -107,7 +107,7 @@ def apply(
     if held is not None:
         on_waiting(held)
     with ws.store.lock("apply", wait_seconds=lock_wait):
-        state = ws.store.load(create_if_missing=True)
+        state = ws.load_state()
         if plan_file is not None:
             chosen = load_plan_file(plan_file)
             check_fresh(

@@ -37,7 +37,7 @@ class Planned:
 
 def plan(ws: Workspace, refresh_mode: str = "changing", refresh_note: str = "") -> Planned:
     """Query what can still change, then decide what apply would do (the pure planner)."""
-    state, ws.early_state = ws.early_state or ws.store.load(create_if_missing=True), None
+    state, ws.early_state = ws.early_state or ws.load_state(), None
     now = ws.runtime.clock.now()
     ids = refresh_targets(state, ws.desired, refresh_mode, now)
     observed: dict[str, dict[str, Any]] = {}

@@ -66,7 +66,7 @@ def import_stock(ws: Workspace, id: str, stock_id: str) -> Imported:
     finally:
         client.close()
     with ws.store.lock(f"state import {id} {stock_id}"):
-        current = ws.store.load(create_if_missing=True)
+        current = ws.load_state()
         now = ws.runtime.clock.now()
         owner = next(
             (s.id for s in current.stocks.values() if s.stock_id == stock_id and s.id != id), None

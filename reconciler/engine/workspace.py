@@ -53,6 +53,13 @@ class Workspace:
     """Loaded once per run: checking an RSA key costs tens of milliseconds."""
     early_state: State | None = None
     """The state as read while the files loaded (`open_workspace(read_state=True)`); used once."""
+    init_state: bool = False
+    """`--init-state`: start a new state on purpose although files of an old one are there."""
+
+    def load_state(self) -> State:
+        """The state, or a new one where none was ever kept (refused while a backup, a lock or a
+        temporary file says one was: `StateMissingError` names them)."""
+        return self.store.load(create_if_missing=True, init=self.init_state)
 
     @property
     def desired(self) -> list[DesiredStock]:
@@ -60,7 +67,11 @@ class Workspace:
 
 
 def open_workspace(
-    project: ProjectFile, runtime: Runtime, *, read_state: bool = False
+    project: ProjectFile,
+    runtime: Runtime,
+    *,
+    read_state: bool = False,
+    init_state: bool = False,
 ) -> Workspace:
     """Load the stock files. With `read_state` (a plan that takes no lock), the state file is
     read on a thread meanwhile: the files are parsed in worker processes, so the two overlap."""
@@ -70,11 +81,22 @@ def open_workspace(
         )
     store = StateStore(project.state_path, runtime.clock)
     with ThreadPoolExecutor(1, thread_name_prefix="state") as reader:
-        early = reader.submit(store.load, create_if_missing=True) if read_state else None
+        early = (
+            reader.submit(store.load, create_if_missing=True, init=init_state)
+            if read_state
+            else None
+        )
         loaded = load_stocks([project.stocks_dir], base=project.root)
         if not loaded.ok:
             raise PlanInvalid(loaded.diagnostics)
-        ctx = Workspace(project, runtime, loaded, store, RateLimiter(clock=time.monotonic))
+        ctx = Workspace(
+            project,
+            runtime,
+            loaded,
+            store,
+            RateLimiter(clock=time.monotonic),
+            init_state=init_state,
+        )
         ctx.early_state = early.result() if early is not None else None
     return ctx
 
