@@ -23,7 +23,12 @@ from reconciler.plan import Change, Plan
 from reconciler.spec.common import parse_rfc3339
 from reconciler.state.model import State, StockState
 from reconciler.state.store import StateStore
-from reconciler.wechatpay.errors import ApiResponseError, ResponseVerificationError, TransportError
+from reconciler.wechatpay.errors import (
+    ApiResponseError,
+    RequestCancelled,
+    ResponseVerificationError,
+    TransportError,
+)
 
 ALREADY_EXISTS_CODES = frozenset({"RESOURCE_ALREADY_EXISTS"})
 
@@ -64,6 +69,10 @@ class _Unresolved(ReconcilerError):
     def __init__(self, message: str, suggestion: str = "") -> None:
         super().__init__(message)
         self.suggestion = suggestion
+
+
+class _Skipped(ReconcilerError):
+    """Stopped (Ctrl-C, SIGTERM) before this request reached WeChat Pay: nothing happened."""
 
 
 class _Contested(Exception):
@@ -139,6 +148,10 @@ class Applier:
         else:
             try:
                 result = self._change(change)
+            except _Skipped as exc:
+                result = Result(
+                    change.id, change.merchant, Outcome.SKIPPED, str(exc), change.stock_id
+                )
             except _Unresolved as exc:
                 result = Result(
                     change.id,
@@ -160,7 +173,14 @@ class Applier:
         kind = kind_of(change.kind)
         stock_id = change.stock_id
         done: list[str] = []
+        if stock_id is not None and any(o.type is not OpType.CREATE for o in change.operations):
+            self._check_identity(api, kind, change, stock_id)
         for op in change.operations:
+            if self.stop.is_set():
+                raise _Skipped(
+                    "interrupted before "
+                    + (f"{op.type.value}; done: {'; '.join(done)}" if done else "it started")
+                )
             if op.type is OpType.CREATE:
                 stock_id = self._create(api, kind, change, op)
                 done.append(f"created stock_id {stock_id} (批次号)")
@@ -168,6 +188,28 @@ class Applier:
                 self._update_op(api, kind, change, op)
                 done.append(f"{op.type.value} sent ({op.request_no})")
         return Result(change.id, change.merchant, Outcome.SUCCEEDED, "; ".join(done), stock_id)
+
+    def _check_identity(
+        self, api: StockApi, kind: StockKind, change: Change, stock_id: str
+    ) -> None:
+        """Before anything is sent to an existing stock: the stock WeChat Pay shows under the
+        recorded stock_id must be the one recorded (a wrong stock_id must never change
+        someone else's stock)."""
+        st = self.state.stock(change.id)
+        applied = st.applied_body or st.sent_body
+        if applied is None:
+            return
+        try:
+            detail = kind.detail(api, stock_id, change.merchant)
+        except ApiError as exc:
+            raise ReconcilerError(
+                f"could not read stock {stock_id} back to check it is the one recorded, so nothing was sent to it ({exc})"
+            ) from None
+        foreign = kind.identity_mismatch(change.merchant, applied, detail)
+        if foreign:
+            raise ReconcilerError(
+                f"stock {stock_id} at WeChat Pay is not the one recorded for {change.id!r} ({', '.join(d.path for d in foreign)} differ); nothing was sent to it"
+            )
 
     # --- create ----------------------------------------------------------------------------
 
@@ -183,6 +225,7 @@ class Applier:
         st = entry or self.state.stock(sid)
         if st.stock_id is not None:
             return st.stock_id
+        fresh = st.pending is None
         if st.pending is None or st.sent_body is None:
             # One save holds the new entry, the exact body and the intent, before the send.
             new = entry
@@ -194,6 +237,17 @@ class Applier:
         body = self.state.stock(sid).sent_body or op.body  # byte-identical to what was sent before
         try:
             created = kind.create(api, body)
+        except RequestCancelled as exc:
+            if not exc.sent and fresh:
+                # Nothing reached WeChat Pay in this run, and nothing before it: forget the
+                # intent, so the next plan is a plain create again.
+                self._update(lambda s: s.forget_sent(sid))
+                raise _Skipped("interrupted before the create was sent") from None
+            self._update(lambda s: s.mark_outcome(sid, "unknown"))
+            raise _Unresolved(
+                f"interrupted while the create's outcome is unknown ({exc}); the next apply resends the identical body under the same out_request_no",
+                "reconciler apply",
+            ) from None
         except ApiResponseError as exc:
             if exc.code in ALREADY_EXISTS_CODES or _number_reused(exc):
                 return self._settle_existing(api, kind, change, exc)
@@ -294,10 +348,17 @@ class Applier:
             # after it and sends what still differs (budget: from the current value), so it
             # replaces that intent; refusing would fail every apply until the file is reverted.
             self._update(lambda s: s.clear_pending(sid))
+        fresh = self.state.stock(sid).pending is None
         self._update(lambda s: s.set_pending(sid, op.type, op.request_no, digest, self.now()))
         unknown = f"the {op.type.value}'s outcome is unknown ({{}}); the next apply resends it with the same request number"
         try:
             kind.send_update(api, op)
+        except RequestCancelled as exc:
+            if not exc.sent and fresh:
+                self._update(lambda s: s.clear_pending(sid))
+                raise _Skipped(f"interrupted before the {op.type.value} was sent") from None
+            self._update(lambda s: s.mark_outcome(sid, "unknown"))
+            raise _Unresolved(unknown.format(exc), "reconciler apply") from None
         except ApiResponseError as exc:
             # The number is derived from this very change, so "already used" means an earlier
             # send of it (whose answer was lost) was applied: settle it as done.

@@ -43,11 +43,26 @@ class Action(StrEnum):
     """A create whose body equals an orphan's: probably a renamed id. An error; use `state mv`."""
     UNRESOLVED = "unresolved"
     """A create whose outcome is unknown and cannot be looked up (busifavor). An error."""
+    UNTRACKED = "untracked"
+    """A create for an id whose earlier stock `state rm` stopped tracking: creating again would
+    make a second stock. An error; import the stock, or raise `generation` on purpose."""
+    MISMATCH = "mismatch"
+    """The stock WeChat Pay shows under the recorded stock_id is not the one recorded (another
+    stock's identity): nothing may be sent to it. An error."""
 
 
 ACTING = frozenset({Action.CREATE, Action.UPDATE, Action.RECOVER})
 """Actions apply performs."""
-ERRORS = frozenset({Action.BLOCKED, Action.IMMUTABLE, Action.RENAME, Action.UNRESOLVED})
+ERRORS = frozenset(
+    {
+        Action.BLOCKED,
+        Action.IMMUTABLE,
+        Action.RENAME,
+        Action.UNRESOLVED,
+        Action.UNTRACKED,
+        Action.MISMATCH,
+    }
+)
 """Actions that make the plan fail: apply refuses a plan that holds any of them."""
 
 
@@ -147,10 +162,13 @@ class MerchantTotals:
     merchant: str
     creates: int
     create_budget_fen: int
+    """Money the creates and the recovered creates may commit."""
     updates: int
     estimated_seconds: int
     """Whole seconds apply needs for this merchant's requests under its rate limits (an
     integer, so the checksummed document has no float formatting to disagree about)."""
+    recovers: int = 0
+    """Interrupted creates and updates apply settles (counted apart, as the summary does)."""
 
 
 @dataclass(frozen=True)
@@ -210,6 +228,7 @@ class Plan:
                     "creates": t.creates,
                     "create_budget_fen": t.create_budget_fen,
                     "updates": t.updates,
+                    "recovers": t.recovers,
                     "estimated_seconds": t.estimated_seconds,
                 }
                 for t in self.totals
@@ -249,6 +268,7 @@ class Plan:
                     t["create_budget_fen"],
                     t["updates"],
                     t["estimated_seconds"],
+                    t.get("recovers", 0),
                 )
                 for t in data["totals"]
             ),

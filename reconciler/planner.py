@@ -114,15 +114,26 @@ class _Planner:
         orphans: list[StockState],
     ) -> Change:
         stock = loaded.stock
+        second = ""
+        budget = kind.committed_budget(stock)
         if st is not None:
             number, generation = st.out_request_no, st.generation
         else:
+            retired = self.i.state.retired_for(
+                stock.merchant, stock.kind, stock.id, below=stock.generation + 1
+            )
+            if retired and retired[-1][0] == stock.generation:
+                return self._untracked(stock.generation, retired[-1][1], base, budget)
             generation = max(
                 stock.generation, self.i.state.free_generation(stock.merchant, stock.kind, stock.id)
             )
             number = out_request_no(stock.merchant, stock.kind, stock.id, generation)
+            if retired:
+                earlier = ", ".join(
+                    f"generation {g} (stock_id {sid or 'not recorded'})" for g, sid in retired
+                )
+                second = f"; a further stock for this id on purpose (generation {generation}): the stock of {earlier} stays, with its own budget"
         body = kind.create_body(stock, number)
-        budget = kind.committed_budget(stock)
         problems = kind.creation_rules(stock, self.i.now)
         if problems:
             return Change(
@@ -147,9 +158,27 @@ class _Planner:
         return Change(
             **base,
             action=Action.CREATE,
-            reason=kind.create_reason(stock),
+            reason=kind.create_reason(stock) + second,
             operations=(Operation(OpType.CREATE, number, body, generation, body),),
             budget_fen=budget,
+        )
+
+    def _untracked(
+        self, generation: int, stock_id: str | None, base: dict[str, Any], budget: int | None
+    ) -> Change:
+        remote = f"stock_id {stock_id}" if stock_id else "its stock_id was not recorded"
+        how = (
+            f"reconciler state import {base['id']} {stock_id}"
+            if stock_id
+            else f"reconciler state import {base['id']} <stock_id>"
+        )
+        return Change(
+            **base,
+            action=Action.UNTRACKED,
+            stock_id=stock_id,
+            reason=f"WeChat Pay already has the stock this file created under generation {generation} ({remote}); `reconciler state rm` stopped tracking it, and creating again would make a second stock and commit its budget twice",
+            budget_fen=budget,
+            suggestion=f"{how} to track that stock again; or, for a second stock on purpose, set `generation: {generation + 1}` in the file (reviewed like any change)",
         )
 
     def _recover(
@@ -210,6 +239,19 @@ class _Planner:
             )
         desired = kind.create_body(stock, st.out_request_no)
         diffs = kind.diff(applied, desired)
+        if observed is not None and diffs:
+            # Before anything is sent: the stock under the recorded stock_id must be this one.
+            foreign = kind.identity_mismatch(st.merchant, applied, observed)
+            if foreign:
+                return Change(
+                    **base,
+                    action=Action.MISMATCH,
+                    stock_id=st.stock_id,
+                    reason=f"WeChat Pay's stock {st.stock_id} is not the one recorded for this id ({', '.join(d.path for d in foreign)} differ); nothing is sent to it. The state's stock_id may be wrong (edited, or restored from another project)",
+                    fields=tuple(_field(d) for d in foreign),
+                    facts=fact,
+                    suggestion=f"check the stock_id in 商户平台; then `reconciler state rm {stock.id}` and `reconciler state import {stock.id} <stock_id>`",
+                )
         immutable = [d for d in diffs if kind.verdict(d) is Verdict.IMMUTABLE]
         if immutable:
             names = ", ".join(d.path for d in immutable)
@@ -296,20 +338,15 @@ class _Planner:
         out = []
         for merchant in sorted({c.merchant for c in self.changes}):
             mine = [c for c in self.changes if c.merchant == merchant]
-            creates = [
-                c
-                for c in mine
-                if c.action is Action.CREATE
-                or (
-                    c.action is Action.RECOVER
-                    and any(o.type is OpType.CREATE for o in c.operations)
-                )
-            ]
-            updates = [
-                c for c in mine if c.action in (Action.UPDATE, Action.RECOVER) and c not in creates
+            creates = [c for c in mine if c.action is Action.CREATE]
+            recovers = [c for c in mine if c.action is Action.RECOVER]
+            updates = [c for c in mine if c.action is Action.UPDATE]
+            # Money a recovered create may still commit counts with the creates' budget.
+            committing = creates + [
+                c for c in recovers if any(o.type is OpType.CREATE for o in c.operations)
             ]
             counts: dict[str, int] = {}
-            for c in creates + updates:
+            for c in creates + recovers + updates:
                 for o in c.operations:
                     call = f"{c.kind}_{o.type.value}"
                     counts[call] = counts.get(call, 0) + 1
@@ -322,9 +359,10 @@ class _Planner:
                 MerchantTotals(
                     merchant=merchant,
                     creates=len(creates),
-                    create_budget_fen=sum(c.budget_fen or 0 for c in creates),
+                    create_budget_fen=sum(c.budget_fen or 0 for c in committing),
                     updates=len(updates),
                     estimated_seconds=math.ceil(seconds),
+                    recovers=len(recovers),
                 )
             )
         return out

@@ -231,6 +231,9 @@ class Workspace:
     plan_max_age_minutes: int = 60
     concurrency: int = 8
     base_url: str = "http://127.0.0.1:9"
+    creates_per_second: int = 1000
+    """The favor and busifavor create limits written into the project (the documented 60/min
+    would make these tests take minutes)."""
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -279,10 +282,9 @@ class Workspace:
             f"    private_key: {{file: keys/{m}_key.pem}}\n"
             f"    wechatpay_public_key: {{file: keys/wechatpay_pub_key.pem}}\n"
             f"    wechatpay_public_key_id: {shared_keys().public_key_id}\n"
-            # The documented favor create limit (60/min) would make these tests take minutes.
             "    rate_limits:\n"
-            "      favor_create: {count: 1000, per_seconds: 1}\n"
-            "      busifavor_create: {count: 1000, per_seconds: 1}\n"
+            f"      favor_create: {{count: {self.creates_per_second}, per_seconds: 1}}\n"
+            f"      busifavor_create: {{count: {self.creates_per_second}, per_seconds: 1}}\n"
             for m in self.mchids
         )
         self.project_file.write_text(

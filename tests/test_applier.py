@@ -272,3 +272,17 @@ def test_the_state_after_a_run_is_one_lineage(tmp_path: Path) -> None:
     state: State = w.store.load()
     assert state.lineage == w.state.lineage and state.serial >= 2
     assert state.lineage != LINEAGE  # a real state, not the planner tests' fixed one
+
+
+def test_no_update_is_sent_to_a_stock_that_is_not_the_one_recorded(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    _created_busifavor(w)
+    plan = w.plan(loaded("busifavor", _edited))
+    # Someone else's stock now answers under the recorded stock_id (a state edited by hand).
+    remote = w.api.stocks[w.state.stock("member-day-latte-8-off").stock_id or ""]
+    remote["stock_name"] = "别人的批次"
+    result = only(w.apply(plan))
+    assert result.outcome is Outcome.FAILED
+    assert "not the one recorded" in result.message and "stock_name" in result.message
+    assert w.api.count("busifavor_modify") == 0 and w.api.count("busifavor_budget") == 0
+    assert remote["stock_send_rule"]["max_coupons"] == 50_000

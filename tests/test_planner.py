@@ -275,14 +275,66 @@ def test_kind_change_is_immutable() -> None:
     assert change.action is Action.IMMUTABLE and "kind and merchant cannot change" in change.reason
 
 
-def test_retired_number_is_never_reused() -> None:
+def test_a_create_after_state_rm_is_an_error_naming_the_remote_stock() -> None:
     favor = loaded("favor")
     state = applied_state(favor).without_stock(favor.stock.id)
     change = only(plan([favor], state))
+    assert change.action is Action.UNTRACKED and change.is_error
+    assert change.stock_id == "10000000" and not change.operations
+    assert "second stock" in change.reason and "10000000" in change.reason
+    assert f"reconciler state import {favor.stock.id} 10000000" in change.suggestion
+    assert "generation: 1" in change.suggestion
+
+
+def test_a_raised_generation_asks_for_a_further_stock_on_purpose() -> None:
+    favor = loaded("favor")
+    state = applied_state(favor).without_stock(favor.stock.id)
+    again = loaded("favor", lambda d: d.update(generation=1))
+    change = only(plan([again], state))
     assert change.action is Action.CREATE
-    assert change.operations[0].request_no == out_request_no(
-        "1900000001", "favor", favor.stock.id, 1
-    )
+    op = change.operations[0]
+    assert op.generation == 1
+    assert op.request_no == out_request_no("1900000001", "favor", favor.stock.id, 1)
+    assert not state.request_no_in_use(op.request_no)
+    assert "on purpose" in change.reason and "10000000" in change.reason
+    assert change.budget_fen == 20_000_000  # the money counts again
+
+
+def test_a_renamed_stock_does_not_block_a_new_file_with_the_old_id() -> None:
+    favor = loaded("favor")
+    state = applied_state(favor).renamed(favor.stock.id, "spring-renamed")
+    moved = loaded("favor", id="spring-renamed")
+    fresh = loaded("favor", lambda d: d["spec"].update(comment="新的一期"))
+    p = plan([moved, fresh], state)
+    change = next(c for c in p.changes if c.id == favor.stock.id)
+    assert change.action is Action.CREATE
+    assert change.operations[0].generation == 1  # generation 0's number is the renamed stock's
+
+
+def test_an_update_to_a_stock_read_back_with_another_identity_is_a_mismatch() -> None:
+    busi = loaded("busifavor")
+    state = applied_state(busi)
+    detail = {**(state.stock(busi.stock.id).sent_body or {}), "stock_name": "别人的批次"}
+    edited = loaded("busifavor", lambda d: d["spec"].update(comment="new note"))
+    change = only(plan([edited], state, {busi.stock.id: detail}))
+    assert change.action is Action.MISMATCH and change.is_error and not change.operations
+    assert [f.path for f in change.fields] == ["spec.stock_name"]
+    # With nothing to send, the same difference is reported as drift.
+    unchanged = only(plan([busi], state, {busi.stock.id: detail}))
+    assert unchanged.action is Action.DRIFT
+
+
+def test_per_merchant_totals_count_recovers_apart_from_creates() -> None:
+    favor = loaded("favor")
+    busi = loaded("busifavor")
+    entry = StockState.new(favor.stock.id, "favor", favor.stock.merchant)
+    body = kind_of("favor").create_body(favor.stock, entry.out_request_no)
+    state = State.new(LINEAGE).with_stock(entry).record_sent(favor.stock.id, body, NOW)
+    p = plan([favor, busi], state)
+    assert p.counts()["create"] == 1 and p.counts()["recover"] == 1
+    (totals,) = p.totals
+    assert (totals.creates, totals.recovers, totals.updates) == (1, 1, 0)
+    assert totals.create_budget_fen == 20_000_000 + 800 * 50_000
 
 
 @pytest.mark.parametrize(("count", "seconds"), [(1, 0.0), (61, 60.0), (121, 120.0)])

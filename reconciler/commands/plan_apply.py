@@ -205,6 +205,12 @@ def _summarise(report: Report) -> None:
     for r in report.results:
         if r.outcome in (Outcome.FAILED, Outcome.UNRESOLVED):
             click.echo(f"  {r.outcome.value}: {r.id}: {r.message}", err=True)
+    skipped = [r.id for r in report.results if r.outcome is Outcome.SKIPPED]
+    if skipped:
+        shown = ", ".join(skipped[:10]) + (
+            f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+        )
+        click.echo(f"  skipped, nothing sent: {shown}", err=True)
     if not report.ok:
         click.echo(
             "The state holds everything that succeeded; run `reconciler plan` to see what is left.",

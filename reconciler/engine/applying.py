@@ -128,7 +128,7 @@ def apply(
         if not confirm(chosen):
             raise NotConfirmed()
         acting = [c for c in chosen.changes if c.operations]
-        clients = clients_for(ws, [c.merchant for c in acting])
+        clients = clients_for(ws, [c.merchant for c in acting], cancel=stop.event)
         try:
             applier = Applier(
                 ws.store,

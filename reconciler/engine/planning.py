@@ -71,6 +71,11 @@ def write_output(path: Path, text: str, what: str) -> None:
     leaves the previous file, never half of a new one."""
     tmp: str | None = None
     try:
+        if path.exists() and not path.is_file():
+            # A device or pipe (/dev/stdout, a FIFO): written in place, never replaced.
+            with path.open("w", encoding="utf-8") as out:
+                out.write(text)
+            return
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)

@@ -4,6 +4,7 @@ once per command; and the reads every use case shares (refreshing details from W
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -109,8 +110,11 @@ def desired_digest(stocks: Sequence[DesiredStock]) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def clients_for(ctx: Workspace, merchants: Sequence[str]) -> dict[str, WeChatPayClient]:
-    """One client per merchant, sharing one rate limiter (buckets keyed by merchant)."""
+def clients_for(
+    ctx: Workspace, merchants: Sequence[str], cancel: threading.Event | None = None
+) -> dict[str, WeChatPayClient]:
+    """One client per merchant, sharing one rate limiter (buckets keyed by merchant). Once
+    `cancel` is set, no client starts a new request (one already on the wire finishes)."""
     api = ctx.project.project.api
     out: dict[str, WeChatPayClient] = {}
     for mchid in sorted(set(merchants)):
@@ -131,6 +135,7 @@ def clients_for(ctx: Workspace, merchants: Sequence[str]) -> dict[str, WeChatPay
             connect_timeout=api.connect_timeout_seconds,
             read_timeout=api.read_timeout_seconds,
             max_concurrency=ctx.project.project.concurrency,
+            cancel=cancel,
         )
     return out
 

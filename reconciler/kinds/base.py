@@ -86,6 +86,12 @@ class StockKind:
     end_time_path: ClassVar[str]
     """Where the create body holds the end of the stock's validity."""
     immutable_reason: ClassVar[str]
+    identity_paths: ClassVar[tuple[str, ...]]
+    """Create-body fields that tell one stock from another (name, type, validity): the stock
+    read back under a recorded stock_id must show them as applied before anything is sent to
+    it."""
+    creator_path: ClassVar[str]
+    """Where the detail response names the merchant the stock belongs to."""
     can_look_up: ClassVar[bool] = False
     """Whether a stock whose create answer was lost can be found again (a list endpoint)."""
 
@@ -262,6 +268,23 @@ class StockKind:
             normalise(p, sent_value) == normalise(p, seen)
             for p, sent_value, seen in self.observable_pairs(sent, detail)
         )
+
+    def identity_mismatch(
+        self, merchant: str, applied: Mapping[str, Any], detail: Mapping[str, Any]
+    ) -> list[FieldDiff]:
+        """Identity fields where the stock read back differs from the one recorded: before is
+        what WeChat Pay shows, after what was applied. Empty when it is the same stock."""
+        paths = dict(self.observable_paths(applied))
+        out = []
+        for path in self.identity_paths:
+            has_sent, sent = get_path(applied, path)
+            has_seen, seen = get_path(detail, paths.get(path, path))
+            if has_sent and has_seen and normalise(path, sent) != normalise(path, seen):
+                out.append(FieldDiff(path, seen, sent))
+        found, creator = get_path(detail, self.creator_path)
+        if found and creator not in (None, "") and str(creator) != merchant:
+            out.append(FieldDiff(self.creator_path, creator, merchant))
+        return out
 
     def facts(self, detail: Mapping[str, Any]) -> dict[str, Any]:
         return {n: detail[n] for n in self.facts_fields if n in detail}

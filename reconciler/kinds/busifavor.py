@@ -40,6 +40,13 @@ class BusifavorKind(StockKind):
     begin_time_path = "coupon_use_rule.coupon_available_time.available_begin_time"
     end_time_path = "coupon_use_rule.coupon_available_time.available_end_time"
     immutable_reason = "WeChat Pay does not allow changing these fields after creation"
+    identity_paths = (
+        "stock_name",
+        "stock_type",
+        "coupon_use_rule.coupon_available_time.available_begin_time",
+        "coupon_use_rule.coupon_available_time.available_end_time",
+    )
+    creator_path = "belong_merchant"
 
     def committed_budget(self, stock: Stock) -> int | None:
         """NORMAL coupons: discount × max_coupons, the most the stock can give away."""

@@ -45,6 +45,8 @@ class FavorKind(StockKind):
     end_time_path = "available_end_time"
     immutable_reason = "代金券 (favor) stocks cannot be modified after creation"
     can_look_up = True
+    identity_paths = ("stock_name", "stock_type", "available_begin_time", "available_end_time")
+    creator_path = "stock_creator_mchid"
 
     def committed_budget(self, stock: Stock) -> int:
         return int(_favor(stock).spec.stock_use_rule.max_amount)

@@ -221,12 +221,14 @@ def _totals(plan: Plan) -> str:
     if not plan.totals:
         return ""
     lines = ["### Per merchant", ""]
-    lines.append("| merchant | creates | budget committed | updates | estimated time |")
-    lines.append("|---|---:|---|---:|---|")
+    lines.append("| merchant | creates | recovers | budget committed | updates | estimated time |")
+    lines.append("|---|---:|---:|---|---:|---|")
     for t in plan.totals:
-        budget = money(t.create_budget_fen) if t.creates else "—"
+        budget = money(t.create_budget_fen) if t.create_budget_fen else "—"
         time = duration(t.estimated_seconds)
-        lines.append(f"| {md(t.merchant)} | {t.creates} | {budget} | {t.updates} | {time} |")
+        lines.append(
+            f"| {md(t.merchant)} | {t.creates} | {t.recovers} | {budget} | {t.updates} | {time} |"
+        )
     lines.append("")
     lines.append(
         f"Estimated apply time: {duration(plan.estimated_apply_seconds)}"

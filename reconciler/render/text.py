@@ -27,6 +27,8 @@ SYMBOLS: dict[Action, str] = {
     Action.IMMUTABLE: "✗",
     Action.RENAME: "✗",
     Action.UNRESOLVED: "✗",
+    Action.UNTRACKED: "✗",
+    Action.MISMATCH: "✗",
 }
 
 # C0/C1 controls and bidirectional overrides: a stock name or reason must not be able to move
@@ -165,7 +167,9 @@ def location(change: Change) -> str:
 
 def merchant_line(t: MerchantTotals) -> str:
     creates = f"{t.creates} to create"
-    if t.creates:
+    if t.recovers:
+        creates += f" · {t.recovers} to recover"
+    if t.create_budget_fen:
         creates += f" committing {money(t.create_budget_fen)}"
     return (
         f"{clean(t.merchant)}  {creates} · {t.updates} to update · {duration(t.estimated_seconds)}"

@@ -142,6 +142,9 @@ class State(_Frozen):
     serial: StrictInt = Field(ge=0)
     stocks: dict[str, StockState] = Field(default_factory=dict)
     retired: dict[str, str] = Field(default_factory=dict)
+    retired_stock_ids: dict[str, str] = Field(default_factory=dict)
+    """The remote stock_id of each retired number that had created one, so that a later plan
+    can name the stock a second create would duplicate."""
 
     @model_validator(mode="after")
     def _consistent(self) -> State:
@@ -179,6 +182,18 @@ class State(_Frozen):
             s.out_request_no == number for s in self.stocks.values()
         )
 
+    def retired_for(
+        self, merchant: str, kind: Kind, id: str, below: int
+    ) -> list[tuple[int, str | None]]:
+        """(generation, remote stock_id or None) of every number of `id` under `below` that
+        `state rm` retired: each may stand for a stock WeChat Pay still has."""
+        out = []
+        for generation in range(min(below, MAX_GENERATION + 1)):
+            number = out_request_no(merchant, kind, id, generation)
+            if self.retired.get(number) is not None:
+                out.append((generation, self.retired_stock_ids.get(number)))
+        return out
+
     def free_generation(self, merchant: str, kind: Kind, id: str) -> int:
         """The lowest generation whose create number is not in use (0 for a fresh id)."""
         for generation in range(MAX_GENERATION + 1):
@@ -202,7 +217,12 @@ class State(_Frozen):
                 "it before removing the stock from the state."
             )
         stocks = {k: v for k, v in self.stocks.items() if k != id}
-        return self._with_stocks(stocks, {**self.retired, stock.out_request_no: id})
+        remote = (
+            {**self.retired_stock_ids, stock.out_request_no: stock.stock_id}
+            if stock.stock_id is not None
+            else self.retired_stock_ids
+        )
+        return self._with_stocks(stocks, {**self.retired, stock.out_request_no: id}, remote)
 
     def renamed(self, old: str, new: str) -> State:
         """Move a stock to a new id (`state mv`), keeping its request numbers and stock_id."""
@@ -323,7 +343,10 @@ class State(_Frozen):
         return self.with_stock(_update(self.stock(id), observed=dict(details), observed_at=at))
 
     def _with_stocks(
-        self, stocks: dict[str, StockState], retired: dict[str, str] | None = None
+        self,
+        stocks: dict[str, StockState],
+        retired: dict[str, str] | None = None,
+        retired_stock_ids: dict[str, str] | None = None,
     ) -> State:
         # Every StockState is already valid (built through validation), so only the invariants
         # across stocks are checked; re-validating each stock would make a single update cost
@@ -339,6 +362,9 @@ class State(_Frozen):
             serial=self.serial,
             stocks=stocks,
             retired=retired,
+            retired_stock_ids=self.retired_stock_ids
+            if retired_stock_ids is None
+            else retired_stock_ids,
         )
 
 
