@@ -19,7 +19,7 @@ from reconciler.wechatpay.errors import (
     ResponseVerificationError,
     SignatureProbeError,
 )
-from reconciler.wechatpay.verify import Context, ResponseVerifier, check_signature
+from reconciler.wechatpay.verify import ResponseOrigin, ResponseVerifier, check_signature
 
 STOCK = {"stock_id": "1212", "stock_name": "满100减10"}
 
@@ -104,10 +104,10 @@ def test_non_numeric_timestamp_is_rejected() -> None:
         }
     )
     with pytest.raises(ResponseVerificationError, match="'17e8' is not Unix seconds"):
-        check_signature(headers, b"", now=NOW, lookup=lambda s: None, context=Context())
+        check_signature(headers, b"", now=NOW, lookup=lambda s: None, context=ResponseOrigin())
     headers["Wechatpay-Timestamp"] = "9" * 5000
     with pytest.raises(ResponseVerificationError, match="is not Unix seconds"):
-        check_signature(headers, b"", now=NOW, lookup=lambda s: None, context=Context())
+        check_signature(headers, b"", now=NOW, lookup=lambda s: None, context=ResponseOrigin())
 
 
 def test_empty_204_body_is_verified_over_an_empty_line() -> None:

@@ -32,26 +32,26 @@ Choices made where the real API is UNCONFIRMED (each switchable in `EmulatorSett
 
 from __future__ import annotations
 
-from reconciler.emulator.app import Emulator, Outcome, RequestLogEntry
+from reconciler.emulator.app import Answer, Emulator, RequestLogEntry
 from reconciler.emulator.faults import Faults
 from reconciler.emulator.keys import PlatformCertificate, WechatPayKeys, generate_keys
 from reconciler.emulator.merchant import DemoMerchant
 from reconciler.emulator.server import EmulatorServer, run_server
 from reconciler.emulator.settings import DEFAULT_RATE_LIMITS, EmulatorSettings, RateLimit
-from reconciler.emulator.store import Stock
+from reconciler.emulator.store import StoredStock
 
 __all__ = [
     "DEFAULT_RATE_LIMITS",
+    "Answer",
     "DemoMerchant",
     "Emulator",
     "EmulatorServer",
     "EmulatorSettings",
     "Faults",
-    "Outcome",
     "PlatformCertificate",
     "RateLimit",
     "RequestLogEntry",
-    "Stock",
+    "StoredStock",
     "WechatPayKeys",
     "generate_keys",
     "run_server",

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from reconciler.emulator import routes_busifavor, routes_favor, store
 from reconciler.emulator.auth import authenticate, request_target, signed_response
-from reconciler.emulator.context import Context, Reply
+from reconciler.emulator.context import Reply, RequestContext
 from reconciler.emulator.failures import ApiFailure, system_error
 from reconciler.emulator.faults import FaultDecision, FaultInjector, Faults
 from reconciler.emulator.keys import (
@@ -31,7 +31,7 @@ from reconciler.emulator.keys import (
 from reconciler.emulator.ratelimit import RateLimiter
 from reconciler.emulator.routing import match
 from reconciler.emulator.settings import EmulatorSettings
-from reconciler.emulator.store import Merchant, Stock, Store
+from reconciler.emulator.store import EmulatedMerchant, Store, StoredStock
 
 if TYPE_CHECKING:
     from reconciler.emulator.server import EmulatorServer
@@ -55,7 +55,7 @@ class RequestLogEntry:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Answer:
     """What to send back: a response, or None to drop the connection, after `delay` seconds."""
 
     response: httpx.Response | None
@@ -136,13 +136,13 @@ class Emulator:
             raise ValueError("the APIv3 key must be 32 bytes")
         key = load_public_key(public_key) if isinstance(public_key, bytes) else public_key
         with self._lock:
-            self._store.merchants[mchid] = Merchant(mchid, serial_no, key, apiv3_key)
+            self._store.merchants[mchid] = EmulatedMerchant(mchid, serial_no, key, apiv3_key)
             self._save()
 
     # --- inspection and control -------------------------------------------------------------
 
     @property
-    def stocks(self) -> dict[str, Stock]:
+    def stocks(self) -> dict[str, StoredStock]:
         """A copy of every stock by id; what a test asserts about "what exists remotely"."""
         with self._lock:
             return {sid: s.snapshot() for sid, s in self._store.stocks.items()}
@@ -190,7 +190,7 @@ class Emulator:
 
         return EmulatorServer(self, host, port)
 
-    def respond(self, request: httpx.Request) -> Outcome:
+    def respond(self, request: httpx.Request) -> Answer:
         """Process one request; the caller applies the delay and a drop (server or transport)."""
         body = request.read()
         request_id = secrets.token_hex(16).upper()
@@ -214,12 +214,12 @@ class Emulator:
                 decision = self._fault_injector().decide(endpoint)
                 if decision.before == "drop":
                     self._record(request, None, endpoint, mchid, decision, request_id)
-                    return Outcome(None, decision.latency_seconds)
+                    return Answer(None, decision.latency_seconds)
                 if decision.before == "error_500":
                     raise system_error()
                 if decision.before == "rate_limit" or not self._admit(mchid, endpoint, now):
                     raise _rate_limited(endpoint)
-                ctx = Context(
+                ctx = RequestContext(
                     request, body, mchid, now, params, self._store, self.settings, self._save
                 )
                 reply = self._route(endpoint, ctx)
@@ -227,7 +227,7 @@ class Emulator:
                 reply = Reply(failure.status, failure.body())
             if decision.after == "drop":
                 self._record(request, None, endpoint, mchid, decision, request_id)
-                return Outcome(None, decision.latency_seconds)
+                return Answer(None, decision.latency_seconds)
             if decision.after == "error_500":
                 reply = Reply(500, system_error().body())
             response = signed_response(
@@ -239,16 +239,16 @@ class Emulator:
                 fault=decision.signature,
             )
             self._record(request, reply.status, endpoint, mchid, decision, request_id)
-            return Outcome(response, decision.latency_seconds)
+            return Answer(response, decision.latency_seconds)
 
     # --- internals --------------------------------------------------------------------------
 
-    def _route(self, endpoint: str, ctx: Context) -> Reply:
+    def _route(self, endpoint: str, ctx: RequestContext) -> Reply:
         if endpoint == "certificates":
             return self._certificates(ctx)
         return HANDLERS[endpoint](ctx)
 
-    def _certificates(self, ctx: Context) -> Reply:
+    def _certificates(self, ctx: RequestContext) -> Reply:
         if not self.settings.platform_certificates:
             raise ApiFailure(404, "RESOURCE_NOT_EXISTS", NO_CERTIFICATE)
         apiv3_key = self._store.merchants[ctx.mchid].apiv3_key

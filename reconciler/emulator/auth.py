@@ -13,7 +13,7 @@ import httpx
 from reconciler.emulator.failures import ApiFailure
 from reconciler.emulator.faults import SignatureFault
 from reconciler.emulator.keys import SigningIdentity
-from reconciler.emulator.store import Merchant
+from reconciler.emulator.store import EmulatedMerchant
 from reconciler.wechatpay.signing import (
     SCHEME,
     SIGNTEST_PREFIX,
@@ -49,10 +49,10 @@ def _sign_error(message: str, detail: dict[str, Any] | None = None) -> ApiFailur
 def authenticate(
     request: httpx.Request,
     body: bytes,
-    merchants: Mapping[str, Merchant],
+    merchants: Mapping[str, EmulatedMerchant],
     now: float,
     max_skew_seconds: int,
-) -> Merchant:
+) -> EmulatedMerchant:
     """The merchant whose signature this request carries; raises the server's error otherwise."""
     if not request.headers.get("Accept") or not request.headers.get("User-Agent"):
         raise ApiFailure(400, "INVALID_REQUEST", HEADERS_MISSING)

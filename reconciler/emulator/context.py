@@ -14,7 +14,7 @@ import httpx
 from reconciler.emulator.checks import pointer_to
 from reconciler.emulator.failures import ApiFailure, invalid_request, param_error, stock_not_found
 from reconciler.emulator.settings import EmulatorSettings
-from reconciler.emulator.store import RequestRecord, Stock, StockKind, Store
+from reconciler.emulator.store import KindName, RequestRecord, Store, StoredStock
 
 UNSUPPORTED_CHARACTER = "请求参数包含不支持的字符,仅支持1-3字节的UTF-8字符(不支持emoji等)"
 REUSED_DIFFERENT = "单号已存在但信息不一致,请查单后比较确认"
@@ -32,7 +32,7 @@ class Reply:
 
 
 @dataclass
-class Context:
+class RequestContext:
     """One authenticated request: caller, emulator time, store, settings and the commit hook."""
 
     request: httpx.Request
@@ -70,7 +70,7 @@ class Context:
             out.setdefault(key, value)
         return out
 
-    def stock(self, kind: StockKind) -> Stock:
+    def stock(self, kind: KindName) -> StoredStock:
         stock = self.store.stocks.get(self.params["stock_id"])
         if stock is None or stock.kind != kind:
             raise stock_not_found()

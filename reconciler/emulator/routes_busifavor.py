@@ -6,9 +6,9 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from reconciler.emulator.context import Context, Reply
+from reconciler.emulator.context import Reply, RequestContext
 from reconciler.emulator.failures import NO_PERMISSION, ApiFailure, invalid_request, param_error
-from reconciler.emulator.store import Stock
+from reconciler.emulator.store import StoredStock
 from reconciler.emulator.timefmt import TimeStyle, format_time, parse_time, render_time
 from reconciler.emulator.validate_busifavor import validate_busifavor_create
 from reconciler.emulator.validate_busifavor_update import validate_budget, validate_busifavor_modify
@@ -20,7 +20,7 @@ _SEND_FLAGS = ("natural_person_limit", "prevent_api_abuse", "transferable", "sha
 _REPLACED_WHOLE = frozenset({"mini_programs_info", "finder_info"})
 
 
-def create(ctx: Context) -> Reply:
+def create(ctx: RequestContext) -> Reply:
     body = ctx.json_body()
     number = body.get("out_request_no") if isinstance(body, dict) else None
     replayed = ctx.replay("busifavor.create", number)
@@ -31,7 +31,7 @@ def create(ctx: Context) -> Reply:
     )
     stock_id = ctx.store.allocate_stock_id()
     create_time = format_time(ctx.now)
-    ctx.store.stocks[stock_id] = Stock(
+    ctx.store.stocks[stock_id] = StoredStock(
         kind="busifavor",
         stock_id=stock_id,
         creator_mchid=ctx.mchid,
@@ -47,7 +47,7 @@ def create(ctx: Context) -> Reply:
     return Reply(200, response)
 
 
-def busifavor_view(stock: Stock, style: TimeStyle) -> dict[str, Any]:
+def busifavor_view(stock: StoredStock, style: TimeStyle) -> dict[str, Any]:
     """The detail shape (reference §2.2): the create body under the same names, without
     out_request_no, plus stock_state, stock_id and the send counters; unset flags read false."""
     view = copy.deepcopy(stock.body)
@@ -75,20 +75,20 @@ def busifavor_view(stock: Stock, style: TimeStyle) -> dict[str, Any]:
     return view
 
 
-def _own_stock(ctx: Context) -> Stock:
+def _own_stock(ctx: RequestContext) -> StoredStock:
     stock = ctx.stock("busifavor")
     if stock.creator_mchid != ctx.mchid:
         raise ApiFailure(403, "NO_AUTH", NO_PERMISSION)
     return stock
 
 
-def _require_running_window(ctx: Context, stock: Stock) -> None:
+def _require_running_window(ctx: RequestContext, stock: StoredStock) -> None:
     end = parse_time(stock.body["coupon_use_rule"]["coupon_available_time"]["available_end_time"])
     if end is not None and ctx.now >= end.timestamp():
         raise invalid_request(STOCK_ENDED)
 
 
-def detail(ctx: Context) -> Reply:
+def detail(ctx: RequestContext) -> Reply:
     return Reply(200, busifavor_view(_own_stock(ctx), ctx.settings.detail_time_format))
 
 
@@ -100,7 +100,7 @@ def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
             _merge(target.setdefault(key, {}), value)
 
 
-def modify(ctx: Context) -> Reply:
+def modify(ctx: RequestContext) -> Reply:
     stock = _own_stock(ctx)
     body = ctx.json_body()
     number = body.get("out_request_no") if isinstance(body, dict) else None
@@ -118,7 +118,7 @@ def modify(ctx: Context) -> Reply:
     return Reply(204)
 
 
-def budget(ctx: Context) -> Reply:
+def budget(ctx: RequestContext) -> Reply:
     stock = _own_stock(ctx)
     body = ctx.json_body()
     number = body.get("modify_budget_request_no") if isinstance(body, dict) else None
@@ -149,7 +149,7 @@ def budget(ctx: Context) -> Reply:
     return Reply(200, response)
 
 
-HANDLERS: dict[str, Callable[[Context], Reply]] = {
+HANDLERS: dict[str, Callable[[RequestContext], Reply]] = {
     "busifavor.create": create,
     "busifavor.detail": detail,
     "busifavor.modify": modify,

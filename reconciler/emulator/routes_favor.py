@@ -6,9 +6,9 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from reconciler.emulator.context import Context, Reply
+from reconciler.emulator.context import Reply, RequestContext
 from reconciler.emulator.failures import BAD_MERCHANT, invalid_request, param_error
-from reconciler.emulator.store import Stock
+from reconciler.emulator.store import StoredStock
 from reconciler.emulator.timefmt import TimeStyle, format_time, parse_time, render_time
 from reconciler.emulator.validate_favor import validate_favor_create
 
@@ -18,7 +18,7 @@ ENDED_OR_INACTIVE = "活动已结束或未激活"
 BAD_STATE = "非法的批次状态"
 
 
-def create(ctx: Context) -> Reply:
+def create(ctx: RequestContext) -> Reply:
     body = ctx.json_body()
     number = body.get("out_request_no") if isinstance(body, dict) else None
     replayed = ctx.replay("favor.create", number)
@@ -29,7 +29,7 @@ def create(ctx: Context) -> Reply:
     )
     stock_id = ctx.store.allocate_stock_id()
     create_time = format_time(ctx.now)
-    ctx.store.stocks[stock_id] = Stock(
+    ctx.store.stocks[stock_id] = StoredStock(
         kind="favor",
         stock_id=stock_id,
         creator_mchid=ctx.mchid,
@@ -45,7 +45,7 @@ def create(ctx: Context) -> Reply:
     return Reply(200, response)
 
 
-def favor_view(stock: Stock, style: TimeStyle) -> dict[str, Any]:
+def favor_view(stock: StoredStock, style: TimeStyle) -> dict[str, Any]:
     """The detail shape (reference §1.2): the use rules regrouped, create-only fields dropped."""
     body = stock.body
     sent_rule = body["stock_use_rule"]
@@ -81,7 +81,7 @@ def favor_view(stock: Stock, style: TimeStyle) -> dict[str, Any]:
     return view
 
 
-def _creator_stock(ctx: Context, creator: str | None, location: str) -> Stock:
+def _creator_stock(ctx: RequestContext, creator: str | None, location: str) -> StoredStock:
     field = "stock_creator_mchid" if location == "query" else "/stock_creator_mchid"
     if not isinstance(creator, str) or not creator:
         raise param_error(field, "商户号必填", location=location)
@@ -91,7 +91,7 @@ def _creator_stock(ctx: Context, creator: str | None, location: str) -> Stock:
     return stock
 
 
-def detail(ctx: Context) -> Reply:
+def detail(ctx: RequestContext) -> Reply:
     stock = _creator_stock(ctx, ctx.query().get("stock_creator_mchid"), "query")
     return Reply(200, favor_view(stock, ctx.settings.detail_time_format))
 
@@ -108,7 +108,7 @@ def _query_int(query: dict[str, str], name: str, lo: int, hi: int | None, messag
     return value
 
 
-def list_stocks(ctx: Context) -> Reply:
+def list_stocks(ctx: RequestContext) -> Reply:
     query = ctx.query()
     creator = query.get("stock_creator_mchid")
     if not creator:
@@ -145,10 +145,10 @@ def list_stocks(ctx: Context) -> Reply:
 
 def _transition(
     event: str, allowed: frozenset[str], target: str, repeat_ok: str | None
-) -> Callable[[Context], Reply]:
+) -> Callable[[RequestContext], Reply]:
     """A state change; `repeat_ok` is the state in which a repeat returns the first answer."""
 
-    def handler(ctx: Context) -> Reply:
+    def handler(ctx: RequestContext) -> Reply:
         body = ctx.json_body()
         creator = body.get("stock_creator_mchid") if isinstance(body, dict) else None
         stock = _creator_stock(ctx, creator, "body")
@@ -175,7 +175,7 @@ pause = _transition("pause_time", frozenset({"running"}), "paused", repeat_ok=No
 restart = _transition("restart_time", frozenset({"paused"}), "running", repeat_ok=None)
 stop = _transition("stop_time", frozenset({"unactivated"}), "stoped", repeat_ok=None)
 
-HANDLERS: dict[str, Callable[[Context], Reply]] = {
+HANDLERS: dict[str, Callable[[RequestContext], Reply]] = {
     "favor.create": create,
     "favor.detail": detail,
     "favor.list": list_stocks,

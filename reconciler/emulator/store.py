@@ -24,11 +24,11 @@ from reconciler.fsutil import fsync_directory, remove_stale_temps, temp_path
 FORMAT = "reconciler-emulator/1"
 FIRST_STOCK_ID = 10000001
 
-StockKind = Literal["favor", "busifavor"]
+KindName = Literal["favor", "busifavor"]
 
 
 @dataclass
-class Merchant:
+class EmulatedMerchant:
     mchid: str
     serial_no: str
     public_key: rsa.RSAPublicKey
@@ -36,14 +36,14 @@ class Merchant:
 
 
 @dataclass
-class Stock:
+class StoredStock:
     """One stock: the create body as received (updated by modifications) plus server fields.
 
     `status` is favor's lower-case `status` or busifavor's upper-case `stock_state`; `events`
     holds favor's `start_time`, `pause_time`, `restart_time` and `stop_time` once they happen.
     """
 
-    kind: StockKind
+    kind: KindName
     stock_id: str
     creator_mchid: str
     out_request_no: str
@@ -53,7 +53,7 @@ class Stock:
     body: dict[str, Any]
     events: dict[str, str] = field(default_factory=dict)
 
-    def snapshot(self) -> Stock:
+    def snapshot(self) -> StoredStock:
         return copy.deepcopy(self)
 
 
@@ -69,8 +69,8 @@ class RequestRecord:
 
 @dataclass
 class Store:
-    merchants: dict[str, Merchant] = field(default_factory=dict)
-    stocks: dict[str, Stock] = field(default_factory=dict)
+    merchants: dict[str, EmulatedMerchant] = field(default_factory=dict)
+    stocks: dict[str, StoredStock] = field(default_factory=dict)
     # (mchid, scope) -> request number -> record; scope is an endpoint name.
     request_numbers: dict[tuple[str, str], dict[str, RequestRecord]] = field(default_factory=dict)
     next_stock_id: int = FIRST_STOCK_ID
@@ -127,14 +127,14 @@ class Store:
     def from_data(cls, data: dict[str, Any]) -> Store:
         store = cls(next_stock_id=int(data["next_stock_id"]))
         for mchid, m in data["merchants"].items():
-            store.merchants[mchid] = Merchant(
+            store.merchants[mchid] = EmulatedMerchant(
                 mchid=mchid,
                 serial_no=m["serial_no"],
                 public_key=load_public_key(m["public_key"].encode("ascii")),
                 apiv3_key=m["apiv3_key"],
             )
         for s in data["stocks"]:
-            store.stocks[s["stock_id"]] = Stock(**s)
+            store.stocks[s["stock_id"]] = StoredStock(**s)
         for r in data["request_numbers"]:
             store.numbers(r["mchid"], r["scope"])[r["number"]] = RequestRecord(
                 digest_json=r["digest_json"],

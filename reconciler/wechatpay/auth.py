@@ -21,7 +21,7 @@ from reconciler import __version__
 from reconciler.wechatpay import signing
 from reconciler.wechatpay.credentials import MerchantCredentials
 
-Clock = Callable[[], float]
+TimeSource = Callable[[], float]
 NonceSource = Callable[[], str]
 
 USER_AGENT = f"reconciler/{__version__} (+python httpx)"
@@ -56,7 +56,7 @@ class WeChatPayAuth(httpx.Auth):
         self,
         credentials: MerchantCredentials,
         *,
-        clock: Clock = time.time,
+        clock: TimeSource = time.time,
         nonce_source: NonceSource = random_nonce,
     ) -> None:
         self._credentials = credentials

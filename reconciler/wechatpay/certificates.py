@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from reconciler.errors import ApiError
-from reconciler.wechatpay.auth import Clock
+from reconciler.wechatpay.auth import TimeSource
 from reconciler.wechatpay.errors import CredentialError, UnexpectedResponseError, request_id_of
-from reconciler.wechatpay.verify import Context, check_signature
+from reconciler.wechatpay.verify import ResponseOrigin, check_signature
 
 CERTIFICATES_PATH = "/v3/certificates"
 ALGORITHM = "AEAD_AES_256_GCM"
@@ -89,7 +89,7 @@ class PlatformCertificates:
         apiv3_key: bytes,
         fetch: Callable[[], httpx.Response],
         *,
-        clock: Clock,
+        clock: TimeSource,
         max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
     ) -> None:
         self._apiv3_key = apiv3_key
@@ -153,7 +153,7 @@ class PlatformCertificates:
 
     def _refresh(self) -> None:
         response = self._fetch()
-        context = Context.of(response)
+        context = ResponseOrigin.of(response)
         try:
             fetched = parse_certificate_list(self._apiv3_key, response.content)
         except ValueError as exc:

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import httpx
 
 from reconciler.operation import CreateResult
-from reconciler.wechatpay.auth import Clock, NonceSource, json_body, random_nonce
+from reconciler.wechatpay.auth import NonceSource, TimeSource, json_body, random_nonce
 from reconciler.wechatpay.certificates import DEFAULT_MAX_AGE_SECONDS
 from reconciler.wechatpay.credentials import MerchantCredentials
 from reconciler.wechatpay.errors import UnexpectedResponseError, request_id_of
@@ -53,7 +53,7 @@ class WeChatPayClient:
         *,
         base_url: str = DEFAULT_BASE_URL,
         transport: httpx.BaseTransport | None = None,
-        clock: Clock = time.time,
+        clock: TimeSource = time.time,
         nonce_source: NonceSource = random_nonce,
         rate_limiter: RateLimiter | None = None,
         retry: RetryPolicy | None = None,

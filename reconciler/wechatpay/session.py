@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import httpx
 
 from reconciler.errors import ApiError
-from reconciler.wechatpay.auth import Clock, NonceSource, WeChatPayAuth, signed_message
+from reconciler.wechatpay.auth import NonceSource, TimeSource, WeChatPayAuth, signed_message
 from reconciler.wechatpay.cancel import Cancelled, pause, take_slot
 from reconciler.wechatpay.certificates import CERTIFICATES_PATH, PlatformCertificates
 from reconciler.wechatpay.credentials import MerchantCredentials
@@ -64,7 +64,7 @@ class Session:
         *,
         base_url: str,
         transport: httpx.BaseTransport | None,
-        clock: Clock,
+        clock: TimeSource,
         nonce_source: NonceSource,
         rate_limiter: RateLimiter,
         retry: RetryPolicy,

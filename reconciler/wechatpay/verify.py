@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from reconciler.errors import ApiError
 from reconciler.wechatpay import signing
-from reconciler.wechatpay.auth import Clock
+from reconciler.wechatpay.auth import TimeSource
 from reconciler.wechatpay.credentials import PUBLIC_KEY_ID_PREFIX, MerchantCredentials
 from reconciler.wechatpay.errors import (
     ResponseVerificationError,
@@ -39,7 +39,7 @@ class CertificateSource(Protocol):
 
 
 @dataclass(frozen=True)
-class Context:
+class ResponseOrigin:
     """Where a response came from, for error messages only."""
 
     method: str = ""
@@ -48,7 +48,7 @@ class Context:
     request_id: str | None = None
 
     @classmethod
-    def of(cls, response: httpx.Response) -> Context:
+    def of(cls, response: httpx.Response) -> ResponseOrigin:
         request = response.request
         return cls(
             method=request.method,
@@ -79,7 +79,7 @@ def check_signature(
     *,
     now: float,
     lookup: KeyLookup,
-    context: Context,
+    context: ResponseOrigin,
     known: Callable[[], list[str]] = list,
 ) -> None:
     """Raise unless the headers carry a fresh, valid signature over `body`; pure but for lookup."""
@@ -132,7 +132,7 @@ class ResponseVerifier:
         self,
         credentials: MerchantCredentials,
         *,
-        clock: Clock,
+        clock: TimeSource,
         certificates: CertificateSource | None = None,
     ) -> None:
         if credentials.uses_platform_certificates and certificates is None:
@@ -152,7 +152,7 @@ class ResponseVerifier:
             response.content,
             now=self._clock(),
             lookup=lambda serial: self._key(serial, refresh=True),
-            context=Context.of(response),
+            context=ResponseOrigin.of(response),
             known=self._trusted,
         )
 
@@ -176,7 +176,7 @@ class ResponseVerifier:
                 response.content,
                 now=self._clock(),
                 lookup=lambda _: key,
-                context=Context.of(response),
+                context=ResponseOrigin.of(response),
             )
         except ResponseVerificationError:
             return False
