@@ -26,16 +26,16 @@ from reconciler.applier import Applier
 from reconciler.config import load_project
 from reconciler.emulator import EmulatorSettings, Faults
 from reconciler.emulator.settings import RateLimit
-from reconciler.planner import create_body
+from reconciler.kinds import kind_of
 from reconciler.runtime import Clock, Runtime
 from reconciler.state.model import State, StockState
 from reconciler.state.store import StateStore
 
 
-def _context(root: Path, clock: Clock, read_state: bool = False) -> engine.Context:
+def _context(root: Path, clock: Clock, read_state: bool = False) -> engine.Workspace:
     project, diagnostics = load_project(root / "reconciler.yaml")
     assert project is not None, diagnostics
-    return engine.open_context(project, Runtime(root, {}, clock), read_state=read_state)
+    return engine.open_workspace(project, Runtime(root, {}, clock), read_state=read_state)
 
 
 def bench_plan(count: int, runs: int = 3) -> dict[str, float]:
@@ -50,7 +50,7 @@ def bench_plan(count: int, runs: int = 3) -> dict[str, float]:
         for i, loaded in enumerate(ctx.desired):
             s = loaded.stock
             entry = StockState.new(s.id, s.kind, s.merchant)
-            body = create_body(s, entry.out_request_no)
+            body = kind_of(s.kind).create_body(s, entry.out_request_no)
             from reconciler.ids import body_digest
 
             stocks[s.id] = entry.model_copy(
@@ -68,7 +68,8 @@ def bench_plan(count: int, runs: int = 3) -> dict[str, float]:
         for _ in range(runs):
             start = time.perf_counter()
             ctx = _context(root, clock, read_state=True)  # as `reconciler plan` does
-            plan, _ = engine.plan(ctx, "none")
+            planned = engine.plan(ctx, "none")
+            plan = planned.plan
             samples.append(time.perf_counter() - start)
             assert not plan.has_changes and len(plan.changes) == count
     return {
@@ -93,7 +94,9 @@ def bench_refresh(count: int = 1000, latency_ms: int = 50) -> dict[str, float]:
 
             ctx = _context(root, clock)
             ctx.limiter = RateLimiter({"favor_create": Limit(100_000, 1.0)})
-            first, state = engine.plan(ctx, "none")
+            planned = engine.plan(ctx, "none")
+            first = planned.plan
+            state = planned.state
             clients = engine.clients_for(ctx, ["1900000001"])
             with ctx.store.lock("bench"):
                 report = Applier(ctx.store, state, clients, clock.now, concurrency=32).apply(first)
@@ -107,7 +110,8 @@ def bench_refresh(count: int = 1000, latency_ms: int = 50) -> dict[str, float]:
                 ctx = _context(root, clock)  # default limits again
                 emu.clear_request_log()
                 start = time.perf_counter()
-                plan, _ = engine.plan(ctx, "all")
+                planned = engine.plan(ctx, "all")
+                plan = planned.plan
                 samples.append(time.perf_counter() - start)
                 assert not plan.has_changes
                 throttled = sum(1 for e in emu.request_log if e.status == 429)
@@ -130,7 +134,9 @@ def bench_apply(count: int = 100, per_minute: int = 600) -> dict[str, float]:
                 + f"    rate_limits:\n      favor_create: {{count: {per_minute}, per_seconds: 60}}\n"
             )
             ctx = _context(root, clock)
-            plan, state = engine.plan(ctx, "none")
+            planned = engine.plan(ctx, "none")
+            plan = planned.plan
+            state = planned.state
             clients = engine.clients_for(ctx, ["1900000001"])
             emu.clear_request_log()
             start = time.perf_counter()

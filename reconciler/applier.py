@@ -201,6 +201,8 @@ class Applier:
             return
         try:
             detail = kind.detail(api, stock_id, change.merchant)
+        except RequestCancelled:
+            raise _Skipped("interrupted before it started") from None
         except ApiError as exc:
             raise ReconcilerError(
                 f"could not read stock {stock_id} back to check it is the one recorded, so nothing was sent to it ({exc})"

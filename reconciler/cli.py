@@ -33,13 +33,20 @@ from reconciler.runtime import Runtime
 from reconciler.schema import stock_schema_text
 
 
-@click.group()
+@click.group(context_settings={"max_content_width": 100})
 @click.version_option(__version__, prog_name="reconciler")
 @click.option(
     "--debug", is_flag=True, help="On an unexpected error, print the traceback (for a report)."
 )
-def cli(debug: bool) -> None:
-    """WeChat Pay coupon stocks (代金券, 商家券) as code: validate, plan, apply."""
+@click.option(
+    "--no-color", is_flag=True, help="No colour and no live progress bar (as NO_COLOR does)."
+)
+def cli(debug: bool, no_color: bool) -> None:
+    """WeChat Pay coupon stocks (代金券, 商家券) as code: validate, plan, apply.
+
+    Shell completion: eval "$(_RECONCILER_COMPLETE=bash_source reconciler)" (zsh_source and
+    fish_source for the other shells).
+    """
 
 
 def _default_stocks() -> Path:
@@ -107,6 +114,37 @@ cli.add_command(state_cmd.state)
 cli.add_command(emulator_cmd.emulator)
 cli.add_command(demo_cmd.demo)
 cli.add_command(init_cmd.init)
+
+
+SUMMARIES = {
+    "validate": "Check stock files against every documented rule.",
+    "plan": "Show what apply would create or change, money first.",
+    "apply": "Create and update stocks, saving the state after each step.",
+    "state": "Inspect and repair the state (never creates a stock).",
+    "schema": "Print the JSON Schema of a stock file.",
+    "init": "Write a new project: reconciler.yaml, stocks, workflows.",
+    "emulator": "Serve a local WeChat Pay for trying and testing.",
+    "demo": "Run the whole loop against a local emulator.",
+    "list": "One line per recorded stock.",
+    "show": "Everything recorded about one stock, as JSON.",
+    "rm": "Stop tracking a stock (it stays at WeChat Pay).",
+    "mv": "Rename a stock's id in the state.",
+    "import": "Adopt an existing remote stock for a stock file.",
+    "unlock": "Break a stale lock left by a dead apply.",
+    "add-merchant": "Register a merchant in an emulator data file.",
+}
+"""One line per command for `--help` listings, so none is cut off mid-sentence."""
+
+
+def _summarise(group: click.Group) -> None:
+    for name, command in group.commands.items():
+        if name in SUMMARIES and command.short_help is None:
+            command.short_help = SUMMARIES[name]
+        if isinstance(command, click.Group):
+            _summarise(command)
+
+
+_summarise(cli)
 
 
 def main(argv: Sequence[str] | None = None, runtime: Runtime | None = None) -> int:

@@ -309,7 +309,10 @@ def test_ctrl_c_lets_requests_in_flight_finish_and_releases_the_lock(
     assert check_state(ws) == 0, "a request was left in flight"
     assert StateStore(ws.state_path, ws.clock.clock()).read_lock() is None
     created = {i: sid for i, sid in ws.stock_ids().items() if sid is not None}
-    assert 0 < len(created) < len(ids), output
+    # Only requests already on the wire finish: a create whose intent was saved but which
+    # still waited for a slot is forgotten, so this may be none at all.
+    assert len(created) < len(ids), output
+    assert len(emulator.stocks()) == len(created), output
 
     settle(ws, emulator, Tally())
     assert_one_remote_per_id(ws.state(), emulator.stocks(), ids)

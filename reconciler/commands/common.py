@@ -75,5 +75,9 @@ def open_project(path: Path) -> ProjectFile:
 
 
 def color_enabled() -> bool:
-    """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
-    return sys.stdout.isatty() and not runtime().environ.get("NO_COLOR")
+    """Colour (and the live progress bar) only on a terminal, and never with `--no-color` or
+    NO_COLOR set to anything (https://no-color.org)."""
+    root = click.get_current_context().find_root()
+    if root.params.get("no_color") or runtime().environ.get("NO_COLOR"):
+        return False
+    return sys.stdout.isatty()

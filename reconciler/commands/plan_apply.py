@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
 from pathlib import Path
 
 import click
 
 from reconciler import engine
-from reconciler.applier import Outcome, Report, Result
+from reconciler.applier import Outcome, Report
 from reconciler.commands.common import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -23,24 +22,20 @@ from reconciler.commands.common import (
     project_option,
     runtime,
 )
+from reconciler.commands.progress import Progress
 from reconciler.errors import ConfigError
 from reconciler.plan import Plan
 from reconciler.render.json_doc import render_json
 from reconciler.render.markdown import render_markdown
-from reconciler.render.text import render_text
+from reconciler.render.text import merchant_line, render_text, summary_line
 from reconciler.state.lock import LockInfo
 
-REFRESH_CHOICES = {
-    "true": "changing",
-    "changing": "changing",
-    "false": "none",
-    "none": "none",
-    "all": "all",
-}
+REFRESH_CHOICES = {"true": "changing", "all": "all", "false": "none"}
+"""`--refresh` as a user writes it -> the engine's refresh mode."""
 
 refresh_option = click.option(
     "--refresh",
-    type=click.Choice(sorted(REFRESH_CHOICES)),
+    type=click.Choice(list(REFRESH_CHOICES)),
     default="true",
     show_default=True,
     help="true: query stocks that can still change; all: every recorded stock; false: plan from the state alone (no credentials needed).",
@@ -122,6 +117,11 @@ def plan(
     show_default=True,
     help="Seconds to wait for another apply's lock.",
 )
+@click.option(
+    "--show-plan",
+    is_flag=True,
+    help="With --yes off a terminal, print the whole plan, not only its summary.",
+)
 @init_state_option
 def apply(
     plan_file: Path | None,
@@ -129,6 +129,7 @@ def apply(
     refresh: str,
     yes: bool,
     lock_wait: float,
+    show_plan: bool,
     init_state: bool,
 ) -> int:
     """Create every missing stock and send allowed updates, saving the state after each step.
@@ -138,7 +139,7 @@ def apply(
     """
     project = open_project(project_path)
     ws = engine.open_workspace(project, runtime(), init_state=init_state)
-    lock = threading.Lock()
+    terminal = sys.stdout.isatty()
 
     def waiting(held: LockInfo) -> None:
         click.echo(
@@ -148,6 +149,12 @@ def apply(
         )
 
     def show(chosen: Plan) -> None:
+        if yes and not terminal and not show_plan:
+            # CI logs: the reviewed plan is in the pull request; say what is about to happen.
+            click.echo(summary_line(chosen))
+            for t in chosen.totals:
+                click.echo(f"  {merchant_line(t)}")
+            return
         click.echo(render_text(chosen, color=color_enabled()))
 
     def confirm(chosen: Plan) -> bool:
@@ -159,17 +166,7 @@ def apply(
             )
         return click.confirm("Apply these changes?", default=False)
 
-    done = [0]
-
-    def progress(r: Result, total: int) -> None:
-        with lock:
-            done[0] += 1
-            mark = {"succeeded": "✓", "failed": "✗", "unresolved": "?", "skipped": "-"}[
-                r.outcome.value
-            ]
-            click.echo(f"[{done[0]}/{total}] {mark} {r.id}: {r.message}")
-            if r.suggestion:
-                click.echo(f"      next: {r.suggestion}")
+    progress = Progress(live=terminal and color_enabled())
 
     def interrupted() -> None:
         click.echo(
@@ -178,18 +175,22 @@ def apply(
         )
 
     stop = engine.Stop()
-    with engine.stop_on_signals(stop, interrupted):
-        applied = engine.apply(
-            ws,
-            plan_file=plan_file,
-            refresh_mode=REFRESH_CHOICES[refresh],
-            confirm=confirm,
-            lock_wait=lock_wait,
-            on_waiting=waiting,
-            on_plan=show,
-            on_result=progress,
-            stop=stop,
-        )
+    try:
+        with engine.stop_on_signals(stop, interrupted):
+            applied = engine.apply(
+                ws,
+                plan_file=plan_file,
+                refresh_mode=REFRESH_CHOICES[refresh],
+                confirm=confirm,
+                lock_wait=lock_wait,
+                on_waiting=waiting,
+                on_plan=show,
+                on_result=progress.result,
+                on_start=progress.start,
+                stop=stop,
+            )
+    finally:
+        progress.stop()
     if applied.report is None:
         click.echo("No changes to apply.")
         return EXIT_OK

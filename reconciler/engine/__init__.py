@@ -14,8 +14,10 @@ from reconciler.engine.applying import (
     NotConfirmed,
     PlanHasErrors,
     Stop,
+    Waiting,
     apply,
     stop_on_signals,
+    waiting_calls,
 )
 from reconciler.engine.planning import (
     REFRESH_MODES,
@@ -44,6 +46,7 @@ __all__ = [
     "PlanInvalid",
     "Planned",
     "Stop",
+    "Waiting",
     "Workspace",
     "apply",
     "check_fresh",
@@ -56,5 +59,6 @@ __all__ = [
     "refresh_targets",
     "stop_on_signals",
     "validate",
+    "waiting_calls",
     "write_output",
 ]

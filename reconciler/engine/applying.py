@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -19,8 +19,11 @@ from reconciler.applier import Applier, Report, Result
 from reconciler.engine.planning import check_fresh, load_plan_file, plan
 from reconciler.engine.workspace import Workspace, clients_for, desired_digest
 from reconciler.errors import ReconcilerError
+from reconciler.limits import Limit
 from reconciler.plan import Plan
 from reconciler.state.lock import LockInfo
+from reconciler.wechatpay.client import WeChatPayClient
+from reconciler.wechatpay.ratelimit import RateLimiter
 
 
 class PlanHasErrors(ReconcilerError):
@@ -80,6 +83,32 @@ def stop_on_signals(stop: Stop, on_first: Callable[[], None]) -> Iterator[Stop]:
 
 
 @dataclass(frozen=True)
+class Waiting:
+    """Calls of one merchant waiting for one rate limit right now."""
+
+    merchant: str
+    call: str
+    count: int
+    limit: Limit
+
+    @property
+    def limit_text(self) -> str:
+        per = self.limit.per_seconds
+        unit = "min" if per == 60 else "s" if per == 1 else f"{per:g} s"
+        return f"{self.limit.count}/{unit}"
+
+
+def waiting_calls(clients: Mapping[str, WeChatPayClient]) -> list[Waiting]:
+    """What every client is waiting for, merchant by merchant (limiters may be shared)."""
+    seen: dict[int, RateLimiter] = {id(c.rate_limiter): c.rate_limiter for c in clients.values()}
+    out = []
+    for limiter in seen.values():
+        for (mchid, call), count in sorted(limiter.waiting().items()):
+            out.append(Waiting(mchid, call, count, limiter.limit_for(call)))
+    return out
+
+
+@dataclass(frozen=True)
 class Applied:
     """What an apply did: the plan it followed and, when it sent anything, the report."""
 
@@ -98,6 +127,7 @@ def apply(
     on_waiting: Callable[[LockInfo], None] = lambda info: None,
     on_plan: Callable[[Plan], None] = lambda p: None,
     on_result: Callable[[Result, int], None] = lambda r, total: None,
+    on_start: Callable[[int, Callable[[], list[Waiting]]], None] = lambda total, waiting: None,
     stop: Stop | None = None,
 ) -> Applied:
     """Apply a saved plan (refused unless it is still fresh) or a new one (shown through
@@ -129,6 +159,7 @@ def apply(
             raise NotConfirmed()
         acting = [c for c in chosen.changes if c.operations]
         clients = clients_for(ws, [c.merchant for c in acting], cancel=stop.event)
+        on_start(len(acting), lambda: waiting_calls(clients))
         try:
             applier = Applier(
                 ws.store,

@@ -25,6 +25,7 @@ from reconciler.render.text import (
     facts_text,
     kind_label,
     location,
+    refresh_text,
     summary_line,
     value_text,
 )
@@ -210,7 +211,7 @@ def _head(plan: Plan, marker: str, title: str | None, note: str | None) -> str:
     if note:
         lines += ["", f"> {note}"]
     meta = f"Planned {md(plan.created_at)} · reconciler {md(plan.tool_version)}"
-    meta += f" · state serial {plan.state_serial} · refresh: {md(plan.refresh)}"
+    meta += f" · state serial {plan.state_serial} · refresh: {md(refresh_text(plan.refresh))}"
     if plan.refresh_note:
         meta += f" ({md(plan.refresh_note)})"
     lines += ["", meta + f" · checksum {code(plan.checksum())}"]

@@ -90,6 +90,14 @@ def summary_line(plan: Plan) -> str:
     return " · ".join([head, *(text for n, text in groups if n)])
 
 
+REFRESH_WORDS = {"changing": "true", "none": "false", "all": "all"}
+"""The plan's refresh mode as `--refresh` spells it, so a reader sees the option they gave."""
+
+
+def refresh_text(mode: str) -> str:
+    return REFRESH_WORDS.get(mode, mode)
+
+
 def duration(seconds: float) -> str:
     """`100.0` -> `~1 min 40 s`. Rounded up: an estimate should not promise too little."""
     if seconds <= 0:
@@ -221,7 +229,7 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
         summary = _BOLD + summary + _RESET
     lines = [summary]
     meta = f"Planned {clean(plan.created_at)} · reconciler {clean(plan.tool_version)}"
-    meta += f" · state serial {plan.state_serial} · refresh: {clean(plan.refresh)}"
+    meta += f" · state serial {plan.state_serial} · refresh: {clean(refresh_text(plan.refresh))}"
     if plan.refresh_note:
         meta += f" ({clean(plan.refresh_note)})"
     lines.append(meta)

@@ -66,13 +66,15 @@ class WeChatPayClient:
         cancel: threading.Event | None = None,
     ) -> None:
         self.mchid = credentials.mchid
+        self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter()
+        """The pacing this client waits on (shared between merchants' clients by default)."""
         self._session = Session(
             credentials,
             base_url=base_url,
             transport=transport,
             clock=clock,
             nonce_source=nonce_source,
-            rate_limiter=rate_limiter if rate_limiter is not None else RateLimiter(),
+            rate_limiter=self.rate_limiter,
             retry=retry if retry is not None else RetryPolicy(),
             sleep=sleep,
             random=random,

@@ -59,6 +59,7 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self._waiting: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
 
     def limit_for(self, endpoint: str) -> Limit:
@@ -89,9 +90,21 @@ class RateLimiter:
         check(cancel)
         wait = self.reserve(mchid, endpoint)
         if wait > 0:
+            key = (mchid, endpoint)
+            with self._lock:
+                self._waiting[key] = self._waiting.get(key, 0) + 1
             try:
                 pause(wait, self._sleep, cancel)
             except Cancelled:
                 self.give_back(mchid, endpoint)
                 raise
+            finally:
+                with self._lock:
+                    self._waiting[key] -= 1
         return wait
+
+    def waiting(self) -> dict[tuple[str, str], int]:
+        """How many calls are waiting for a token right now, by (mchid, endpoint): what a
+        progress display shows as "waiting for the rate limit"."""
+        with self._lock:
+            return {k: n for k, n in self._waiting.items() if n > 0}
