@@ -195,6 +195,15 @@ def read_document(
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        tab = _tab_near(doc.text, line, col)
+        if tab is not None:
+            doc.error(
+                *tab,
+                "tab character in the indentation: YAML indents with spaces only; "
+                "replace the tab with spaces",
+                "yaml_tab",
+            )
+            return doc
         problem = ", ".join(x.strip() for x in (exc.context, exc.problem) if x) or "invalid YAML"
         odd = _ODD_BREAK.search(doc.text)
         if odd is not None:
@@ -279,6 +288,22 @@ def _yaml_version(text: str) -> tuple[int, str] | None:
         if m and m.group(1) != "1.2":
             return number, m.group(1)
     return None
+
+
+def _tab_near(text: str, line: int, col: int) -> tuple[int, int] | None:
+    """Where a tab is the likely cause of a syntax error at `line`:`col`: a tab in the blanks
+    that start that line (libyaml's own message never says "tab"), or right at the error."""
+    if "\t" not in text:
+        return None
+    lines = _BREAK.split(text)
+    if not 1 <= line <= len(lines):
+        return None
+    current = lines[line - 1]
+    indent = len(current) - len(current.lstrip(" \t"))
+    at = current.find("\t", 0, max(indent, col))
+    if at < 0 or (at >= indent and at != col - 1):
+        return None
+    return line, at + 1
 
 
 def _line_col(text: str, index: int) -> tuple[int, int]:

@@ -9,6 +9,7 @@ import pytest
 
 from reconciler.diagnostics import Severity
 from reconciler.loader import load_stock_file, load_stocks
+from reconciler.yamlsource import read_document
 from tests.conftest import dump, example
 
 
@@ -92,9 +93,22 @@ def test_syntax_error_points_at_the_line() -> None:
     assert "YAML syntax error" in message
 
 
-def test_tab_indentation_is_a_syntax_error() -> None:
-    code, line, _ = _one(b"id: a\nspec:\n\tstock_name: x\n")
-    assert (code, line) == ("yaml_syntax", 3)
+def test_tab_indentation_is_named_as_a_tab() -> None:
+    code, line, message = _one(b"id: a\nspec:\n\tstock_name: x\n")
+    assert (code, line) == ("yaml_tab", 3)
+    assert "tab" in message and "spaces" in message
+
+
+def test_a_tab_after_spaces_is_found_at_its_column() -> None:
+    raw = b"id: a\nkind: favor\nspec:\n  a:\n    b: 1\n  \tc: 2\n"
+    assert _one(raw)[:2] == ("yaml_tab", 6)
+    doc = read_document(raw, "t.yaml")
+    assert (doc.diagnostics[0].line, doc.diagnostics[0].col) == (6, 3)
+
+
+def test_a_tab_inside_a_value_is_not_blamed() -> None:
+    code, _, message = _one(b"id: a\nkind: favor\nspec:\n  x: [1,\t2\n")
+    assert code == "yaml_syntax" and "tab" not in message
 
 
 def test_bom_and_crlf_are_accepted() -> None:
