@@ -26,7 +26,7 @@ from reconciler.applier import Applier
 from reconciler.config import load_project
 from reconciler.emulator import EmulatorSettings, Faults
 from reconciler.emulator.settings import RateLimit
-from reconciler.planner import create_body
+from reconciler.kinds import kind_of
 from reconciler.runtime import Clock, Runtime
 from reconciler.state.model import State, StockState
 from reconciler.state.store import StateStore
@@ -50,7 +50,7 @@ def bench_plan(count: int, runs: int = 3) -> dict[str, float]:
         for i, loaded in enumerate(ctx.desired):
             s = loaded.stock
             entry = StockState.new(s.id, s.kind, s.merchant)
-            body = create_body(s, entry.out_request_no)
+            body = kind_of(s.kind).create_body(s, entry.out_request_no)
             from reconciler.ids import body_digest
 
             stocks[s.id] = entry.model_copy(

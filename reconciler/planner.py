@@ -131,7 +131,8 @@ class _Planner:
                 reason="cannot be created: "
                 + "; ".join(f"{'.'.join(map(str, f.path))}: {f.message}" for f in problems),
                 budget_fen=budget,
-                suggestion="move the stock's times forward (the begin time must be now or later, at most 365 days ahead)",
+                suggestion="; ".join(dict.fromkeys(f.fix for f in problems if f.fix))
+                or "the begin time must be now or later, and at most 365 days ahead",
             )
         for orphan in orphans:
             if orphan.kind == stock.kind and orphan.merchant == stock.merchant:
