@@ -101,6 +101,26 @@ class Document:
         return pos
 
 
+def key_lines(root: Node | None) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The dotted path and 1-based line of every mapping key under `root`, in one order for
+    one layout of keys; lists and merged entries are not entered (a path that is not found
+    falls back to its parent)."""
+    paths: list[str] = []
+    lines: list[int] = []
+    stack: list[tuple[Node, str]] = [(root, "")] if type(root) is MappingNode else []
+    while stack and len(paths) < 1000:  # a valid stock has dozens; aliases could repeat them
+        node, prefix = stack.pop()
+        for knode, vnode in node.value:
+            if type(knode) is not ScalarNode or knode.value == "<<":
+                continue
+            path = prefix + knode.value
+            paths.append(path)
+            lines.append(knode.start_mark.line + 1)
+            if type(vnode) is MappingNode:
+                stack.append((vnode, path + "."))
+    return tuple(paths), tuple(lines)
+
+
 STOCK_CONTENTS = ("a stock file", "id, kind, merchant and spec")
 
 
