@@ -18,7 +18,7 @@ import click
 
 from reconciler import __version__, engine
 from reconciler.commands import demo as demo_cmd
-from reconciler.commands import emulator_cmd, init_cmd, plan_apply, state_cmd
+from reconciler.commands import doctor, emulator_cmd, init_cmd, plan_apply, state_cmd
 from reconciler.commands.common import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -107,6 +107,7 @@ cli.add_command(state_cmd.state)
 cli.add_command(emulator_cmd.emulator)
 cli.add_command(demo_cmd.demo)
 cli.add_command(init_cmd.init)
+cli.add_command(doctor.doctor)
 
 
 def main(argv: Sequence[str] | None = None, runtime: Runtime | None = None) -> int:
