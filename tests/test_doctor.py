@@ -121,3 +121,16 @@ def test_doctor_says_ready_when_everything_loads(tmp_path: Path, keys: Keys) -> 
     assert f"merchant {M2}: credentials ok" in result.output
     assert "Ready: 1 merchant(s); run with --online to call them." in result.output
     assert_no_secret(keys, "doctor", result.output)
+
+
+def test_doctor_online_says_which_merchant_cannot_be_reached(tmp_path: Path) -> None:
+    """--online makes a signed call; with no emulator on the port the merchant is not ready."""
+    project = tmp_path / "p"
+    assert invoke(["init", "--local", str(project), "--port", "9"]).exit_code == 0
+    offline = invoke(["doctor", "--project", str(project / "reconciler.yaml")])
+    assert offline.exit_code == 0, offline.output
+    assert "(not contacted)" in offline.output
+    online = invoke(["doctor", "--online", "--project", str(project / "reconciler.yaml")])
+    assert online.exit_code == 1, online.output
+    assert re.search(r"merchant \d+: NOT READY: .+", online.output), online.output
+    assert "1 of 1 merchant(s) not ready" in online.output
