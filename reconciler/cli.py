@@ -18,7 +18,7 @@ import click
 
 from reconciler import __version__, engine
 from reconciler.commands import demo as demo_cmd
-from reconciler.commands import emulator_cmd, init_cmd, plan_apply, state_cmd
+from reconciler.commands import doctor, emulator_cmd, init_cmd, plan_apply, state_cmd
 from reconciler.commands.common import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -114,6 +114,7 @@ cli.add_command(state_cmd.state)
 cli.add_command(emulator_cmd.emulator)
 cli.add_command(demo_cmd.demo)
 cli.add_command(init_cmd.init)
+cli.add_command(doctor.doctor)
 
 
 SUMMARIES = {
@@ -125,6 +126,7 @@ SUMMARIES = {
     "init": "Write a new project: reconciler.yaml, stocks, workflows.",
     "emulator": "Serve a local WeChat Pay for trying and testing.",
     "demo": "Run the whole loop against a local emulator.",
+    "doctor": "Check every merchant's credentials and say what is ready.",
     "list": "One line per recorded stock.",
     "show": "Everything recorded about one stock, as JSON.",
     "rm": "Stop tracking a stock (it stays at WeChat Pay).",

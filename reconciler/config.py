@@ -6,21 +6,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
 import httpx
 from pydantic import AfterValidator, Field, model_validator
 
-from reconciler.diagnostics import Diagnostic, Severity
+from reconciler.diagnostics import Diagnostic, FieldPath, Severity
 from reconciler.limits import Limit
 from reconciler.spec.common import Strict, shown
 from reconciler.spec.stock import Mchid
 from reconciler.validation import validate_model
 from reconciler.wechatpay.client import DEFAULT_BASE_URL
 from reconciler.wechatpay.credentials import MerchantCredentials, load_merchant_credentials
-from reconciler.yamlsource import read_document, read_source
+from reconciler.yamlsource import Document, read_document, read_source
 
 PROJECT_FILE = "reconciler.yaml"
 BACKUP_BASE_URL = "https://api2.mch.weixin.qq.com"
@@ -166,6 +166,12 @@ class ProjectFile:
     project: Project
     root: Path
     file: str
+    source: Document | None = field(default=None, compare=False, repr=False)
+    """The parsed file, for the line and column of a setting (credential checks name them)."""
+
+    def position(self, path: FieldPath) -> tuple[int, int]:
+        """Line and column of a setting's value (1, 1 when the file is not at hand)."""
+        return (1, 1) if self.source is None else self.source.locate(path, key=False)
 
     @property
     def stocks_dir(self) -> Path:
@@ -238,4 +244,4 @@ def load_project(
     project, diagnostics = validate_model(Project, doc)
     if project is None:
         return None, diagnostics
-    return ProjectFile(project, path.resolve().parent, file), diagnostics
+    return ProjectFile(project, path.resolve().parent, file, doc), diagnostics

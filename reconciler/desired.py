@@ -7,9 +7,25 @@ is read.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reconciler.spec.stock import Stock
+
+
+@dataclass(frozen=True, eq=False)
+class FieldLines:
+    """The line of every mapping key of a stock file, by dotted path (`spec.stock_use_rule`);
+    lists are not entered. Two tuples rather than a dict: files with the same keys in the same
+    order share one `paths` tuple, so 10,000 stocks cost about 300 bytes each."""
+
+    paths: tuple[str, ...] = ()
+    lines: tuple[int, ...] = ()
+
+    def get(self, path: str) -> int | None:
+        try:
+            return self.lines[self.paths.index(path)]
+        except ValueError:
+            return None
 
 
 @dataclass(frozen=True)
@@ -33,6 +49,17 @@ class DesiredStock:
     line: int
     digest: str
     """sha256 of the file's bytes: a saved plan records it to notice edits."""
+    lines: FieldLines = field(default_factory=lambda: FieldLines(), compare=False, repr=False)
+    """Where each field is in the file, so that a plan can point at the field it is about."""
+
+    def line_of(self, path: str) -> int:
+        """The line of `path`, or of its nearest parent in the file; else the `id:` line."""
+        while path:
+            found = self.lines.get(path)
+            if found is not None:
+                return found
+            path = path.rpartition(".")[0]
+        return self.line
 
     def summary(self) -> Summary:
         key = f"{self.stock.merchant}\0{self.stock.kind}\0{self.stock.spec.model_dump_json()}"

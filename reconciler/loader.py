@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from reconciler.desired import DesiredStock, Summary
+from reconciler.desired import DesiredStock, FieldLines, Summary
 from reconciler.diagnostics import Diagnostic, Severity, sort_diagnostics
 from reconciler.kinds import KINDS
 from reconciler.spec.findings import Findings
 from reconciler.spec.rules_common import four_byte_text
 from reconciler.spec.stock import Stock
 from reconciler.validation import findings_to_diagnostics, validate_model
-from reconciler.yamlsource import Document, read_document, read_source
+from reconciler.yamlsource import Document, key_lines, read_document, read_source
 
 SUFFIXES = (".yaml", ".yml")
 PARALLEL_THRESHOLD = 500
@@ -82,9 +82,10 @@ def load_stock_file(
 
 
 def _load_stock(
-    raw: bytes, file: str, size: int | None = None
+    raw: bytes, file: str, size: int | None = None, positions: bool = True
 ) -> tuple[DesiredStock | None, list[Diagnostic], Any]:
-    """`load_stock_file`, plus the plain data the stock was validated from."""
+    """`load_stock_file`, plus the plain data the stock was validated from. `positions`:
+    keep the line of every field (for the plan; validate needs none of a valid stock)."""
     doc = read_document(raw, file, size=size)
     if doc.data is None:
         return None, doc.diagnostics, None
@@ -107,8 +108,17 @@ def _load_stock(
     if any(d.severity is Severity.ERROR for d in diagnostics):
         return None, diagnostics, None
     line = doc.locate(("id",))[0]
-    loaded = DesiredStock(stock, file, line, hashlib.sha256(raw).hexdigest())
+    lines = _field_lines(*key_lines(doc.node)) if positions else FieldLines()
+    loaded = DesiredStock(stock, file, line, hashlib.sha256(raw).hexdigest(), lines)
     return loaded, diagnostics, doc.data
+
+
+_LAYOUTS: dict[tuple[str, ...], tuple[str, ...]] = {}
+"""One tuple per distinct set of field paths, shared by every stock with those fields."""
+
+
+def _field_lines(paths: tuple[str, ...], lines: tuple[int, ...]) -> FieldLines:
+    return FieldLines(_LAYOUTS.setdefault(paths, paths), lines)
 
 
 def _kind_problem(doc: Document, kind: object) -> Diagnostic:
@@ -146,10 +156,12 @@ class _Shipped:
     line: int
     digest: str
     summary: Summary
+    lines: FieldLines
 
     def unpack(self) -> DesiredStock:
         stock = KINDS[self.kind].model.model_validate(self.data)
-        return DesiredStock(stock, self.file, self.line, self.digest)
+        lines = _field_lines(self.lines.paths, self.lines.lines)
+        return DesiredStock(stock, self.file, self.line, self.digest, lines)
 
 
 _Outcome = tuple[DesiredStock | _Shipped | Summary | None, list[Diagnostic]]
@@ -162,14 +174,20 @@ def _load_path(path: Path, file: str, keep: bool, ship: bool) -> _Outcome:
         return None, [
             Diagnostic(file, 0, 0, Severity.ERROR, (), f"cannot read: {exc.strerror}", "unreadable")
         ]
-    loaded, diagnostics, data = _load_stock(raw, file, size)
+    loaded, diagnostics, data = _load_stock(raw, file, size, positions=keep)
     if loaded is None:
         return None, diagnostics
     if not keep:
         return loaded.summary(), diagnostics
     if ship:
         shipped = _Shipped(
-            loaded.stock.kind, data, file, loaded.line, loaded.digest, loaded.summary()
+            loaded.stock.kind,
+            data,
+            file,
+            loaded.line,
+            loaded.digest,
+            loaded.summary(),
+            loaded.lines,
         )
         return shipped, diagnostics
     return loaded, diagnostics

@@ -87,8 +87,9 @@ class _Planner:
         }
         st = self.i.state.stocks.get(stock.id)
         if st is not None and (st.kind != stock.kind or st.merchant != stock.merchant):
+            changed = "kind" if st.kind != stock.kind else "merchant"
             return Change(
-                **base,
+                **(base | {"line": loaded.line_of(changed)}),
                 action=Action.IMMUTABLE,
                 stock_id=st.stock_id,
                 reason=f"the state has {st.id!r} as a {st.kind} stock of merchant {st.merchant}; kind and merchant cannot change",
@@ -136,13 +137,15 @@ class _Planner:
         body = kind.create_body(stock, number)
         problems = kind.creation_rules(stock, self.i.now)
         if problems:
+            at = loaded.line_of(".".join(map(str, problems[0].path)))
             return Change(
-                **base,
+                **(base | {"line": at}),
                 action=Action.BLOCKED,
                 reason="cannot be created: "
                 + "; ".join(f"{'.'.join(map(str, f.path))}: {f.message}" for f in problems),
                 budget_fen=budget,
-                suggestion="move the stock's times forward (the begin time must be now or later, at most 365 days ahead)",
+                suggestion="; ".join(dict.fromkeys(f.fix for f in problems if f.fix))
+                or "the begin time must be now or later, and at most 365 days ahead",
             )
         for orphan in orphans:
             if orphan.kind == stock.kind and orphan.merchant == stock.merchant:
@@ -256,7 +259,7 @@ class _Planner:
         if immutable:
             names = ", ".join(d.path for d in immutable)
             return Change(
-                **base,
+                **(base | {"line": loaded.line_of(f"spec.{immutable[0].path}")}),
                 action=Action.IMMUTABLE,
                 stock_id=st.stock_id,
                 reason=f"{names}: {kind.immutable_reason}; a replacement would be a second stock (stocks cannot be deleted, so the budget would double)",

@@ -18,10 +18,31 @@ class _Generator(GenerateJsonSchema):
 
 
 def stock_schema() -> dict[str, Any]:
+    """The schema of a stock file. The kind's branch is chosen with `if`/`then` on `kind`,
+    not with `oneOf` and OpenAPI's `discriminator` (pydantic's default): generic validators
+    ignore the discriminator, try both branches, and report the wrong kind's fields as the
+    "best match" (check-jsonschema did), while `if`/`then` only ever applies the right one."""
     adapter: TypeAdapter[FavorStock | BusifavorStock] = TypeAdapter(
         Annotated[FavorStock | BusifavorStock, Field(discriminator="kind")]
     )
-    schema = adapter.json_schema(schema_generator=_Generator, mode="validation")
+    generated = adapter.json_schema(schema_generator=_Generator, mode="validation")
+    branches = generated["discriminator"]["mapping"]
+    schema: dict[str, Any] = {"$defs": generated["$defs"]}
+    schema["type"] = "object"
+    schema["required"] = ["kind"]
+    schema["properties"] = {
+        "kind": {
+            "enum": sorted(branches),
+            "description": "favor (代金券) or busifavor (商家券); decides what spec holds.",
+        }
+    }
+    schema["allOf"] = [
+        {
+            "if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]},
+            "then": {"$ref": ref},
+        }
+        for kind, ref in sorted(branches.items())
+    ]
     schema["$schema"] = DIALECT
     schema["title"] = "reconciler stock file"
     schema["description"] = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterable
@@ -11,7 +12,11 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from reconciler.diagnostics import Diagnostic, FieldPath, Severity
+from reconciler.mapping import MONEY_FIELDS
+from reconciler.money import money, yuan
+from reconciler.spec.common import shown
 from reconciler.spec.findings import Finding
+from reconciler.spec.stock import ID_PATTERN, PATTERN_HELP
 from reconciler.yamlsource import Document
 
 M = TypeVar("M", bound=BaseModel)
@@ -38,7 +43,57 @@ def validate_model(
     try:
         return model.model_validate(data), []
     except ValidationError as exc:
-        return None, [_diagnostic(model, doc, prefix, err) for err in exc.errors(include_url=False)]
+        errors = exc.errors(include_url=False)
+    renamed = _misspelled(errors)
+    out = []
+    for err in errors:
+        loc = _clean(err["loc"])
+        if err["type"] == "missing" and loc in renamed.values():
+            continue  # reported once, at the misspelled key, as "did you mean"
+        if loc in renamed:
+            out.append(_misspelling(doc, prefix + loc, str(renamed[loc][-1])))
+        else:
+            out.append(_diagnostic(model, doc, prefix, err))
+    return None, out
+
+
+def _clean(loc: Any) -> FieldPath:
+    """A pydantic error location as a field path (validator and key markers dropped)."""
+    return tuple(
+        p for p in loc if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]"))
+    )
+
+
+def _misspelled(errors: list[Any]) -> dict[FieldPath, FieldPath]:
+    """Unknown keys that are a close spelling of a missing required field beside them, mapped
+    to that field's location: one mistake, so one diagnostic instead of "missing" + "unknown"."""
+    missing: dict[FieldPath, list[str]] = {}
+    for err in errors:
+        if err["type"] == "missing":
+            loc = _clean(err["loc"])
+            missing.setdefault(loc[:-1], []).append(str(loc[-1]))
+    out: dict[FieldPath, FieldPath] = {}
+    if not missing:
+        return out
+    for err in errors:
+        loc = _clean(err["loc"])
+        if err["type"] != "extra_forbidden" or loc[:-1] not in missing:
+            continue
+        taken = {m[-1] for m in out.values() if m[:-1] == loc[:-1]}
+        free = [name for name in missing[loc[:-1]] if name not in taken]
+        hint = difflib.get_close_matches(str(loc[-1]), free, n=1, cutoff=0.6)
+        if hint:
+            out[loc] = (*loc[:-1], hint[0])
+    return out
+
+
+def _misspelling(doc: Document, loc: FieldPath, wanted: str) -> Diagnostic:
+    name = str(loc[-1])
+    message = (
+        f"unknown field {name!r}; did you mean {wanted!r} (required, and missing)? Rename the key"
+    )
+    line, col = doc.locate(loc, key=True)
+    return Diagnostic(doc.file, line, col, Severity.ERROR, loc, message, "unknown_field")
 
 
 def findings_to_diagnostics(doc: Document, findings: Iterable[Finding]) -> list[Diagnostic]:
@@ -52,11 +107,7 @@ def findings_to_diagnostics(doc: Document, findings: Iterable[Finding]) -> list[
 def _diagnostic(model: type[BaseModel], doc: Document, prefix: FieldPath, err: Any) -> Diagnostic:
     raw_loc = tuple(err["loc"])
     on_key = bool(raw_loc) and raw_loc[-1] == "[key]"
-    loc: FieldPath = prefix + tuple(
-        p
-        for p in err["loc"]
-        if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]"))
-    )
+    loc: FieldPath = prefix + _clean(err["loc"])
     kind: str = err["type"]
     got = _describe(err.get("input"))
     if kind == "missing":
@@ -78,6 +129,28 @@ def _diagnostic(model: type[BaseModel], doc: Document, prefix: FieldPath, err: A
         return Diagnostic(doc.file, line, col, Severity.ERROR, loc, message, "unknown_field")
     if kind in _TYPE_NAMES:
         message = f"expected {_TYPE_NAMES[kind]}, got {got}"
+        value = err.get("input")
+        if kind == "int_type" and isinstance(value, float) and str(loc[-1]) in MONEY_FIELDS:
+            message += f"; {_fen_hint(value)}"
+    elif kind == "string_pattern_mismatch" and err["ctx"]["pattern"] in PATTERN_HELP:
+        noun, rule = PATTERN_HELP[err["ctx"]["pattern"]]
+        message = f"{shown(err.get('input'))} is not a valid {noun}: {rule}"
+        fix = _slug(err.get("input"))
+        if loc[-1] == "id" and fix is not None:
+            message += f"; did you mean {fix!r}?"
+    elif kind in _BOUNDS and isinstance(err.get("input"), int | float):
+        word, key = _BOUNDS[kind]
+        is_money = str(loc[-1]) in MONEY_FIELDS
+        message = f"must be {word} {_amount(err['ctx'][key], is_money)}; is {_amount(err['input'], is_money)}"
+    elif kind in ("string_too_short", "string_too_long") and isinstance(err.get("input"), str):
+        text, ctx = err["input"], err["ctx"]
+        if kind == "string_too_long":
+            message = f"{shown(text)} is {len(text):,} characters; at most {ctx['max_length']:,}: shorten it"
+        else:
+            need = ctx["min_length"]
+            message = (
+                "must not be empty" if need == 1 else f"is {len(text)} characters; at least {need}"
+            )
     elif kind == "literal_error":
         message = f"must be one of {err['ctx']['expected']}; got {got}"
     elif kind == "value_error":
@@ -88,6 +161,37 @@ def _diagnostic(model: type[BaseModel], doc: Document, prefix: FieldPath, err: A
         message = f"{loc[-1]!r} is not allowed here: {message}"
     line, col = doc.locate(loc, key=on_key)
     return Diagnostic(doc.file, line, col, Severity.ERROR, loc, message, kind)
+
+
+_BOUNDS = {
+    "greater_than_equal": ("at least", "ge"),
+    "greater_than": ("more than", "gt"),
+    "less_than_equal": ("at most", "le"),
+    "less_than": ("less than", "lt"),
+}
+
+
+def _amount(value: Any, is_money: bool) -> str:
+    if is_money and isinstance(value, int):
+        return money(value)
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _fen_hint(value: float) -> str:
+    """Amounts are integer fen; a decimal was most likely meant as yuan."""
+    fen = round(value * 100)
+    hint = f"amounts are in 分 (fen), whole numbers: write {fen} for {yuan(fen)}"
+    if value.is_integer() and abs(value) < 1e15:
+        hint += f" (or {int(value)} for {yuan(int(value))})"
+    return hint
+
+
+def _slug(value: object) -> str | None:
+    """The id a person most likely meant: lower case, other characters as hyphens."""
+    if not isinstance(value, str):
+        return None
+    slug = re.sub(r"[^a-z0-9]+", "-", value.lower()).strip("-")[:64].strip("-")
+    return slug if slug and re.fullmatch(ID_PATTERN, slug) else None
 
 
 def _describe(value: object) -> str:

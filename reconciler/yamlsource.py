@@ -101,6 +101,26 @@ class Document:
         return pos
 
 
+def key_lines(root: Node | None) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The dotted path and 1-based line of every mapping key under `root`, in one order for
+    one layout of keys; lists and merged entries are not entered (a path that is not found
+    falls back to its parent)."""
+    paths: list[str] = []
+    lines: list[int] = []
+    stack: list[tuple[Node, str]] = [(root, "")] if type(root) is MappingNode else []
+    while stack and len(paths) < 1000:  # a valid stock has dozens; aliases could repeat them
+        node, prefix = stack.pop()
+        for knode, vnode in node.value:
+            if type(knode) is not ScalarNode or knode.value == "<<":
+                continue
+            path = prefix + knode.value
+            paths.append(path)
+            lines.append(knode.start_mark.line + 1)
+            if type(vnode) is MappingNode:
+                stack.append((vnode, path + "."))
+    return tuple(paths), tuple(lines)
+
+
 STOCK_CONTENTS = ("a stock file", "id, kind, merchant and spec")
 
 
@@ -195,6 +215,15 @@ def read_document(
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        tab = _tab_near(doc.text, line, col)
+        if tab is not None:
+            doc.error(
+                *tab,
+                "tab character in the indentation: YAML indents with spaces only; "
+                "replace the tab with spaces",
+                "yaml_tab",
+            )
+            return doc
         problem = ", ".join(x.strip() for x in (exc.context, exc.problem) if x) or "invalid YAML"
         odd = _ODD_BREAK.search(doc.text)
         if odd is not None:
@@ -279,6 +308,22 @@ def _yaml_version(text: str) -> tuple[int, str] | None:
         if m and m.group(1) != "1.2":
             return number, m.group(1)
     return None
+
+
+def _tab_near(text: str, line: int, col: int) -> tuple[int, int] | None:
+    """Where a tab is the likely cause of a syntax error at `line`:`col`: a tab in the blanks
+    that start that line (libyaml's own message never says "tab"), or right at the error."""
+    if "\t" not in text:
+        return None
+    lines = _BREAK.split(text)
+    if not 1 <= line <= len(lines):
+        return None
+    current = lines[line - 1]
+    indent = len(current) - len(current.lstrip(" \t"))
+    at = current.find("\t", 0, max(indent, col))
+    if at < 0 or (at >= indent and at != col - 1):
+        return None
+    return line, at + 1
 
 
 def _line_col(text: str, index: int) -> tuple[int, int]:

@@ -11,7 +11,7 @@ import pytest
 
 from reconciler.schema import stock_schema_text
 from tests.cli_invoke import invoke
-from tests.conftest import ROOT, dump, example
+from tests.conftest import EXAMPLES, ROOT, dump, example
 
 
 def run(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
@@ -111,11 +111,43 @@ def test_examples_carry_the_schema_modeline() -> None:
 def test_schema_rejects_unknown_keys_and_knows_kinds() -> None:
     schema = json.loads(stock_schema_text())
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert {ref["$ref"].rsplit("/", 1)[-1] for ref in schema["oneOf"]} == {
-        "FavorStock",
-        "BusifavorStock",
+    assert {b["if"]["properties"]["kind"]["const"]: b["then"]["$ref"] for b in schema["allOf"]} == {
+        "favor": "#/$defs/FavorStock",
+        "busifavor": "#/$defs/BusifavorStock",
     }
+    assert "oneOf" not in schema and "discriminator" not in schema
     assert schema["$defs"]["FavorSpec"]["additionalProperties"] is False
+
+
+@pytest.mark.parametrize(
+    ("kind", "field", "typo"),
+    [
+        ("favor", "max_coupons_per_user", "max_coupon_per_user"),
+        ("busifavor", "stock_name", "stock_nmae"),
+    ],
+)
+def test_check_jsonschema_names_the_misspelled_field_first(
+    tmp_path: Path, kind: str, field: str, typo: str
+) -> None:
+    """Issue 11, finding 5: with oneOf + discriminator, check-jsonschema's best match was the
+    other kind's fields; with if/then on kind its first error names the misspelled key."""
+    text = EXAMPLES[kind].read_text(encoding="utf-8").replace(f"{field}:", f"{typo}:", 1)
+    (tmp_path / "stock.yaml").write_text(text, encoding="utf-8")
+    (tmp_path / "stock.schema.json").write_text(stock_schema_text(), encoding="utf-8")
+    schema, stock = tmp_path / "stock.schema.json", tmp_path / "stock.yaml"
+    out = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "-o", "json", "--schemafile", schema, stock],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    errors = json.loads(out.stdout)["errors"]
+    first = errors[0]
+    assert typo in first["message"] and "unexpected" in first["message"], errors
+    best = first.get("best_match") or first.get("best_deep_match")
+    assert best is None or typo in best["message"], errors
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@ import pytest
 
 from reconciler.diagnostics import Severity
 from reconciler.loader import load_stock_file, load_stocks
-from tests.conftest import dump, example
+from reconciler.yamlsource import read_document
+from tests.conftest import EXAMPLES, dump, example
 
 
 def _one(raw: bytes) -> tuple[str, int, str]:
@@ -92,9 +93,22 @@ def test_syntax_error_points_at_the_line() -> None:
     assert "YAML syntax error" in message
 
 
-def test_tab_indentation_is_a_syntax_error() -> None:
-    code, line, _ = _one(b"id: a\nspec:\n\tstock_name: x\n")
-    assert (code, line) == ("yaml_syntax", 3)
+def test_tab_indentation_is_named_as_a_tab() -> None:
+    code, line, message = _one(b"id: a\nspec:\n\tstock_name: x\n")
+    assert (code, line) == ("yaml_tab", 3)
+    assert "tab" in message and "spaces" in message
+
+
+def test_a_tab_after_spaces_is_found_at_its_column() -> None:
+    raw = b"id: a\nkind: favor\nspec:\n  a:\n    b: 1\n  \tc: 2\n"
+    assert _one(raw)[:2] == ("yaml_tab", 6)
+    doc = read_document(raw, "t.yaml")
+    assert (doc.diagnostics[0].line, doc.diagnostics[0].col) == (6, 3)
+
+
+def test_a_tab_inside_a_value_is_not_blamed() -> None:
+    code, _, message = _one(b"id: a\nkind: favor\nspec:\n  x: [1,\t2\n")
+    assert code == "yaml_syntax" and "tab" not in message
 
 
 def test_bom_and_crlf_are_accepted() -> None:
@@ -174,3 +188,28 @@ def test_parallel_and_serial_agree(tmp_path: Path) -> None:
     light = load_stocks([tmp_path], base=tmp_path, workers=2, keep=False)
     assert light.stocks == [] and light.valid == 9
     assert [d.to_data() for d in light.diagnostics] == [d.to_data() for d in serial.diagnostics]
+
+
+def test_a_loaded_stock_knows_the_line_of_every_field() -> None:
+    text = EXAMPLES["favor"].read_text(encoding="utf-8")
+    loaded, _ = load_stock_file(text.encode(), "stocks/f.yaml")
+    assert loaded is not None
+    lines = text.splitlines()
+    for path in ("id", "spec.available_begin_time", "spec.stock_use_rule.max_amount"):
+        line = loaded.line_of(path)
+        assert lines[line - 1].lstrip().startswith(path.rsplit(".", 1)[-1] + ":"), path
+    rule_line = loaded.line_of("spec.stock_use_rule")
+    assert loaded.line_of("spec.stock_use_rule.no_such_field") == rule_line
+    assert loaded.line_of("nowhere") == loaded.line
+
+
+def test_field_lines_survive_the_worker_processes(tmp_path: Path) -> None:
+    text = EXAMPLES["favor"].read_text(encoding="utf-8")
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.yaml").write_text(text.replace("spring-sale-10-off-100", name))
+    result = load_stocks([tmp_path], workers=2)
+    line = text.splitlines().index(
+        next(x for x in text.splitlines() if x.strip().startswith("max_amount:"))
+    )
+    assert [s.line_of("spec.stock_use_rule.max_amount") for s in result.stocks] == [line + 1] * 2
+    assert result.stocks[0].lines.paths is result.stocks[1].lines.paths

@@ -8,7 +8,9 @@ reader. Each is a regression case with its exact diagnostics in `tests/nasty/exp
 - Every file is read within DEADLINE_SECONDS and twice with the same result.
 
 After a deliberate change to a message position or code, rewrite the entry by hand; the
-test prints the actual diagnostics in the same JSON shape when they differ.
+test prints the actual diagnostics in the same JSON shape when they differ. An entry's
+diagnostic may also pin its whole `message`, for the messages that teach (what is wrong, and
+the fix with the counted length or amount): then the message must be exactly that.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,17 +69,23 @@ def read(name: str) -> tuple[list[Diagnostic], float]:
     return diagnostics, time.perf_counter() - start
 
 
-def as_expected(diagnostics: list[Diagnostic]) -> list[dict[str, Any]]:
-    return [
-        {
+def as_expected(
+    diagnostics: list[Diagnostic], pinned: Sequence[dict[str, Any]] = ()
+) -> list[dict[str, Any]]:
+    """The expected.json shape; with the message where the same entry of `pinned` has one."""
+    out: list[dict[str, Any]] = []
+    for i, d in enumerate(diagnostics):
+        entry: dict[str, Any] = {
             "severity": d.severity.value,
             "code": d.code,
             "line": d.line,
             "col": d.col,
             "field": d.field,
         }
-        for d in diagnostics
-    ]
+        if i < len(pinned) and "message" in pinned[i]:
+            entry["message"] = d.message
+        out.append(entry)
+    return out
 
 
 def test_every_file_has_an_expectation_and_a_purpose() -> None:
@@ -94,7 +102,7 @@ def test_every_file_has_an_expectation_and_a_purpose() -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_diagnostics_are_exactly_the_expected_ones(name: str) -> None:
     diagnostics, seconds = read(name)
-    actual = as_expected(diagnostics)
+    actual = as_expected(diagnostics, EXPECTED[name]["diagnostics"])
     shown = "\n".join(json.dumps(d, ensure_ascii=False) for d in actual)
     assert actual == EXPECTED[name]["diagnostics"], f"{name} now gives:\n{shown}"
     assert seconds < DEADLINE_SECONDS, f"{name} took {seconds:.2f} s"
@@ -110,6 +118,27 @@ def test_a_pasted_secret_is_never_repeated(name: str) -> None:
     assert diagnostics
     for d in diagnostics:
         assert SECRETS[name] not in d.message and "BEGIN" not in d.message, d.message
+
+
+PINNED = {
+    "stocks/tab-indent.yaml": "tab",
+    "stocks/typo-key.yaml": "did you mean 'max_coupons_per_user' (required, and missing)",
+    "stocks/name-too-long-chinese.yaml": "is 12 Chinese characters; at most 9",
+    "stocks/name-too-long-mixed.yaml": "7 Chinese characters and 5 others",
+    "stocks/combining-chars.yaml": "is 22 characters",
+    "stocks/id-uppercase.yaml": "did you mean 'spring-sale'?",
+    "stocks/money-in-yuan.yaml": "amounts are in 分 (fen), whole numbers: write 500 for ¥5.00",
+    "stocks/amount-strict-range.yaml": "is 100 分 (¥1.00); some docs allow only more than ¥1.00",
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_teaching_messages_are_pinned(name: str) -> None:
+    """Finding 4 of issue 11: these messages say what is wrong and how to fix it, with the
+    count or amount; expected.json pins each whole, and none may lose its pin."""
+    pinned = [d["message"] for d in EXPECTED[name]["diagnostics"] if "message" in d]
+    assert pinned and PINNED[name] in pinned[0]
+    assert [d.message for d in read(name)[0]][: len(pinned)] == pinned
 
 
 def test_merge_keys_merge_and_explicit_keys_win() -> None:

@@ -97,6 +97,48 @@ def test_create_blocked_more_than_365_days_ahead() -> None:
     assert change.action is Action.BLOCKED and "365 days" in change.reason
 
 
+def line_of_key(kind: str, key: str, mutate: Any = None) -> int:
+    """The line of the first `key:` in the stock file `loaded(kind, mutate)` reads."""
+    data = example(kind)
+    if mutate is not None:
+        mutate(data)
+    lines = dump(data).splitlines()
+    return next(i for i, line in enumerate(lines, 1) if line.lstrip().startswith(f"{key}:"))
+
+
+def test_a_begin_in_the_past_suggests_later_times_at_the_begin_line() -> None:
+    change = only(plan([loaded("favor")], now=datetime(2027, 3, 2, tzinfo=UTC)))
+    assert change.action is Action.BLOCKED
+    assert change.suggestion.startswith(
+        "move available_begin_time (and the end time with it) later"
+    )
+    assert change.line == line_of_key("favor", "available_begin_time") != loaded("favor").line
+
+
+def test_a_begin_too_far_ahead_suggests_earlier_times_with_the_days_counted() -> None:
+    change = only(plan([loaded("favor")], now=datetime(2026, 2, 1, tzinfo=UTC)))
+    assert change.action is Action.BLOCKED
+    assert "is 393 days ahead" in change.reason
+    assert "earlier" in change.suggestion and "forward" not in change.suggestion
+    assert change.line == line_of_key("favor", "available_begin_time")
+    busi = only(plan([loaded("busifavor")], now=datetime(2026, 1, 1, tzinfo=UTC)))
+    assert busi.action is Action.BLOCKED and "earlier" in busi.suggestion
+    assert busi.line == line_of_key("busifavor", "available_begin_time")
+
+
+def test_an_immutable_change_points_at_the_changed_field() -> None:
+    before = loaded("favor")
+
+    def more_per_user(d: dict[str, Any]) -> None:
+        d["spec"]["stock_use_rule"].update(max_coupons_per_user=3)
+
+    change = only(plan([loaded("favor", more_per_user)], applied_state(before)))
+    assert change.action is Action.IMMUTABLE
+    assert change.line == line_of_key("favor", "max_coupons_per_user", more_per_user)
+    busi = only(plan([loaded("busifavor", id=before.stock.id)], applied_state(before)))
+    assert busi.action is Action.IMMUTABLE and busi.line == line_of_key("busifavor", "kind")
+
+
 def test_in_sync_is_noop_with_facts() -> None:
     favor = loaded("favor")
     state = applied_state(favor)

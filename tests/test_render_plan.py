@@ -311,6 +311,21 @@ def test_text_shows_money_in_fen_and_yuan_and_the_create_body() -> None:
     )
 
 
+def test_a_blocked_create_commits_no_budget() -> None:
+    """Issue 11: a blocked stock showed "budget committed", though apply sends nothing."""
+    text = render_text(sample_plan())
+    markdown = render_markdown(sample_plan(), note=NOTE)
+    blocked = text.split("✗ blocked")[1].split("\n\n")[0]
+    assert "budget committed" not in blocked
+    assert "would commit, once it can be created: 5000000 分 (¥50,000.00)" in blocked
+    row = next(line for line in markdown.splitlines() if line.startswith("| **✗ blocked**"))
+    assert row.endswith("| none yet (would commit 5000000 分 (¥50,000.00)) |")
+    section = markdown.split("<summary>✗ blocked")[1].split("</details>")[0]
+    assert "Budget committed" not in section
+    assert "Would commit, once it can be created: 5000000 分 (¥50,000.00)" in section
+    assert "budget committed: 20000000 分 (¥200,000.00)" in text  # the create still does
+
+
 def test_text_without_color_has_no_ansi_and_with_color_marks_actions() -> None:
     assert "\x1b" not in render_text(sample_plan())
     colored = render_text(sample_plan(), color=True)

@@ -337,7 +337,7 @@ CASES: list[tuple[str, str, Mutation, tuple[str | int, ...], Severity, str]] = [
         ),
         (*F_CUR, "fixed_normal_coupon", "coupon_amount"),
         Severity.WARNING,
-        "stricter range",
+        "is 60000 分 (¥600.00); some docs allow only more than ¥1.00 and at most ¥500.00",
     ),
     (
         "favor-goods-tag-empty",
@@ -497,14 +497,21 @@ CASES: list[tuple[str, str, Mutation, tuple[str | int, ...], Severity, str]] = [
         Severity.ERROR,
         "expected an integer",
     ),
-    ("id-not-slug", "favor", _set(("id",), "Spring Sale"), ("id",), Severity.ERROR, "pattern"),
+    (
+        "id-not-slug",
+        "favor",
+        _set(("id",), "Spring Sale"),
+        ("id",),
+        Severity.ERROR,
+        "not a valid id: use lower-case letters",
+    ),
     (
         "merchant-not-digits",
         "favor",
         _set(("merchant",), "abc"),
         ("merchant",),
         Severity.ERROR,
-        "pattern",
+        "use 5 to 32 ASCII digits",
     ),
     (
         "kind-unknown",
@@ -663,7 +670,7 @@ CASES: list[tuple[str, str, Mutation, tuple[str | int, ...], Severity, str]] = [
         _set((*B_SEND, "max_coupons"), 1_000_000_001),
         (*B_SEND, "max_coupons"),
         Severity.ERROR,
-        "1000000000",
+        "must be at most 1,000,000,000; is 1,000,000,001",
     ),
     (
         "busi-by-day-above-total",

@@ -23,6 +23,7 @@ from reconciler.commands.common import (
     runtime,
 )
 from reconciler.commands.progress import Progress
+from reconciler.engine.preflight import require_credentials
 from reconciler.errors import ConfigError
 from reconciler.plan import Plan
 from reconciler.render.json_doc import render_json
@@ -87,7 +88,19 @@ def plan(
 ) -> int:
     """Show what apply would create or change, with money in fen and yuan."""
     project = open_project(project_path)
-    ws = engine.open_workspace(project, runtime(), read_state=True, init_state=init_state)
+    # Every merchant's credentials first (all problems at once), before the slow loading.
+    checked = (
+        require_credentials(project, runtime().environ)
+        if REFRESH_CHOICES[refresh] != "none"
+        else None
+    )
+    ws = engine.open_workspace(
+        project,
+        runtime(),
+        read_state=True,
+        init_state=init_state,
+        credentials=checked.credentials if checked else None,
+    )
     result = engine.plan(ws, REFRESH_CHOICES[refresh], refresh_note=note or "").plan
     click.echo(_render(result, fmt, note), nl=fmt != "json")
     if out is not None:
@@ -138,7 +151,10 @@ def apply(
     files or its age moved on; without it, plans first and asks.
     """
     project = open_project(project_path)
-    ws = engine.open_workspace(project, runtime(), init_state=init_state)
+    checked = require_credentials(project, runtime().environ)
+    ws = engine.open_workspace(
+        project, runtime(), init_state=init_state, credentials=checked.credentials
+    )
     terminal = sys.stdout.isatty()
 
     def waiting(held: LockInfo) -> None:

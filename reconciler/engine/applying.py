@@ -17,6 +17,7 @@ from types import FrameType
 
 from reconciler.applier import Applier, Report, Result
 from reconciler.engine.planning import check_fresh, load_plan_file, plan
+from reconciler.engine.preflight import preflight
 from reconciler.engine.workspace import Workspace, clients_for, desired_digest
 from reconciler.errors import ReconcilerError
 from reconciler.limits import Limit
@@ -133,6 +134,7 @@ def apply(
     """Apply a saved plan (refused unless it is still fresh) or a new one (shown through
     `on_plan`, then `confirm`ed), under the state lock."""
     stop = stop or Stop()
+    preflight(ws)  # every merchant's credentials, every problem at once, before the lock
     held = ws.store.read_lock() if lock_wait > 0 else None
     if held is not None:
         on_waiting(held)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import __version__
+from reconciler.engine.preflight import preflight
 from reconciler.engine.workspace import (
     Workspace,
     clients_for,
@@ -37,6 +38,8 @@ class Planned:
 
 def plan(ws: Workspace, refresh_mode: str = "changing", refresh_note: str = "") -> Planned:
     """Query what can still change, then decide what apply would do (the pure planner)."""
+    if refresh_mode != "none":
+        preflight(ws)  # every merchant's credentials, every problem at once, before any call
     state, ws.early_state = ws.early_state or ws.load_state(), None
     now = ws.runtime.clock.now()
     ids = refresh_targets(state, ws.desired, refresh_mode, now)

@@ -73,6 +73,7 @@ def open_workspace(
     *,
     read_state: bool = False,
     init_state: bool = False,
+    credentials: dict[str, MerchantCredentials] | None = None,
 ) -> Workspace:
     """Load the stock files. With `read_state` (a plan that takes no lock), the state file is
     read on a thread meanwhile: the files are parsed in worker processes, so the two overlap."""
@@ -115,29 +116,42 @@ def clients_for(
 ) -> dict[str, WeChatPayClient]:
     """One client per merchant, sharing one rate limiter (buckets keyed by merchant). Once
     `cancel` is set, no client starts a new request (one already on the wire finishes)."""
-    api = ctx.project.project.api
     out: dict[str, WeChatPayClient] = {}
     for mchid in sorted(set(merchants)):
         if mchid not in ctx.credentials:
             ctx.credentials[mchid] = ctx.project.credentials(mchid, ctx.runtime.environ)
-        credentials = ctx.credentials[mchid]
-        limits = ctx.project.rate_limits(mchid)
-        limiter = RateLimiter(limits, clock=time.monotonic) if limits else ctx.limiter
-        out[mchid] = WeChatPayClient(
-            credentials,
-            base_url=api.base_url,
-            transport=ctx.runtime.transport,
-            clock=ctx.runtime.clock.time,
-            rate_limiter=limiter,
-            retry=RetryPolicy(
-                max_attempts=api.max_attempts, base_delay=api.retry_base_delay_seconds
-            ),
-            connect_timeout=api.connect_timeout_seconds,
-            read_timeout=api.read_timeout_seconds,
-            max_concurrency=ctx.project.project.concurrency,
-            cancel=cancel,
+        out[mchid] = make_client(
+            ctx.project, ctx.runtime, ctx.credentials[mchid], ctx.limiter, cancel=cancel
         )
     return out
+
+
+def make_client(
+    project: ProjectFile,
+    runtime: Runtime,
+    credentials: MerchantCredentials,
+    limiter: RateLimiter | None = None,
+    *,
+    cancel: threading.Event | None = None,
+) -> WeChatPayClient:
+    """A client for one merchant as the project configures it; `limiter` is shared across
+    merchants unless the merchant has its own rate limits."""
+    api = project.project.api
+    limits = project.rate_limits(credentials.mchid)
+    if limits or limiter is None:
+        limiter = RateLimiter(limits, clock=time.monotonic)
+    return WeChatPayClient(
+        credentials,
+        base_url=api.base_url,
+        transport=runtime.transport,
+        clock=runtime.clock.time,
+        rate_limiter=limiter,
+        retry=RetryPolicy(max_attempts=api.max_attempts, base_delay=api.retry_base_delay_seconds),
+        connect_timeout=api.connect_timeout_seconds,
+        read_timeout=api.read_timeout_seconds,
+        max_concurrency=project.project.concurrency,
+        cancel=cancel,
+    )
 
 
 def refresh_targets(

@@ -18,6 +18,7 @@ from reconciler.money import money
 from reconciler.plan import ACTING, Action, Change, Plan
 from reconciler.render.text import (
     SYMBOLS,
+    budget_label,
     call_name,
     clean,
     create_fields,
@@ -81,7 +82,9 @@ def _row(c: Change) -> str:
         what = ", ".join(paths) + (f" +{more} more" if more > 0 else "")
     else:
         what = md(c.reason)
-    budget = money(c.budget_fen) if c.budget_fen is not None else "—"
+    budget = "—" if c.budget_fen is None else money(c.budget_fen)
+    if c.budget_fen is not None and c.action not in ACTING:
+        budget = f"none yet (would commit {budget})"
     cells = [action, code(c.id, table=True), kind_label(c.kind), md(c.merchant), what, budget]
     return "| " + " | ".join(cells) + " |"
 
@@ -131,7 +134,8 @@ def _details(c: Change) -> str:
         parts.append("\n".join(table))
     lines = []
     if c.budget_fen is not None:
-        lines.append(f"Budget committed: {money(c.budget_fen)}")
+        label = budget_label(c)
+        lines.append(f"{label[0].upper()}{label[1:]}: {money(c.budget_fen)}")
     if c.facts:
         lines.append(f"Observed: {code(facts_text(c))}")
     if c.operations and c.action in ACTING:

@@ -173,6 +173,13 @@ def location(change: Change) -> str:
     return clean(change.file) + (f":{change.line}" if change.line is not None else "")
 
 
+def budget_label(change: Change) -> str:
+    """Only a create that apply performs commits money; a blocked one commits nothing yet."""
+    if change.action in ACTING:
+        return "budget committed"
+    return "would commit, once it can be created"
+
+
 def merchant_line(t: MerchantTotals) -> str:
     creates = f"{t.creates} to create"
     if t.recovers:
@@ -208,7 +215,7 @@ def _stock(change: Change, color: bool) -> list[str]:
     for path, value, is_money in create_fields(change):
         lines.append(f"    {path}: {value_text(value, is_money)}")
     if change.budget_fen is not None:
-        lines.append(f"    budget committed: {money(change.budget_fen)}")
+        lines.append(f"    {budget_label(change)}: {money(change.budget_fen)}")
     if change.facts:
         lines.append(f"    observed: {facts_text(change)}")
     if change.operations and change.action in ACTING:

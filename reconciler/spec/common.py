@@ -78,6 +78,26 @@ def weighted_length_ok(text: str, max_cjk: int, max_other: int) -> bool:
     return cjk * max_other + other * max_cjk <= max_cjk * max_other
 
 
+def weighted_length_problem(text: str, max_cjk: int, max_other: int) -> str | None:
+    """None when `text` fits "at most max_cjk Chinese characters or max_other letters", else
+    what it counts and the limit, e.g. "is 12 Chinese characters; at most 9 Chinese characters
+    or 20 letters"."""
+    if weighted_length_ok(text, max_cjk, max_other):
+        return None
+    cjk = sum(1 for ch in text if is_cjk(ch))
+    other = len(text) - cjk
+    limit = f"at most {max_cjk} Chinese characters or {max_other} letters"
+    if not other:
+        return f"is {cjk:,} Chinese characters; {limit}: shorten it"
+    if not cjk:
+        return f"is {other:,} characters; {limit}: shorten it"
+    used = (cjk * max_other + other * max_cjk) / max_cjk
+    return (
+        f"is {cjk:,} Chinese characters and {other:,} others, which count as {used:.1f} letters "
+        f"(a Chinese character counts as {max_other / max_cjk:.1f}); {limit}: shorten it"
+    )
+
+
 def four_byte_chars(text: str) -> list[str]:
     """Characters outside the Basic Multilingual Plane (most emoji); APIv3 refuses them."""
     return [ch for ch in text if ord(ch) > 0xFFFF]

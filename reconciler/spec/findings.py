@@ -13,6 +13,8 @@ class Finding:
     severity: Severity
     message: str
     code: str
+    fix: str = ""
+    """What to change, where the rule knows better than a generic hint (the planner shows it)."""
 
 
 class Findings:
@@ -22,8 +24,8 @@ class Findings:
         self.prefix = prefix
         self.items: list[Finding] = []
 
-    def error(self, path: FieldPath, message: str, code: str = "rule") -> None:
-        self.items.append(Finding(self.prefix + path, Severity.ERROR, message, code))
+    def error(self, path: FieldPath, message: str, code: str = "rule", fix: str = "") -> None:
+        self.items.append(Finding(self.prefix + path, Severity.ERROR, message, code, fix))
 
     def warning(self, path: FieldPath, message: str, code: str = "rule") -> None:
         self.items.append(Finding(self.prefix + path, Severity.WARNING, message, code))

@@ -77,15 +77,21 @@ def creation_window(
 ) -> None:
     """Rules that depend on the clock; they only matter for a stock that is still to be created."""
     b = parse_rfc3339(begin)
+    name = str(begin_path[-1])
     if b < now:
         out.error(
             begin_path,
             f"{begin} is in the past; a stock must start now or later when it is created",
             "begin_in_past",
+            fix=f"move {name} (and the end time with it) later, to now or after",
         )
     elif b > now + timedelta(days=max_ahead_days):
+        days = (b - now).total_seconds() / 86400
         out.error(
             begin_path,
-            f"{begin} is more than {max_ahead_days} days ahead; WeChat Pay refuses such a stock",
+            f"{begin} is {days:.0f} days ahead; WeChat Pay refuses a begin time more than "
+            f"{max_ahead_days} days ahead",
             "begin_too_far",
+            fix=f"move {name} (and the end time with it) earlier, to at most {max_ahead_days} "
+            "days from now; or create the stock later",
         )

@@ -10,8 +10,8 @@ import json
 import re
 from datetime import datetime, timedelta
 
-from reconciler.money import money
-from reconciler.spec.common import shown, weighted_length_ok
+from reconciler.money import money, yuan
+from reconciler.spec.common import shown, weighted_length_problem
 from reconciler.spec.favor import FAVOR_COLORS, FavorCouponUseRule, FavorPatternInfo, FavorSpec
 from reconciler.spec.findings import Findings
 from reconciler.spec.rules_common import creation_window, list_size, not_open, times, unique
@@ -28,12 +28,9 @@ _BIN = re.compile(r"^[0-9]{6,9}$")
 
 def favor_rules(spec: FavorSpec, merchant: str, out: Findings) -> None:
     """Time-independent rules; `merchant` is the stock file's creating mchid."""
-    if not weighted_length_ok(spec.stock_name, 9, 20):
-        out.error(
-            ("stock_name",),
-            f"{shown(spec.stock_name)} is too long: at most 9 Chinese characters or 20 letters",
-            "too_long",
-        )
+    too_long = weighted_length_problem(spec.stock_name, 9, 20)
+    if too_long:
+        out.error(("stock_name",), f"{shown(spec.stock_name)} {too_long}", "too_long")
     bad = sorted({c for c in spec.stock_name if c in FORBIDDEN_NAME_CHARS})
     if bad:
         out.error(
@@ -145,12 +142,11 @@ def _pattern_info(info: FavorPatternInfo, out: Findings) -> None:
         out.error(
             (*p, "description"), f"is {len(info.description)} characters; at most 1000", "too_long"
         )
-    if info.merchant_name is not None and not weighted_length_ok(info.merchant_name, 12, 36):
-        out.error(
-            (*p, "merchant_name"),
-            "is too long: at most 12 Chinese characters or 36 letters",
-            "too_long",
-        )
+    too_long = (
+        None if info.merchant_name is None else weighted_length_problem(info.merchant_name, 12, 36)
+    )
+    if too_long:
+        out.error((*p, "merchant_name"), f"{shown(info.merchant_name)} {too_long}", "too_long")
     if info.background_color is not None:
         if info.background_color.upper() not in FAVOR_COLORS:
             out.error(
@@ -205,7 +201,8 @@ def _coupon_use_rule(spec: FavorSpec, rule: FavorCouponUseRule, out: Findings) -
         elif not slo <= fixed.coupon_amount <= shi:
             out.warning(
                 (*fp, "coupon_amount"),
-                f"{money(fixed.coupon_amount)} is outside {money(slo - 1)} < amount ≤ {money(shi)}, the stricter range some docs give",
+                f"is {money(fixed.coupon_amount)}; some docs allow only more than "
+                f"{yuan(slo - 1)} and at most {yuan(shi)}, so WeChat Pay may refuse it",
                 "range_strict",
             )
         if fixed.transaction_minimum <= fixed.coupon_amount:
