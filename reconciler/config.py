@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import httpx
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
 
 from reconciler.diagnostics import Diagnostic, Severity
 from reconciler.limits import Limit
@@ -150,11 +150,25 @@ class StateBackendSetting(Strict):
     """Keep the state in PostgreSQL: many pipelines share it, locking per merchant."""
 
 
+def _state_kind(value: object) -> str:
+    return "function-backend" if isinstance(value, Mapping) else "function-path"
+
+
+# A path or a backend mapping, told apart by shape, so an error names only the form meant.
+# The tags start with "function-" because the diagnostics leave such parts out of a field's
+# path (as for validator functions): an error stays at `state` or `state.postgres.dsn`.
+StateSetting = Annotated[
+    Annotated[PathText, Tag("function-path")]
+    | Annotated[StateBackendSetting, Tag("function-backend")],
+    Discriminator(_state_kind),
+]
+
+
 class Project(Strict):
     version: Literal[1] = 1
     stocks: PathText = "stocks"
     """Directory of stock files, relative to this file."""
-    state: PathText | StateBackendSetting = ".reconciler/state.json"
+    state: StateSetting = ".reconciler/state.json"
     """State file, relative to this file; or `{postgres: {dsn: {env: VARIABLE}, schema: NAME}}`."""
     api: Api = Api()
     concurrency: int = Field(default=16, ge=1, le=64)

@@ -30,6 +30,7 @@ import re
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -119,6 +120,10 @@ class PostgresStateStore:
         self._lock_id_source = lock_id_source
         self._connect_timeout = connect_timeout
         self._conn: psycopg.Connection[Any] | None = None
+        # Closed when the store is dropped or at exit, if nobody called close(): a CLI run
+        # just ends, and an unclosed connection would warn.
+        self._open: list[psycopg.Connection[Any]] = []
+        weakref.finalize(self, _close_all, self._open)
         self._conn_lock = threading.RLock()
         self._known: State | None = None
         self._held: tuple[str, frozenset[str] | None] | None = None  # lock id, merchants
@@ -179,6 +184,7 @@ class PostgresStateStore:
         with self._conn_lock:
             if self._conn is None or self._conn.closed:
                 self._conn = self._connect()
+                self._open[:] = [self._conn]
             try:
                 if not self._ready:
                     self._ensure_schema(self._conn)
@@ -622,6 +628,12 @@ class PostgresStateStore:
             conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
             conn.execute(f"DELETE FROM {s}.locks WHERE lock_id = %s", (lock_id,))
         return info
+
+
+def _close_all(connections: list[Any]) -> None:
+    for conn in connections:
+        with contextlib.suppress(Exception):
+            conn.close()
 
 
 def _fetch_bool(conn: psycopg.Connection[Any], query: str, key: int) -> bool:

@@ -295,7 +295,7 @@ class StateStore:
         lineage is set aside, as by any save). The written serial is above both, so a plan
         made from either is refused by apply."""
         try:
-            current: State | None = self.load()
+            current: State | None = self.load(create_if_missing=True)
         except StateMissingError:
             if not force:
                 raise
