@@ -14,10 +14,8 @@ the same object any more.
 from __future__ import annotations
 
 import contextlib
-import operator
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import compress, islice
 from typing import Protocol
 
 from reconciler.errors import StateError
@@ -100,21 +98,38 @@ class Delta:
         return len(self.stocks) + (0 if self.retired is None else 1)
 
 
-def delta(base: State, new: State) -> Delta:
-    """The changes from `base` to `new`, by identity (values that are the same object are
-    unchanged). Runs in C for the common shapes: the same ids in the same order, or new ids
-    appended (what `with_stock` produces)."""
-    old, cur = base.stocks, new.stocks
+@dataclass(frozen=True)
+class Listed:
+    """A state's ids and stocks as lists, kept by a backend for the next `delta`."""
+
+    state: State
+    keys: list[str]
+    values: list[StockState]
+
+    @classmethod
+    def of(cls, state: State) -> Listed:
+        return cls(state, list(state.stocks), list(state.stocks.values()))
+
+
+def delta(base: State | Listed, new: State | Listed) -> Delta:
+    """The changes from `base` to `new`: the stocks that are not the same (or an equal)
+    object. For the common shapes (the same ids in the same order, or new ids appended, which
+    is what `with_stock` produces) the unchanged runs are skipped by list comparisons in C,
+    whose identity shortcut makes them cost a pointer compare per stock."""
+    b = base if isinstance(base, Listed) else Listed.of(base)
+    n = new if isinstance(new, Listed) else Listed.of(new)
+    old, cur = b.state.stocks, n.state.stocks
     changed: dict[str, StockState | None] = {}
     if cur is not old:
-        common = min(len(old), len(cur))
-        same_keys = all(map(operator.is_, islice(cur.keys(), common), islice(old.keys(), common)))
-        if same_keys and len(cur) >= len(old):
-            keys = islice(cur.keys(), common)
-            moved = compress(keys, map(operator.is_not, cur.values(), old.values()))
-            for key in moved:
-                changed[key] = cur[key]
-            for key in islice(cur.keys(), common, None):
+        old_keys, cur_keys = b.keys, n.keys
+        common = min(len(old_keys), len(cur_keys))
+        if len(cur_keys) >= len(old_keys) and cur_keys[:common] == old_keys:
+            positions: list[int] = []
+            values = n.values if len(n.values) == common else n.values[:common]
+            _differing(values, b.values, 0, common, positions)  # type: ignore[arg-type]
+            for i in positions:
+                changed[cur_keys[i]] = cur[cur_keys[i]]
+            for key in cur_keys[common:]:
                 changed[key] = cur[key]
         else:
             for key, value in cur.items():
@@ -122,8 +137,20 @@ def delta(base: State, new: State) -> Delta:
                     changed[key] = value
             for key in old.keys() - cur.keys():
                 changed[key] = None
-    retired = None if new.retired is base.retired or new.retired == base.retired else new.retired
+    old_retired, new_retired = b.state.retired, n.state.retired
+    retired = None if new_retired is old_retired or new_retired == old_retired else new_retired
     return Delta(changed, retired)
+
+
+def _differing(a: list[object], b: list[object], lo: int, hi: int, out: list[int]) -> None:
+    if (a == b) if (lo, hi) == (0, len(a)) else (a[lo:hi] == b[lo:hi]):
+        return
+    if hi - lo <= 16:
+        out.extend(i for i in range(lo, hi) if a[i] is not b[i] and a[i] != b[i])
+        return
+    mid = (lo + hi) // 2
+    _differing(a, b, lo, mid, out)
+    _differing(a, b, mid, hi, out)
 
 
 def iter_merchants(d: Delta, base: State) -> Iterator[str]:

@@ -35,7 +35,7 @@ from uuid import UUID, uuid4
 from reconciler.errors import StateError
 from reconciler.fsutil import describe_os_error, fsync_directory, remove_stale_temps, temp_path
 from reconciler.state import lock as _lock
-from reconciler.state.backend import StateMissingError, delta
+from reconciler.state.backend import Delta, Listed, StateMissingError, delta
 from reconciler.state.journal import Journal, header_line, parse_journal, record_line, replay
 from reconciler.state.lock import LockInfo, is_stale
 from reconciler.state.model import FORMAT_VERSION, State, StateDataError
@@ -84,6 +84,7 @@ class StateStore:
         # then: while they are unchanged nobody else wrote, and a save may append to the
         # journal without reading anything.
         self._known: State | None = None
+        self._known_lists: Listed | None = None  # the same, listed, for the next delta
         self._known_files: tuple[_Signature, _Signature] | None = None
         self._journal_length = 0
         self._clock = clock
@@ -174,6 +175,7 @@ class StateStore:
 
     def _remember(self, state: State, journal: Journal | None) -> None:
         self._known = state
+        self._known_lists = None
         self._journal_length = 0 if journal is None else journal.valid_length
         self._known_files = (_signature(self.path), _signature(self.journal_path))
 
@@ -279,9 +281,13 @@ class StateStore:
         if self._journal:
             base = self._journal_base(state, previous)
             if base is not None:
-                change = delta(base, state)
+                listed = self._known_lists
+                new = Listed.of(state)
+                change = delta(listed if listed is not None and listed.state is base else base, new)
                 if change.size <= max(JOURNAL_MAX_RECORD_STOCKS, len(state.stocks) // 4):
-                    return self._append(state, change)
+                    written = self._append(state, change)
+                    self._known_lists = Listed(written, new.keys, new.values)
+                    return written
         written = state.model_copy(update={"serial": state.serial + 1})
         self._check_disk(state)
         self._write_snapshot(written)
@@ -339,7 +345,7 @@ class StateStore:
             return None
         return known
 
-    def _append(self, state: State, change: Any) -> State:
+    def _append(self, state: State, change: Delta) -> State:
         written = state.model_copy(update={"serial": state.serial + 1})
         try:
             line = record_line(written.serial, change)
