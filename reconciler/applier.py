@@ -21,8 +21,8 @@ from reconciler.kinds import StockApi, StockKind, kind_of
 from reconciler.operation import Operation, OpType
 from reconciler.plan import Change, Plan
 from reconciler.spec.common import parse_rfc3339
+from reconciler.state.backend import StateBackend
 from reconciler.state.model import State, StockState
-from reconciler.state.store import StateStore
 from reconciler.wechatpay.errors import (
     ApiResponseError,
     RequestCancelled,
@@ -86,7 +86,7 @@ class Applier:
 
     def __init__(
         self,
-        store: StateStore,
+        store: StateBackend,
         state: State,
         clients: Mapping[str, StockApi],
         now: Callable[[], datetime],

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import httpx
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
 
 from reconciler.diagnostics import Diagnostic, FieldPath, Severity
 from reconciler.limits import Limit
@@ -137,12 +137,39 @@ class Api(Strict):
     """First retry delay; each further one doubles (with jitter, at most 10 s)."""
 
 
+class PostgresState(Strict):
+    dsn: Secret
+    """Where the connection string is ({env: VARIABLE} or {file: path}): it may hold a
+    password, so it is a secret and never written here."""
+    schema_: str = Field(default="reconciler", alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    """The PostgreSQL schema holding the state's tables (created on first use)."""
+
+
+class StateBackendSetting(Strict):
+    postgres: PostgresState
+    """Keep the state in PostgreSQL: many pipelines share it, locking per merchant."""
+
+
+def _state_kind(value: object) -> str:
+    return "function-backend" if isinstance(value, Mapping) else "function-path"
+
+
+# A path or a backend mapping, told apart by shape, so an error names only the form meant.
+# The tags start with "function-" because the diagnostics leave such parts out of a field's
+# path (as for validator functions): an error stays at `state` or `state.postgres.dsn`.
+StateSetting = Annotated[
+    Annotated[PathText, Tag("function-path")]
+    | Annotated[StateBackendSetting, Tag("function-backend")],
+    Discriminator(_state_kind),
+]
+
+
 class Project(Strict):
     version: Literal[1] = 1
     stocks: PathText = "stocks"
     """Directory of stock files, relative to this file."""
-    state: PathText = ".reconciler/state.json"
-    """State file, relative to this file."""
+    state: StateSetting = ".reconciler/state.json"
+    """State file, relative to this file; or `{postgres: {dsn: {env: VARIABLE}, schema: NAME}}`."""
     api: Api = Api()
     concurrency: int = Field(default=16, ge=1, le=64)
     """Requests in flight at once, per merchant (the rate limits still apply)."""
@@ -179,7 +206,45 @@ class ProjectFile:
 
     @property
     def state_path(self) -> Path:
-        return self.root / self.project.state
+        """The local state file (for a PostgreSQL state: where `state pull` would put it)."""
+        state = self.project.state
+        return self.root / (state if isinstance(state, str) else ".reconciler/state.json")
+
+    @property
+    def postgres_state(self) -> PostgresState | None:
+        state = self.project.state
+        return None if isinstance(state, str) else state.postgres
+
+    def postgres_dsn(self, environ: Mapping[str, str]) -> tuple[str, str]:
+        """(the DSN, where it came from) for a PostgreSQL state. Errors name the variable or
+        file, never the value."""
+        from reconciler.errors import ConfigError
+
+        setting = self.postgres_state
+        if setting is None:
+            raise ConfigError(f"{self.file}: the state is not kept in PostgreSQL")
+        source = setting.dsn
+        if source.env is not None:
+            value = environ.get(source.env, "")
+            if not value.strip():
+                raise ConfigError(
+                    f"{self.file}: state.postgres.dsn names the environment variable "
+                    f"{source.env}, which is not set (or empty); set it to the PostgreSQL "
+                    "connection string"
+                )
+            return value.strip(), f"${source.env}"
+        assert source.file is not None
+        path = self.root / source.file
+        try:
+            value = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(
+                f"{self.file}: cannot read the PostgreSQL DSN file {path}: {reason}"
+            ) from None
+        if not value.strip():
+            raise ConfigError(f"{self.file}: the PostgreSQL DSN file {path} is empty")
+        return value.strip(), str(path)
 
     def merchant(self, mchid: str) -> Merchant | None:
         return next((m for m in self.project.merchants if m.mchid == mchid), None)

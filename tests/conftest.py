@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import copy
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +83,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("long") is not None:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A PostgreSQL DSN: RECONCILER_TEST_POSTGRES_DSN (what `.ci/run` starts), else a
+    throwaway cluster started for this session; skipped with the reason when neither works."""
+    import os
+
+    from tests.pg_support import DSN_VARIABLE, throwaway_cluster
+
+    given = os.environ.get(DSN_VARIABLE)
+    if given:
+        yield given
+        return
+    try:
+        psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed")
+        del psycopg
+        cluster = throwaway_cluster()
+        dsn = cluster.__enter__()
+    except RuntimeError as exc:
+        pytest.skip(f"no PostgreSQL: {DSN_VARIABLE} is not set and none could be started ({exc})")
+    try:
+        yield dsn
+    finally:
+        cluster.__exit__(None, None, None)

@@ -16,8 +16,10 @@ from reconciler.commands.common import (
     runtime,
 )
 from reconciler.engine import state_ops
+from reconciler.errors import StateError
 from reconciler.render.text import value_text
-from reconciler.state.store import StateStore
+from reconciler.state.backend import StateBackend
+from reconciler.state.factory import open_backend
 
 
 @click.group()
@@ -25,9 +27,10 @@ def state() -> None:
     """Inspect and repair the state file (never calls a create)."""
 
 
-def _store(project_path: Path) -> StateStore:
+def _store(project_path: Path) -> StateBackend:
     project = open_project(project_path)
-    return StateStore(project.state_path, runtime().clock)
+    rt = runtime()
+    return open_backend(project, rt.clock, rt.environ)
 
 
 @state.command("list")
@@ -37,7 +40,7 @@ def list_(project_path: Path) -> int:
     store = _store(project_path)
     current = state_ops.read(store)
     click.echo(
-        f"state {store.path} · lineage {current.lineage} · serial {current.serial} · {len(current.stocks)} stocks"
+        f"state {store.location} · lineage {current.lineage} · serial {current.serial} · {len(current.stocks)} stocks"
     )
     for st in sorted(current.stocks.values(), key=lambda s: s.id):
         pending = (
@@ -110,4 +113,38 @@ def unlock(lock_id: str, project_path: Path) -> int:
     """Break a stale lock left by an apply that died (its id is in the lock error)."""
     info = state_ops.unlock(_store(project_path), lock_id)
     click.echo(f"Removed the lock held by {info.holder} since {info.created_at} ({info.command}).")
+    return EXIT_OK
+
+
+@state.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@project_option
+def pull(file: Path | None, project_path: Path) -> int:
+    """Export the state as a JSON state file: to FILE, or to standard output."""
+    text = state_ops.pull(_store(project_path))
+    if file is None:
+        click.echo(text, nl=False)
+    else:
+        try:
+            file.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise StateError(f"cannot write {file}: {exc.strerror}") from exc
+    return EXIT_OK
+
+
+@state.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace a state of another lineage or newer serial.")
+@project_option
+def push(file: Path, force: bool, project_path: Path) -> int:
+    """Import a JSON state file (from `state pull`) into the configured state."""
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise StateError(f"cannot read {file}: {exc.strerror}") from exc
+    store = _store(project_path)
+    saved = state_ops.push(store, raw, str(file), force=force)
+    click.echo(
+        f"Pushed {file} to {store.location}: lineage {saved.lineage}, serial {saved.serial}, {len(saved.stocks)} stocks."
+    )
     return EXIT_OK

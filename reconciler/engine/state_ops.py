@@ -13,29 +13,46 @@ from reconciler.engine.workspace import Workspace, clients_for
 from reconciler.errors import ApiError, ConfigError, StateError
 from reconciler.kinds import FieldDiff, kind_of
 from reconciler.spec.common import parse_rfc3339
+from reconciler.state.backend import StateBackend
 from reconciler.state.lock import LockInfo
 from reconciler.state.model import State, StockState
-from reconciler.state.store import StateStore
+from reconciler.state.store import parse_state, render_state
 
 
-def read(store: StateStore) -> State:
+def read(store: StateBackend) -> State:
     return store.load()
 
 
-def remove(store: StateStore, id: str) -> State:
+def remove(store: StateBackend, id: str) -> State:
     """Stop tracking a stock; its create number is retired, never given out again."""
     with store.lock(f"state rm {id}"):
         return store.save(store.load().without_stock(id))
 
 
-def rename(store: StateStore, old: str, new: str) -> State:
+def rename(store: StateBackend, old: str, new: str) -> State:
     """Move a stock to a new id, keeping its numbers and stock_id; WeChat Pay is not called."""
     with store.lock(f"state mv {old} {new}"):
         return store.save(store.load().renamed(old, new))
 
 
-def unlock(store: StateStore, lock_id: str) -> LockInfo:
+def unlock(store: StateBackend, lock_id: str) -> LockInfo:
     return store.unlock(lock_id)
+
+
+def pull(store: StateBackend) -> str:
+    """The state as today's JSON state file (what `state push` and a local state read)."""
+    return render_state(store.load().to_data()) + "\n"
+
+
+def push(store: StateBackend, raw: bytes, name: str, *, force: bool = False) -> State:
+    """Import a JSON state file into the backend, under the lock; refuses another lineage
+    (or an older serial) unless `force`, and keeps what it replaces."""
+    try:
+        incoming = parse_state(raw)
+    except StateError as exc:
+        raise StateError(f"{name} {exc}; nothing was pushed") from None
+    with store.lock("state push"):
+        return store.replace(incoming, force=force)
 
 
 @dataclass(frozen=True)

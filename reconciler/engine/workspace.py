@@ -20,8 +20,9 @@ from reconciler.errors import ApiError, ConfigError, DiagnosedError
 from reconciler.kinds import kind_of
 from reconciler.loader import LoadResult, load_stocks
 from reconciler.runtime import Runtime, is_loopback
+from reconciler.state.backend import StateBackend
+from reconciler.state.factory import open_backend
 from reconciler.state.model import State
-from reconciler.state.store import StateStore
 from reconciler.wechatpay.client import WeChatPayClient
 from reconciler.wechatpay.credentials import MerchantCredentials
 from reconciler.wechatpay.ratelimit import RateLimiter
@@ -48,7 +49,7 @@ class Workspace:
     project: ProjectFile
     runtime: Runtime
     loaded: LoadResult
-    store: StateStore
+    store: StateBackend
     limiter: RateLimiter = field(default_factory=RateLimiter)
     credentials: dict[str, MerchantCredentials] = field(default_factory=dict)
     """Loaded once per run: checking an RSA key costs tens of milliseconds."""
@@ -81,7 +82,7 @@ def open_workspace(
         raise ConfigError(
             "RECONCILER_NOW shifts the clock, which only works against a local emulator; unset it to talk to WeChat Pay"
         )
-    store = StateStore(project.state_path, runtime.clock)
+    store = open_backend(project, runtime.clock, runtime.environ)
     with ThreadPoolExecutor(1, thread_name_prefix="state") as reader:
         early = (
             reader.submit(store.load, create_if_missing=True, init=init_state)

@@ -7,8 +7,14 @@ leaves either the old or the new complete file under the state's name (and `.bac
 the version before it), never a mixture and never nothing.
 
 A missing state file is never taken for an empty state while a file beside it shows that a
-state existed (a backup, a lock of another run, a temporary file of a save); and a backup of
-another state history is set aside under its own name instead of being overwritten.
+state existed (a backup, a lock of another run, a temporary file of a save, a journal); and a
+backup of another state history is set aside under its own name instead of being overwritten.
+
+With `journal=True` (how a workspace opens it), a save of a few changed stocks does not
+rewrite the file: it appends one line to `<state>.journal` and fsyncs it (`journal.py`), so a
+save costs O(changed stocks). Loading applies the journal to the file. Releasing the lock
+compacts: the whole state is written as above, the journal removed and `.backup` made a copy
+of the result, so between runs `state.json` alone is the state, as it always was.
 """
 
 from __future__ import annotations
@@ -20,15 +26,16 @@ import json
 import os
 import shutil
 import socket
-from collections.abc import Callable, Iterator
-from datetime import datetime
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID, uuid4
 
 from reconciler.errors import StateError
 from reconciler.fsutil import describe_os_error, fsync_directory, remove_stale_temps, temp_path
 from reconciler.state import lock as _lock
+from reconciler.state.backend import Delta, Listed, StateMissingError, WallClock, delta
+from reconciler.state.journal import Journal, header_line, parse_journal, record_line, replay
 from reconciler.state.lock import LockInfo, is_stale
 from reconciler.state.model import FORMAT_VERSION, State, StateDataError
 
@@ -36,38 +43,43 @@ SECRET_MARKER = "PRIVATE KEY"
 INIT_STATE_FLAG = "--init-state"
 
 
-class StateMissingError(StateError):
-    """The state file does not exist. `evidence` lists the files beside it that show a state
-    was kept there (or is being written); with any of them, no empty state is made up."""
+__all__ = ["StateMissingError", "StateStore", "parse_state", "render_state"]
 
-    def __init__(self, message: str, evidence: list[Path]) -> None:
-        super().__init__(message)
-        self.evidence = evidence
-
-
-class Clock(Protocol):
-    def now(self) -> datetime:
-        """The current time, timezone-aware."""
-        ...
+# A save that changes more stocks than this (and more than a quarter of them) rewrites the
+# snapshot instead: replaying a journal that is most of the state gains nothing.
+JOURNAL_MAX_RECORD_STOCKS = 256
 
 
 class StateStore:
     """The state file at `path`, its `.backup` and its `.lock`.
 
     `clock` stamps locks; `lineage_source` and `lock_id_source` provide the randomness (inject
-    fixed ones in tests).
+    fixed ones in tests). `journal`: saves of a few stocks append to `<state>.journal` and the
+    lock's release compacts it (see the module's docstring); without it every save rewrites
+    the file (a journal left by another instance is still read, and removed by the next save).
     """
 
     def __init__(
         self,
         path: Path,
-        clock: Clock,
+        clock: WallClock,
         lineage_source: Callable[[], UUID] = uuid4,
         lock_id_source: Callable[[], UUID] = uuid4,
+        *,
+        journal: bool = False,
     ) -> None:
         self.path = Path(path)
         self.backup_path = self.path.with_name(self.path.name + ".backup")
         self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.journal_path = self.path.with_name(self.path.name + ".journal")
+        self._journal = journal
+        # What this instance last loaded or wrote, and the stat of the file and the journal
+        # then: while they are unchanged nobody else wrote, and a save may append to the
+        # journal without reading anything.
+        self._known: State | None = None
+        self._known_lists: Listed | None = None  # the same, listed, for the next delta
+        self._known_files: tuple[_Signature, _Signature] | None = None
+        self._journal_length = 0
         self._clock = clock
         self._lineage_source = lineage_source
         self._lock_id_source = lock_id_source
@@ -113,9 +125,52 @@ class StateStore:
                 f"cannot read state file {self.path}: {describe_os_error(exc, self.path.parent)}"
             ) from exc
         try:
-            return parse_state(raw)
+            data = parse_state_data(raw)
         except StateError as exc:
             raise StateError(f"state file {self.path} {exc}\n{self._way_out()}") from None
+        journal = self._read_journal()
+        if journal is not None:
+            try:
+                data = replay(data, journal)
+            except StateError as exc:
+                raise StateError(f"journal {self.journal_path} {exc}\n{self._way_out()}") from None
+        try:
+            state = state_from_data(data)
+        except StateError as exc:
+            where = f"state file {self.path}" + (
+                f" with its journal {self.journal_path}" if journal is not None else ""
+            )
+            raise StateError(f"{where} {exc}\n{self._way_out()}") from None
+        self._remember(state, journal)
+        return state
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    def close(self) -> None:
+        """Nothing to release: every save is durable when it returns."""
+
+    def _read_journal(self) -> Journal | None:
+        try:
+            raw = self.journal_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateError(
+                f"cannot read the journal {self.journal_path}: "
+                f"{describe_os_error(exc, self.path.parent)}"
+            ) from exc
+        try:
+            return parse_journal(raw)
+        except StateError as exc:
+            raise StateError(f"journal {self.journal_path} {exc}\n{self._way_out()}") from None
+
+    def _remember(self, state: State, journal: Journal | None) -> None:
+        self._known = state
+        self._known_lists = None
+        self._journal_length = 0 if journal is None else journal.valid_length
+        self._known_files = (_signature(self.path), _signature(self.journal_path))
 
     def _new_state(self, *, init: bool) -> State:
         if not init:
@@ -152,6 +207,8 @@ class StateStore:
             return "a temporary file of a save that was interrupted or is under way"
         if name == self.lock_path.name:
             return self._lock_note()
+        if name == self.journal_path.name:
+            return "the journal of the saves since the state file was last written whole"
         return None
 
     def _lock_note(self) -> str | None:
@@ -197,12 +254,16 @@ class StateStore:
 
     # --- writing ----------------------------------------------------------------------------
 
-    def save(self, state: State) -> State:
-        """Atomically write `state` with serial + 1 and return what was written.
+    def save(self, state: State, *, previous: State | None = None) -> State:
+        """Durably write `state` with serial + 1 and return what was written.
 
-        Refuses (StateError) when the file on disk belongs to another lineage or has a higher
-        serial than `state` (someone else wrote it since it was loaded), when the file on disk
-        cannot be read, and when any value looks like a private key.
+        Refuses (StateError) when the state on disk belongs to another lineage or has a
+        higher serial than `state` (someone else wrote it since it was loaded), when it cannot
+        be read, and when any value looks like a private key.
+
+        With the journal on, a save of few changed stocks (compared with `previous`, or with
+        what this instance last loaded or wrote) appends them to the journal; otherwise the
+        whole file is rewritten:
 
         A `.backup` that is not a version of `state`'s lineage (left by a deleted state, or
         unreadable) is never overwritten: it is renamed to `.backup.<lineage>.<serial>` (or
@@ -210,7 +271,159 @@ class StateStore:
         save is refused. Temporary files of saves by dead processes of this host are removed.
         Every file-system failure is a one-line StateError; the previous file stays intact.
         """
+        if self._journal:
+            base = self._journal_base(state, previous)
+            if base is not None:
+                listed = self._known_lists
+                new = Listed.of(state)
+                change = delta(listed if listed is not None and listed.state is base else base, new)
+                if change.size <= max(JOURNAL_MAX_RECORD_STOCKS, len(state.stocks) // 4):
+                    written = self._append(state, change)
+                    self._known_lists = Listed(written, new.keys, new.values)
+                    return written
         written = state.model_copy(update={"serial": state.serial + 1})
+        self._check_disk(state)
+        self._write_snapshot(written)
+        return written
+
+    def replace(self, state: State, *, force: bool = False) -> State:
+        """Write `state` (read from an export) in place of the stored one (`state push`).
+
+        Refuses a stored state of another lineage, or of the same lineage at a higher serial,
+        unless `force`. The state it replaces becomes `.backup` (and a backup of another
+        lineage is set aside, as by any save). The written serial is above both, so a plan
+        made from either is refused by apply."""
+        try:
+            current: State | None = self.load(create_if_missing=True)
+        except StateMissingError:
+            if not force:
+                raise
+            current = None
+        except StateError:
+            if not force:
+                raise
+            current = None
+        if current is not None and current.serial > 0 and not force:
+            if current.lineage != state.lineage:
+                raise StateError(
+                    f"refusing to push: {self.path} holds lineage {current.lineage} (serial "
+                    f"{current.serial}), the file is lineage {state.lineage}: different state "
+                    "histories. Nothing was written; add --force to replace it (it is kept as "
+                    "a backup)."
+                )
+            if current.serial > state.serial:
+                raise StateError(
+                    f"refusing to push: {self.path} is at serial {current.serial}, newer than "
+                    f"the file's serial {state.serial}. Nothing was written; add --force to go "
+                    "back to the file's version."
+                )
+        serial = max(state.serial, current.serial if current is not None else 0) + 1
+        written = state.model_copy(update={"serial": serial})
+        self._write_snapshot(written)
+        return written
+
+    def _journal_base(self, state: State, previous: State | None) -> State | None:
+        """What `state` may be diffed against for an append: a state known to be the one on
+        disk (same lineage and serial as `state`), while the files are as this instance left
+        them; None when only a full write is safe."""
+        known = self._known
+        if known is None or (known.lineage, known.serial) != (state.lineage, state.serial):
+            known = previous  # what the caller says is stored, when this instance knows nothing
+        if known is None or (known.lineage, known.serial) != (state.lineage, state.serial):
+            return None
+        if not self.path.exists() or self._known_files != (
+            _signature(self.path),
+            _signature(self.journal_path),
+        ):
+            return None
+        return known
+
+    def _append(self, state: State, change: Delta) -> State:
+        written = state.model_copy(update={"serial": state.serial + 1})
+        try:
+            line = record_line(written.serial, change)
+        except ValueError as exc:
+            raise StateError(f"refusing to save the state: {exc}; nothing was written") from exc
+        if SECRET_MARKER.encode() in line:
+            _refuse_secrets(json.loads(line.partition(b" ")[2]), "")
+        new_file = not self.journal_path.exists()
+        try:
+            if new_file:
+                self._create_journal(header_line(state.lineage, state.serial) + line)
+                length = len(header_line(state.lineage, state.serial)) + len(line)
+            else:
+                length = self._append_line(line)
+        except OSError as exc:
+            raise StateError(
+                f"could not write the journal {self.journal_path}: "
+                f"{describe_os_error(exc, self.path.parent)}. The previous state is intact; "
+                "fix the cause and run the command again."
+            ) from exc
+        self._known = written
+        self._journal_length = length
+        self._known_files = (_signature(self.path), _signature(self.journal_path))
+        return written
+
+    def _create_journal(self, content: bytes) -> None:
+        # Written whole under a temporary name and renamed: a journal never lacks its header.
+        temp = temp_path(self.journal_path)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(content)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temp, self.journal_path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+            raise
+        fsync_directory(self.path.parent)
+
+    def _append_line(self, line: bytes) -> int:
+        fd = os.open(self.journal_path, os.O_WRONLY)
+        try:
+            # Cut off a torn last line of an interrupted save (and anything a failed append
+            # of ours left), so every record follows a complete one.
+            if os.fstat(fd).st_size != self._journal_length:
+                os.ftruncate(fd, self._journal_length)
+            os.lseek(fd, self._journal_length, os.SEEK_SET)
+            try:
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, self._journal_length)
+                raise
+        finally:
+            os.close(fd)
+        return self._journal_length + len(line)
+
+    def compact(self) -> State | None:
+        """Write the state whole and remove the journal (when there is one): afterwards the
+        state file alone is the state. Returns the state, or None when there was no journal."""
+        if not self.journal_path.exists():
+            return None
+        known = self._known
+        files = (_signature(self.path), _signature(self.journal_path))
+        current = known if known is not None and files == self._known_files else self.load()
+        self._write_snapshot(current)
+        # The file replaced was the run's starting point; the backup's job is to be a recent
+        # complete version, so it becomes this one (the journal it replaces held the same).
+        try:
+            self._copy_to_backup()
+        except OSError as exc:
+            raise StateError(
+                f"wrote {self.path}, but could not refresh its backup {self.backup_path}: "
+                f"{describe_os_error(exc, self.path.parent)}"
+            ) from exc
+        with contextlib.suppress(OSError):
+            self._known_backup = (_signature(self.backup_path), current.lineage)
+        return current
+
+    def _write_snapshot(self, written: State) -> None:
         data = written.to_data()
         try:
             text = render_state(data)
@@ -218,12 +431,17 @@ class StateStore:
             raise StateError(f"refusing to save the state: {exc}; nothing was written") from exc
         if SECRET_MARKER in text:  # the marker needs no JSON escaping, so this finds them all
             _refuse_secrets(data, "")
-        self._check_disk(state)
-        self._set_aside_foreign_backup(state.lineage)
+        self._set_aside_foreign_backup(written.lineage)
         remove_stale_temps(self.path)
         remove_stale_temps(self.backup_path)
+        remove_stale_temps(self.journal_path)
         try:
             self._write_atomically((text + "\n").encode("utf-8"))
+            # The file now holds every record of the journal (a crash before this leaves
+            # records at or below its serial, which loading skips).
+            if self.journal_path.exists():
+                self.journal_path.unlink()
+                fsync_directory(self.path.parent)
         except OSError as exc:
             raise StateError(
                 f"could not write state file {self.path}: "
@@ -233,8 +451,8 @@ class StateStore:
         # `.backup` is now absent or the file just replaced, which _check_disk found to be
         # of this lineage.
         with contextlib.suppress(OSError):
-            self._known_backup = (_signature(self.backup_path), state.lineage)
-        return written
+            self._known_backup = (_signature(self.backup_path), written.lineage)
+        self._remember(written, None)
 
     def _set_aside_foreign_backup(self, lineage: str) -> None:
         try:
@@ -298,6 +516,18 @@ class StateStore:
                 f"serial {state.serial}; another run wrote the state meanwhile. Nothing was "
                 "written; run the command again so it starts from the newer state."
             )
+        journal = self._read_journal()
+        if (
+            journal is not None
+            and journal.lineage == lineage
+            and journal.last_serial > state.serial
+        ):
+            raise StateError(
+                f"refusing to save: {self.path} with its journal is at serial "
+                f"{journal.last_serial}, but this run loaded serial {state.serial}; another run "
+                "wrote the state meanwhile. Nothing was written; run the command again so it "
+                "starts from the newer state."
+            )
 
     def _write_atomically(self, content: bytes) -> None:
         directory = self.path.parent
@@ -319,6 +549,21 @@ class StateStore:
                 temp.unlink()
             raise
         fsync_directory(directory)
+
+    def _copy_to_backup(self) -> None:
+        # A copy, not a second name: the state file could then be edited in place (a `cp` of
+        # a restore, a hand edit) without changing its backup too.
+        temp = temp_path(self.backup_path)
+        try:
+            shutil.copyfile(self.path, temp)
+            with temp.open("rb") as f:
+                os.fsync(f.fileno())
+            os.replace(temp, self.backup_path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+            raise
+        fsync_directory(self.path.parent)
 
     def _keep_backup(self, directory: Path) -> None:
         # The backup is a second name for the current file, made under a temporary name and
@@ -352,9 +597,12 @@ class StateStore:
         *,
         wait_seconds: float = 0.0,
         poll_seconds: float = 0.2,
+        merchants: Collection[str] | None = None,
     ) -> Iterator[LockInfo]:
         """Hold `<state>.lock` for the block. Contention raises StateLockedError naming the
-        holder and the unlock command, after polling up to `wait_seconds`."""
+        holder and the unlock command, after polling up to `wait_seconds`. A local state has
+        one writer at a time, so `merchants` still locks the whole state. Before the lock is
+        released, the journal is compacted into the state file."""
         pid, host = os.getpid(), socket.gethostname()
         info = LockInfo(
             lock_id=str(self._lock_id_source()),
@@ -378,12 +626,18 @@ class StateStore:
             yield info
         except BaseException:
             # Keep the original error; a broken lock is reported only when nothing else is.
+            # The journal keeps every save if compacting fails too.
+            with contextlib.suppress(StateError):
+                self.compact()
             self._held_lock_id = None
             with contextlib.suppress(StateError):
                 _lock.release(self.lock_path, info.lock_id)
             raise
-        self._held_lock_id = None
-        _lock.release(self.lock_path, info.lock_id)
+        try:
+            self.compact()
+        finally:
+            self._held_lock_id = None
+            _lock.release(self.lock_path, info.lock_id)
 
     def _make_folder(self) -> None:
         # The state's folder may not exist yet on a project's first apply.
@@ -431,6 +685,11 @@ class StateStore:
 
 def parse_state(raw: bytes) -> State:
     """Bytes of a state file -> State; StateError saying what is wrong (no file name)."""
+    return state_from_data(parse_state_data(raw))
+
+
+def parse_state_data(raw: bytes) -> dict[str, Any]:
+    """Bytes of a state file -> its JSON object, format checked; not validated yet."""
     if not raw.strip():
         raise StateError("is empty" + (" (0 bytes)" if not raw else " (only whitespace)"))
     try:
@@ -467,6 +726,14 @@ def parse_state(raw: bytes) -> State:
             )
     elif isinstance(data, dict):
         raise StateError("has no format_version; it is not a reconciler state file")
+    if not isinstance(data, dict):
+        state_from_data(data)  # says what the top level is instead
+        raise StateError("is not a JSON object")
+    return data
+
+
+def state_from_data(data: object) -> State:
+    """Validated State from parsed JSON; StateError listing the problems (no file name)."""
     try:
         return State.from_data(data)
     except StateDataError as exc:

@@ -1,0 +1,660 @@
+"""The state in PostgreSQL: one row per stock, for many pipelines sharing one state.
+
+Tables live in their own schema, created on first use and versioned (`meta`). `state` holds the
+one row with lineage, serial and the retired numbers; `stocks` one row per stock (its JSON as
+text, byte for byte what the file backend writes, so digests never move); `locks` who holds
+which lock; `set_aside` a state replaced by `state push --force`.
+
+A save is one transaction: it locks the `state` row, checks lineage and serial, writes the
+changed stocks' rows and raises the serial; it returns after COMMIT, so it is durable (with
+the server's default `synchronous_commit`). A killed client leaves the transaction rolled back:
+the previous state, whole.
+
+Locks are session advisory locks, held by a connection of their own for the whole run and
+released by the server when that connection ends (a killed run leaves no lock behind). The
+whole state is `pg_advisory_lock(key(schema))`; a run scoped to merchants takes that key
+shared plus `key(schema, merchant)` exclusively per merchant, so runs on different merchants
+proceed at once, and a whole-state run (state rm, push) waits for all of them.
+
+The DSN is a secret: it appears in no message. Errors name where it came from (the variable).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import hashlib
+import json
+import os
+import re
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable, Collection, Iterator
+from typing import TYPE_CHECKING, Any
+from uuid import UUID, uuid4
+
+from reconciler.errors import ConfigError, StateError
+from reconciler.state.backend import Delta, StateMissingError, WallClock, delta, iter_merchants
+from reconciler.state.lock import LockInfo, StateLockedError
+from reconciler.state.model import State, StateDataError
+from reconciler.state.store import INIT_STATE_FLAG, SECRET_MARKER, render_state
+
+if TYPE_CHECKING:
+    import psycopg
+
+SCHEMA_VERSION = 1
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")  # spliced into SQL: nothing else allowed
+_WHOLE = "state"
+
+_DDL = [
+    "CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value text NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS {s}.state (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        lineage uuid NOT NULL,
+        serial bigint NOT NULL CHECK (serial >= 0),
+        retired text NOT NULL,
+        retired_stock_ids text NOT NULL DEFAULT '{{}}')""",
+    """CREATE TABLE IF NOT EXISTS {s}.stocks (
+        id text PRIMARY KEY,
+        merchant text NOT NULL,
+        data text NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS stocks_merchant ON {s}.stocks (merchant)",
+    """CREATE TABLE IF NOT EXISTS {s}.locks (
+        scope text PRIMARY KEY,
+        lock_id text NOT NULL,
+        backend_pid integer NOT NULL,
+        info text NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS {s}.set_aside (
+        lineage uuid NOT NULL,
+        serial bigint NOT NULL,
+        set_aside_at timestamptz NOT NULL DEFAULT now(),
+        data text NOT NULL,
+        PRIMARY KEY (lineage, serial))""",
+]
+
+
+def advisory_key(schema: str, scope: str) -> int:
+    """A signed 64-bit advisory lock key for `scope` ("state" or "merchant:<mchid>")."""
+    digest = hashlib.sha256(f"reconciler\0{schema}\0{scope}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(
+        value, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+    )
+
+
+class PostgresStateStore:
+    """The state in schema `schema` of the database at `dsn`.
+
+    `dsn_source` (e.g. "$RECONCILER_STATE_DSN") is what messages name instead of the DSN.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "reconciler",
+        dsn_source: str = "the configured DSN",
+        clock: WallClock,
+        lineage_source: Callable[[], UUID] = uuid4,
+        lock_id_source: Callable[[], UUID] = uuid4,
+        connect_timeout: int = 10,
+    ) -> None:
+        if not _SCHEMA_NAME.fullmatch(schema):
+            raise ConfigError(
+                f"PostgreSQL schema name {schema!r} must be lower-case letters, digits and _"
+            )
+        self._dsn = dsn
+        self.schema = schema
+        self._source = dsn_source
+        self._clock = clock
+        self._lineage_source = lineage_source
+        self._lock_id_source = lock_id_source
+        self._connect_timeout = connect_timeout
+        self._conn: psycopg.Connection[Any] | None = None
+        # Closed when the store is dropped or at exit, if nobody called close(): a CLI run
+        # just ends, and an unclosed connection would warn.
+        self._open: list[psycopg.Connection[Any]] = []
+        weakref.finalize(self, _close_all, self._open)
+        self._conn_lock = threading.RLock()
+        self._known: State | None = None
+        self._held: tuple[str, frozenset[str] | None] | None = None  # lock id, merchants
+        self._ready = False
+
+    def __repr__(self) -> str:  # never the DSN
+        return f"PostgresStateStore(schema={self.schema!r}, dsn from {self._source})"
+
+    @property
+    def location(self) -> str:
+        return f"postgresql schema {self.schema} (DSN from {self._source})"
+
+    # --- connections -----------------------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            import psycopg
+        except ImportError:
+            raise ConfigError(
+                "the state is configured in PostgreSQL, but psycopg is not installed: "
+                "pip install 'wechatpay-stock-reconciler[postgres]'"
+            ) from None
+        try:
+            conn = psycopg.connect(
+                self._dsn, autocommit=True, connect_timeout=self._connect_timeout
+            )
+        except psycopg.Error as exc:
+            raise StateError(
+                f"cannot connect to the PostgreSQL state (DSN from {self._source}): "
+                f"{self._scrub(exc)}"
+            ) from None
+        except Exception as exc:  # a malformed DSN raises ProgrammingError or ValueError
+            raise StateError(
+                f"cannot connect to the PostgreSQL state: the DSN from {self._source} is not "
+                f"valid ({type(exc).__name__}); its value is not shown"
+            ) from None
+        return conn
+
+    def _scrub(self, exc: BaseException) -> str:
+        """The error's text without anything of the DSN in it."""
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        parts = [self._dsn]
+        with contextlib.suppress(Exception):
+            from psycopg.conninfo import conninfo_to_dict
+
+            parts += [str(v) for v in conninfo_to_dict(self._dsn).values()]
+        for part in sorted(parts, key=len, reverse=True):
+            if len(part) >= 3:
+                text = text.replace(part, "***")
+        return text
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[psycopg.Connection[Any]]:
+        """The store's connection (reconnected once if the server dropped it), one user at a
+        time; errors of the server become StateError without the DSN."""
+        import psycopg
+
+        with self._conn_lock:
+            if self._conn is None or self._conn.closed:
+                self._conn = self._connect()
+                self._open[:] = [self._conn]
+            try:
+                if not self._ready:
+                    self._ensure_schema(self._conn)
+                    self._ready = True
+                yield self._conn
+            except psycopg.OperationalError as exc:
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+                self._conn = None
+                raise StateError(
+                    f"the PostgreSQL state (DSN from {self._source}) failed: {self._scrub(exc)}. "
+                    "Nothing of this step was written; run the command again."
+                ) from None
+            except psycopg.Error as exc:
+                raise StateError(
+                    f"the PostgreSQL state (schema {self.schema}) refused: {self._scrub(exc)}"
+                ) from None
+
+    def close(self) -> None:
+        with self._conn_lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
+        s = self.schema
+        with conn.transaction():
+            # Two first uses at once would race on CREATE ... IF NOT EXISTS.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key(s, "setup"),))
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+            for statement in _DDL:
+                conn.execute(statement.format(s=s))
+            row = conn.execute(
+                f"SELECT value FROM {s}.meta WHERE key = 'schema_version'"
+            ).fetchone()
+            if row is None:
+                conn.execute(
+                    f"INSERT INTO {s}.meta (key, value) VALUES ('schema_version', %s)",
+                    (str(SCHEMA_VERSION),),
+                )
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise StateError(
+                    f"the PostgreSQL state schema {s} is at version {row[0]}, written by a newer "
+                    f"reconciler (this one knows version {SCHEMA_VERSION}); upgrade reconciler"
+                )
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def load(self, *, create_if_missing: bool = False, init: bool = False) -> State:
+        s = self.schema
+        with self._session() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            head = conn.execute(
+                f"SELECT lineage, serial, retired, retired_stock_ids FROM {s}.state"
+            ).fetchone()
+            if head is None:
+                return self._missing(conn, create_if_missing=create_if_missing, init=init)
+            rows = conn.execute(f"SELECT data FROM {s}.stocks").fetchall()
+        stocks: dict[str, Any] = {}
+        for (text,) in rows:
+            value = json.loads(text)
+            stocks[value.get("id")] = value
+        data = {
+            "format_version": 1,
+            "lineage": str(head[0]),
+            "serial": int(head[1]),
+            "retired": json.loads(head[2]),
+            "retired_stock_ids": json.loads(head[3]),
+            "stocks": stocks,
+        }
+        try:
+            state = State.from_data(data)
+        except StateDataError as exc:
+            shown = "; ".join(exc.problems[:10])
+            raise StateError(
+                f"the PostgreSQL state (schema {s}) does not match the state format: {shown}. "
+                "Nothing was changed; restore it from a `reconciler state pull` export."
+            ) from None
+        self._known = state
+        return state
+
+    def _missing(
+        self, conn: psycopg.Connection[Any], *, create_if_missing: bool, init: bool
+    ) -> State:
+        s = self.schema
+        evidence = []
+        count = conn.execute(f"SELECT count(*) FROM {s}.stocks").fetchone()
+        if count is not None and count[0]:
+            evidence.append(f"{count[0]} stock row(s) in {s}.stocks without their state row")
+        for lineage, serial in conn.execute(f"SELECT lineage, serial FROM {s}.set_aside"):
+            evidence.append(f"a state set aside by a push: lineage {lineage}, serial {serial}")
+        held = self._lock_rows(conn, live_only=True)
+        for info in held:
+            if self._held is None or info.lock_id != self._held[0]:
+                evidence.append(f"the lock of {info.holder}, running `{info.command}`")
+        if not init and (evidence or not create_if_missing):
+            if not evidence:
+                raise StateMissingError(
+                    f"there is no state in PostgreSQL schema {s} yet. A new project has none "
+                    "until the first `reconciler apply` writes it.",
+                    evidence=[],
+                )
+            raise StateMissingError(
+                f"there is no state row in PostgreSQL schema {s}, but this shows one was kept "
+                "there (or is being written):\n"
+                + "\n".join(f"  {e}" for e in evidence)
+                + "\nGoing on with an empty state would create every stock again. Nothing was "
+                "changed. Restore it with `reconciler state push FILE` from an export, or "
+                f"start a new state on purpose with {INIT_STATE_FLAG}.",
+                evidence=evidence,
+            )
+        state = State.new(str(self._lineage_source()))
+        self._known = None
+        return state
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def save(self, state: State, *, previous: State | None = None) -> State:
+        base = self._known
+        if base is None or (base.lineage, base.serial) != (state.lineage, state.serial):
+            base = previous  # what the caller says is stored, when this instance knows nothing
+        if base is not None and (base.lineage, base.serial) != (state.lineage, state.serial):
+            base = None
+        text_check = self._check_secrets
+        s = self.schema
+        scoped = self._held[1] if self._held is not None else None
+        with self._session() as conn, conn.transaction():
+            head = conn.execute(f"SELECT lineage, serial FROM {s}.state FOR UPDATE").fetchone()
+            if head is None:
+                if state.serial != 0:
+                    raise StateError(
+                        f"refusing to save: the state row in PostgreSQL schema {s} is gone "
+                        f"although this run loaded serial {state.serial}. Nothing was written."
+                    )
+                self._write_all(conn, state, state.serial + 1, text_check)
+                serial = state.serial + 1
+            else:
+                lineage, serial = str(head[0]), int(head[1])
+                self._guard(lineage, serial, state, scoped)
+                if base is None or (scoped is None and serial != state.serial):
+                    # Without a base, write every stock (under a merchant lock: every stock
+                    # of those merchants; the others' rows belong to other runs).
+                    mine = {
+                        k: v
+                        for k, v in state.stocks.items()
+                        if scoped is None or v.merchant in scoped
+                    }
+                    change = Delta(
+                        mine,
+                        state.retired if scoped is None else None,
+                        state.retired_stock_ids if scoped is None else None,
+                    )
+                    full = True
+                else:
+                    change, full = delta(base, state), False
+                if scoped is not None:
+                    outside = sorted(set(iter_merchants(change, base or state)) - scoped)
+                    if outside:
+                        raise StateError(
+                            f"refusing to save: this run holds the locks of merchant(s) "
+                            f"{', '.join(sorted(scoped))} only, but changed stocks of "
+                            f"{', '.join(outside)}. Nothing was written."
+                        )
+                self._write_delta(conn, change, text_check, replace_all=full and scoped is None)
+                serial += 1
+                sets, values = ["serial = %s"], [serial]
+                if change.retired is not None:
+                    sets.append("retired = %s")
+                    values.append(_dumps(dict(change.retired)))  # type: ignore[arg-type]
+                if change.retired_stock_ids is not None:
+                    sets.append("retired_stock_ids = %s")
+                    values.append(_dumps(dict(change.retired_stock_ids)))  # type: ignore[arg-type]
+                conn.execute(f"UPDATE {s}.state SET {', '.join(sets)}", tuple(values))
+        written = state.model_copy(update={"serial": serial})
+        self._known = written
+        return written
+
+    def _guard(
+        self, lineage: str, serial: int, state: State, scoped: frozenset[str] | None
+    ) -> None:
+        if lineage != state.lineage:
+            raise StateError(
+                f"refusing to save: PostgreSQL schema {self.schema} holds state lineage "
+                f"{lineage}, but this state is lineage {state.lineage}. They are different "
+                "state histories. Nothing was written; `reconciler state push --force` "
+                "replaces it on purpose."
+            )
+        # Runs scoped to other merchants raise the serial meanwhile; they wrote other rows.
+        if serial > state.serial and scoped is None:
+            raise StateError(
+                f"refusing to save: PostgreSQL schema {self.schema} is at serial {serial}, but "
+                f"this run loaded serial {state.serial}; another run wrote the state "
+                "meanwhile. Nothing was written; run the command again."
+            )
+
+    def _check_secrets(self, text: str) -> None:
+        if SECRET_MARKER in text:
+            raise StateError(
+                f"refusing to save the state: a value contains {SECRET_MARKER!r}. Secrets "
+                "never belong in the state; find where key material leaked into a stock "
+                "body. Nothing was written."
+            )
+
+    def _write_delta(
+        self,
+        conn: psycopg.Connection[Any],
+        change: Delta,
+        check: Callable[[str], None],
+        *,
+        replace_all: bool,
+    ) -> None:
+        s = self.schema
+        rows = []
+        removed = []
+        for key, value in change.stocks.items():
+            if value is None:
+                removed.append(key)
+                continue
+            text = _dumps(value.model_dump(mode="json"))
+            check(text)
+            rows.append((key, value.merchant, text))
+        if change.retired is not None:
+            check(_dumps(dict(change.retired)))
+        if change.retired_stock_ids is not None:
+            check(_dumps(dict(change.retired_stock_ids)))
+        if replace_all:
+            conn.execute(
+                f"DELETE FROM {s}.stocks WHERE NOT (id = ANY(%s))", ([r[0] for r in rows],)
+            )
+        if removed:
+            conn.execute(f"DELETE FROM {s}.stocks WHERE id = ANY(%s)", (removed,))
+        if rows:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    f"INSERT INTO {s}.stocks (id, merchant, data) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (id) DO UPDATE SET merchant = EXCLUDED.merchant, "
+                    "data = EXCLUDED.data",
+                    rows,
+                )
+
+    def _write_all(
+        self, conn: psycopg.Connection[Any], state: State, serial: int, check: Callable[[str], None]
+    ) -> None:
+        s = self.schema
+        retired = _dumps(state.retired)
+        retired_ids = _dumps(state.retired_stock_ids)
+        check(retired)
+        check(retired_ids)
+        conn.execute(f"DELETE FROM {s}.stocks")
+        self._write_delta(conn, Delta(dict(state.stocks), None), check, replace_all=False)
+        conn.execute(
+            f"INSERT INTO {s}.state (one, lineage, serial, retired, retired_stock_ids) "
+            "VALUES (true, %s, %s, %s, %s)",
+            (state.lineage, serial, retired, retired_ids),
+        )
+
+    def replace(self, state: State, *, force: bool = False) -> State:
+        s = self.schema
+        with self._session() as conn, conn.transaction():
+            head = conn.execute(f"SELECT lineage, serial FROM {s}.state FOR UPDATE").fetchone()
+            serial = state.serial
+            if head is not None:
+                lineage, current = str(head[0]), int(head[1])
+                if not force and lineage != state.lineage:
+                    raise StateError(
+                        f"refusing to push: PostgreSQL schema {s} holds lineage {lineage} "
+                        f"(serial {current}), the file is lineage {state.lineage}: different "
+                        "state histories. Nothing was written; add --force to replace it (it "
+                        f"is kept in {s}.set_aside)."
+                    )
+                if not force and current > state.serial:
+                    raise StateError(
+                        f"refusing to push: PostgreSQL schema {s} is at serial {current}, newer "
+                        f"than the file's serial {state.serial}. Nothing was written; add "
+                        "--force to go back to the file's version."
+                    )
+                self._set_aside(conn)
+                conn.execute(f"DELETE FROM {s}.state")
+                serial = max(serial, current)
+            self._write_all(conn, state, serial + 1, self._check_secrets)
+        written = state.model_copy(update={"serial": serial + 1})
+        self._known = written
+        return written
+
+    def _set_aside(self, conn: psycopg.Connection[Any]) -> None:
+        """Keep the whole current state (as its JSON export) before a push replaces it."""
+        s = self.schema
+        head = conn.execute(
+            f"SELECT lineage, serial, retired, retired_stock_ids FROM {s}.state"
+        ).fetchone()
+        assert head is not None
+        stocks = {}
+        for (text,) in conn.execute(f"SELECT data FROM {s}.stocks"):
+            value = json.loads(text)
+            stocks[value["id"]] = value
+        data = {
+            "format_version": 1,
+            "lineage": str(head[0]),
+            "serial": int(head[1]),
+            "retired": json.loads(head[2]),
+            "retired_stock_ids": json.loads(head[3]),
+            "stocks": stocks,
+        }
+        conn.execute(
+            f"INSERT INTO {s}.set_aside (lineage, serial, data) VALUES (%s, %s, %s) "
+            "ON CONFLICT (lineage, serial) DO NOTHING",
+            (head[0], head[1], render_state(data)),
+        )
+
+    # --- locking ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(
+        self,
+        command: str,
+        holder: str | None = None,
+        *,
+        wait_seconds: float = 0.0,
+        poll_seconds: float = 0.2,
+        merchants: Collection[str] | None = None,
+    ) -> Iterator[LockInfo]:
+        """Hold the whole state's lock (or, with `merchants`, those merchants' locks and the
+        state's lock shared) on a connection of its own for the block."""
+        pid, host = os.getpid(), socket.gethostname()
+        info = LockInfo(
+            lock_id=str(self._lock_id_source()),
+            holder=holder or f"{_user()}@{host}:{pid}",
+            command=command,
+            created_at=self._clock.now(),
+            host=host,
+            pid=pid,
+        )
+        with self._session():
+            pass  # the schema exists before the lock connection uses it
+        conn = self._connect()
+        scopes = (
+            [_WHOLE] if merchants is None else [f"merchant:{m}" for m in sorted(set(merchants))]
+        )
+        try:
+            self._acquire(
+                conn,
+                info,
+                scopes,
+                shared_whole=merchants is not None,
+                wait_seconds=wait_seconds,
+                poll_seconds=poll_seconds,
+            )
+            self._held = (info.lock_id, None if merchants is None else frozenset(merchants))
+            try:
+                yield info
+            finally:
+                self._held = None
+                with contextlib.suppress(Exception):
+                    conn.execute(
+                        f"DELETE FROM {self.schema}.locks WHERE lock_id = %s", (info.lock_id,)
+                    )
+        finally:
+            conn.close()  # releases every advisory lock of this session
+
+    def _acquire(
+        self,
+        conn: psycopg.Connection[Any],
+        info: LockInfo,
+        scopes: list[str],
+        *,
+        shared_whole: bool,
+        wait_seconds: float,
+        poll_seconds: float,
+    ) -> None:
+        s = self.schema
+        deadline = time.monotonic() + wait_seconds
+        whole = advisory_key(s, _WHOLE)
+        keys = [advisory_key(s, scope) for scope in scopes if scope != _WHOLE]
+        while True:
+            got: list[tuple[str, int]] = []
+            try:
+                fn = "pg_try_advisory_lock_shared" if shared_whole else "pg_try_advisory_lock"
+                if _fetch_bool(conn, f"SELECT {fn}(%s)", whole):
+                    got.append((fn, whole))
+                    for key in keys:
+                        if not _fetch_bool(conn, "SELECT pg_try_advisory_lock(%s)", key):
+                            break
+                        got.append(("pg_try_advisory_lock", key))
+                if len(got) == 1 + len(keys):
+                    backend = conn.info.backend_pid
+                    for scope in scopes:
+                        conn.execute(
+                            f"INSERT INTO {s}.locks (scope, lock_id, backend_pid, info) "
+                            "VALUES (%s, %s, %s, %s) ON CONFLICT (scope) DO UPDATE SET "
+                            "lock_id = EXCLUDED.lock_id, backend_pid = EXCLUDED.backend_pid, "
+                            "info = EXCLUDED.info",
+                            (scope, info.lock_id, backend, info.model_dump_json()),
+                        )
+                    return
+                for fn, key in reversed(got):
+                    unlock = fn.replace("pg_try_advisory_lock", "pg_advisory_unlock")
+                    conn.execute(f"SELECT {unlock}(%s)", (key,))
+            except Exception as exc:
+                import psycopg
+
+                if isinstance(exc, psycopg.Error):
+                    raise StateError(
+                        f"cannot lock the PostgreSQL state (DSN from {self._source}): "
+                        f"{self._scrub(exc)}"
+                    ) from None
+                raise
+            if time.monotonic() >= deadline:
+                holders = self._lock_rows(conn, live_only=True)
+                current = holders[0] if holders else None
+                who = (
+                    f"{current.holder}, running `{current.command}`, since "
+                    f"{current.created_at.isoformat()}; lock id {current.lock_id}"
+                    if current is not None
+                    else "another run"
+                )
+                raise StateLockedError(
+                    f"the PostgreSQL state (schema {s}) is locked by {who}.\nWait for that run "
+                    "to finish, or retry with a wait time. A run that died releases its lock "
+                    "by itself (its connection ends); for a hung connection: "
+                    f"reconciler state unlock {current.lock_id if current else 'LOCK_ID'}",
+                    lock=current,
+                    stale=False,
+                )
+            time.sleep(max(0.0, min(poll_seconds, deadline - time.monotonic())))
+
+    def _lock_rows(self, conn: psycopg.Connection[Any], *, live_only: bool) -> list[LockInfo]:
+        """Recorded locks whose holder's connection is still there, the whole state's first."""
+        s = self.schema
+        rows = conn.execute(
+            f"SELECT l.scope, l.info FROM {s}.locks l"
+            + (
+                " WHERE EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.backend_pid)"
+                if live_only
+                else ""
+            )
+            + " ORDER BY l.scope <> 'state', l.scope"
+        ).fetchall()
+        return [LockInfo.model_validate_json(info) for _, info in rows]
+
+    def read_lock(self) -> LockInfo | None:
+        with self._session() as conn:
+            rows = self._lock_rows(conn, live_only=True)
+        return rows[0] if rows else None
+
+    def unlock(self, lock_id: str) -> LockInfo:
+        """End the connection that holds lock `lock_id` (its locks go with it)."""
+        s = self.schema
+        with self._session() as conn:
+            row = conn.execute(
+                f"SELECT backend_pid, info FROM {s}.locks WHERE lock_id = %s LIMIT 1", (lock_id,)
+            ).fetchone()
+            if row is None:
+                raise StateError(
+                    f"the PostgreSQL state (schema {s}) has no lock {lock_id}; nothing to unlock"
+                )
+            info = LockInfo.model_validate_json(row[1])
+            conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+            conn.execute(f"DELETE FROM {s}.locks WHERE lock_id = %s", (lock_id,))
+        return info
+
+
+def _close_all(connections: list[Any]) -> None:
+    for conn in connections:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
+def _fetch_bool(conn: psycopg.Connection[Any], query: str, key: int) -> bool:
+    row = conn.execute(query, (key,)).fetchone()
+    return bool(row and row[0])
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"

@@ -1,0 +1,121 @@
+"""A PostgreSQL for the tests: the one named by RECONCILER_TEST_POSTGRES_DSN (what `.ci/run`
+starts), or else a throwaway cluster started here from Debian's binaries (initdb and pg_ctl
+under /usr/lib/postgresql/*/bin), listening only on a unix socket in a temporary folder.
+Where neither is possible the tests that need it are skipped, with the reason.
+
+initdb refuses to run as root, so as root the cluster is run by the `postgres` user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+DSN_VARIABLE = "RECONCILER_TEST_POSTGRES_DSN"
+
+
+def find_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)
+    if found:
+        return Path(found[0]).parent
+    which = shutil.which("pg_ctl")
+    return Path(which).parent if which else None
+
+
+def _as_cluster_user(args: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return args
+    return ["runuser", "-u", "postgres", "--", *args]
+
+
+@contextlib.contextmanager
+def throwaway_cluster() -> Iterator[str]:
+    """Start a cluster in a temporary folder; yields its DSN; stops and deletes it after.
+    Raises RuntimeError saying why when it cannot be started."""
+    bin_dir = find_bin()
+    if bin_dir is None:
+        raise RuntimeError("no PostgreSQL binaries (pg_ctl) found")
+    if os.geteuid() == 0:
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            raise RuntimeError("running as root and there is no `postgres` user") from None
+    folder = Path(tempfile.mkdtemp(prefix="reconciler-pg-"))
+    try:
+        if os.geteuid() == 0:
+            os.chown(folder, owner.pw_uid, owner.pw_gid)
+        data = folder / "data"
+        run = subprocess.run(
+            _as_cluster_user(
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-A",
+                    "trust",
+                    "-U",
+                    "postgres",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ]
+            ),
+            capture_output=True,
+            text=True,
+        )
+        if run.returncode != 0:
+            raise RuntimeError(f"initdb failed: {run.stderr.strip()[-500:]}")
+        options = f"-k {folder} -c listen_addresses='' -c max_connections=60"
+        run = subprocess.run(
+            _as_cluster_user(
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-o",
+                    options,
+                    "-l",
+                    str(folder / "log"),
+                    "-w",
+                    "-t",
+                    "30",
+                    "start",
+                ]
+            ),
+            capture_output=True,
+            text=True,
+        )
+        if run.returncode != 0:
+            log = (
+                (folder / "log").read_text(errors="replace")[-500:]
+                if (folder / "log").exists()
+                else ""
+            )
+            raise RuntimeError(f"pg_ctl start failed: {run.stderr.strip()[-300:]} {log}")
+        try:
+            yield f"host={folder} dbname=postgres user=postgres"
+        finally:
+            subprocess.run(
+                _as_cluster_user(
+                    [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
+                ),
+                capture_output=True,
+            )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def fresh_schema(dsn: str, name: str) -> str:
+    """Drop `name` if it exists, so a test starts from nothing; returns it."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+    return name

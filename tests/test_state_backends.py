@@ -1,0 +1,320 @@
+"""The StateBackend contract, run against both backends: the local state file with its journal
+and PostgreSQL (a throwaway cluster, or RECONCILER_TEST_POSTGRES_DSN)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from reconciler.errors import StateError
+from reconciler.ids import body_digest
+from reconciler.operation import OpType
+from reconciler.state.backend import StateBackend, StateMissingError, delta
+from reconciler.state.lock import StateLockedError
+from reconciler.state.model import State, StockState
+from reconciler.state.store import StateStore, parse_state, render_state
+from tests.pg_support import fresh_schema
+
+T0 = datetime(2027, 2, 1, 1, 0, tzinfo=UTC)
+M1, M2 = "1900000001", "1900000002"
+_schemas = itertools.count()
+
+
+class Clock:
+    def now(self) -> datetime:
+        return T0
+
+
+def lineages() -> Callable[[], UUID]:
+    counter = itertools.count(1)
+    return lambda: UUID(int=next(counter))
+
+
+Factory = Callable[[], StateBackend]
+
+
+@pytest.fixture(params=["local", "postgres"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def factory(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Factory]:
+    """Opens another handle on one and the same state (as another run would)."""
+    opened: list[StateBackend] = []
+    if kind == "local":
+
+        def make() -> StateBackend:
+            return StateStore(tmp_path / "state.json", Clock(), lineages(), journal=True)
+
+    else:
+        from reconciler.state.postgres import PostgresStateStore
+
+        dsn = request.getfixturevalue("postgres_dsn")
+        schema = fresh_schema(dsn, f"contract_{os.getpid()}_{next(_schemas)}")
+
+        def make() -> StateBackend:
+            store = PostgresStateStore(
+                dsn, schema=schema, dsn_source="$TEST_DSN", clock=Clock(), lineage_source=lineages()
+            )
+            opened.append(store)
+            return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+def stock(id: str, merchant: str = M1) -> StockState:
+    return StockState.new(id, "busifavor", merchant)
+
+
+def sent(state: State, id: str) -> State:
+    entry = state.stock(id)
+    body = {"stock_name": f"券 {id}", "out_request_no": entry.out_request_no}
+    return state.record_sent(id, body, T0)
+
+
+def created(state: State, id: str, n: int) -> State:
+    return state.record_created(id, f"1{n:09d}", T0)
+
+
+def test_a_new_state_is_saved_loaded_and_keeps_lineage_and_serial(factory: Factory) -> None:
+    store = factory()
+    with pytest.raises(StateMissingError):
+        store.load()
+    new = store.load(create_if_missing=True)
+    assert new.serial == 0
+    first = store.save(new.with_stock(stock("a")).with_stock(stock("b")))
+    assert first.serial == 1
+    second = store.save(sent(first, "a"))
+    third = store.save(created(second, "a", 1))
+    assert third.serial == 3
+    again = factory().load()
+    assert again.lineage == new.lineage and again.serial == 3
+    assert again.stocks == third.stocks
+    assert again.stock("a").stock_id == "1000000001"
+
+
+def test_removals_renames_and_retired_numbers_survive(factory: Factory) -> None:
+    store = factory()
+    state = store.save(store.load(create_if_missing=True).with_stock(stock("a")))
+    for i in range(5):
+        state = store.save(state.with_stock(stock(f"s-{i}")))
+    state = store.save(state.without_stock("s-1"))
+    state = store.save(state.renamed("s-2", "renamed"))
+    loaded = factory().load()
+    assert loaded.stocks == state.stocks
+    assert loaded.retired == state.retired and loaded.retired
+    assert "s-1" not in loaded.stocks and "renamed" in loaded.stocks
+
+
+def test_the_stock_id_of_a_retired_number_survives(factory: Factory) -> None:
+    """`state rm` of a created stock keeps its stock_id, so a later plan can name it."""
+    store = factory()
+    state = store.save(store.load(create_if_missing=True).with_stock(stock("a")))
+    state = store.save(created(sent(state, "a"), "a", 7))
+    number = state.stock("a").out_request_no
+    state = store.save(state.without_stock("a"))
+    loaded = factory().load()
+    assert loaded.retired == {number: "a"}
+    assert loaded.retired_stock_ids == {number: "1000000007"}
+
+
+def test_a_run_that_loaded_an_older_serial_cannot_save(factory: Factory) -> None:
+    one, two = factory(), factory()
+    base = one.save(one.load(create_if_missing=True).with_stock(stock("a")))
+    stale = two.load()
+    one.save(sent(base, "a"))
+    with pytest.raises(StateError, match="another run wrote the state meanwhile"):
+        two.save(stale.with_stock(stock("b")))
+    assert "b" not in factory().load().stocks
+
+
+def test_another_lineage_is_never_overwritten(factory: Factory) -> None:
+    store = factory()
+    store.save(store.load(create_if_missing=True).with_stock(stock("a")))
+    other = State.new("00000000-0000-0000-0000-00000000abcd").with_stock(stock("z"))
+    with pytest.raises(StateError, match="lineage"):
+        factory().save(other.model_copy(update={"serial": 1}))
+    assert sorted(factory().load().stocks) == ["a"]
+
+
+def test_missing_with_evidence_is_refused_and_init_starts_anew(
+    factory: Factory, kind: str, tmp_path: Path
+) -> None:
+    store = factory()
+    state = store.save(store.load(create_if_missing=True).with_stock(stock("a")))
+    store.save(state.with_stock(stock("b")))
+    if kind == "local":
+        (tmp_path / "state.json").unlink()  # the backup (or the journal) is still there
+    else:
+        import psycopg
+
+        from reconciler.state.postgres import PostgresStateStore
+
+        assert isinstance(store, PostgresStateStore)
+        with psycopg.connect(store._dsn, autocommit=True) as conn:
+            conn.execute(f"DELETE FROM {store.schema}.state")  # the stock rows stay
+    with pytest.raises(StateMissingError) as raised:
+        factory().load(create_if_missing=True)
+    assert raised.value.evidence
+    fresh = factory().load(init=True)
+    assert fresh.serial == 0 and fresh.stocks == {}
+
+
+def test_the_lock_is_exclusive_read_and_broken_by_id(factory: Factory) -> None:
+    store, other = factory(), factory()
+    store.save(store.load(create_if_missing=True))
+    with store.lock("apply", holder="ci@runner:1") as info:
+        held = other.read_lock()
+        assert held is not None and held.lock_id == info.lock_id and held.command == "apply"
+        with (
+            pytest.raises(StateLockedError, match="locked by ci@runner:1"),
+            other.lock("state rm x"),
+        ):
+            pass
+    assert other.read_lock() is None
+    with other.lock("state mv a b"):
+        pass
+
+
+def test_merchant_locks(factory: Factory, kind: str) -> None:
+    """PostgreSQL: runs on different merchants hold their locks at once, and both saves land;
+    a whole-state lock waits for them. Local: one writer, so the second run is refused."""
+    store = factory()
+    base = store.save(store.load(create_if_missing=True).with_stock(stock("a", M1)))
+    base = store.save(base.with_stock(stock("b", M2)))
+    one, two = factory(), factory()
+    with one.lock("apply", merchants=[M1]):
+        if kind == "local":
+            with pytest.raises(StateLockedError), two.lock("apply", merchants=[M2]):
+                pass
+            return
+        with two.lock("apply", merchants=[M2]):
+            s1, s2 = one.load(), two.load()
+            barrier = threading.Barrier(2)
+            errors: list[BaseException] = []
+
+            def run(backend: StateBackend, state: State, id: str, n: int) -> None:
+                try:
+                    barrier.wait()
+                    state = backend.save(sent(state, id))
+                    backend.save(created(state, id, n))
+                except BaseException as exc:
+                    errors.append(exc)
+
+            threads = [
+                threading.Thread(target=run, args=(one, s1, "a", 1)),
+                threading.Thread(target=run, args=(two, s2, "b", 2)),
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert not errors, errors
+            with pytest.raises(StateLockedError), factory().lock("state rm a"):
+                pass
+            with pytest.raises(StateLockedError), factory().lock("apply", merchants=[M1]):
+                pass
+            with pytest.raises(StateError, match="holds the locks of merchant"):
+                one.save(one.load().with_stock(stock("c", M2)))
+    final = factory().load()
+    assert final.stock("a").stock_id == "1000000001"
+    assert final.stock("b").stock_id == "1000000002"
+    assert final.serial == base.serial + 4
+
+
+def test_a_save_that_fails_halfway_leaves_the_previous_state(
+    factory: Factory, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = factory()
+    state = store.save(store.load(create_if_missing=True).with_stock(stock("a")))
+    state = store.save(state.with_stock(stock("b")))  # a journal exists (local)
+    changed = sent(state, "a").with_stock(stock("c"))
+    if kind == "local":
+        import reconciler.state.store as module
+
+        def full_disk(fd: int) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(module.os, "fsync", full_disk)
+    else:
+        from reconciler.state.postgres import PostgresStateStore
+
+        original = PostgresStateStore._write_delta
+
+        def broken(self: Any, *args: Any, **kwargs: Any) -> None:
+            original(self, *args, **kwargs)  # the rows are written ...
+            raise StateError("the connection broke")  # ... and the transaction never commits
+
+        monkeypatch.setattr(PostgresStateStore, "_write_delta", broken)
+    with pytest.raises(StateError):
+        store.save(changed)
+    monkeypatch.undo()
+    loaded = factory().load()
+    assert loaded.serial == state.serial and loaded.stocks == state.stocks
+    # And the same handle saves on from where it was.
+    after = store.save(sent(state, "a"))
+    assert factory().load().stocks == after.stocks
+
+
+def test_secrets_are_refused(factory: Factory) -> None:
+    store = factory()
+    state = store.save(store.load(create_if_missing=True).with_stock(stock("a")))
+    entry = state.stock("a")
+    body = {"out_request_no": entry.out_request_no, "comment": "-----BEGIN PRIVATE KEY-----"}
+    with pytest.raises(StateError, match="PRIVATE KEY"):
+        store.save(state.record_sent("a", body, T0))
+    assert factory().load().stock("a").sent_body is None
+
+
+def test_push_and_pull_move_a_state_between_backends(factory: Factory, tmp_path: Path) -> None:
+    from reconciler.engine import state_ops
+
+    (tmp_path / "elsewhere").mkdir()
+    source = StateStore(tmp_path / "elsewhere" / "state.json", Clock(), journal=True)
+    state = source.load(create_if_missing=True).with_stock(stock("a")).with_stock(stock("b"))
+    state = source.save(state)
+    exported = state_ops.pull(source)
+    target = factory()
+    pushed = state_ops.push(target, exported.encode(), "export.json")
+    assert pushed.lineage == state.lineage and pushed.serial == state.serial + 1
+    assert parse_state(state_ops.pull(target).encode()).stocks == state.stocks
+    other = State.new("00000000-0000-0000-0000-00000000abcd").with_stock(stock("z"))
+    raw = render_state(other.model_copy(update={"serial": 9}).to_data()).encode()
+    with pytest.raises(StateError, match="different state histories"):
+        state_ops.push(factory(), raw, "other.json")
+    forced = state_ops.push(factory(), raw, "other.json", force=True)
+    assert forced.serial == 10 and sorted(factory().load().stocks) == ["z"]
+
+
+def test_pending_intents_are_durable_when_save_returns(factory: Factory) -> None:
+    store = factory()
+    state = store.save(store.load(create_if_missing=True).with_stock(stock("a")))
+    state = store.save(sent(state, "a"))
+    pending = factory().load().stock("a").pending
+    assert pending is not None and pending.action is OpType.CREATE
+    assert pending.body_digest == body_digest(state.stock("a").sent_body or {})
+
+
+def test_delta_finds_exactly_the_changed_stocks() -> None:
+    base = State.new(str(UUID(int=1)))
+    for i in range(10):
+        base = base.with_stock(stock(f"s-{i}"))
+    assert delta(base, base).size == 0
+    one = sent(base, "s-3")
+    assert list(delta(base, one).stocks) == ["s-3"]
+    grown = one.with_stock(stock("new"))
+    assert sorted(delta(base, grown).stocks) == ["new", "s-3"]
+    gone = base.without_stock("s-0")
+    change = delta(base, gone)
+    assert change.stocks == {"s-0": None} and change.retired == gone.retired
