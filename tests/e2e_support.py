@@ -549,7 +549,7 @@ class CliChildren:
 
     def __init__(self) -> None:
         self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["e2e_support", "reconciler.cli"])
+        self._ctx.set_forkserver_preload(["tests.e2e_support", "reconciler.cli"])
 
     def start(self, ws: Workspace, *args: str, log: Path) -> BaseProcess:
         proc = self._ctx.Process(

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import (
+
+from reconciler.emulator import EmulatorSettings, Faults
+from tests.e2e_support import (
     LocalEmulator,
     Run,
     Workspace,
@@ -31,8 +33,6 @@ from e2e_support import (
     remote_by_request_no,
     write_generated_stocks,
 )
-
-from reconciler.emulator import EmulatorSettings, Faults
 
 ROUNDS = 6
 FAULTED_REQUESTS = 5

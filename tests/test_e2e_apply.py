@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import (
+
+from reconciler.config import load_project
+from reconciler.emulator import EmulatorSettings
+from reconciler.errors import StateError
+from reconciler.ids import out_request_no
+from reconciler.state.store import StateStore
+from reconciler.wechatpay.client import WeChatPayClient
+from tests.e2e_support import (
     MCHID,
     EmulatorProcess,
     LocalEmulator,
@@ -28,13 +35,6 @@ from e2e_support import (
     remote_by_request_no,
     write_generated_stocks,
 )
-
-from reconciler.config import load_project
-from reconciler.emulator import EmulatorSettings
-from reconciler.errors import StateError
-from reconciler.ids import out_request_no
-from reconciler.state.store import StateStore
-from reconciler.wechatpay.client import WeChatPayClient
 
 FAVOR_ID = "spring-sale-10-off-100"
 LATTE_ID = "member-day-latte-8-off"

@@ -27,7 +27,7 @@ import string
 import subprocess
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -390,7 +390,7 @@ def _corrupt(pem: bytes) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-BAD_CREDENTIALS = {
+BAD_CREDENTIALS: dict[str, tuple[Callable[[World], dict[str, Any]], str, int]] = {
     # name: (merchant settings, what the error says, exit code of apply --yes)
     "wrong-key": (lambda w: {"private_key": key_file(w, "k.pem", w.keys.other.pkcs8)}, "401", 1),
     "bad-pem": (
