@@ -6,11 +6,10 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from reconciler import engine
-from reconciler.applier import Outcome, Report, Result
 from reconciler.commands.common import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -24,11 +23,14 @@ from reconciler.commands.common import (
     runtime,
 )
 from reconciler.errors import ConfigError
-from reconciler.plan import Plan
-from reconciler.render.json_doc import render_json
-from reconciler.render.markdown import render_markdown
-from reconciler.render.text import render_text
-from reconciler.state.lock import LockInfo
+
+if TYPE_CHECKING:
+    from reconciler.applier import Report, Result
+    from reconciler.plan import Plan
+    from reconciler.state.lock import LockInfo
+
+# The engine, the HTTP client and the renderers are imported where a command runs, so that
+# `reconciler --help` and `reconciler validate` start without them.
 
 REFRESH_CHOICES = {
     "true": "changing",
@@ -49,9 +51,15 @@ refresh_option = click.option(
 
 def _render(plan: Plan, fmt: str, note: str | None) -> str:
     if fmt == "json":
+        from reconciler.render.json_doc import render_json
+
         return render_json(plan)
     if fmt == "markdown":
+        from reconciler.render.markdown import render_markdown
+
         return render_markdown(plan, note=note)
+    from reconciler.render.text import render_text
+
     return render_text(plan, color=color_enabled())
 
 
@@ -91,6 +99,10 @@ def plan(
     init_state: bool,
 ) -> int:
     """Show what apply would create or change, with money in fen and yuan."""
+    from reconciler import engine
+    from reconciler.render.json_doc import render_json
+    from reconciler.render.markdown import render_markdown
+
     project = open_project(project_path)
     ws = engine.open_workspace(project, runtime(), read_state=True, init_state=init_state)
     result = engine.plan(ws, REFRESH_CHOICES[refresh], refresh_note=note or "").plan
@@ -136,6 +148,9 @@ def apply(
     With PLAN_FILE, applies exactly that reviewed plan and refuses it if the state, the stock
     files or its age moved on; without it, plans first and asks.
     """
+    from reconciler import engine
+    from reconciler.render.text import render_text
+
     project = open_project(project_path)
     ws = engine.open_workspace(project, runtime(), init_state=init_state)
     lock = threading.Lock()
@@ -200,6 +215,8 @@ def apply(
 
 
 def _summarise(report: Report) -> None:
+    from reconciler.applier import Outcome
+
     parts = [f"{report.count(o)} {o.value}" for o in Outcome if report.count(o)]
     click.echo(f"Apply finished: {', '.join(parts) or 'nothing to do'}.")
     for r in report.results:

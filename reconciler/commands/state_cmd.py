@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from reconciler import engine
 from reconciler.commands.common import (
     EXIT_OK,
     init_state_option,
@@ -15,9 +15,11 @@ from reconciler.commands.common import (
     project_option,
     runtime,
 )
-from reconciler.engine import state_ops
-from reconciler.render.text import value_text
-from reconciler.state.store import StateStore
+
+if TYPE_CHECKING:
+    from reconciler.state.store import StateStore
+
+# The engine and the state store are imported where a command runs (see plan_apply).
 
 
 @click.group()
@@ -26,6 +28,8 @@ def state() -> None:
 
 
 def _store(project_path: Path) -> StateStore:
+    from reconciler.state.store import StateStore
+
     project = open_project(project_path)
     return StateStore(project.state_path, runtime().clock)
 
@@ -34,6 +38,8 @@ def _store(project_path: Path) -> StateStore:
 @project_option
 def list_(project_path: Path) -> int:
     """One line per recorded stock: id, kind, merchant, stock_id, pending."""
+    from reconciler.engine import state_ops
+
     store = _store(project_path)
     current = state_ops.read(store)
     click.echo(
@@ -54,6 +60,8 @@ def list_(project_path: Path) -> int:
 @project_option
 def show(stock: str, project_path: Path) -> int:
     """Everything recorded about one stock, as JSON."""
+    from reconciler.engine import state_ops
+
     entry = state_ops.read(_store(project_path)).stock(stock)
     click.echo(
         json.dumps(entry.model_dump(mode="json"), ensure_ascii=False, indent=2, sort_keys=True)
@@ -66,6 +74,8 @@ def show(stock: str, project_path: Path) -> int:
 @project_option
 def rm(stock: str, project_path: Path) -> int:
     """Stop tracking a stock. The stock itself stays at WeChat Pay (stocks cannot be deleted)."""
+    from reconciler.engine import state_ops
+
     saved = state_ops.remove(_store(project_path), stock)
     click.echo(
         f"Removed {stock!r} from the state (serial {saved.serial}); its out_request_no is retired and never reused."
@@ -79,6 +89,8 @@ def rm(stock: str, project_path: Path) -> int:
 @project_option
 def mv(old: str, new: str, project_path: Path) -> int:
     """Rename a stock's id in the state (after renaming it in its file), keeping its numbers."""
+    from reconciler.engine import state_ops
+
     saved = state_ops.rename(_store(project_path), old, new)
     click.echo(f"Renamed {old!r} to {new!r} (serial {saved.serial}); WeChat Pay was not called.")
     return EXIT_OK
@@ -91,6 +103,10 @@ def mv(old: str, new: str, project_path: Path) -> int:
 @init_state_option
 def import_(stock: str, stock_id: str, project_path: Path, init_state: bool) -> int:
     """Adopt an existing remote stock for the file with id STOCK, after checking it exists."""
+    from reconciler import engine
+    from reconciler.engine import state_ops
+    from reconciler.render.text import value_text
+
     ws = engine.open_workspace(open_project(project_path), runtime(), init_state=init_state)
     done = state_ops.import_stock(ws, stock, stock_id)
     observed = ", ".join(f"{k}={value_text(v)}" for k, v in sorted(done.facts.items()))
@@ -108,6 +124,8 @@ def import_(stock: str, stock_id: str, project_path: Path, init_state: bool) -> 
 @project_option
 def unlock(lock_id: str, project_path: Path) -> int:
     """Break a stale lock left by an apply that died (its id is in the lock error)."""
+    from reconciler.engine import state_ops
+
     info = state_ops.unlock(_store(project_path), lock_id)
     click.echo(f"Removed the lock held by {info.holder} since {info.created_at} ({info.command}).")
     return EXIT_OK
