@@ -131,7 +131,9 @@ def reuse(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def local(ws: Workspace, reuse: str) -> Iterator[LocalEmulator]:
-    with LocalEmulator(ws, EmulatorSettings(out_request_no_reuse=reuse)) as running:  # type: ignore[arg-type]
+    # On a loopback port: a latency longer than the read timeout must time out on a socket.
+    settings = EmulatorSettings(out_request_no_reuse=reuse)  # type: ignore[arg-type]
+    with LocalEmulator(ws, settings, loopback=True) as running:
         yield running
 
 
