@@ -111,3 +111,11 @@ def test_the_cli_loads_what_a_command_needs() -> None:
     assert validated["code"] == 0
     assert "reconciler.loader" in validated["modules"]
     assert not [m for m in validated["modules"] if m.startswith(NOT_FOR_VALIDATE)]
+
+
+def test_the_commands_name_the_project_file_as_config_does() -> None:
+    """commands.common repeats PROJECT_FILE so that options need no config import."""
+    from reconciler.commands.common import PROJECT_FILE
+    from reconciler.config import PROJECT_FILE as CONFIG_PROJECT_FILE
+
+    assert PROJECT_FILE == CONFIG_PROJECT_FILE
