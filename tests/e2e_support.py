@@ -1,9 +1,11 @@
 """Shared pieces of the end-to-end tests (test_e2e_apply, test_apply_faults, test_crash).
 
 Every test gets a project directory of its own: merchant keys written as PEM files, a
-`reconciler.yaml` pointing at a WeChat Pay emulator on a loopback port, copies of the
-repository's stocks (or generated ones), and the CLI run either in this process (`CliRunner`,
-fast) or as a subprocess (the real thing, and the only way to SIGKILL it).
+`reconciler.yaml` pointing at a WeChat Pay emulator, copies of the repository's stocks (or
+generated ones), and the CLI run either in this process (`Workspace.cli`, fast) or as a
+subprocess (the real thing, and the only way to SIGKILL it). An emulator in this process
+(`LocalEmulator`) is reached through its in-memory transport, or on a loopback port where a
+test needs real sockets (read timeouts) or runs the CLI as a process.
 
 The example stocks have fixed dates in 2027, so everything runs on one `VirtualClock`: a fixed
 offset from real time, handed to in-process emulators as their clock and to every CLI run as
@@ -40,6 +42,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+import httpx
 from cryptography.hazmat.primitives import serialization
 from ruamel.yaml import YAML
 
@@ -47,7 +50,7 @@ from reconciler.cli import main
 from reconciler.emulator import DemoMerchant, Emulator, EmulatorServer, EmulatorSettings, Faults
 from reconciler.emulator.keys import WechatPayKeys, generate_keys, public_key_pem
 from reconciler.emulator.settings import ReuseMode
-from reconciler.runtime import NOW_VARIABLE, Clock
+from reconciler.runtime import NOW_VARIABLE, Clock, Runtime
 from reconciler.state.model import State
 from reconciler.state.store import parse_state
 from tests.cli_invoke import invoke
@@ -234,6 +237,8 @@ class Workspace:
     creates_per_second: int = 1000
     """The favor and busifavor create limits written into the project (the documented 60/min
     would make these tests take minutes)."""
+    transport: httpx.BaseTransport | None = None
+    """Set by an in-memory LocalEmulator: in-process runs reach it instead of the network."""
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -309,7 +314,13 @@ class Workspace:
 
     def cli(self, *args: str) -> Run:
         """Run the CLI in this process (fast); unexpected exceptions propagate."""
-        result = invoke(self._args(args), env=self.clock.env())
+        if self.transport is None:
+            result = invoke(self._args(args), env=self.clock.env())
+        else:
+            # What Runtime.from_environment would build, plus the emulator's transport.
+            environ = {**os.environ, **self.clock.env()}
+            runtime = Runtime(Path.cwd(), environ, self.clock.clock(), self.transport)
+            result = invoke(self._args(args), runtime=runtime)
         return Run(tuple(args), result.exit_code, result.stdout, result.stderr)
 
     def command(self, *args: str) -> list[str]:
@@ -350,11 +361,13 @@ def make_workspace(root: Path, clock: VirtualClock | None = None, **settings: An
 
 
 class LocalEmulator:
-    """An Emulator in this process on a loopback port (with `persist`, saved to the data file).
+    """An Emulator in this process (with `persist`, saved to the data file), reached by the
+    workspace's in-process runs through its in-memory transport, or with `loopback` on a
+    loopback port (for real sockets: read timeouts, or the CLI as a process).
 
-    `emu` is the app: tests read `emu.stocks` and set `emu.set_faults(...)`. `restart` stops the
-    server and starts a new emulator from the data file on the same port (optionally editing
-    the file in between, which is how a test changes a stock "in the merchant platform").
+    `emu` is the app: tests read `emu.stocks` and set `emu.set_faults(...)`. `restart` starts a
+    new emulator from the data file (on the same port), optionally editing the file in
+    between, which is how a test changes a stock "in the merchant platform".
     """
 
     def __init__(
@@ -363,6 +376,7 @@ class LocalEmulator:
         settings: EmulatorSettings | None = None,
         *,
         persist: bool = False,
+        loopback: bool = False,
     ) -> None:
         self.ws = ws
         self.settings = settings or EmulatorSettings()
@@ -371,8 +385,14 @@ class LocalEmulator:
         self.persist = persist
         self.emu = self._new()
         register_merchants(self.emu, ws.mchids)
-        self.server: EmulatorServer = self.emu.serve("127.0.0.1", 0)
-        ws.write_project(self.server.base_url)
+        self.server: EmulatorServer | None = None
+        if loopback:
+            self.server = self.emu.serve("127.0.0.1", 0)
+            ws.transport = None
+            ws.write_project(self.server.base_url)
+        else:
+            ws.transport = self.emu.transport()
+            ws.write_project()
 
     def _new(self) -> Emulator:
         return Emulator(
@@ -391,7 +411,7 @@ class LocalEmulator:
 
     def restart(self, edit: Callable[[dict[str, Any]], None] | None = None) -> None:
         assert self.persist, "a restart needs the data file: LocalEmulator(..., persist=True)"
-        port = self.server.port
+        port = None if self.server is None else self.server.port
         self.close()
         if edit is not None:
             data = json.loads(self.ws.emulator_data.read_text(encoding="utf-8"))
@@ -399,11 +419,20 @@ class LocalEmulator:
             self.ws.emulator_data.write_text(json.dumps(data), encoding="utf-8")
         self.settings.faults = Faults()
         self.emu = self._new()
-        self.server = self.emu.serve("127.0.0.1", port)
+        if port is None:
+            self.ws.transport = self.emu.transport()
+        else:
+            self.server = self.emu.serve("127.0.0.1", port)
+
+    def client_transport(self) -> httpx.BaseTransport | None:
+        """For a client of the test's own: the in-memory transport, or None (the port)."""
+        return None if self.server is not None else self.emu.transport()
 
     def close(self) -> None:
-        self.server.close()
-        assert self.server.errors == [], self.server.errors
+        self.ws.transport = None
+        if self.server is not None:
+            self.server.close()
+            assert self.server.errors == [], self.server.errors
 
     def __enter__(self) -> LocalEmulator:
         return self
@@ -551,7 +580,7 @@ class CliChildren:
 
     def __init__(self) -> None:
         self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["e2e_support", "reconciler.cli"])
+        self._ctx.set_forkserver_preload(["tests.e2e_support", "reconciler.cli"])
 
     def start(self, ws: Workspace, *args: str, log: Path) -> BaseProcess:
         proc = self._ctx.Process(

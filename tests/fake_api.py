@@ -131,7 +131,7 @@ class FakeStockApi(StockApi):
         for key in ("fixed_normal_coupon", "goods_tag", "trade_type", "combine_use"):
             if key in use:
                 rules[key] = use[key]
-        view = {
+        view: dict[str, Any] = {
             k: body[k]
             for k in (
                 "stock_name",

@@ -79,7 +79,8 @@ def long(examples: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
     skip = pytest.mark.skipif(not LONG_RUN, reason="long run; set RECONCILER_LONG=1")
 
     def mark(test: Callable[..., None]) -> Callable[..., None]:
-        return pytest.mark.long(skip(options(test)))
+        marked: Callable[..., None] = pytest.mark.long(skip(options(test)))
+        return marked
 
     return mark
 

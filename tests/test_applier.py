@@ -57,8 +57,12 @@ def only(report: Report) -> Any:
     return report.results[0]
 
 
-FAVOR = lambda: loaded("favor")  # noqa: E731
-BUSI = lambda: loaded("busifavor")  # noqa: E731
+def FAVOR() -> DesiredStock:
+    return loaded("favor")
+
+
+def BUSI() -> DesiredStock:
+    return loaded("busifavor")
 
 
 # --- creates -----------------------------------------------------------------------------------
@@ -221,8 +225,10 @@ def test_an_update_sends_the_planned_bodies_and_records_the_body_afterwards(tmp_
     assert result.outcome is Outcome.SUCCEEDED
     st = w.state.stock(change.id)
     assert st.applied_body == change.operations[-1].after
-    assert st.applied_body["comment"] == "新备注"  # type: ignore[index]
-    assert st.applied_body["stock_send_rule"]["max_coupons"] == 60_000  # type: ignore[index]
+    assert st.applied_body is not None
+    assert st.applied_body["comment"] == "新备注"
+    rule = st.applied_body["stock_send_rule"]
+    assert isinstance(rule, dict) and rule["max_coupons"] == 60_000
     remote = w.api.stocks[st.stock_id or ""]
     assert remote["comment"] == "新备注" and remote["stock_send_rule"]["max_coupons"] == 60_000
     assert w.plan(loaded("busifavor", _edited)).changes[0].action is Action.NOOP

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import (
+
+from reconciler.emulator import EmulatorSettings, Faults
+from tests.e2e_support import (
     LocalEmulator,
     Run,
     Workspace,
@@ -31,8 +33,6 @@ from e2e_support import (
     remote_by_request_no,
     write_generated_stocks,
 )
-
-from reconciler.emulator import EmulatorSettings, Faults
 
 ROUNDS = 6
 FAULTED_REQUESTS = 5
@@ -131,7 +131,9 @@ def reuse(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def local(ws: Workspace, reuse: str) -> Iterator[LocalEmulator]:
-    with LocalEmulator(ws, EmulatorSettings(out_request_no_reuse=reuse)) as running:  # type: ignore[arg-type]
+    # On a loopback port: a latency longer than the read timeout must time out on a socket.
+    settings = EmulatorSettings(out_request_no_reuse=reuse)  # type: ignore[arg-type]
+    with LocalEmulator(ws, settings, loopback=True) as running:
         yield running
 
 

@@ -11,6 +11,8 @@ middle of its apply (lock held, intents saved, creates in flight) while the othe
 
 Afterwards the state file is valid, each stock id has exactly one remote stock, and
 `plan --detailed-exitcode` exits 0. No sleeps: every wait polls a condition with a deadline.
+The applies that contend for the lock are real processes (each its own pid and lock); the
+plans before and after run in this process, through the emulator's in-memory transport.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ from cryptography.hazmat.primitives import serialization
 from reconciler.emulator import Answer, DemoMerchant, Emulator, EmulatorSettings, Faults
 from reconciler.emulator.keys import public_key_pem
 from reconciler.loader import load_stocks
-from reconciler.runtime import NOW_VARIABLE, Clock
+from reconciler.runtime import NOW_VARIABLE, Clock, Runtime
 from reconciler.state.store import parse_state
+from tests.cli_invoke import invoke
 from tests.conftest import ROOT
 
 MCHID = "1900000001"
@@ -84,15 +87,11 @@ class Project:
     def state_path(self) -> Path:
         return self.root / "state" / "state.json"
 
+    def argv(self, *args: str) -> list[str]:
+        return [*args, "--project", str(self.root / "reconciler.yaml")]
+
     def command(self, *args: str) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "reconciler",
-            *args,
-            "--project",
-            str(self.root / "reconciler.yaml"),
-        ]
+        return [sys.executable, "-m", "reconciler", *self.argv(*args)]
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != NOW_VARIABLE}
@@ -110,15 +109,14 @@ class Project:
         )
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            self.command(*args),
-            cwd=self.root,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=DEADLINE,
-            check=False,
+        """The CLI in this process, from the project directory, through the emulator's
+        transport (the gate holds its creates as it does those of the processes)."""
+        runtime = Runtime(
+            self.root, self.env(), Clock(self.clock.offset), self.emulator.transport()
         )
+        with contextlib.chdir(self.root):
+            result = invoke(self.argv(*args), runtime=runtime)
+        return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
 
     def lock_holder_pid(self) -> int | None:
         try:

@@ -30,7 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import (
+
+from reconciler.emulator.settings import ReuseMode
+from reconciler.state.lock import is_stale
+from reconciler.state.store import StateStore, parse_state
+from tests.e2e_support import (
     MCHID,
     CliChildren,
     EmulatorProcess,
@@ -45,10 +49,6 @@ from e2e_support import (
     wait_for,
     write_generated_stocks,
 )
-
-from reconciler.emulator.settings import ReuseMode
-from reconciler.state.lock import is_stale
-from reconciler.state.store import StateStore, parse_state
 
 STOCKS = 30
 MERCHANTS = (MCHID, "1900000002")

@@ -42,7 +42,7 @@ def distribution() -> str:
 def installed_names(line: str) -> list[str]:
     """The distribution names a line installs from the index; local paths and URLs are skipped
     (`pip install .` in this repository installs this project, whatever it is called)."""
-    names = []
+    names: list[str] = []
     for match in _INSTALL.finditer(line):
         words = shlex.split(match.group(1))
         skip = False

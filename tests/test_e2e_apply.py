@@ -1,8 +1,9 @@
-"""plan and apply end to end, over real loopback HTTP against the WeChat Pay emulator.
+"""plan and apply end to end against the WeChat Pay emulator.
 
-The CLI runs in this process (`Workspace.cli`, via click's CliRunner) against an emulator
-served on a loopback port, except for the first test, which runs both the emulator
-(`reconciler emulator`) and every command as subprocesses, as a user would.
+The CLI runs in this process (`Workspace.cli`, through `reconciler.cli.main`) against an
+emulator reached through its in-memory transport, except for the first test, which runs both
+the emulator (`reconciler emulator`) and every command as subprocesses over loopback HTTP, as
+a user would.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import (
+
+from reconciler.config import load_project
+from reconciler.emulator import EmulatorSettings
+from reconciler.errors import StateError
+from reconciler.ids import out_request_no
+from reconciler.state.store import StateStore
+from reconciler.wechatpay.client import WeChatPayClient
+from tests.e2e_support import (
     MCHID,
     EmulatorProcess,
     LocalEmulator,
@@ -28,13 +36,6 @@ from e2e_support import (
     remote_by_request_no,
     write_generated_stocks,
 )
-
-from reconciler.config import load_project
-from reconciler.emulator import EmulatorSettings
-from reconciler.errors import StateError
-from reconciler.ids import out_request_no
-from reconciler.state.store import StateStore
-from reconciler.wechatpay.client import WeChatPayClient
 
 FAVOR_ID = "spring-sale-10-off-100"
 LATTE_ID = "member-day-latte-8-off"
@@ -445,10 +446,15 @@ def test_immutable_change_fails_plan_and_apply(
     assert {sid: s.body for sid, s in local.stocks.items()} == bodies
 
 
-def _client(ws: Workspace, base_url: str) -> WeChatPayClient:
+def _client(ws: Workspace, local: LocalEmulator) -> WeChatPayClient:
     project, diagnostics = load_project(ws.project_file)
     assert project is not None, diagnostics
-    return WeChatPayClient(project.credentials(MCHID, {}), base_url=base_url, clock=ws.clock.time)
+    return WeChatPayClient(
+        project.credentials(MCHID, {}),
+        base_url=project.project.api.base_url,
+        clock=ws.clock.time,
+        transport=local.client_transport(),
+    )
 
 
 def test_drift_is_shown_and_never_acted_on(ws: Workspace) -> None:
@@ -462,7 +468,7 @@ def check_drift(ws: Workspace, local: LocalEmulator) -> None:
     latte, favor = ids[LATTE_ID], ids[FAVOR_ID]
     assert latte is not None and favor is not None
     # Someone changes the busifavor comment through the API (another tool, same merchant) ...
-    with _client(ws, local.server.base_url) as client:
+    with _client(ws, local) as client:
         client.busifavor_modify(latte, {"comment": "changed by hand", "out_request_no": "hand-1"})
 
     # ... and the favor name in the merchant platform (the emulator's data, edited offline).

@@ -46,7 +46,8 @@ def ws(tmp_path: Path) -> Workspace:
 
 @pytest.fixture
 def local(ws: Workspace) -> Iterator[LocalEmulator]:
-    with LocalEmulator(ws) as running:
+    # The apply runs as a child process: it reaches the emulator over loopback.
+    with LocalEmulator(ws, loopback=True) as running:
         yield running
 
 

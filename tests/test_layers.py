@@ -12,6 +12,8 @@ import json
 import subprocess
 import sys
 
+from tests.conftest import ROOT
+
 CORE = [
     "reconciler.planner",
     "reconciler.plan",
@@ -62,3 +64,58 @@ def test_importing_the_pure_core_loads_no_shell_module() -> None:
     assert not leaked, leaked
     shell = [m for m in loaded["all"] if m.startswith(SHELL)]
     assert not shell, shell
+
+
+CLI_PROBE = """
+import contextlib, io, json, sys
+from reconciler.cli import main
+loaded = {{}}
+for args in {runs!r}:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        code = main(args)
+    loaded[" ".join(args)] = {{"code": code, "modules": sorted(sys.modules)}}
+print(json.dumps(loaded))
+"""
+NOT_FOR_HELP = (
+    "reconciler.engine",
+    "reconciler.config",
+    "reconciler.loader",
+    "reconciler.applier",
+    "reconciler.wechatpay",
+    "reconciler.emulator",
+    "reconciler.schema",
+    "reconciler.render.markdown",
+    "cryptography",
+    "ruamel",
+    "multiprocessing",
+)
+NOT_FOR_VALIDATE = ("reconciler.emulator", "reconciler.render.markdown", "reconciler.render.text")
+
+
+def test_the_cli_loads_what_a_command_needs() -> None:
+    """`reconciler --help` starts without the engine, the client or the emulator, and
+    `reconciler validate` without the emulator or the plan renderers (each command imports
+    what it uses when it runs)."""
+    runs = [["--help"], ["validate", str(ROOT / "stocks")]]
+    out = subprocess.run(
+        [sys.executable, "-c", CLI_PROBE.format(runs=runs)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    loaded = json.loads(out.stdout)
+    helped = loaded["--help"]
+    assert helped["code"] == 0
+    assert not [m for m in helped["modules"] if m.startswith(NOT_FOR_HELP)]
+    validated = loaded[" ".join(runs[1])]
+    assert validated["code"] == 0
+    assert "reconciler.loader" in validated["modules"]
+    assert not [m for m in validated["modules"] if m.startswith(NOT_FOR_VALIDATE)]
+
+
+def test_the_commands_name_the_project_file_as_config_does() -> None:
+    """commands.common repeats PROJECT_FILE so that options need no config import."""
+    from reconciler.commands.common import PROJECT_FILE
+    from reconciler.config import PROJECT_FILE as CONFIG_PROJECT_FILE
+
+    assert PROJECT_FILE == CONFIG_PROJECT_FILE

@@ -22,7 +22,8 @@ def saved(tmp_path: Path, doc: dict[str, Any]) -> Path:
 
 
 def document() -> dict[str, Any]:
-    return json.loads(render_json(sample_plan()))
+    data: dict[str, Any] = json.loads(render_json(sample_plan()))
+    return data
 
 
 def test_a_saved_plan_reads_back_equal(tmp_path: Path) -> None:

@@ -787,10 +787,10 @@ def test_rule(
 def _present(data: Any, path: tuple[str | int, ...]) -> bool:
     node = data
     for part in path:
-        if (isinstance(node, dict) and part in node) or (
+        found = (isinstance(node, dict) and part in node) or (
             isinstance(node, list) and isinstance(part, int) and part < len(node)
-        ):
-            node = node[part]
-        else:
+        )
+        if not found:
             return False
+        node = node[part]
     return True

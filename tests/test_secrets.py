@@ -2,11 +2,14 @@
 
 Keys are made at test time: an RSA 2048 merchant key written as PKCS#1 and PKCS#8 PEM, and a
 32-character APIv3 key, handed over through environment variables and files that a project
-file names. An emulator in this process serves on loopback with the same shifted clock as
-the CLI runs (`RECONCILER_NOW`, one day before the earliest example stock begins). Every
-command runs as a subprocess with logging at DEBUG for every logger, and then stdout,
-stderr, saved plans, Markdown, the state file, its backup, any lock file and the messages
-(and causes) of credential exceptions raised in-process are searched for:
+file names. An emulator in this process runs on the same shifted clock as the CLI (one day
+before the earliest example stock begins). Every command runs in this process through
+`reconciler.cli.main`, with the emulator's in-memory transport and logging at DEBUG for every
+logger captured; for each way of handing over secrets (environment, files) the loop also runs
+as real subprocesses against the emulator on loopback (`RECONCILER_NOW`, logging at DEBUG on
+stderr), which adds the HTTP stack's own logging and a real process environment. Then stdout,
+stderr, the log, saved plans, Markdown, the state file, its backup, any lock file and the
+messages (and causes) of credential exceptions raised in-process are searched for:
 
 - any PEM body line and any 24-character run of the Base64 DER of every private key used
   (PKCS#1 and PKCS#8), and the leading hex digits of its private exponent;
@@ -17,8 +20,11 @@ stderr, saved plans, Markdown, the state file, its backup, any lock file and the
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
+import io
 import json
+import logging
 import os
 import re
 import secrets
@@ -27,7 +33,7 @@ import string
 import subprocess
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,9 +49,10 @@ from reconciler.config import load_project
 from reconciler.emulator import Emulator, EmulatorSettings, Faults, generate_keys
 from reconciler.emulator.keys import WechatPayKeys, public_key_pem
 from reconciler.loader import load_stocks
-from reconciler.runtime import NOW_VARIABLE, Clock
+from reconciler.runtime import NOW_VARIABLE, Clock, Runtime
 from reconciler.spec import FavorStock
 from reconciler.spec.common import parse_rfc3339
+from tests.cli_invoke import invoke
 from tests.conftest import ROOT
 
 MCHID = "1900000001"
@@ -193,7 +200,7 @@ class World:
     environ: dict[str, str]
     outputs: list[tuple[str, str]] = field(default_factory=list)
 
-    def run(self, *args: str, expect: int | tuple[int, ...] | None = 0) -> Run:
+    def _environ(self) -> dict[str, str]:
         env = {
             k: v
             for k, v in os.environ.items()
@@ -201,7 +208,30 @@ class World:
         }
         env.update(self.environ)
         env[NOW_VARIABLE] = self.clock.now().isoformat(timespec="microseconds")
-        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _record(self, run: Run, expect: int | tuple[int, ...] | None) -> Run:
+        self.outputs.append((f"{' '.join(run.args)}: stdout", run.stdout))
+        self.outputs.append((f"{' '.join(run.args)}: stderr", run.stderr))
+        assert "Traceback" not in run.stderr, run
+        if expect is not None:
+            assert run.code in (expect if isinstance(expect, tuple) else (expect,)), run
+        return run
+
+    def run(self, *args: str, expect: int | tuple[int, ...] | None = 0) -> Run:
+        """The CLI in this process, from the project directory, through the emulator's
+        transport, with every log record at DEBUG captured into stderr."""
+        runtime = Runtime(
+            self.root, self._environ(), Clock(self.clock.offset), self.emulator.transport()
+        )
+        with debug_log() as log, contextlib.chdir(self.root):
+            result = invoke(args, runtime=runtime)
+        run = Run(args, result.exit_code, result.stdout, result.stderr + log.getvalue())
+        return self._record(run, expect)
+
+    def run_process(self, *args: str, expect: int | tuple[int, ...] | None = 0) -> Run:
+        """The CLI as a subprocess against the emulator on loopback, logging at DEBUG."""
+        env = {**self._environ(), "PYTHONUNBUFFERED": "1"}
         done = subprocess.run(
             [sys.executable, "-c", DEBUG_CLI, *args],
             cwd=self.root,
@@ -211,13 +241,7 @@ class World:
             timeout=RUN_TIMEOUT,
             check=False,
         )
-        run = Run(args, done.returncode, done.stdout, done.stderr)
-        self.outputs.append((f"{' '.join(args)}: stdout", run.stdout))
-        self.outputs.append((f"{' '.join(args)}: stderr", run.stderr))
-        assert "Traceback" not in run.stderr, run
-        if expect is not None:
-            assert run.code in (expect if isinstance(expect, tuple) else (expect,)), run
-        return run
+        return self._record(Run(args, done.returncode, done.stdout, done.stderr), expect)
 
     def write_project(self, merchant: dict[str, Any], **api: Any) -> None:
         project = {
@@ -260,6 +284,25 @@ class World:
             assert_no_secret(
                 self.keys, str(path.relative_to(self.root)), path.read_text("utf-8", "replace")
             )
+
+
+@contextlib.contextmanager
+def debug_log() -> Iterator[io.StringIO]:
+    """Every log record of every logger at DEBUG, as `logging.basicConfig(level=DEBUG)` in a
+    process would show it, into a buffer."""
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.DEBUG)
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield buffer
+    finally:
+        root.setLevel(level)
+        root.removeHandler(handler)
 
 
 @pytest.fixture
@@ -318,6 +361,7 @@ def every_command(world: World) -> None:
     world.run("plan", "--detailed-exitcode", expect=2)
     applied = world.run("apply", "plan.json")
     assert f"{len(ids)} succeeded" in applied.stdout, applied
+    assert "httpx INFO HTTP Request: POST" in applied.stderr, applied  # the log is captured
     assert len(world.emulator.stocks) == len(ids)
     world.run("plan", "--detailed-exitcode", "--refresh", "all")
     world.run("plan", "--refresh", "false", "--format", "json")
@@ -350,8 +394,18 @@ def every_command(world: World) -> None:
     world.run("plan", "--detailed-exitcode")
 
 
-@pytest.mark.parametrize("world", ["platform_certificate"], indirect=True)
-def test_pkcs1_in_env_and_apiv3_key_in_env(world: World) -> None:
+def as_a_process(world: World) -> None:
+    """The loop as a user runs it, over loopback HTTP: every request kind (certificates in
+    platform-certificate mode, creates, details) with the HTTP stack logging at DEBUG."""
+    ids = stock_ids(world)
+    applied = world.run_process("apply", "--yes")
+    assert f"{len(ids)} succeeded" in applied.stdout, applied
+    assert "httpcore" in applied.stderr, applied  # the log is there to be searched
+    assert len(world.emulator.stocks) == len(ids)
+    world.run_process("plan", "--detailed-exitcode", "--refresh", "all")
+
+
+def secrets_in_env(world: World) -> None:
     """Platform-certificate mode: the APIv3 key decrypts the downloaded certificates."""
     world.write_project(
         {
@@ -364,11 +418,9 @@ def test_pkcs1_in_env_and_apiv3_key_in_env(world: World) -> None:
             "apiv3_key": key_env(world, "WECHATPAY_1900000001_APIV3_KEY", world.keys.apiv3),
         }
     )
-    every_command(world)
-    world.assert_clean()
 
 
-def test_pkcs8_in_file_with_public_key_and_apiv3_key_in_file(world: World) -> None:
+def secrets_in_files(world: World) -> None:
     """Public-key mode with the APIv3 key present too (a merchant migrating)."""
     world.write_project(
         {
@@ -377,7 +429,31 @@ def test_pkcs8_in_file_with_public_key_and_apiv3_key_in_file(world: World) -> No
             **public_key_mode(world),
         }
     )
+
+
+@pytest.mark.parametrize("world", ["platform_certificate"], indirect=True)
+def test_pkcs1_in_env_and_apiv3_key_in_env(world: World) -> None:
+    secrets_in_env(world)
     every_command(world)
+    world.assert_clean()
+
+
+@pytest.mark.parametrize("world", ["platform_certificate"], indirect=True)
+def test_pkcs1_in_env_and_apiv3_key_in_env_as_processes(world: World) -> None:
+    secrets_in_env(world)
+    as_a_process(world)
+    world.assert_clean()
+
+
+def test_pkcs8_in_file_with_public_key_and_apiv3_key_in_file(world: World) -> None:
+    secrets_in_files(world)
+    every_command(world)
+    world.assert_clean()
+
+
+def test_pkcs8_in_file_with_public_key_and_apiv3_key_in_file_as_processes(world: World) -> None:
+    secrets_in_files(world)
+    as_a_process(world)
     world.assert_clean()
 
 
@@ -390,7 +466,7 @@ def _corrupt(pem: bytes) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-BAD_CREDENTIALS = {
+BAD_CREDENTIALS: dict[str, tuple[Callable[[World], dict[str, Any]], str, int]] = {
     # name: (merchant settings, what the error says, exit code of apply --yes)
     "wrong-key": (lambda w: {"private_key": key_file(w, "k.pem", w.keys.other.pkcs8)}, "401", 1),
     "bad-pem": (

@@ -22,6 +22,7 @@ import pytest
 
 from reconciler.errors import StateError
 from reconciler.ids import body_digest, out_request_no
+from reconciler.operation import OpType
 from reconciler.state.lock import LockInfo, StateLockedError
 from reconciler.state.model import State, StateDataError, StockState
 from reconciler.state.store import StateStore, parse_state, render_state
@@ -142,10 +143,10 @@ def test_pending_update_and_clear() -> None:
     state = sample_state()
     change = body_digest({"target_max_coupons": 200})
     number = "1900000001_BQ0_spring-sale_" + "0" * 32
-    pending = state.set_pending("spring-sale", "budget", number, change, T0)
+    pending = state.set_pending("spring-sale", OpType.BUDGET, number, change, T0)
     assert pending.stock("spring-sale").pending is not None
     with pytest.raises(StateError, match="already has a pending budget"):
-        pending.set_pending("spring-sale", "modify", number, change, T0)
+        pending.set_pending("spring-sale", OpType.MODIFY, number, change, T0)
     assert pending.clear_pending("spring-sale").stock("spring-sale").pending is None
 
 

@@ -241,12 +241,11 @@ def test_a_save_that_fails_halfway_leaves_the_previous_state(
     state = store.save(state.with_stock(stock("b")))  # a journal exists (local)
     changed = sent(state, "a").with_stock(stock("c"))
     if kind == "local":
-        import reconciler.state.store as module
 
         def full_disk(fd: int) -> None:
             raise OSError(28, "No space left on device")
 
-        monkeypatch.setattr(module.os, "fsync", full_disk)
+        monkeypatch.setattr("reconciler.state.store.os.fsync", full_disk)
     else:
         from reconciler.state.postgres import PostgresStateStore
 

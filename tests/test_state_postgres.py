@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import (
+
+from reconciler.config import load_project
+from reconciler.emulator import EmulatorSettings
+from reconciler.emulator.faults import Faults
+from reconciler.errors import ConfigError, StateError
+from reconciler.state.factory import open_backend
+from reconciler.state.model import State, StockState
+from reconciler.state.postgres import PostgresStateStore
+from tests.e2e_support import (
     LocalEmulator,
     Workspace,
     assert_one_remote_per_id,
@@ -25,14 +33,6 @@ from e2e_support import (
     wait_for,
     write_generated_stocks,
 )
-
-from reconciler.config import load_project
-from reconciler.emulator import EmulatorSettings
-from reconciler.emulator.faults import Faults
-from reconciler.errors import ConfigError, StateError
-from reconciler.state.factory import open_backend
-from reconciler.state.model import State, StockState
-from reconciler.state.postgres import PostgresStateStore
 from tests.pg_support import fresh_schema
 
 T0 = datetime(2027, 2, 1, 1, 0, tzinfo=UTC)

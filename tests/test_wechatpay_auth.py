@@ -6,11 +6,11 @@ import re
 
 import httpx
 import pytest
-from test_wechatpay_support import MCHID, MERCHANT_SERIAL, PUB_KEY_ID, credentials, rsa_key
 
 from reconciler import __version__
 from reconciler.wechatpay import signing
 from reconciler.wechatpay.auth import WeChatPayAuth, json_body, random_nonce, signed_message
+from tests.test_wechatpay_support import MCHID, MERCHANT_SERIAL, PUB_KEY_ID, credentials, rsa_key
 
 NONCE = "0123456789abcdefghijABCDEFGHIJ01"
 

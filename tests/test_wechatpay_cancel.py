@@ -16,7 +16,16 @@ from typing import Any
 
 import httpx
 import pytest
-from test_wechatpay_support import (
+
+from reconciler.errors import ApiError
+from reconciler.limits import Limit
+from reconciler.operation import CreateResult
+from reconciler.wechatpay.cancel import Cancelled
+from reconciler.wechatpay.client import WeChatPayClient
+from reconciler.wechatpay.errors import RequestCancelled
+from reconciler.wechatpay.ratelimit import RateLimiter
+from reconciler.wechatpay.retry import RetryPolicy
+from tests.test_wechatpay_support import (
     MCHID,
     PLATFORM_SERIAL,
     PUB_KEY_ID,
@@ -25,14 +34,6 @@ from test_wechatpay_support import (
     Sleeps,
     credentials,
 )
-
-from reconciler.errors import ApiError
-from reconciler.limits import Limit
-from reconciler.wechatpay.cancel import Cancelled
-from reconciler.wechatpay.client import CreateResult, WeChatPayClient
-from reconciler.wechatpay.errors import RequestCancelled
-from reconciler.wechatpay.ratelimit import RateLimiter
-from reconciler.wechatpay.retry import RetryPolicy
 
 CREATED = Reply(json={"stock_id": "9856000", "create_time": "2024-05-20T13:29:35+08:00"})
 #: Long enough that a test passing in time proves the event woke the wait, not the clock.

@@ -7,7 +7,15 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from test_wechatpay_support import (
+
+from reconciler.wechatpay.certificates import decrypt_certificate, parse_certificate_list
+from reconciler.wechatpay.errors import (
+    ApiResponseError,
+    CertificateUnavailableError,
+    CredentialError,
+    ResponseVerificationError,
+)
+from tests.test_wechatpay_support import (
     APIV3_KEY,
     NEW_PLATFORM_SERIAL,
     NOW,
@@ -18,14 +26,6 @@ from test_wechatpay_support import (
     client_for,
     encrypt_certificate,
     rsa_key,
-)
-
-from reconciler.wechatpay.certificates import decrypt_certificate, parse_certificate_list
-from reconciler.wechatpay.errors import (
-    ApiResponseError,
-    CertificateUnavailableError,
-    CredentialError,
-    ResponseVerificationError,
 )
 
 STOCK = {"stock_id": "77"}

@@ -12,7 +12,17 @@ from typing import Any
 
 import httpx
 import pytest
-from test_wechatpay_support import (
+
+from reconciler.operation import CreateResult
+from reconciler.wechatpay import signing
+from reconciler.wechatpay.client import WeChatPayClient
+from reconciler.wechatpay.errors import (
+    ApiResponseError,
+    TransportError,
+    UnexpectedResponseError,
+)
+from reconciler.wechatpay.ratelimit import RateLimiter
+from tests.test_wechatpay_support import (
     MCHID,
     FakeWeChatPay,
     Reply,
@@ -20,15 +30,6 @@ from test_wechatpay_support import (
     client_for,
     credentials,
 )
-
-from reconciler.wechatpay import signing
-from reconciler.wechatpay.client import CreateResult, WeChatPayClient
-from reconciler.wechatpay.errors import (
-    ApiResponseError,
-    TransportError,
-    UnexpectedResponseError,
-)
-from reconciler.wechatpay.ratelimit import RateLimiter
 
 CREATED = {"stock_id": "9856000", "create_time": "2024-05-20T13:29:35+08:00"}
 FAVOR_BODY = {"stock_name": "满100减10", "out_request_no": "1900000001-20240520-1"}

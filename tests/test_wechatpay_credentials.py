@@ -8,16 +8,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
-from test_wechatpay_support import (
-    APIV3_KEY,
-    MCHID,
-    MERCHANT_SERIAL,
-    PUB_KEY_ID,
-    certificate,
-    pem_private,
-    pem_public,
-    rsa_key,
-)
 
 from reconciler.errors import ApiError, ConfigError
 from reconciler.wechatpay.credentials import (
@@ -28,6 +18,16 @@ from reconciler.wechatpay.credentials import (
     load_wechatpay_public_key,
 )
 from reconciler.wechatpay.errors import CredentialError
+from tests.test_wechatpay_support import (
+    APIV3_KEY,
+    MCHID,
+    MERCHANT_SERIAL,
+    PUB_KEY_ID,
+    certificate,
+    pem_private,
+    pem_public,
+    rsa_key,
+)
 
 
 def same_key(a: object, b: object) -> bool:

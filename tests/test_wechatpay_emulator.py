@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from test_wechatpay_support import MCHID, MERCHANT_SERIAL, Sleeps, rsa_key
 
 from reconciler.emulator import (
     Emulator,
@@ -34,6 +33,7 @@ from reconciler.wechatpay.errors import (
 )
 from reconciler.wechatpay.ratelimit import RateLimiter
 from reconciler.wechatpay.retry import RetryPolicy
+from tests.test_wechatpay_support import MCHID, MERCHANT_SERIAL, Sleeps, rsa_key
 
 NOW = 1_767_225_600.0  # 2026-01-01T08:00:00+08:00
 APIV3 = "Emulat0rApiV3Key0123456789abcdef"
@@ -176,7 +176,7 @@ def test_every_endpoint_round_trips(rig: Rig) -> None:
     busi = c.busifavor_create(busifavor_body("1900000001-20260101-b1"))
     assert c.busifavor_detail(busi.stock_id)["stock_name"] == "会员日拿铁立减8元"
     modify = {"out_request_no": "1900000001-20260101-m1", "comment": "会员日"}
-    assert c.busifavor_modify(busi.stock_id, modify) is None
+    c.busifavor_modify(busi.stock_id, modify)  # returns None (typed)
     assert c.busifavor_detail(busi.stock_id)["comment"] == "会员日"
     budget = c.busifavor_budget(
         busi.stock_id,

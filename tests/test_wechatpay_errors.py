@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import httpx
 import pytest
-from test_wechatpay_support import (
-    APIV3_KEY,
-    MCHID,
-    MERCHANT_SERIAL,
-    FakeWeChatPay,
-    Reply,
-    client_for,
-    credentials,
-    rsa_key,
-)
 
 from reconciler.errors import ApiError
 from reconciler.wechatpay.client import WeChatPayClient
@@ -28,6 +19,16 @@ from reconciler.wechatpay.errors import (
     request_id_of,
 )
 from reconciler.wechatpay.retry import RetryPolicy
+from tests.test_wechatpay_support import (
+    APIV3_KEY,
+    MCHID,
+    MERCHANT_SERIAL,
+    FakeWeChatPay,
+    Reply,
+    client_for,
+    credentials,
+    rsa_key,
+)
 
 
 def parse(status: int, body: bytes, headers: dict[str, str] | None = None) -> ApiResponseError:
@@ -129,7 +130,11 @@ def test_secrets_never_reach_errors_reprs_or_logs(caplog: pytest.LogCaptureFixtu
     )
     errors: list[BaseException] = []
     with client_for(fake, "both") as client:
-        for call in (lambda: client.favor_start("1", MCHID), lambda: client.busifavor_detail("1")):
+        calls: list[Callable[[], object]] = [
+            lambda: client.favor_start("1", MCHID),
+            lambda: client.busifavor_detail("1"),
+        ]
+        for call in calls:
             with pytest.raises(ApiError) as info:
                 call()
             errors.append(info.value)

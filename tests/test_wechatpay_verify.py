@@ -4,14 +4,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from test_wechatpay_support import (
-    NOW,
-    PUB_KEY_ID,
-    FakeWeChatPay,
-    Reply,
-    client_for,
-    credentials,
-)
 
 from reconciler.wechatpay import signing
 from reconciler.wechatpay.errors import (
@@ -20,6 +12,14 @@ from reconciler.wechatpay.errors import (
     SignatureProbeError,
 )
 from reconciler.wechatpay.verify import ResponseOrigin, ResponseVerifier, check_signature
+from tests.test_wechatpay_support import (
+    NOW,
+    PUB_KEY_ID,
+    FakeWeChatPay,
+    Reply,
+    client_for,
+    credentials,
+)
 
 STOCK = {"stock_id": "1212", "stock_name": "满100减10"}
 
@@ -114,7 +114,7 @@ def test_empty_204_body_is_verified_over_an_empty_line() -> None:
     fake = FakeWeChatPay()
     fake.script(Reply(status=204))
     with client_for(fake) as client:
-        assert client.busifavor_modify("1212", {"out_request_no": "m1"}) is None
+        client.busifavor_modify("1212", {"out_request_no": "m1"})  # returns None (typed)
     response_message = signing.response_message("1", "n", b"")
     assert response_message == b"1\nn\n\n"
 

@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from reconciler.config import PROJECT_FILE, ProjectFile, load_project
 from reconciler.errors import ConfigError, DiagnosedError
-from reconciler.runtime import Runtime
+
+if TYPE_CHECKING:
+    from reconciler.config import ProjectFile
+    from reconciler.runtime import Runtime
+
+# Heavy modules (the project file's models, the HTTP client, the engine, the emulator) are
+# imported inside the commands that use them, so `reconciler --help` and `validate` start
+# without them. tests/test_layers.py checks what `reconciler --help` loads.
+
+PROJECT_FILE = "reconciler.yaml"
+"""reconciler.config.PROJECT_FILE, repeated so the option below needs no config import."""
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -51,6 +61,8 @@ class ProjectInvalid(DiagnosedError):
 
 def runtime() -> Runtime:
     """The Runtime `main` built once for this invocation (tests hand in their own)."""
+    from reconciler.runtime import Runtime
+
     obj = click.get_current_context().find_root().obj
     if not isinstance(obj, Runtime):
         raise RuntimeError("the command was invoked without a Runtime; call reconciler.cli.main")
@@ -59,6 +71,8 @@ def runtime() -> Runtime:
 
 def open_project(path: Path) -> ProjectFile:
     """Load the project file, relative to the runtime's working directory."""
+    from reconciler.config import load_project
+
     full = path if path.is_absolute() else runtime().cwd / path
     if not full.exists():
         raise ConfigError(

@@ -12,23 +12,20 @@ import shutil
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from cryptography.hazmat.primitives import serialization
 
-from reconciler import engine
 from reconciler.commands.common import EXIT_ERROR, EXIT_OK, color_enabled, runtime
-from reconciler.config import load_project
-from reconciler.desired import DesiredStock
-from reconciler.emulator import DemoMerchant, Emulator
 from reconciler.errors import ConfigError, ReconcilerError
-from reconciler.kinds import kind_of
-from reconciler.loader import load_stocks
-from reconciler.planner import BEIJING
 from reconciler.render import diagnostics as render_diagnostics
-from reconciler.render.text import render_text
-from reconciler.runtime import Clock, Runtime
-from reconciler.spec.common import parse_rfc3339
+
+if TYPE_CHECKING:
+    from reconciler.desired import DesiredStock
+    from reconciler.runtime import Clock
+
+# The engine, the emulator and the loader are imported when the demo runs, so that every
+# other command starts without them.
 
 
 def _say(title: str) -> None:
@@ -46,6 +43,11 @@ def _say(title: str) -> None:
 )
 def demo(stocks_dir: Path) -> int:
     """Run validate, plan, apply and plan again against a local emulator."""
+    from reconciler.kinds import kind_of
+    from reconciler.loader import load_stocks
+    from reconciler.runtime import Clock
+    from reconciler.spec.common import parse_rfc3339
+
     loaded = load_stocks([stocks_dir], base=runtime().cwd)
     _say(f"reconciler validate {stocks_dir}")
     if loaded.diagnostics:
@@ -70,6 +72,15 @@ def demo(stocks_dir: Path) -> int:
 
 
 def _run(root: Path, stocks_dir: Path, stocks: list[DesiredStock], clock: Clock) -> int:
+    from cryptography.hazmat.primitives import serialization
+
+    from reconciler import engine
+    from reconciler.config import load_project
+    from reconciler.emulator import DemoMerchant, Emulator
+    from reconciler.planner import BEIJING
+    from reconciler.render.text import render_text
+    from reconciler.runtime import Runtime
+
     emu = Emulator(clock=clock.time, data_path=root / "emulator.json")
     keys = root / "keys"
     keys.mkdir(mode=0o700)

@@ -8,15 +8,18 @@ call per merchant whose credentials load: a favor stock list of one entry.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from reconciler.commands.common import EXIT_OK, open_project, project_option, runtime
-from reconciler.config import ProjectFile
-from reconciler.engine.preflight import CredentialsInvalid, check_credentials, describe_sources
-from reconciler.engine.workspace import make_client
 from reconciler.errors import ReconcilerError
-from reconciler.wechatpay.credentials import MerchantCredentials
+
+if TYPE_CHECKING:
+    from reconciler.config import ProjectFile
+    from reconciler.wechatpay.credentials import MerchantCredentials
+
+# The engine and the client are imported where the command runs (see plan_apply).
 
 
 @click.command()
@@ -28,6 +31,12 @@ from reconciler.wechatpay.credentials import MerchantCredentials
 )
 def doctor(project_path: Path, online: bool) -> int:
     """Check every merchant's credentials (and, with --online, one signed call each)."""
+    from reconciler.engine.preflight import (
+        CredentialsInvalid,
+        check_credentials,
+        describe_sources,
+    )
+
     project = open_project(project_path)
     rt = runtime()
     checked = check_credentials(project, rt.environ)
@@ -66,6 +75,8 @@ def _online(
     project: ProjectFile, mchid: str, credentials: dict[str, MerchantCredentials]
 ) -> str | None:
     """None when one signed read-only call succeeds, else why not (no secret in it)."""
+    from reconciler.engine.workspace import make_client
+
     try:
         with make_client(project, runtime(), credentials[mchid]) as client:
             client.favor_list(mchid, offset=0, limit=1)

@@ -12,20 +12,23 @@ import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import httpx
 from click.core import ParameterSource
 
 from reconciler import scaffold
+from reconciler.commands.common import PROJECT_FILE
 from reconciler.commands.common import runtime as current_runtime
-from reconciler.commands.init_cmd import write_private_key
-from reconciler.config import PROJECT_FILE, ProjectFile, load_project
-from reconciler.emulator import DemoMerchant, Emulator, EmulatorSettings, Faults
 from reconciler.errors import ConfigError
 from reconciler.render import diagnostics as render_diagnostics
-from reconciler.runtime import is_loopback
-from reconciler.spec.stock import MCHID_PATTERN
+
+if TYPE_CHECKING:
+    from reconciler.config import ProjectFile
+    from reconciler.emulator import Emulator
+
+# The emulator, the project file's models and httpx are imported where a command runs, so
+# that every other command starts without them.
 
 _PROJECT_HELP = (
     "A project directory (or its reconciler.yaml) made by `reconciler init --local`: "
@@ -95,6 +98,8 @@ def emulator(
                 f"{ctx.invoked_subcommand}; see `reconciler emulator {ctx.invoked_subcommand} --help`"
             )
         return
+    from reconciler.emulator import Emulator, EmulatorSettings, Faults
+
     runtime = current_runtime()
     if project_path is not None:
         if data_path is not None:
@@ -149,6 +154,10 @@ def add_merchant(mchid: str, data_path: Path | None, project_path: Path | None) 
     emulator's public key id and the reconciler.yaml lines to paste (public-key mode). An
     emulator already serving that file reads it only at start: restart it afterwards.
     """
+    from reconciler.commands.init_cmd import write_private_key
+    from reconciler.emulator import DemoMerchant, Emulator
+    from reconciler.spec.stock import MCHID_PATTERN
+
     if not re.fullmatch(MCHID_PATTERN, mchid):
         raise ConfigError(f"{mchid!r} is not a mchid: give the merchant number, 5 to 32 digits")
     if data_path is not None and project_path is not None:
@@ -216,6 +225,8 @@ def add_merchant(mchid: str, data_path: Path | None, project_path: Path | None) 
 
 def _project(path: Path) -> ProjectFile:
     """The project at `path` (a directory holding reconciler.yaml, or that file itself)."""
+    from reconciler.config import load_project
+
     file = path / PROJECT_FILE if path.is_dir() else path
     if not file.exists():
         raise ConfigError(
@@ -239,6 +250,10 @@ def _local_data(project: ProjectFile, *, must_exist: bool) -> Path:
 
 
 def _project_port(project: ProjectFile) -> int:
+    import httpx
+
+    from reconciler.runtime import is_loopback
+
     base_url = project.project.api.base_url
     if not is_loopback(base_url):
         raise ConfigError(

@@ -13,17 +13,21 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from click.core import ParameterSource
-from cryptography.hazmat.primitives import serialization
 
 from reconciler import scaffold
 from reconciler.commands.common import runtime as current_runtime
-from reconciler.emulator import DemoMerchant, Emulator
 from reconciler.errors import ConfigError
-from reconciler.runtime import Runtime
-from reconciler.schema import stock_schema_text
+
+if TYPE_CHECKING:
+    from reconciler.emulator import DemoMerchant
+    from reconciler.runtime import Runtime
+
+# The emulator, the schema's models and cryptography are imported where they are used, so
+# that every other command starts without them.
 
 
 @click.command()
@@ -77,6 +81,8 @@ def write_project(root: Path, runtime: Runtime, *, local: bool, port: int) -> li
     Every path is checked before anything is written, so a refusal leaves the directory as it
     was. Keys are generated here and only written to files (mode 0600), never returned.
     """
+    from reconciler.schema import stock_schema_text
+
     if root.exists() and not root.is_dir():
         raise ConfigError(f"{root} is a file; give a directory for the new project")
     planned = [*scaffold.project_files(runtime.clock.now(), "").keys()]
@@ -110,6 +116,8 @@ def write_project(root: Path, runtime: Runtime, *, local: bool, port: int) -> li
 
 def _local_emulator(root: Path, runtime: Runtime, port: int) -> scaffold.LocalMerchant:
     """The emulator data file with one registered test merchant, and its key files."""
+    from reconciler.emulator import DemoMerchant, Emulator
+
     local = root / scaffold.LOCAL_DIR
     local.mkdir(parents=True, mode=0o700, exist_ok=True)
     emu = Emulator(clock=runtime.clock.time, data_path=root / scaffold.EMULATOR_DATA)
@@ -124,6 +132,8 @@ def _local_emulator(root: Path, runtime: Runtime, port: int) -> scaffold.LocalMe
 
 def write_private_key(path: Path, merchant: DemoMerchant) -> None:
     """The merchant's private key as PKCS#8 PEM, readable by the owner only from the start."""
+    from cryptography.hazmat.primitives import serialization
+
     pem = merchant.private_key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

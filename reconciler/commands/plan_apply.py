@@ -5,11 +5,10 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from reconciler import engine
-from reconciler.applier import Outcome, Report
 from reconciler.commands.common import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -22,14 +21,15 @@ from reconciler.commands.common import (
     project_option,
     runtime,
 )
-from reconciler.commands.progress import Progress
-from reconciler.engine.preflight import require_credentials
 from reconciler.errors import ConfigError
-from reconciler.plan import Plan
-from reconciler.render.json_doc import render_json
-from reconciler.render.markdown import render_markdown
-from reconciler.render.text import merchant_line, render_text, summary_line
-from reconciler.state.lock import LockInfo
+
+if TYPE_CHECKING:
+    from reconciler.applier import Report
+    from reconciler.plan import Plan
+    from reconciler.state.lock import LockInfo
+
+# The engine, the HTTP client and the renderers are imported where a command runs, so that
+# `reconciler --help` and `reconciler validate` start without them.
 
 REFRESH_CHOICES = {"true": "changing", "all": "all", "false": "none"}
 """`--refresh` as a user writes it -> the engine's refresh mode."""
@@ -45,9 +45,15 @@ refresh_option = click.option(
 
 def _render(plan: Plan, fmt: str, note: str | None) -> str:
     if fmt == "json":
+        from reconciler.render.json_doc import render_json
+
         return render_json(plan)
     if fmt == "markdown":
+        from reconciler.render.markdown import render_markdown
+
         return render_markdown(plan, note=note)
+    from reconciler.render.text import render_text
+
     return render_text(plan, color=color_enabled())
 
 
@@ -87,6 +93,11 @@ def plan(
     init_state: bool,
 ) -> int:
     """Show what apply would create or change, with money in fen and yuan."""
+    from reconciler import engine
+    from reconciler.engine.preflight import require_credentials
+    from reconciler.render.json_doc import render_json
+    from reconciler.render.markdown import render_markdown
+
     project = open_project(project_path)
     # Every merchant's credentials first (all problems at once), before the slow loading.
     checked = (
@@ -150,6 +161,11 @@ def apply(
     With PLAN_FILE, applies exactly that reviewed plan and refuses it if the state, the stock
     files or its age moved on; without it, plans first and asks.
     """
+    from reconciler import engine
+    from reconciler.commands.progress import Progress
+    from reconciler.engine.preflight import require_credentials
+    from reconciler.render.text import merchant_line, render_text, summary_line
+
     project = open_project(project_path)
     checked = require_credentials(project, runtime().environ)
     ws = engine.open_workspace(
@@ -217,6 +233,8 @@ def apply(
 
 
 def _summarise(report: Report) -> None:
+    from reconciler.applier import Outcome
+
     parts = [f"{report.count(o)} {o.value}" for o in Outcome if report.count(o)]
     click.echo(f"Apply finished: {', '.join(parts) or 'nothing to do'}.")
     for r in report.results:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from reconciler import engine
 from reconciler.commands.common import (
     EXIT_OK,
     init_state_option,
@@ -15,11 +15,11 @@ from reconciler.commands.common import (
     project_option,
     runtime,
 )
-from reconciler.engine import state_ops
-from reconciler.errors import StateError
-from reconciler.render.text import value_text
-from reconciler.state.backend import StateBackend
-from reconciler.state.factory import open_backend
+
+if TYPE_CHECKING:
+    from reconciler.state.backend import StateBackend
+
+# The engine and the state store are imported where a command runs (see plan_apply).
 
 
 @click.group()
@@ -28,6 +28,8 @@ def state() -> None:
 
 
 def _store(project_path: Path) -> StateBackend:
+    from reconciler.state.factory import open_backend
+
     project = open_project(project_path)
     rt = runtime()
     return open_backend(project, rt.clock, rt.environ)
@@ -37,6 +39,8 @@ def _store(project_path: Path) -> StateBackend:
 @project_option
 def list_(project_path: Path) -> int:
     """One line per recorded stock: id, kind, merchant, stock_id, pending."""
+    from reconciler.engine import state_ops
+
     store = _store(project_path)
     current = state_ops.read(store)
     click.echo(
@@ -57,6 +61,8 @@ def list_(project_path: Path) -> int:
 @project_option
 def show(stock: str, project_path: Path) -> int:
     """Everything recorded about one stock, as JSON."""
+    from reconciler.engine import state_ops
+
     entry = state_ops.read(_store(project_path)).stock(stock)
     click.echo(
         json.dumps(entry.model_dump(mode="json"), ensure_ascii=False, indent=2, sort_keys=True)
@@ -69,6 +75,8 @@ def show(stock: str, project_path: Path) -> int:
 @project_option
 def rm(stock: str, project_path: Path) -> int:
     """Stop tracking a stock. The stock itself stays at WeChat Pay (stocks cannot be deleted)."""
+    from reconciler.engine import state_ops
+
     saved = state_ops.remove(_store(project_path), stock)
     click.echo(
         f"Removed {stock!r} from the state (serial {saved.serial}); its out_request_no is retired and never reused."
@@ -82,6 +90,8 @@ def rm(stock: str, project_path: Path) -> int:
 @project_option
 def mv(old: str, new: str, project_path: Path) -> int:
     """Rename a stock's id in the state (after renaming it in its file), keeping its numbers."""
+    from reconciler.engine import state_ops
+
     saved = state_ops.rename(_store(project_path), old, new)
     click.echo(f"Renamed {old!r} to {new!r} (serial {saved.serial}); WeChat Pay was not called.")
     return EXIT_OK
@@ -94,6 +104,10 @@ def mv(old: str, new: str, project_path: Path) -> int:
 @init_state_option
 def import_(stock: str, stock_id: str, project_path: Path, init_state: bool) -> int:
     """Adopt an existing remote stock for the file with id STOCK, after checking it exists."""
+    from reconciler import engine
+    from reconciler.engine import state_ops
+    from reconciler.render.text import value_text
+
     ws = engine.open_workspace(open_project(project_path), runtime(), init_state=init_state)
     done = state_ops.import_stock(ws, stock, stock_id)
     observed = ", ".join(f"{k}={value_text(v)}" for k, v in sorted(done.facts.items()))
@@ -111,6 +125,8 @@ def import_(stock: str, stock_id: str, project_path: Path, init_state: bool) -> 
 @project_option
 def unlock(lock_id: str, project_path: Path) -> int:
     """Break a stale lock left by an apply that died (its id is in the lock error)."""
+    from reconciler.engine import state_ops
+
     info = state_ops.unlock(_store(project_path), lock_id)
     click.echo(f"Removed the lock held by {info.holder} since {info.created_at} ({info.command}).")
     return EXIT_OK
@@ -121,6 +137,9 @@ def unlock(lock_id: str, project_path: Path) -> int:
 @project_option
 def pull(file: Path | None, project_path: Path) -> int:
     """Export the state as a JSON state file: to FILE, or to standard output."""
+    from reconciler.engine import state_ops
+    from reconciler.errors import StateError
+
     text = state_ops.pull(_store(project_path))
     if file is None:
         click.echo(text, nl=False)
@@ -138,6 +157,9 @@ def pull(file: Path | None, project_path: Path) -> int:
 @project_option
 def push(file: Path, force: bool, project_path: Path) -> int:
     """Import a JSON state file (from `state pull`) into the configured state."""
+    from reconciler.engine import state_ops
+    from reconciler.errors import StateError
+
     try:
         raw = file.read_bytes()
     except OSError as exc:
