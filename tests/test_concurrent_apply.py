@@ -32,7 +32,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from reconciler.emulator import DemoMerchant, Emulator, EmulatorSettings, Faults, Outcome
+from reconciler.emulator import Answer, DemoMerchant, Emulator, EmulatorSettings, Faults
 from reconciler.emulator.keys import public_key_pem
 from reconciler.loader import load_stocks
 from reconciler.runtime import NOW_VARIABLE, Clock
@@ -63,7 +63,7 @@ class GatedEmulator(Emulator):
         self._count_lock = threading.Lock()
         self.waiting = 0
 
-    def respond(self, request: httpx.Request) -> Outcome:
+    def respond(self, request: httpx.Request) -> Answer:
         if request.method == "POST" and request.url.path in CREATE_PATHS:
             with self._count_lock:
                 self.waiting += 1
