@@ -448,7 +448,7 @@ class EmulatorProcess:
         data = str(self.ws.emulator_data)
         if self.use_cli:
             cmd = [sys.executable, "-m", "reconciler", "emulator", "--data", data]
-            cmd += ["--port", str(self.port), "--reuse", self.reuse]
+            cmd += ["--port", str(self.port), "--reuse", self.reuse, "--activation-delay", "0"]
         else:
             cmd = [sys.executable, __file__, "serve", "--data", data, "--port", str(self.port)]
             cmd += ["--reuse", self.reuse, "--latency-ms", str(self.latency_ms)]
