@@ -3,14 +3,23 @@
 For each create: record the intent (number, body digest, time) and save; send; record the
 stock_id and save; read the stock back. A lost answer is settled with the same number and the
 byte-identical body, or (favor) found through the list endpoint; never with a new number.
+
+Lifecycle calls (activate, pause, restart, stop) go the same way: intent saved, sent, result
+recorded with the status read back. An activation that WeChat Pay is not ready for yet (the
+stock is still being registered, about a minute after its create) is handed back to the run
+loop with the time to try again, so its worker moves on to other stocks meanwhile; it is
+retried until `Activation.max_attempts`.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
+import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -18,7 +27,7 @@ from typing import Any
 from reconciler.errors import ApiError, ReconcilerError
 from reconciler.ids import body_digest
 from reconciler.kinds import StockApi, StockKind, kind_of
-from reconciler.operation import Operation, OpType
+from reconciler.operation import TRANSITIONS, Operation, OpType
 from reconciler.plan import Change, Plan
 from reconciler.spec.common import parse_rfc3339
 from reconciler.state.backend import StateBackend
@@ -65,6 +74,32 @@ class Report:
         )
 
 
+@dataclass(frozen=True)
+class Activation:
+    """How apply waits for WeChat Pay to finish registering a new favor stock before it can be
+    activated (reconciler.yaml `activation:`)."""
+
+    delay_seconds: float = 60.0
+    """After a not-ready answer, the first retry waits until the create time plus this."""
+    retry_seconds: float = 15.0
+    """Later retries wait this long."""
+    max_attempts: int = 6
+    """Starts sent per apply before the stock is reported as created but not activated."""
+
+
+@dataclass
+class _Deferred:
+    """An activation to try again at `due` (time.monotonic()), with the rest of its change."""
+
+    change: Change
+    index: int
+    stock_id: str
+    done: list[str]
+    attempts: int
+    due: float
+    why: str
+
+
 class _Unresolved(ReconcilerError):
     def __init__(self, message: str, suggestion: str = "") -> None:
         super().__init__(message)
@@ -94,7 +129,11 @@ class Applier:
         on_result: Callable[[Result], None] = lambda r: None,
         stop: threading.Event | None = None,
         concurrency: int = 8,
+        activation: Activation | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.activation = activation or Activation()
+        self._monotonic = monotonic
         self.store = store
         self.state = state
         self.clients = clients
@@ -133,72 +172,131 @@ class Applier:
         acting = [c for c in plan.changes if c.operations]
         merchants = sorted({c.merchant for c in acting})
         workers = max(1, min(len(acting), self.concurrency * max(1, len(merchants))))
+        results: dict[str, Result] = {}
+        waiting: list[tuple[float, int, _Deferred]] = []
+        order = itertools.count()
         with ThreadPoolExecutor(workers, thread_name_prefix="apply") as pool:
-            for result in pool.map(self._run_change, acting):
-                report.results.append(result)
+            running: set[Future[Result | _Deferred]] = {
+                pool.submit(self._run_change, c) for c in acting
+            }
+            while running or waiting:
+                timeout = None
+                if waiting:
+                    # Polled, so that Ctrl-C is seen while only activations are waiting.
+                    timeout = min(0.2, max(0.0, waiting[0][0] - self._monotonic()))
+                if running:
+                    finished, running = wait(running, timeout, FIRST_COMPLETED)
+                else:
+                    finished = set()
+                    self.stop.wait(timeout)
+                for future in finished:
+                    out = future.result()
+                    if isinstance(out, _Deferred):
+                        heapq.heappush(waiting, (out.due, next(order), out))
+                    else:
+                        results[out.id] = out
+                while waiting and (waiting[0][0] <= self._monotonic() or self.stop.is_set()):
+                    deferred = heapq.heappop(waiting)[2]
+                    running.add(pool.submit(self._resume, deferred))
+        report.results = [results[c.id] for c in acting]
         self._flush()
         report.interrupted = self.stop.is_set()
         return report
 
-    def _run_change(self, change: Change) -> Result:
+    def _run_change(self, change: Change) -> Result | _Deferred:
         if self.stop.is_set():
-            result = Result(
-                change.id, change.merchant, Outcome.SKIPPED, "interrupted before it started"
+            return self._finish(
+                Result(change.id, change.merchant, Outcome.SKIPPED, "interrupted before it started")
             )
-        else:
-            try:
-                result = self._change(change)
-            except _Skipped as exc:
-                result = Result(
-                    change.id, change.merchant, Outcome.SKIPPED, str(exc), change.stock_id
-                )
-            except _Unresolved as exc:
-                result = Result(
+        return self._run_from(change, 0, change.stock_id, [], 0)
+
+    def _resume(self, deferred: _Deferred) -> Result | _Deferred:
+        change = deferred.change
+        if self.stop.is_set():
+            done = "; ".join(deferred.done)
+            return self._finish(
+                Result(
                     change.id,
                     change.merchant,
-                    Outcome.UNRESOLVED,
-                    str(exc),
-                    change.stock_id,
-                    exc.suggestion,
+                    Outcome.SKIPPED,
+                    f"{done}; interrupted while waiting to activate ({deferred.why}); the next apply activates it",
+                    deferred.stock_id,
                 )
-            except ReconcilerError as exc:
-                result = Result(
-                    change.id, change.merchant, Outcome.FAILED, str(exc), change.stock_id
-                )
+            )
+        return self._run_from(
+            change, deferred.index, deferred.stock_id, deferred.done, deferred.attempts
+        )
+
+    def _finish(self, result: Result) -> Result:
         self.on_result(result)
         return result
 
-    def _change(self, change: Change) -> Result:
+    def _run_from(
+        self, change: Change, index: int, stock_id: str | None, done: list[str], attempts: int
+    ) -> Result | _Deferred:
+        def said(exc: Exception) -> str:
+            return "; ".join([*done, str(exc)])
+
+        try:
+            out = self._change(change, index, stock_id, done, attempts)
+        except _Skipped as exc:
+            result = Result(change.id, change.merchant, Outcome.SKIPPED, said(exc), stock_id)
+        except _Unresolved as exc:
+            result = Result(
+                change.id, change.merchant, Outcome.UNRESOLVED, said(exc), stock_id, exc.suggestion
+            )
+        except ReconcilerError as exc:
+            result = Result(change.id, change.merchant, Outcome.FAILED, said(exc), stock_id)
+        else:
+            if isinstance(out, _Deferred):
+                return out
+            result = out
+        if result.stock_id is None and change.id in self.state.stocks:
+            result = replace(result, stock_id=self.state.stock(change.id).stock_id)
+        return self._finish(result)
+
+    def _change(
+        self, change: Change, index: int, stock_id: str | None, done: list[str], attempts: int
+    ) -> Result | _Deferred:
         api = self.clients[change.merchant]
         kind = kind_of(change.kind)
-        stock_id = change.stock_id
-        done: list[str] = []
-        if stock_id is not None and any(o.type is not OpType.CREATE for o in change.operations):
-            self._check_identity(api, kind, change, stock_id)
-        for op in change.operations:
+        detail: Mapping[str, Any] | None = None
+        if index == 0 and stock_id is not None and change.operations[0].type is not OpType.CREATE:
+            detail = self._check_identity(api, kind, change, stock_id)
+        for i in range(index, len(change.operations)):
+            op = change.operations[i]
             if self.stop.is_set():
-                raise _Skipped(
-                    "interrupted before "
-                    + (f"{op.type.value}; done: {'; '.join(done)}" if done else "it started")
-                )
+                raise _Skipped(f"interrupted before {op.type.value}")
             if op.type is OpType.CREATE:
                 stock_id = self._create(api, kind, change, op)
                 done.append(f"created stock_id {stock_id} (批次号)")
+                continue
+            assert stock_id is not None
+            op = replace(op, stock_id=stock_id)
+            if op.type in TRANSITIONS:
+                wait_for = self._transition(api, kind, change, op, detail, attempts)
+                if wait_for is not None:
+                    return _Deferred(
+                        change, i, stock_id, done, attempts + 1, wait_for[0], wait_for[1]
+                    )
+                attempts = 0
+                done.append(_DONE.get(op.type, op.type.value))
             else:
                 self._update_op(api, kind, change, op)
                 done.append(f"{op.type.value} sent ({op.request_no})")
+            detail = None
         return Result(change.id, change.merchant, Outcome.SUCCEEDED, "; ".join(done), stock_id)
 
     def _check_identity(
         self, api: StockApi, kind: StockKind, change: Change, stock_id: str
-    ) -> None:
+    ) -> Mapping[str, Any] | None:
         """Before anything is sent to an existing stock: the stock WeChat Pay shows under the
         recorded stock_id must be the one recorded (a wrong stock_id must never change
-        someone else's stock)."""
+        someone else's stock). Returns the detail read."""
         st = self.state.stock(change.id)
         applied = st.applied_body or st.sent_body
         if applied is None:
-            return
+            return None
         try:
             detail = kind.detail(api, stock_id, change.merchant)
         except RequestCancelled:
@@ -212,6 +310,7 @@ class Applier:
             raise ReconcilerError(
                 f"stock {stock_id} at WeChat Pay is not the one recorded for {change.id!r} ({', '.join(d.path for d in foreign)} differ); nothing was sent to it"
             )
+        return detail
 
     # --- create ----------------------------------------------------------------------------
 
@@ -334,6 +433,117 @@ class Applier:
         self._update(lambda s: s.record_observed(change.id, item, self.now()))
         return stock_id
 
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def _transition(
+        self,
+        api: StockApi,
+        kind: StockKind,
+        change: Change,
+        op: Operation,
+        detail: Mapping[str, Any] | None,
+        attempts: int,
+    ) -> tuple[float, str] | None:
+        """Send one lifecycle call, crash-safe: intent saved, sent, status read back and
+        recorded. Returns (when, why) to try an activation again later, None when done."""
+        sid = change.id
+        assert op.stock_id is not None
+        target = kind.status_after(op.type)
+        if detail is not None and target is not None and kind.status_of(detail) == target:
+            # Done already (an earlier send whose answer was lost): settle without sending.
+            self._settle_transition(api, kind, change, op.stock_id, target, detail)
+            return None
+        earlier = self.state.stock(sid).pending
+        if earlier is not None and earlier.request_no != op.request_no:
+            self._update(lambda s: s.clear_pending(sid))
+        fresh = self.state.stock(sid).pending is None
+        digest = body_digest(op.body)
+        self._update(lambda s: s.set_pending(sid, op.type, op.request_no, digest, self.now()))
+        try:
+            kind.send_update(api, op)
+        except RequestCancelled as exc:
+            if not exc.sent and fresh:
+                self._update(lambda s: s.clear_pending(sid))
+                raise _Skipped(f"interrupted before the {op.type.value} was sent") from None
+            self._update(lambda s: s.mark_outcome(sid, "unknown"))
+            raise _Unresolved(
+                f"interrupted while the {op.type.value}'s outcome is unknown ({exc}); the next apply reads the stock back and settles it",
+                "reconciler apply",
+            ) from None
+        except (ApiResponseError, TransportError, ResponseVerificationError) as exc:
+            refused = isinstance(exc, ApiResponseError) and not (
+                exc.outcome_unknown or exc.retryable
+            )
+            if op.type is OpType.START and (kind.not_ready(exc) or not refused):
+                # Re-entrant (幂等重入): a start in doubt, or not accepted yet, is resent.
+                return self._retry_activation(change, op, exc, attempts)
+            if not refused:
+                self._update(lambda s: s.mark_outcome(sid, "unknown"))
+                raise _Unresolved(
+                    f"the {op.type.value}'s outcome is unknown ({exc}); the next apply reads the stock back and settles it",
+                    "reconciler apply",
+                ) from None
+            # Refused: perhaps because an earlier send (answer lost) already did it.
+            seen = self._read(api, kind, change, op.stock_id)
+            if seen is not None and target is not None and kind.status_of(seen) == target:
+                self._settle_transition(api, kind, change, op.stock_id, target, seen)
+                return None
+            self._update(lambda s: s.clear_pending(sid))
+            if op.type is OpType.START:
+                raise ReconcilerError(
+                    f"not activated: {exc}; the stock stays created (unactivated) and the next apply activates it"
+                ) from None
+            raise ReconcilerError(f"{op.type.value} refused: {exc}") from None
+        self._settle_transition(api, kind, change, op.stock_id, target, None)
+        return None
+
+    def _retry_activation(
+        self, change: Change, op: Operation, exc: Exception, attempts: int
+    ) -> tuple[float, str]:
+        sid = change.id
+        if attempts + 1 >= self.activation.max_attempts:
+            self._update(lambda s: s.clear_pending(sid))
+            raise ReconcilerError(
+                f"not activated after {attempts + 1} start(s) ({exc}); the stock stays created (unactivated) and the next apply activates it"
+            )
+        st = self.state.stock(sid)
+        wait_seconds = self.activation.retry_seconds
+        if attempts == 0 and st.created_at is not None:
+            # create_time has whole seconds: the create may be up to one second later.
+            ready = st.created_at + timedelta(seconds=self.activation.delay_seconds + 1)
+            wait_seconds = max(wait_seconds, (ready - self.now()).total_seconds())
+        return self._monotonic() + max(0.0, wait_seconds), str(exc)
+
+    def _read(
+        self, api: StockApi, kind: StockKind, change: Change, stock_id: str
+    ) -> Mapping[str, Any] | None:
+        try:
+            return kind.detail(api, stock_id, change.merchant)
+        except ApiError:
+            return None
+
+    def _settle_transition(
+        self,
+        api: StockApi,
+        kind: StockKind,
+        change: Change,
+        stock_id: str,
+        target: str | None,
+        detail: Mapping[str, Any] | None,
+    ) -> None:
+        """The call took effect: clear the intent and record the status, read back (or, when
+        the read fails, the status the call leaves), in one save."""
+        sid = change.id
+        seen = detail if detail is not None else self._read(api, kind, change, stock_id)
+        if seen is None:
+            seen = {**(self.state.stock(sid).observed or {}), "status": target}
+        recorded = dict(seen)
+        # One save: a crash cannot leave the state showing the status before the call.
+        self._update(lambda s: s.clear_pending(sid).record_observed(sid, recorded, self.now()))
+        with self._lock:
+            # Saved once more at the end, so that the backup holds no settled intent either.
+            self._unsaved = True
+
     # --- updates ---------------------------------------------------------------------------
 
     def _update_op(self, api: StockApi, kind: StockKind, change: Change, op: Operation) -> None:
@@ -368,13 +578,38 @@ class Applier:
                 if exc.outcome_unknown or exc.retryable:
                     self._update(lambda s: s.mark_outcome(sid, "unknown"))
                     raise _Unresolved(unknown.format(exc), "reconciler apply") from None
-                self._update(lambda s: s.clear_pending(sid))
-                raise
+                # A call without a number (modify-goods-id) refused on a resend: if what it
+                # asked for is what WeChat Pay lists, an earlier send landed.
+                if self._checked(api, kind, change, op) != "":
+                    self._update(lambda s: s.clear_pending(sid))
+                    raise
         except (TransportError, ResponseVerificationError) as exc:
             self._update(lambda s: s.mark_outcome(sid, "unknown"))
             raise _Unresolved(unknown.format(exc), "reconciler apply") from None
+        else:
+            differs = self._checked(api, kind, change, op)
+            if differs:
+                self._update(lambda s: s.clear_pending(sid))
+                raise ReconcilerError(
+                    f"{op.type.value} was accepted, but reading it back: {differs}; nothing is recorded as applied"
+                )
         self._update(lambda s: s.record_applied(sid, op.after))
         self._read_back(api, kind, change, op.stock_id)
+
+    def _checked(self, api: StockApi, kind: StockKind, change: Change, op: Operation) -> str | None:
+        """What the kind's own read-back of `op` finds different ("" none; None: no read)."""
+        try:
+            return kind.check_update(api, op, change.merchant)
+        except ApiError as exc:
+            return f"could not read it back ({exc})"
+
+
+_DONE = {
+    OpType.START: "activated (start)",
+    OpType.PAUSE: "paused",
+    OpType.RESTART: "restarted",
+    OpType.STOP: "stopped (irreversible)",
+}
 
 
 def _number_reused(exc: ApiResponseError) -> bool:

@@ -149,6 +149,7 @@ SUMMARIES = {
     "pull": "Export the state as one JSON state file.",
     "push": "Load a JSON state file into the configured backend.",
     "add-merchant": "Register a merchant in an emulator data file.",
+    "set-balance": "Set a merchant's balance in an emulator data file.",
 }
 """One line per command for `--help` listings, so none is cut off mid-sentence."""
 

@@ -26,6 +26,7 @@ PROJECT_FILE = "reconciler.yaml"
 BACKUP_BASE_URL = "https://api2.mch.weixin.qq.com"
 EndpointName = Literal[
     "favor_create", "favor_detail", "favor_list", "favor_start", "favor_pause", "favor_restart",
+    "favor_stop", "favor_modify_goods_id", "favor_items",
     "busifavor_create", "busifavor_detail", "busifavor_modify", "busifavor_budget", "certificates",
 ]  # fmt: skip
 
@@ -164,6 +165,19 @@ StateSetting = Annotated[
 ]
 
 
+class ActivationSetting(Strict):
+    """How apply waits for a new 代金券 to be registered before activating it."""
+
+    delay_seconds: float = Field(default=60.0, ge=0, le=3600)
+    """A start answered "卡包信息尚未注册完成" (or a server error) is retried once this long
+    after the stock's create time has passed (WeChat Pay needs about a minute)."""
+    retry_seconds: float = Field(default=15.0, ge=0, le=3600)
+    """The wait between later retries."""
+    max_attempts: int = Field(default=6, ge=1, le=100)
+    """Starts per stock and apply; then the stock is reported created but not activated, and
+    the next apply activates it."""
+
+
 class Project(Strict):
     version: Literal[1] = 1
     stocks: PathText = "stocks"
@@ -175,6 +189,7 @@ class Project(Strict):
     """Requests in flight at once, per merchant (the rate limits still apply)."""
     plan_max_age_minutes: int = Field(default=24 * 60, ge=1, le=366 * 24 * 60)
     """A saved plan older than this is refused by apply."""
+    activation: ActivationSetting = ActivationSetting()
     merchants: list[Merchant] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -82,9 +82,20 @@ _REQUEST_NO_FULL: Final = re.compile(r"[A-Za-z0-9|_*-]{1,128}")
 KIND_CODES: Final[Mapping[str, str]] = {"favor": "F", "busifavor": "B"}
 """One letter per stock kind in the readable part. A new kind needs a new, unused letter."""
 
-PURPOSE_CODES: Final[Mapping[str, str]] = {"create": "C", "modify": "M", "budget": "Q"}
+PURPOSE_CODES: Final[Mapping[str, str]] = {
+    "create": "C",
+    "modify": "M",
+    "budget": "Q",
+    "modify_goods_id": "G",
+    "start": "A",
+    "pause": "P",
+    "restart": "R",
+    "stop": "S",
+}
 """One letter per request purpose: the create call, busifavor modify (`out_request_no` of the
-PATCH) and busifavor budget (`modify_budget_request_no`, Q for quota)."""
+PATCH) and busifavor budget (`modify_budget_request_no`, Q for quota); favor modify-goods-id
+(G) and the lifecycle calls: start (A, activate), pause, restart and stop. The favor calls take
+no request number; theirs are derived the same way so the state's pending intent names them."""
 
 MAX_GENERATION: Final = 999_999
 _DOMAIN: Final = "reconciler/request-no/v1"

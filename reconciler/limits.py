@@ -35,7 +35,10 @@ class Limit:
 
 #: Documented limits (reference §0), per merchant and endpoint. The busifavor detail, modify
 #: and budget interfaces and /v3/certificates state none: 100/s (and 10/s for certificates,
-#: fetched rarely) are our own conservative choices, not WeChat Pay's figures.
+#: fetched rarely) are our own conservative choices, not WeChat Pay's figures. Favor start:
+#: 1000/min (start-stock page, 2024.09.19); pause and restart: 1000/min (Go SDK); stop states
+#: none, so it takes pause's figure; modify-goods-id (doc 4017164667, 2026-01-13) states none
+#: here, so 60/min is our own conservative choice; items: 600/min (Go SDK).
 DEFAULT_LIMITS: Mapping[str, Limit] = MappingProxyType(
     {
         "favor_create": Limit(60, 60.0),
@@ -44,6 +47,9 @@ DEFAULT_LIMITS: Mapping[str, Limit] = MappingProxyType(
         "favor_start": Limit(1000, 60.0),
         "favor_pause": Limit(1000, 60.0),
         "favor_restart": Limit(1000, 60.0),
+        "favor_stop": Limit(1000, 60.0),
+        "favor_modify_goods_id": Limit(60, 60.0),
+        "favor_items": Limit(600, 60.0),
         "busifavor_create": Limit(1000, 60.0),
         "busifavor_detail": Limit(100, 1.0),
         "busifavor_modify": Limit(100, 1.0),

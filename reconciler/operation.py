@@ -20,6 +20,21 @@ class OpType(StrEnum):
     """Change fields in place (busifavor PATCH /stocks/{stock_id})."""
     BUDGET = "budget"
     """Change a budget count (busifavor PATCH /stocks/{stock_id}/budget)."""
+    MODIFY_GOODS_ID = "modify_goods_id"
+    """Change a favor stock's available_items in place (POST .../stocks/{stock_id}/modify-goods-id)."""
+    START = "start"
+    """Activate a favor stock (POST .../stocks/{stock_id}/start); 预充值 locks its budget."""
+    PAUSE = "pause"
+    """Stop issuing from a running favor stock (POST .../pause)."""
+    RESTART = "restart"
+    """Issue again from a paused favor stock (POST .../restart)."""
+    STOP = "stop"
+    """End a never-activated favor stock, irreversibly (POST .../stop)."""
+
+
+TRANSITIONS = frozenset({OpType.START, OpType.PAUSE, OpType.RESTART, OpType.STOP})
+"""Lifecycle calls: their request numbers are not sent (the API takes none); they are derived
+like the others so that a pending intent in the state names the call."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +57,8 @@ class Operation:
     generation: int
     after: dict[str, Any]
     stock_id: str | None = None
+    """None for a create, and for a transition that follows a create in the same change (the
+    applier takes the stock_id the create returns)."""
 
     def to_data(self) -> dict[str, Any]:
         return {

@@ -26,7 +26,8 @@ class Action(StrEnum):
     CREATE = "create"
     """No stock yet: apply creates it with the derived out_request_no."""
     UPDATE = "update"
-    """A change WeChat Pay allows (busifavor modify or budget): apply sends it."""
+    """A change WeChat Pay allows (busifavor modify or budget, favor modify-goods-id) or a
+    lifecycle call (activate, pause, restart, stop): apply sends it."""
     RECOVER = "recover"
     """An interrupted create or update: apply settles it with the same number and body."""
     NOOP = "no-op"
@@ -116,6 +117,10 @@ class Change:
     """Observed values that move on their own (status, issued counts): shown, never diffed."""
     suggestion: str = ""
     """A command that resolves an error (`reconciler state mv ...`, `state import ...`)."""
+    locked_fen: int | None = None
+    """Money the activation in this change locks from the merchant's balance (预充值)."""
+    ceiling_fen: int | None = None
+    """Of `budget_fen`, the money that is only a ceiling and never locked (免充值, 商家券)."""
 
     @property
     def is_error(self) -> bool:
@@ -136,6 +141,8 @@ class Change:
             "budget_fen": self.budget_fen,
             "facts": self.facts,
             "suggestion": self.suggestion,
+            "locked_fen": self.locked_fen,
+            "ceiling_fen": self.ceiling_fen,
         }
 
     @classmethod
@@ -154,6 +161,8 @@ class Change:
             budget_fen=data["budget_fen"],
             facts=dict(data["facts"]),
             suggestion=data["suggestion"],
+            locked_fen=data.get("locked_fen"),
+            ceiling_fen=data.get("ceiling_fen"),
         )
 
 
@@ -169,6 +178,11 @@ class MerchantTotals:
     integer, so the checksummed document has no float formatting to disagree about)."""
     recovers: int = 0
     """Interrupted creates and updates apply settles (counted apart, as the summary does)."""
+    activation_locked_fen: int = 0
+    """Money the activations in this plan lock from the merchant's balance (预充值 max_amount)."""
+    ceiling_fen: int = 0
+    """Of `create_budget_fen`, the money that is only a ceiling (免充值 and 商家券 discounts):
+    never locked from a balance."""
 
 
 @dataclass(frozen=True)
@@ -230,6 +244,8 @@ class Plan:
                     "updates": t.updates,
                     "recovers": t.recovers,
                     "estimated_seconds": t.estimated_seconds,
+                    "activation_locked_fen": t.activation_locked_fen,
+                    "ceiling_fen": t.ceiling_fen,
                 }
                 for t in self.totals
             ],
@@ -269,6 +285,8 @@ class Plan:
                     t["updates"],
                     t["estimated_seconds"],
                     t.get("recovers", 0),
+                    t.get("activation_locked_fen", 0),
+                    t.get("ceiling_fen", 0),
                 )
                 for t in data["totals"]
             ),

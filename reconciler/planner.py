@@ -14,11 +14,13 @@ from typing import Any
 
 from reconciler.desired import DesiredStock
 from reconciler.ids import out_request_no
-from reconciler.kinds import FieldDiff, StockKind, Verdict, kind_of
+from reconciler.kinds import FieldDiff, Lifecycle, StockKind, Verdict, kind_of
 from reconciler.limits import DEFAULT_LIMITS, FALLBACK_LIMIT, Limit
 from reconciler.mapping import MONEY_FIELDS, without_number
+from reconciler.money import money
 from reconciler.plan import Action, Change, FieldChange, MerchantTotals, Operation, OpType, Plan
 from reconciler.spec.common import parse_rfc3339
+from reconciler.spec.stock import Stock
 from reconciler.state.model import State, StockState
 
 BEIJING = timezone(timedelta(hours=8))
@@ -45,6 +47,37 @@ def _field(change: FieldDiff, note: str = "") -> FieldChange:
     return FieldChange(
         f"spec.{change.path}", change.before, change.after, name in MONEY_FIELDS, note
     )
+
+
+TRANSITION_WORDS = {
+    OpType.START: "activate (start)",
+    OpType.PAUSE: "pause",
+    OpType.RESTART: "restart",
+    OpType.STOP: "stop",
+}
+
+
+def _life_reason(kind: StockKind, life: Lifecycle, applied: Mapping[str, Any]) -> str:
+    """`activate (start): unactivated -> running; locks ... (预充值)`, or "" without calls."""
+    if not life.operations:
+        return ""
+    calls = ", then ".join(TRANSITION_WORDS.get(o.type, o.type.value) for o in life.operations)
+    text = f"{calls}: status {life.before} -> {life.after}"
+    locked = _locked(kind, life.operations, applied)
+    if locked:
+        text += f"; activation locks {money(locked)} from the merchant's balance (预充值)"
+    if life.irreversible:
+        text += "; IRREVERSIBLE: a stopped stock can never be activated"
+    return text
+
+
+def _locked(kind: StockKind, ops: Sequence[Operation], applied: Mapping[str, Any]) -> int:
+    return sum(kind.locked_at_activation(applied) for o in ops if o.type is OpType.START)
+
+
+def _status_field(life: Lifecycle) -> FieldChange:
+    note = "irreversible" if life.irreversible else ""
+    return FieldChange("status", life.before, life.after, note=note)
 
 
 class _Planner:
@@ -158,13 +191,32 @@ class _Planner:
                         reason=f"same body as {orphan.id!r}, which is in the state but has no file any more: probably a renamed id; creating would make a second stock",
                         suggestion=f"reconciler state mv {orphan.id} {stock.id}",
                     )
+        life = self._new_lifecycle(kind, stock, generation, body)
+        if life.irreversible:
+            return Change(
+                **base,
+                action=Action.BLOCKED,
+                reason="status: stopped for a stock that does not exist yet: it would be created only to be ended",
+                budget_fen=budget,
+                suggestion="remove the file, or choose status: created, running or paused",
+            )
+        more = _life_reason(kind, life, body)
         return Change(
             **base,
             action=Action.CREATE,
-            reason=kind.create_reason(stock) + second,
-            operations=(Operation(OpType.CREATE, number, body, generation, body),),
+            reason=kind.create_reason(stock) + second + (f"; then {more}" if more else ""),
+            operations=(Operation(OpType.CREATE, number, body, generation, body), *life.operations),
             budget_fen=budget,
+            locked_fen=_locked(kind, life.operations, body) or None,
+            ceiling_fen=kind.ceiling(stock) or None,
         )
+
+    def _new_lifecycle(
+        self, kind: StockKind, stock: Stock, generation: int, body: Mapping[str, Any]
+    ) -> Lifecycle:
+        """The lifecycle calls that follow a create in the same apply (from the status WeChat
+        Pay gives a new stock)."""
+        return kind.plan_lifecycle(stock, None, generation, body, kind.initial_status, False)
 
     def _untracked(
         self, generation: int, stock_id: str | None, base: dict[str, Any], budget: int | None
@@ -204,14 +256,22 @@ class _Planner:
                 == without_number(kind.create_body(loaded.stock, st.out_request_no))
                 else "; the file changed since, the recorded body is resent unchanged (the change shows after)"
             )
+            life = self._new_lifecycle(kind, loaded.stock, st.generation, sent)
+            if life.irreversible:
+                life = Lifecycle()
+            more = _life_reason(kind, life, sent)
             return Change(
                 **base,
                 action=Action.RECOVER,
-                reason=f"a create sent at {pending.started_at.isoformat()} did not finish ({pending.attempts} attempt(s)); apply settles it with the same out_request_no and body{note}",
+                reason=f"a create sent at {pending.started_at.isoformat()} did not finish ({pending.attempts} attempt(s)); apply settles it with the same out_request_no and body{note}"
+                + (f"; then {more}" if more else ""),
                 operations=(
                     Operation(OpType.CREATE, st.out_request_no, sent, st.generation, sent),
+                    *life.operations,
                 ),
                 budget_fen=kind.committed_budget(loaded.stock),
+                locked_fen=_locked(kind, life.operations, sent) or None,
+                ceiling_fen=kind.ceiling(loaded.stock) or None,
             )
         change = self._existing(kind, loaded, st, base)
         if change.action is Action.UPDATE:
@@ -222,6 +282,26 @@ class _Planner:
                     "reason": f"an interrupted {pending.action} is resent; " + change.reason,
                 }
             )
+        if change.action is Action.NOOP and st.stock_id is not None:
+            # A lifecycle call in doubt that WeChat Pay shows as done (or no longer wanted):
+            # apply reads the stock back and settles the intent, sending only if still needed.
+            op = kind.lifecycle_call(
+                st.merchant,
+                st.id,
+                st.generation,
+                pending.action,
+                st.stock_id,
+                st.applied_body or st.sent_body or {},
+            )
+            if op is not None and op.request_no == pending.request_no:
+                return Change(
+                    **{
+                        **change.__dict__,
+                        "action": Action.RECOVER,
+                        "reason": f"an interrupted {pending.action.value} ({pending.request_no}) is settled: apply reads the stock back and resends it only if WeChat Pay does not show it done",
+                        "operations": (op,),
+                    }
+                )
         return change
 
     def _existing(
@@ -232,6 +312,16 @@ class _Planner:
         observed = self.i.observed.get(stock.id)
         known = observed if observed is not None else (st.observed or {})
         fact = kind.facts(known)
+        life = kind.plan_lifecycle(
+            stock,
+            st.stock_id,
+            st.generation,
+            applied or {},
+            kind.status_of(known),
+            kind.ended(applied or kind.create_body(stock, st.out_request_no), self.i.now),
+        )
+        if applied is None and life.operations and not life.error:
+            return self._update(kind, stock.id, st, base, {}, {}, known, [], fact, life)
         if applied is None:  # imported: the observed details are all we know
             return Change(
                 **base,
@@ -242,7 +332,7 @@ class _Planner:
             )
         desired = kind.create_body(stock, st.out_request_no)
         diffs = kind.diff(applied, desired)
-        if observed is not None and diffs:
+        if observed is not None and (diffs or life.operations):
             # Before anything is sent: the stock under the recorded stock_id must be this one.
             foreign = kind.identity_mismatch(st.merchant, applied, observed)
             if foreign:
@@ -267,8 +357,20 @@ class _Planner:
                 facts=fact,
                 suggestion="revert the change, or give the new stock a new id (the old stock stays as it is)",
             )
-        if diffs:
-            return self._update(kind, stock.id, st, base, applied, desired, known, diffs, fact)
+        if life.error:
+            return Change(
+                **base,
+                action=Action.IMMUTABLE,
+                stock_id=st.stock_id,
+                reason=f"status: {life.error}",
+                fields=(_status_field(life),),
+                facts=fact,
+                suggestion=f"set status back to what WeChat Pay shows ({life.before}), or give a new stock a new id",
+            )
+        if diffs or life.operations:
+            return self._update(
+                kind, stock.id, st, base, applied, desired, known, diffs, fact, life
+            )
         if observed is not None:
             drift = kind.drifted(applied, observed)
             if drift:
@@ -295,10 +397,11 @@ class _Planner:
         known: Mapping[str, Any],
         diffs: list[FieldDiff],
         fact: dict[str, Any],
+        life: Lifecycle,
     ) -> Change:
         assert st.stock_id is not None
         end = kind.end_time(desired)
-        if end is not None and parse_rfc3339(end) <= self.i.now:
+        if diffs and end is not None and parse_rfc3339(end) <= self.i.now:
             return Change(
                 **base,
                 action=Action.BLOCKED,
@@ -309,14 +412,21 @@ class _Planner:
         planned = kind.plan_update(
             st.merchant, id, st.stock_id, st.generation, applied, desired, known, diffs
         )
+        reasons = [f"{o.type.value} ({o.request_no})" for o in planned.operations]
+        if life.operations:
+            reasons.append(_life_reason(kind, life, applied))
+        fields = [_field(d) for d in planned.fields]
+        if life.operations:
+            fields.append(_status_field(life))
         return Change(
             **base,
             action=Action.UPDATE,
             stock_id=st.stock_id,
-            reason=", ".join(f"{o.type.value} ({o.request_no})" for o in planned.operations),
-            fields=tuple(_field(d) for d in planned.fields),
-            operations=planned.operations,
+            reason=", ".join(reasons),
+            fields=tuple(fields),
+            operations=planned.operations + life.operations,
             facts=fact,
+            locked_fen=_locked(kind, life.operations, applied) or None,
         )
 
     def _orphan(self, st: StockState) -> Change:
@@ -366,6 +476,10 @@ class _Planner:
                     updates=len(updates),
                     estimated_seconds=math.ceil(seconds),
                     recovers=len(recovers),
+                    activation_locked_fen=sum(
+                        c.locked_fen or 0 for c in creates + recovers + updates
+                    ),
+                    ceiling_fen=sum(c.ceiling_fen or 0 for c in committing),
                 )
             )
         return out

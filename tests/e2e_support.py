@@ -235,6 +235,10 @@ class Workspace:
     concurrency: int = 8
     base_url: str = "http://127.0.0.1:9"
     creates_per_second: int = 1000
+    activation_delay_seconds: float = 0.0
+    """What apply waits after a create before it retries a start WeChat Pay was not ready for."""
+    activation_retry_seconds: float = 0.2
+    activation_max_attempts: int = 6
     """The favor and busifavor create limits written into the project (the documented 60/min
     would make these tests take minutes)."""
     transport: httpx.BaseTransport | None = None
@@ -302,6 +306,10 @@ class Workspace:
             f"  max_attempts: {self.max_attempts}\n"
             "  connect_timeout_seconds: 2\n"
             f"  read_timeout_seconds: {self.read_timeout_seconds}\n"
+            # The emulators here register a new 代金券 at once (no one-minute delay).
+            f"activation: {{delay_seconds: {self.activation_delay_seconds}, "
+            f"retry_seconds: {self.activation_retry_seconds}, "
+            f"max_attempts: {self.activation_max_attempts}}}\n"
             f"merchants:\n{merchants}",
             encoding="utf-8",
         )
@@ -477,7 +485,7 @@ class EmulatorProcess:
         data = str(self.ws.emulator_data)
         if self.use_cli:
             cmd = [sys.executable, "-m", "reconciler", "emulator", "--data", data]
-            cmd += ["--port", str(self.port), "--reuse", self.reuse]
+            cmd += ["--port", str(self.port), "--reuse", self.reuse, "--activation-delay", "0"]
         else:
             cmd = [sys.executable, __file__, "serve", "--data", data, "--port", str(self.port)]
             cmd += ["--reuse", self.reuse, "--latency-ms", str(self.latency_ms)]

@@ -1,7 +1,9 @@
 """An in-memory fake of the stock API (the `StockApi` Protocol the kinds call).
 
 It keeps stocks by id, answers creates idempotently by out_request_no (or refuses reuse, like
-the emulator's `reject` mode), lists favor stocks, and fails on demand: each scripted failure
+the emulator's `reject` mode), lists favor stocks, moves favor stocks through their lifecycle
+(start is re-entrant; `activations` counts real activations), changes their goods, and fails
+on demand: each scripted failure
 says which call fails, how (before or after the change took effect) and with what error.
 Fast: no HTTP, no signing, no threads of its own.
 """
@@ -74,6 +76,8 @@ class FakeStockApi(StockApi):
     numbers_used: set[str] = field(default_factory=set)
     calls: list[tuple[str, str]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    status: dict[str, str] = field(default_factory=dict)
+    activations: dict[str, int] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(10000001))
 
     def fail(self, call: str, error: ApiError, when: When = "before", times: int = 1) -> None:
@@ -109,6 +113,7 @@ class FakeStockApi(StockApi):
             stock_id = str(next(self._ids))
             self.stocks[stock_id] = {**copy.deepcopy(dict(body)), "create_time": CREATE_TIME}
             self.kinds[stock_id] = kind
+            self.status[stock_id] = "unactivated"
             self.by_number[number] = stock_id
             return CreateResult(stock_id, CREATE_TIME)
 
@@ -143,7 +148,7 @@ class FakeStockApi(StockApi):
             )
             if k in body
         }
-        view.update(stock_id=stock_id, stock_use_rule=rules, status="unactivated")
+        view.update(stock_id=stock_id, stock_use_rule=rules, status=self.status[stock_id])
         if "pattern_info" in body:
             view["description"] = body["pattern_info"].get("description")
         return view
@@ -227,6 +232,71 @@ class FakeStockApi(StockApi):
             return {"max_coupons": rule.get("max_coupons")}
 
         result: dict[str, Any] = self._run("busifavor_budget", number, act)
+        return result
+
+    # --- favor lifecycle and goods ----------------------------------------------------------
+
+    def _transition(self, call: str, stock_id: str, allowed: set[str], target: str) -> Any:
+        def act() -> dict[str, Any]:
+            now = self.status[stock_id]
+            if call == "favor_start" and now == "running":
+                return {"stock_id": stock_id}  # 幂等重入
+            if now not in allowed:
+                raise refused("INVALID_REQUEST", "非法的批次状态")
+            self.status[stock_id] = target
+            if call == "favor_start":
+                self.activations[stock_id] = self.activations.get(stock_id, 0) + 1
+            return {"stock_id": stock_id}
+
+        return self._run(call, stock_id, act)
+
+    def favor_start(self, stock_id: str, stock_creator_mchid: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._transition(
+            "favor_start", stock_id, {"unactivated"}, "running"
+        )
+        return result
+
+    def favor_pause(self, stock_id: str, stock_creator_mchid: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._transition("favor_pause", stock_id, {"running"}, "paused")
+        return result
+
+    def favor_restart(self, stock_id: str, stock_creator_mchid: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._transition("favor_restart", stock_id, {"paused"}, "running")
+        return result
+
+    def favor_stop(self, stock_id: str, stock_creator_mchid: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._transition("favor_stop", stock_id, {"unactivated"}, "stoped")
+        return result
+
+    def _goods(self, stock_id: str) -> list[str]:
+        use = self.stocks[stock_id].setdefault("coupon_use_rule", {})
+        goods: list[str] = use.setdefault("available_items", [])
+        return goods
+
+    def favor_modify_goods_id(self, stock_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        def act() -> dict[str, Any]:
+            goods = self._goods(stock_id)
+            add = [g for g in str(body.get("add_goods_id_list") or "").split(",") if g]
+            drop = [g for g in str(body.get("delete_goods_id_list") or "").split(",") if g]
+            if any(g in goods for g in add) or any(g not in goods for g in drop):
+                raise refused("INVALID_REQUEST", "商品已存在或不存在")
+            kept = [g for g in goods if g not in drop] + add
+            if not kept:
+                raise refused("INVALID_REQUEST", "至少保留一个商品")
+            goods[:] = kept
+            return {}
+
+        result: dict[str, Any] = self._run("favor_modify_goods_id", stock_id, act)
+        return result
+
+    def favor_items(
+        self, stock_id: str, stock_creator_mchid: str, offset: int, limit: int
+    ) -> dict[str, Any]:
+        def act() -> dict[str, Any]:
+            goods = self._goods(stock_id)
+            return {"data": goods[offset : offset + limit], "total_count": len(goods)}
+
+        result: dict[str, Any] = self._run("favor_items", stock_id, act)
         return result
 
     # --- for assertions --------------------------------------------------------------------

@@ -193,6 +193,17 @@ def test_a_favor_found_by_look_up_is_not_taken_when_another_id_may_own_it(tmp_pa
     one = FAVOR()
     twin = loaded("favor", id="spring-sale-twin")
     w.api.fail("favor_create", lost_answer(), "after", times=2)
+    # Both creates happen before either look-up (otherwise each finds only its own stock).
+    barrier, first_list = threading.Barrier(2, timeout=10), w.api.favor_list
+    waited: set[int] = set()
+
+    def listed(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        if threading.get_ident() not in waited:
+            waited.add(threading.get_ident())
+            barrier.wait()
+        return first_list(*args, **kwargs)
+
+    w.api.favor_list = listed  # type: ignore[method-assign]
     report = w.apply(w.plan(one, twin))
     assert len(w.api.stocks) == 2
     outcomes = sorted(r.outcome.value for r in report.results)

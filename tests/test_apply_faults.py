@@ -20,6 +20,7 @@ import pytest
 
 from reconciler.emulator import EmulatorSettings, Faults
 from tests.e2e_support import (
+    MCHID,
     LocalEmulator,
     Run,
     Workspace,
@@ -240,3 +241,48 @@ def test_favor_look_up_never_takes_another_ids_stock(ws: Workspace, local: Local
         twin_a["id"]: "twin a",
         twin_b["id"]: "twin b",
     }
+
+
+ACTIVATION_FAULTS = [
+    "commit_then_500",
+    "commit_then_drop",
+    "error_500",
+    "latency",
+    pytest.param("bad_signature", marks=pytest.mark.long),
+    pytest.param("rate_limit_burst", marks=pytest.mark.long),
+]
+
+
+@pytest.mark.parametrize("fault", ACTIVATION_FAULTS)
+def test_activations_settle_under_fault(
+    ws: Workspace, local: LocalEmulator, reuse: str, fault: str
+) -> None:
+    """Faults on the starts that follow the creates: one stock per id, each 预充值 stock's
+    budget locked exactly once (no double activation), and the state's status equal to the
+    emulator's."""
+    ids = both_kinds(ws)
+    ws.write_project(**FAULTS[fault].project)
+    local.set_faults(
+        Faults(
+            **{
+                **FAULTS[fault].faults.__dict__,
+                "endpoints": frozenset({"favor.start"}),
+                "next_requests": 2,
+            }
+        )
+    )
+
+    converge(ws, local, reuse)
+
+    assert local.emu.faults_remaining == 0, "the fault never fired"
+    assert_one_remote_per_id(ws.state(), emulator_stocks(local.emu), ids)
+    state = ws.state()
+    favors = [s for s in local.stocks.values() if s.kind == "favor"]
+    assert favors and all(s.status == "running" for s in favors)
+    for s in favors:
+        entry = next(e for e in state.stocks.values() if e.stock_id == s.stock_id)
+        assert (entry.observed or {}).get("status") == s.status
+    locked = sum(s.body["stock_use_rule"]["max_amount"] for s in favors if not s.body["no_cash"])
+    assert local.emu.balance(MCHID) == (None, locked)
+    final = ws.cli("plan", "--detailed-exitcode")
+    assert final.exit_code == 0, str(final)

@@ -17,6 +17,7 @@ the plain `python -m reconciler` process once, and shows the stale lock it leave
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -221,6 +222,20 @@ def check_converged(ws: Workspace, emulator: EmulatorProcess) -> None:
     remote = emulator.stocks()
     state = ws.state()
     assert_one_remote_per_id(state, remote, ids)
+    # Every 代金券 went live exactly once: running, recorded as running, and each 预充值
+    # budget locked once per merchant (a double activation would lock it twice).
+    favors = [s for s in remote if s["kind"] == "favor"]
+    assert favors and all(s["status"] == "running" for s in favors), favors
+    recorded = {s.stock_id: (s.observed or {}).get("status") for s in state.stocks.values()}
+    assert all(recorded[s["stock_id"]] == "running" for s in favors)
+    data = json.loads(ws.emulator_data.read_text(encoding="utf-8"))
+    for mchid in MERCHANTS:
+        locked = sum(
+            s["body"]["stock_use_rule"]["max_amount"]
+            for s in favors
+            if s["creator_mchid"] == mchid and not s["body"]["no_cash"]
+        )
+        assert data["merchants"][mchid]["locked_fen"] == locked, mchid
     bodies = {s["stock_id"]: s["body"] for s in remote}
     for path in busifavor_files(ws):
         wanted = load_yaml(path)

@@ -191,9 +191,9 @@ def test_saved_plan_is_applied_exactly(ws: Workspace, local: LocalEmulator) -> N
     saved = ws.root / "p.json"
     plan = ws.cli("plan", "--out", str(saved))
     assert plan.exit_code == 0, str(plan)
-    numbers = {
-        op["request_no"] for c in json.loads(saved.read_text())["changes"] for op in c["operations"]
-    }
+    ops = [op for c in json.loads(saved.read_text())["changes"] for op in c["operations"]]
+    assert sorted(op["type"] for op in ops) == ["create", "create", "create", "start"]
+    numbers = {op["request_no"] for op in ops if op["type"] == "create"}
     assert len(numbers) == 3
 
     local.emu.clear_request_log()
@@ -201,6 +201,7 @@ def test_saved_plan_is_applied_exactly(ws: Workspace, local: LocalEmulator) -> N
     assert run.exit_code == 0, str(run)
     creates = [e for e in local.emu.request_log if e.endpoint and e.endpoint.endswith(".create")]
     assert len(creates) == 3
+    assert local.stocks[str(ws.stock_ids()[FAVOR_ID])].status == "running"
     assert set(remote_by_request_no(emulator_stocks(local.emu))) == numbers
     assert_one_remote_per_id(ws.state(), emulator_stocks(local.emu), ALL_IDS)
 

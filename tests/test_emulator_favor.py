@@ -480,3 +480,111 @@ def test_reuse_is_scoped_per_merchant_and_kind(
     assert theirs.status_code == busi.status_code == 200
     assert len({theirs.json()["stock_id"], busi.json()["stock_id"], "10000001"}) == 3
     assert len(emu.stocks) == 3
+
+
+# --- activation: registration delay, balance, the running-stocks limit ----------------------------
+
+
+def test_a_start_too_soon_after_the_create_is_not_registered_yet(
+    call: Call, emu: Emulator, clock: Clock
+) -> None:
+    emu.settings.activation_delay_seconds = 60
+    stock_id = create(call).json()["stock_id"]
+    clock.now += 59
+    early = act(call, stock_id, "start")
+    assert (early.status_code, early.json()["message"]) == (400, "卡包信息尚未注册完成,请稍后再试")
+    assert detail(call, stock_id).json()["status"] == "unactivated"
+    clock.now += 1
+    assert act(call, stock_id, "start").status_code == 200
+
+
+def test_a_prepaid_start_draws_the_balance_once(call: Call, emu: Emulator) -> None:
+    emu.set_balance(MCHID, 50000 + 7)
+    first = create(call, "fav-1").json()["stock_id"]
+    second = create(call, "fav-2").json()["stock_id"]
+    assert act(call, first, "start").status_code == 200
+    assert act(call, first, "start").status_code == 200  # re-entrant: drawn once
+    assert emu.balance(MCHID) == (7, 50000)
+    short = act(call, second, "start")
+    assert (short.status_code, short.json()["code"]) == (403, "NOT_ENOUGH")
+    assert short.json()["message"] == "激活失败:账户余额不足,请充值"
+    emu.set_balance(MCHID, 50000)
+    assert act(call, second, "start").status_code == 200
+    assert emu.balance(MCHID) == (0, 100000)
+
+
+def test_a_no_cash_start_draws_nothing(call: Call, emu: Emulator) -> None:
+    emu.set_balance(MCHID, 0)
+    stock_id = create(call, no_cash=True).json()["stock_id"]
+    assert act(call, stock_id, "start").status_code == 200
+    assert emu.balance(MCHID) == (0, 0)
+
+
+def test_more_running_stocks_than_the_limit_are_refused(call: Call, emu: Emulator) -> None:
+    emu.settings.max_running_stocks = 1
+    first = create(call, "fav-1").json()["stock_id"]
+    second = create(call, "fav-2").json()["stock_id"]
+    assert act(call, first, "start").status_code == 200
+    refused = act(call, second, "start")
+    assert (refused.status_code, refused.json()["code"]) == (403, "RULE_LIMIT")
+    assert act(call, first, "pause").status_code == 200
+    assert act(call, second, "start").status_code == 200
+
+
+# --- modify-goods-id and items ---------------------------------------------------------------------
+
+
+def goods_call(call: Call, stock_id: str, **lists: str) -> httpx.Response:
+    return call(
+        "POST",
+        f"/v3/marketing/favor/stocks/{stock_id}/modify-goods-id",
+        {"stock_creator_mchid": MCHID, **lists},
+    )
+
+
+def items(call: Call, stock_id: str) -> list[str]:
+    target = f"/v3/marketing/favor/stocks/{stock_id}/items?offset=0&limit=100&stock_creator_mchid={MCHID}"
+    data = call("GET", target).json()
+    assert data["total_count"] == len(data["data"])
+    return list(data["data"])
+
+
+def with_items(call: Call, goods: list[str]) -> str:
+    body = favor_create_body(MCHID, NOW, "fav-goods")
+    body["coupon_use_rule"]["available_items"] = goods
+    return str(call("POST", CREATE, body).json()["stock_id"])
+
+
+def test_modify_goods_id_adds_and_deletes_in_place(call: Call) -> None:
+    stock_id = with_items(call, ["a", "b"])
+    assert (
+        goods_call(call, stock_id, add_goods_id_list="c,d", delete_goods_id_list="a").status_code
+        == 200
+    )
+    assert items(call, stock_id) == ["b", "c", "d"]
+    # The doc's spelling of the deletion list is read too.
+    assert goods_call(call, stock_id, Delete_goods_id_list="b").status_code == 200
+    assert items(call, stock_id) == ["c", "d"]
+
+
+@pytest.mark.parametrize(
+    ("lists", "message"),
+    [
+        ({"delete_goods_id_list": "a,b"}, "至少保留一个可用商品"),
+        ({"add_goods_id_list": "a"}, "商品已存在或不存在"),
+        ({"delete_goods_id_list": "z"}, "商品已存在或不存在"),
+    ],
+)
+def test_modify_goods_id_keeps_at_least_one_item(
+    call: Call, lists: dict[str, str], message: str
+) -> None:
+    stock_id = with_items(call, ["a", "b"])
+    refused = goods_call(call, stock_id, **lists)
+    assert (refused.status_code, refused.json()["message"]) == (400, message)
+    assert items(call, stock_id) == ["a", "b"]
+
+
+def test_modify_goods_id_needs_a_single_item_stock(call: Call) -> None:
+    stock_id = create(call).json()["stock_id"]
+    refused = goods_call(call, stock_id, add_goods_id_list="a")
+    assert refused.json()["message"] == "非单品批次不支持修改商品"

@@ -34,10 +34,12 @@ def test_every_create_and_update_operation_carries_its_body_generation_and_after
     doc = document()
     assert doc["format_version"] == 2
     ops = [op for c in doc["changes"] for op in c["operations"]]
-    assert {op["type"] for op in ops} == {"create", "modify", "budget"}
+    assert {op["type"] for op in ops} == {"create", "modify", "budget", "start"}
     for op in ops:
         assert op["body"] and isinstance(op["generation"], int) and op["after"]
-        assert op["request_no"] in json.dumps(op["body"])
+        # The favor lifecycle calls take no number: theirs names the intent, never sent.
+        sent = op["type"] != "start"
+        assert (op["request_no"] in json.dumps(op["body"])) == sent
 
 
 def test_editing_the_summary_gets_the_plan_refused(tmp_path: Path) -> None:

@@ -160,7 +160,7 @@ def _favor_detail(body: dict[str, Any]) -> dict[str, Any]:
     return {
         "stock_id": "10000000",
         "stock_name": body["stock_name"],
-        "status": "unactivated",
+        "status": "running",
         "description": body["pattern_info"]["description"],
         "available_begin_time": "2027-02-28T16:00:00.000Z",  # same instant, other spelling
         "available_end_time": body["available_end_time"],
@@ -382,7 +382,11 @@ def test_per_merchant_totals_count_recovers_apart_from_creates() -> None:
 @pytest.mark.parametrize(("count", "seconds"), [(1, 0.0), (61, 60.0), (121, 120.0)])
 def test_estimated_time_follows_the_favor_create_limit(count: int, seconds: float) -> None:
     stocks = [
-        loaded("favor", lambda d, i=i: d["spec"].update(comment=f"c{i}"), id=f"s-{i:03d}")
+        loaded(
+            "favor",
+            lambda d, i=i: d.update(status="created") or d["spec"].update(comment=f"c{i}"),
+            id=f"s-{i:03d}",
+        )
         for i in range(count)
     ]
     p = plan(stocks)

@@ -65,8 +65,18 @@ def favor_create(sid: str, merchant: str = M1, coupons: int = 20000, amount: int
         reason="new stock",
         file=f"stocks/favor/{sid}.yaml",
         line=6,
-        operations=(Operation(OpType.CREATE, request_no, body, 0, body),),
+        operations=(
+            Operation(OpType.CREATE, request_no, body, 0, body),
+            Operation(
+                OpType.START,
+                f"{merchant}_FA0_{sid}_6d0e9b1a2c3f4e5d6a7b8c9d0e1f2a3b",
+                {"stock_creator_mchid": merchant},
+                0,
+                body,
+            ),
+        ),
         budget_fen=coupons * amount,
+        locked_fen=coupons * amount,
     )
 
 
@@ -147,6 +157,7 @@ def sample_plan() -> Plan:
             file="stocks/busifavor/weekend-pastry-exchange.yaml",
             line=5,
             operations=(Operation(OpType.CREATE, pastry_no, pastry, 0, pastry),),
+            ceiling_fen=300000,
         ),
         Change(
             id="winter-clearance-5-off",
@@ -220,8 +231,8 @@ def sample_plan() -> Plan:
         refresh="changing",
         changes=changes,
         totals=(
-            MerchantTotals(M1, 1, 20000000, 1, 100),
-            MerchantTotals(M2, 0, 0, 0, 1),
+            MerchantTotals(M1, 1, 20000000, 1, 100, activation_locked_fen=20000000),
+            MerchantTotals(M2, 0, 0, 0, 1, recovers=1, ceiling_fen=300000),
             MerchantTotals(M3, 0, 0, 0, 0),
         ),
         estimated_apply_seconds=100,
@@ -306,9 +317,11 @@ def test_text_shows_money_in_fen_and_yuan_and_the_create_body() -> None:
         "    fix: git checkout origin/main -- stocks/busifavor/member-day-mocha-5-off.yaml" in out
     )
     assert (
-        "  1900000001  1 to create committing 20000000 分 (¥200,000.00) · 1 to update · ~1 min 40 s"
-        in out
+        "  1900000001  1 to create committing 20000000 分 (¥200,000.00) · 1 to update"
+        " · activation locks 20000000 分 (¥200,000.00) from the balance · ~1 min 40 s" in out
     )
+    assert "    locked from the balance at activation (预充值): 20000000 分 (¥200,000.00)" in out
+    assert "    ceiling only, never locked: 300000 分 (¥3,000.00)" in out
 
 
 def test_a_blocked_create_commits_no_budget() -> None:

@@ -71,17 +71,44 @@ def demo(stocks_dir: Path) -> int:
         return _run(root, stocks_dir, loaded.stocks, clock)
 
 
+DEMO_DELAY = 3.0
+
+
+def _pause_one(root: Path, stocks_dir: Path, stocks: list[DesiredStock]) -> str | None:
+    """Add `status: paused` under `kind:` in the copy of the first running stock of a kind
+    with a lifecycle (代金券)."""
+    from reconciler.kinds import kind_of
+
+    base = runtime().cwd
+    for s in stocks:
+        lifecycle = kind_of(s.stock.kind).initial_status is not None
+        if not lifecycle or getattr(s.stock, "status", None) != "running":
+            continue
+        relative = (base / s.file).resolve().relative_to(stocks_dir.resolve())
+        path = root / "stocks" / relative
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        for i, line in enumerate(lines):
+            if line.startswith("kind:"):
+                lines.insert(i + 1, "status: paused\n")
+                path.write_text("".join(lines), encoding="utf-8")
+                return f"stocks/{relative.as_posix()}"
+    return None
+
+
 def _run(root: Path, stocks_dir: Path, stocks: list[DesiredStock], clock: Clock) -> int:
     from cryptography.hazmat.primitives import serialization
 
     from reconciler import engine
     from reconciler.config import load_project
-    from reconciler.emulator import DemoMerchant, Emulator
+    from reconciler.emulator import DemoMerchant, Emulator, EmulatorSettings
     from reconciler.planner import BEIJING
     from reconciler.render.text import render_text
     from reconciler.runtime import Runtime
 
-    emu = Emulator(clock=clock.time, data_path=root / "emulator.json")
+    # WeChat Pay needs about a minute to register a new 代金券 before it can be activated; the
+    # demo's emulator takes DEMO_DELAY seconds, and the project waits for that.
+    settings = EmulatorSettings(activation_delay_seconds=DEMO_DELAY)
+    emu = Emulator(settings, clock=clock.time, data_path=root / "emulator.json")
     keys = root / "keys"
     keys.mkdir(mode=0o700)
     (keys / "wechatpay_pub_key.pem").write_bytes(emu.wechatpay_public_key_pem())
@@ -104,7 +131,8 @@ def _run(root: Path, stocks_dir: Path, stocks: list[DesiredStock], clock: Clock)
     shutil.copytree(stocks_dir, root / "stocks")
     with emu.serve("127.0.0.1", 0) as server:
         (root / "reconciler.yaml").write_text(
-            f"# written by reconciler demo\nstocks: stocks\nstate: state.json\napi:\n  base_url: {server.base_url}\nmerchants:\n"
+            f"# written by reconciler demo\nstocks: stocks\nstate: state.json\napi:\n  base_url: {server.base_url}\n"
+            f"activation: {{delay_seconds: {DEMO_DELAY}, retry_seconds: 1, max_attempts: 5}}\nmerchants:\n"
             + "".join(merchants),
             encoding="utf-8",
         )
@@ -134,6 +162,22 @@ def _run(root: Path, stocks_dir: Path, stocks: list[DesiredStock], clock: Clock)
             _say("reconciler plan   # again: everything is in sync")
             second = engine.plan(ws).plan
             click.echo(render_text(second, color=color), nl=False)
+            paused = _pause_one(root, stocks_dir, stocks)
+            if paused is not None:
+                _say(f"# one line added to {paused}: status: paused")
+                ws = engine.open_workspace(project, demo_runtime)
+                _say("reconciler plan")
+                click.echo(render_text(engine.plan(ws).plan, color=color), nl=False)
+                _say("reconciler apply --yes")
+                engine.apply(
+                    ws,
+                    on_result=lambda r, total: click.echo(
+                        f"{'✓' if r.outcome.value == 'succeeded' else '✗'} {r.id}: {r.message}"
+                    ),
+                )
+                second = engine.plan(ws).plan
+                status = {s.stock_id: s.status for s in emu.stocks.values()}
+                click.echo(f"\nstatus at WeChat Pay (emulated): {status}")
         except ReconcilerError as exc:
             click.echo(f"error: {exc}", err=True)
             return EXIT_ERROR

@@ -21,6 +21,7 @@ from reconciler import scaffold
 from reconciler.commands.common import PROJECT_FILE
 from reconciler.commands.common import runtime as current_runtime
 from reconciler.errors import ConfigError
+from reconciler.money import money
 from reconciler.render import diagnostics as render_diagnostics
 
 if TYPE_CHECKING:
@@ -70,6 +71,13 @@ _PROJECT_HELP = (
     show_default=True,
     help="Added to every answer (after the work is done).",
 )
+@click.option(
+    "--activation-delay",
+    type=click.FloatRange(0, 3600),
+    default=60.0,
+    show_default=True,
+    help="Seconds after a 代金券's create during which its start answers 卡包信息尚未注册完成.",
+)
 @click.pass_context
 def emulator(
     ctx: click.Context,
@@ -79,6 +87,7 @@ def emulator(
     project_path: Path | None,
     reuse: str,
     latency_ms: int,
+    activation_delay: float,
 ) -> None:
     """Serve a local WeChat Pay that signs, verifies and validates like the documented API.
 
@@ -111,6 +120,7 @@ def emulator(
     settings = EmulatorSettings(
         out_request_no_reuse=reuse,  # type: ignore[arg-type]
         faults=Faults(latency_ms=latency_ms),
+        activation_delay_seconds=activation_delay,
     )
     emu = _open(data_path, lambda path: Emulator(settings, runtime.clock.time, path))
     port = scaffold.DEFAULT_PORT if port is None else port
@@ -147,7 +157,16 @@ def emulator(
     type=click.Path(path_type=Path, exists=True),
     help=_PROJECT_HELP + ".  [default: here, when there is a reconciler.yaml]",
 )
-def add_merchant(mchid: str, data_path: Path | None, project_path: Path | None) -> None:
+@click.option(
+    "--balance",
+    "balance_fen",
+    type=click.IntRange(0),
+    default=None,
+    help="The merchant's balance in fen that 预充值 activations draw from.  [default: unlimited]",
+)
+def add_merchant(
+    mchid: str, data_path: Path | None, project_path: Path | None, balance_fen: int | None
+) -> None:
     """Register merchant MCHID in an emulator data file, with a key pair generated now.
 
     Writes the merchant's private key beside the data file (never printed) and prints the
@@ -194,6 +213,8 @@ def add_merchant(mchid: str, data_path: Path | None, project_path: Path | None) 
     except OSError as exc:
         raise ConfigError(f"cannot write {exc.filename}: {exc.strerror}") from None
     merchant.register(emu)
+    if balance_fen is not None:
+        emu.set_balance(mchid, balance_fen)
 
     def shown(path: Path) -> str:
         if project_path is not None:
@@ -220,6 +241,43 @@ def add_merchant(mchid: str, data_path: Path | None, project_path: Path | None) 
             emu.wechatpay_public_key_id,
         ),
         nl=False,
+    )
+
+
+@emulator.command("set-balance")
+@click.argument("mchid")
+@click.argument("balance_fen", metavar="FEN", type=click.IntRange(0))
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="The emulator's data file.",
+)
+@click.option(
+    "--project",
+    "project_path",
+    type=click.Path(path_type=Path, exists=True),
+    help=_PROJECT_HELP + ".  [default: here, when there is a reconciler.yaml]",
+)
+def set_balance(
+    mchid: str, balance_fen: int, data_path: Path | None, project_path: Path | None
+) -> None:
+    """Set (top up) merchant MCHID's balance, in fen, that 预充值 activations draw from.
+
+    A running emulator reads the data file only at start: restart it afterwards."""
+    if data_path is not None and project_path is not None:
+        raise ConfigError("give --data FILE or --project DIR, not both")
+    if data_path is None:
+        data_path = _local_data(_project(project_path or Path(".")), must_exist=True)
+    runtime = current_runtime()
+    emu = _open(data_path, lambda path: Emulator(clock=runtime.clock.time, data_path=path))
+    if mchid not in _merchant_ids(data_path):
+        raise ConfigError(f"merchant {mchid} is not registered in {data_path}")
+    emu.set_balance(mchid, balance_fen)
+    _, locked = emu.balance(mchid)
+    click.echo(
+        f"merchant {mchid}: balance {money(balance_fen)}; locked by activations so far "
+        f"{money(locked)}. Restart a running emulator to use it."
     )
 
 

@@ -136,8 +136,24 @@ class Emulator:
             raise ValueError("the APIv3 key must be 32 bytes")
         key = load_public_key(public_key) if isinstance(public_key, bytes) else public_key
         with self._lock:
-            self._store.merchants[mchid] = EmulatedMerchant(mchid, serial_no, key, apiv3_key)
+            earlier = self._store.merchants.get(mchid)
+            merchant = EmulatedMerchant(mchid, serial_no, key, apiv3_key)
+            if earlier is not None:
+                merchant.balance_fen, merchant.locked_fen = earlier.balance_fen, earlier.locked_fen
+            self._store.merchants[mchid] = merchant
             self._save()
+
+    def set_balance(self, mchid: str, balance_fen: int | None) -> None:
+        """The merchant's balance that 预充值 activations draw from (None: unlimited)."""
+        with self._lock:
+            self._store.merchants[mchid].balance_fen = balance_fen
+            self._save()
+
+    def balance(self, mchid: str) -> tuple[int | None, int]:
+        """(balance left, money locked by activations so far) of a merchant, in fen."""
+        with self._lock:
+            m = self._store.merchants[mchid]
+            return m.balance_fen, m.locked_fen
 
     # --- inspection and control -------------------------------------------------------------
 

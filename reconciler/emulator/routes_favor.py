@@ -1,4 +1,11 @@
-"""代金券 (favor) endpoints: create, detail, list, and the start/pause/restart/stop transitions."""
+"""代金券 (favor) endpoints: create, detail, list, the start/pause/restart/stop transitions,
+modify-goods-id and the items list.
+
+A start models what developers report (reference §7.1): within `activation_delay_seconds` of
+the create it answers "卡包信息尚未注册完成"; a 预充值 stock draws its max_amount from the
+merchant's balance (403 NOT_ENOUGH when short); a merchant with `max_running_stocks` running
+stocks gets 403 RULE_LIMIT. The codes of the first and last are UNCONFIRMED.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reconciler.emulator.context import Reply, RequestContext
-from reconciler.emulator.failures import BAD_MERCHANT, invalid_request, param_error
+from reconciler.emulator.failures import BAD_MERCHANT, ApiFailure, invalid_request, param_error
 from reconciler.emulator.store import StoredStock
 from reconciler.emulator.timefmt import TimeStyle, format_time, parse_time, render_time
 from reconciler.emulator.validate_favor import validate_favor_create
@@ -16,6 +23,11 @@ STATUSES = frozenset({"unactivated", "audit", "running", "stoped", "paused"})
 MAX_PAGE = 10
 ENDED_OR_INACTIVE = "活动已结束或未激活"
 BAD_STATE = "非法的批次状态"
+NOT_REGISTERED = "卡包信息尚未注册完成,请稍后再试"
+NO_BALANCE = "激活失败:账户余额不足,请充值"
+TOO_MANY_RUNNING = "商户运行中的批次数量已达上限"
+KEEP_ONE = "至少保留一个可用商品"
+MAX_ITEMS_PAGE = 100
 
 
 def create(ctx: RequestContext) -> Reply:
@@ -160,12 +172,99 @@ def _transition(
         end = parse_time(stock.body["available_end_time"])
         if event != "stop_time" and end is not None and ctx.now >= end.timestamp():
             raise invalid_request(ENDED_OR_INACTIVE)
+        if event == "start_time":
+            _activate(ctx, stock)
         stock.status = target
         stock.events[event] = format_time(ctx.now)
         ctx.commit()
         return Reply(200, {event: stock.events[event], "stock_id": stock.stock_id})
 
     return handler
+
+
+def _activate(ctx: RequestContext, stock: StoredStock) -> None:
+    """The start's own checks, in the order a merchant meets them; draws the balance."""
+    if ctx.now < stock.created_at + ctx.settings.activation_delay_seconds:
+        raise invalid_request(NOT_REGISTERED)
+    running = sum(
+        1
+        for s in ctx.store.stocks.values()
+        if s.kind == "favor" and s.creator_mchid == stock.creator_mchid and s.status == "running"
+    )
+    if running >= ctx.settings.max_running_stocks:
+        raise ApiFailure(403, "RULE_LIMIT", TOO_MANY_RUNNING)
+    merchant = ctx.store.merchants[stock.creator_mchid]
+    need = 0 if stock.body.get("no_cash") else int(stock.body["stock_use_rule"]["max_amount"])
+    if merchant.balance_fen is not None:
+        if merchant.balance_fen < need:
+            raise ApiFailure(403, "NOT_ENOUGH", NO_BALANCE)
+        merchant.balance_fen -= need
+    merchant.locked_fen += need
+
+
+def _goods_list(value: object, name: str) -> list[str]:
+    if value is None or value == "":
+        return []
+    if not isinstance(value, str):
+        raise param_error(f"/{name}", f"{name}必须为字符串")
+    return [g for g in value.split(",") if g]
+
+
+def modify_goods_id(ctx: RequestContext) -> Reply:
+    """POST .../modify-goods-id: the lists as comma-separated strings in the JSON body. The
+    doc spells the deletion `Delete_goods_id_list` (UNCONFIRMED); both spellings are read."""
+    body = ctx.json_body()
+    if not isinstance(body, dict):
+        raise param_error("", "请求体必须为JSON对象")
+    stock = _creator_stock(ctx, body.get("stock_creator_mchid"), "body")
+    unknown = set(body) - {
+        "stock_creator_mchid",
+        "add_goods_id_list",
+        "delete_goods_id_list",
+        "Delete_goods_id_list",
+    }
+    if unknown:
+        raise param_error(f"/{sorted(unknown)[0]}", "未知字段")
+    add = _goods_list(body.get("add_goods_id_list"), "add_goods_id_list")
+    drop = _goods_list(
+        body.get("delete_goods_id_list", body.get("Delete_goods_id_list")), "delete_goods_id_list"
+    )
+    if not add and not drop:
+        raise param_error("/add_goods_id_list", "新增和删除商品不能同时为空")
+    rule = stock.body["coupon_use_rule"]
+    goods = list(rule.get("available_items") or [])
+    if not goods:
+        raise invalid_request("非单品批次不支持修改商品")
+    if any(g in goods for g in add) or any(g not in goods for g in drop):
+        raise invalid_request("商品已存在或不存在")
+    kept = [g for g in goods if g not in drop] + add
+    if not kept:
+        raise invalid_request(KEEP_ONE)
+    if len(kept) > 50:
+        raise invalid_request("可用商品最多50个")
+    rule["available_items"] = kept
+    ctx.commit()
+    return Reply(200, {"stock_id": stock.stock_id})
+
+
+def items(ctx: RequestContext) -> Reply:
+    """GET .../items: the stock's goods ids (an item offset; the shape is UNCONFIRMED)."""
+    query = ctx.query()
+    stock = _creator_stock(ctx, query.get("stock_creator_mchid"), "query")
+    offset = _query_int(query, "offset", 0, 500, "offset超过阈值")
+    limit = _query_int(query, "limit", 1, MAX_ITEMS_PAGE, "页大小超过阈值")
+    goods = list(stock.body["coupon_use_rule"].get("available_items") or [])
+    data = goods[offset : offset + limit]
+    return Reply(
+        200,
+        {
+            "total_count": len(goods),
+            "data": data,
+            "offset": offset,
+            "limit": limit,
+            "stock_id": stock.stock_id,
+        },
+    )
 
 
 # Preconditions (GO): start needs a created stock, pause an active one, restart a paused one,
@@ -183,4 +282,6 @@ HANDLERS: dict[str, Callable[[RequestContext], Reply]] = {
     "favor.pause": pause,
     "favor.restart": restart,
     "favor.stop": stop,
+    "favor.modify_goods_id": modify_goods_id,
+    "favor.items": items,
 }

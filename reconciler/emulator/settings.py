@@ -36,6 +36,8 @@ DEFAULT_RATE_LIMITS: Mapping[str, RateLimit] = MappingProxyType(
         "favor.start": RateLimit(1000, 60.0),
         "favor.pause": RateLimit(1000, 60.0),
         "favor.restart": RateLimit(1000, 60.0),
+        "favor.stop": RateLimit(1000, 60.0),
+        "favor.items": RateLimit(600, 60.0),
         "busifavor.create": RateLimit(1000, 60.0),
     }
 )
@@ -61,6 +63,12 @@ class EmulatorSettings:
     - `reject_unknown_fields`: create bodies with fields the API does not define get PARAM_ERROR
       (the real server may ignore them; the emulator catches typos).
     - `rate_limiting`/`rate_limits`: per-merchant sliding windows, keyed by endpoint name.
+    - `activation_delay_seconds`: a favor start this soon after the create answers 400
+      INVALID_REQUEST "卡包信息尚未注册完成" (the code is UNCONFIRMED; developers report that
+      message, or SYSTEM_ERROR, within about a minute). `reconciler emulator` defaults to 60;
+      in-process emulators (tests) to 0.
+    - `max_running_stocks`: a start beyond this many running stocks of the merchant answers
+      403 RULE_LIMIT (the limit is reported as 500; the code is UNCONFIRMED).
     """
 
     signing_key: SigningKeyMode = "public_key"
@@ -75,3 +83,5 @@ class EmulatorSettings:
     rate_limiting: bool = True
     rate_limits: dict[str, RateLimit] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
     faults: Faults = field(default_factory=Faults)
+    activation_delay_seconds: float = 0.0
+    max_running_stocks: int = 500

@@ -33,6 +33,10 @@ class EmulatedMerchant:
     serial_no: str
     public_key: rsa.RSAPublicKey
     apiv3_key: str | None = field(default=None, repr=False)
+    balance_fen: int | None = None
+    """What 预充值 activations draw from (their max_amount); None: unlimited."""
+    locked_fen: int = 0
+    """Money locked by activations so far (each activation counts once)."""
 
 
 @dataclass
@@ -91,6 +95,8 @@ class Store:
                     "serial_no": m.serial_no,
                     "public_key": public_key_pem(m.public_key).decode("ascii"),
                     "apiv3_key": m.apiv3_key,
+                    "balance_fen": m.balance_fen,
+                    "locked_fen": m.locked_fen,
                 }
                 for m in self.merchants.values()
             },
@@ -132,6 +138,8 @@ class Store:
                 serial_no=m["serial_no"],
                 public_key=load_public_key(m["public_key"].encode("ascii")),
                 apiv3_key=m["apiv3_key"],
+                balance_fen=m.get("balance_fen"),
+                locked_fen=int(m.get("locked_fen", 0)),
             )
         for s in data["stocks"]:
             store.stocks[s["stock_id"]] = StoredStock(**s)

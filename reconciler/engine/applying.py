@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from reconciler.applier import Applier, Report, Result
+from reconciler.applier import Activation, Applier, Report, Result
 from reconciler.engine.planning import check_fresh, load_plan_file, plan
 from reconciler.engine.preflight import preflight
 from reconciler.engine.workspace import Workspace, clients_for, desired_digest
@@ -171,6 +171,11 @@ def apply(
                 on_result=lambda r: on_result(r, len(acting)),
                 stop=stop.event,
                 concurrency=ws.project.project.concurrency,
+                activation=Activation(
+                    ws.project.project.activation.delay_seconds,
+                    ws.project.project.activation.retry_seconds,
+                    ws.project.project.activation.max_attempts,
+                ),
             )
             report = applier.apply(chosen)
         finally:

@@ -9,7 +9,14 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from reconciler.errors import ReconcilerError
-from reconciler.kinds.base import FieldDiff, PlannedUpdate, StockApi, StockKind, Verdict
+from reconciler.kinds.base import (
+    FieldDiff,
+    Lifecycle,
+    PlannedUpdate,
+    StockApi,
+    StockKind,
+    Verdict,
+)
 from reconciler.kinds.busifavor import BusifavorKind
 from reconciler.kinds.favor import FavorKind
 
@@ -26,6 +33,7 @@ def kind_of(name: str) -> StockKind:
 __all__ = [
     "KINDS",
     "FieldDiff",
+    "Lifecycle",
     "PlannedUpdate",
     "StockApi",
     "StockKind",

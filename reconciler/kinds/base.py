@@ -39,6 +39,14 @@ class StockApi(Protocol):
         create_end_time: str | datetime | None = None,
         status: str | None = None,
     ) -> dict[str, Any]: ...
+    def favor_start(self, stock_id: str, stock_creator_mchid: str) -> dict[str, Any]: ...
+    def favor_pause(self, stock_id: str, stock_creator_mchid: str) -> dict[str, Any]: ...
+    def favor_restart(self, stock_id: str, stock_creator_mchid: str) -> dict[str, Any]: ...
+    def favor_stop(self, stock_id: str, stock_creator_mchid: str) -> dict[str, Any]: ...
+    def favor_modify_goods_id(self, stock_id: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
+    def favor_items(
+        self, stock_id: str, stock_creator_mchid: str, offset: int, limit: int
+    ) -> dict[str, Any]: ...
     def busifavor_create(self, body: Mapping[str, Any]) -> CreateResult: ...
     def busifavor_detail(self, stock_id: str) -> dict[str, Any]: ...
     def busifavor_modify(self, stock_id: str, body: Mapping[str, Any]) -> None: ...
@@ -60,6 +68,21 @@ class FieldDiff:
     path: str
     before: Any
     after: Any
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """The lifecycle calls that bring a stock from its observed status to the file's `status`
+    (in order), or why that cannot be done (`error`)."""
+
+    operations: tuple[Operation, ...] = ()
+    before: str | None = None
+    """The observed status (WeChat Pay's value)."""
+    after: str | None = None
+    """The file's `status`."""
+    error: str = ""
+    irreversible: bool = False
+    """The calls cannot be undone (stop)."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +163,8 @@ class StockKind:
             both_counts = isinstance(change.after, int) and isinstance(change.before, int)
             return Verdict.BUDGET if both_counts else Verdict.IMMUTABLE
         if traits.modify is not None:
+            if traits.modify.nonempty and not (change.before and change.after):
+                return Verdict.IMMUTABLE
             allowed = traits.modify.only_to
             if allowed is not None and change.after not in allowed:
                 return Verdict.IMMUTABLE
@@ -309,6 +334,58 @@ class StockKind:
         except ValueError:
             return False
 
+    # --- the lifecycle -----------------------------------------------------------------------
+
+    initial_status: ClassVar[str | None] = None
+    """The status WeChat Pay gives a new stock; None when the kind has no lifecycle calls."""
+
+    def plan_lifecycle(
+        self,
+        stock: Stock,
+        stock_id: str | None,
+        generation: int,
+        applied: Mapping[str, Any],
+        observed: str | None,
+        ended: bool,
+    ) -> Lifecycle:
+        """The calls that bring the observed status (None: unknown) to the file's; none for a
+        kind without a lifecycle."""
+        return Lifecycle()
+
+    def status_after(self, type: OpType) -> str | None:
+        """The status a successful lifecycle call leaves (WeChat Pay's value)."""
+        return None
+
+    def lifecycle_call(
+        self,
+        merchant: str,
+        id: str,
+        generation: int,
+        type: OpType,
+        stock_id: str | None,
+        applied: Mapping[str, Any],
+    ) -> Operation | None:
+        """The lifecycle call of `type` (None when the kind has none)."""
+        return None
+
+    def status_of(self, detail: Mapping[str, Any]) -> str | None:
+        """The lifecycle status a detail response shows."""
+        return None
+
+    def locked_at_activation(self, body: Mapping[str, Any]) -> int:
+        """Money (fen) an activation of a stock with this create body locks from the
+        merchant's balance (预充值); 0 when nothing is locked."""
+        return 0
+
+    def ceiling(self, stock: Stock) -> int:
+        """Money (fen) of a create that is only a ceiling: never locked from a balance."""
+        return self.committed_budget(stock) or 0
+
+    def not_ready(self, exc: Exception) -> bool:
+        """Whether a failed activation may succeed later (WeChat Pay still registering the
+        stock): retried within the configured bound."""
+        return False
+
     # --- the calls ---------------------------------------------------------------------------
 
     def create(self, api: StockApi, body: Mapping[str, Any]) -> CreateResult:
@@ -319,6 +396,11 @@ class StockKind:
 
     def send_update(self, api: StockApi, op: Operation) -> None:
         raise NotImplementedError(f"{self.name} stocks have no {op.type} call")
+
+    def check_update(self, api: StockApi, op: Operation, merchant: str) -> str | None:
+        """For an update whose effect the detail does not show, read it back another way:
+        what differs from `op.after` ("" when it landed); None when there is nothing to read."""
+        return None
 
     def created_candidates(
         self,
@@ -352,6 +434,7 @@ def _with_values(body: Mapping[str, Any], changes: Sequence[FieldDiff]) -> dict[
 
 __all__ = [
     "FieldDiff",
+    "Lifecycle",
     "PlannedUpdate",
     "StockApi",
     "StockKind",

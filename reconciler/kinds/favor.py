@@ -1,20 +1,32 @@
-"""代金券 (favor): POST /v3/marketing/favor/coupon-stocks and its detail and list. Pure.
+"""代金券 (favor): POST /v3/marketing/favor/coupon-stocks, its detail and list, its lifecycle
+calls (start, pause, restart, stop) and modify-goods-id. Pure.
 
-Nothing about a favor stock can change after the create; its detail response moves the coupon
-rules under `stock_use_rule` and the description to the top level (declared on the model's
-fields with `Detail`), and it can be found again through the list endpoint when the answer to
-its create was lost.
+Of the create body only `available_items` can change after the create (modify-goods-id); its
+detail response moves the coupon rules under `stock_use_rule` and the description to the top
+level (declared on the model's fields with `Detail`), and it can be found again through the
+list endpoint when the answer to its create was lost. WeChat Pay creates a favor stock
+unactivated: the file's `status` says where its lifecycle should be, and `plan_lifecycle` plans
+the calls from the observed status.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
-from reconciler.kinds.base import StockApi, StockKind
+from reconciler.ids import body_digest, update_request_no
+from reconciler.kinds.base import (
+    FieldDiff,
+    Lifecycle,
+    PlannedUpdate,
+    StockApi,
+    StockKind,
+    Verdict,
+    _with_values,
+)
 from reconciler.money import money
-from reconciler.operation import CreateResult
+from reconciler.operation import CreateResult, Operation, OpType
 from reconciler.spec.favor import FavorSpec
 from reconciler.spec.findings import Finding, Findings
 from reconciler.spec.rules_favor import favor_creation_rules, favor_rules
@@ -22,6 +34,49 @@ from reconciler.spec.stock import FavorStock, Stock
 
 LIST_PAGE = 10
 """The favor list returns at most 10 stocks a page."""
+ITEMS_PAGE = 100
+"""The items list returns at most 100 goods ids a page (Go SDK)."""
+
+UNACTIVATED, AUDIT, RUNNING, STOPED, PAUSED = "unactivated", "audit", "running", "stoped", "paused"
+"""The detail's `status` values, WeChat Pay's spelling (`stoped`)."""
+ACTIVATED = frozenset({RUNNING, PAUSED})
+
+# (file status, observed status) -> the calls, in order. A pair not listed needs no call, or
+# is a fact that moves on its own (audit). `created` never touches the lifecycle.
+_CALLS: dict[tuple[str, str], tuple[OpType, ...]] = {
+    ("running", UNACTIVATED): (OpType.START,),
+    ("running", PAUSED): (OpType.RESTART,),
+    ("paused", UNACTIVATED): (OpType.START, OpType.PAUSE),
+    ("paused", RUNNING): (OpType.PAUSE,),
+    ("stopped", UNACTIVATED): (OpType.STOP,),
+}
+_REFUSED: dict[tuple[str, str], str] = {
+    ("running", STOPED): "the stock was stopped; a stopped stock never runs again",
+    ("paused", STOPED): "the stock was stopped; a stopped stock cannot be paused",
+    (
+        "stopped",
+        RUNNING,
+    ): "the stock was activated; only a never-activated stock can be stopped (pause it instead)",
+    (
+        "stopped",
+        PAUSED,
+    ): "the stock was activated; only a never-activated stock can be stopped (it stays paused)",
+}
+_AFTER = {
+    OpType.START: RUNNING,
+    OpType.PAUSE: PAUSED,
+    OpType.RESTART: RUNNING,
+    OpType.STOP: STOPED,
+}
+NOT_REGISTERED = "尚未注册"
+"""In "卡包信息尚未注册完成", the answer to a start soon after the create (§7.1)."""
+
+
+def _goods_id(item: Any) -> Any:
+    """An items entry: a bare goods id, or an object carrying it (UNCONFIRMED shape)."""
+    if isinstance(item, Mapping):
+        return item.get("goods_id", item.get("id", ""))
+    return item
 
 
 def _favor(stock: Stock) -> FavorStock:
@@ -43,7 +98,7 @@ class FavorKind(StockKind):
     )
     begin_time_path = "available_begin_time"
     end_time_path = "available_end_time"
-    immutable_reason = "代金券 (favor) stocks cannot be modified after creation"
+    immutable_reason = "代金券 (favor) stocks cannot be modified after creation (only available_items, keeping at least one)"
     can_look_up = True
     identity_paths = ("stock_name", "stock_type", "available_begin_time", "available_end_time")
     creator_path = "stock_creator_mchid"
@@ -70,8 +125,158 @@ class FavorKind(StockKind):
         favor_creation_rules(_favor(stock).spec, now, out)
         return out.items
 
+    # --- money -------------------------------------------------------------------------------
+
+    def locked_at_activation(self, body: Mapping[str, Any]) -> int:
+        if body.get("no_cash") is not False:
+            return 0
+        rule = body.get("stock_use_rule")
+        amount = rule.get("max_amount") if isinstance(rule, Mapping) else None
+        return int(amount) if isinstance(amount, int) else 0
+
+    def ceiling(self, stock: Stock) -> int:
+        spec = _favor(stock).spec
+        return int(spec.stock_use_rule.max_amount) if spec.no_cash else 0
+
+    # --- the lifecycle -----------------------------------------------------------------------
+
+    initial_status = UNACTIVATED
+
+    def plan_lifecycle(
+        self,
+        stock: Stock,
+        stock_id: str | None,
+        generation: int,
+        applied: Mapping[str, Any],
+        observed: str | None,
+        ended: bool,
+    ) -> Lifecycle:
+        want = _favor(stock).status
+        if observed is None or ended or want == "created":
+            return Lifecycle()
+        key = (want, observed)
+        if key in _REFUSED:
+            return Lifecycle(before=observed, after=want, error=_REFUSED[key])
+        calls = _CALLS.get(key, ())
+        if not calls:
+            return Lifecycle()
+        ops = tuple(
+            self.lifecycle_call(stock.merchant, stock.id, generation, t, stock_id, applied)
+            for t in calls
+        )
+        return Lifecycle(ops, observed, want, irreversible=OpType.STOP in calls)
+
+    def lifecycle_call(
+        self,
+        merchant: str,
+        id: str,
+        generation: int,
+        type: OpType,
+        stock_id: str | None,
+        applied: Mapping[str, Any],
+    ) -> Operation:
+        """One lifecycle call; its number is derived (never sent) so the intent names it."""
+        assert type in _AFTER, type
+        body = {"stock_creator_mchid": merchant}
+        number = update_request_no(
+            merchant, self.name, id, type.value, body_digest(body), generation
+        )
+        return Operation(type, number, body, generation, dict(applied), stock_id)
+
+    def status_after(self, type: OpType) -> str | None:
+        return _AFTER.get(type)
+
+    def status_of(self, detail: Mapping[str, Any]) -> str | None:
+        status = detail.get("status")
+        return status if isinstance(status, str) else None
+
+    def not_ready(self, exc: Exception) -> bool:
+        """ "卡包信息尚未注册完成" under any code, or a server error (SYSTEM_ERROR), which
+        developers report for starts within about a minute of the create (§7.1)."""
+        # Read as an API answer's fields (status, message): the kinds know no client classes.
+        status = getattr(exc, "status", None)
+        if not isinstance(status, int):
+            return False
+        return NOT_REGISTERED in str(getattr(exc, "message", "") or "") or status >= 500
+
+    # --- available_items ---------------------------------------------------------------------
+
+    def plan_update(
+        self,
+        merchant: str,
+        id: str,
+        stock_id: str,
+        generation: int,
+        applied: Mapping[str, Any],
+        desired: Mapping[str, Any],
+        known: Mapping[str, Any],
+        changes: Sequence[FieldDiff],
+    ) -> PlannedUpdate:
+        """One modify-goods-id call for the available_items change: the ids to add and the ids
+        to delete, each as a comma-separated string (the documented format)."""
+        ops: list[Operation] = []
+        fields: list[FieldDiff] = []
+        current = dict(applied)
+        for change in changes:
+            if self.verdict(change) is not Verdict.MODIFY:
+                continue
+            before, after = list(change.before or []), list(change.after or [])
+            body: dict[str, Any] = {"stock_creator_mchid": merchant}
+            added = [g for g in after if g not in before]
+            deleted = [g for g in before if g not in after]
+            if added:
+                body["add_goods_id_list"] = ",".join(added)
+            if deleted:
+                body["delete_goods_id_list"] = ",".join(deleted)
+            number = update_request_no(
+                merchant, self.name, id, OpType.MODIFY_GOODS_ID.value, body_digest(body), generation
+            )
+            current = _with_values(current, [change])
+            ops.append(
+                Operation(OpType.MODIFY_GOODS_ID, number, body, generation, current, stock_id)
+            )
+            fields.append(change)
+        return PlannedUpdate(tuple(ops), tuple(fields))
+
+    # --- the calls ---------------------------------------------------------------------------
+
     def create(self, api: StockApi, body: Mapping[str, Any]) -> CreateResult:
         return api.favor_create(body)
+
+    def send_update(self, api: StockApi, op: Operation) -> None:
+        assert op.stock_id is not None
+        creator = str(op.body["stock_creator_mchid"])
+        if op.type is OpType.MODIFY_GOODS_ID:
+            api.favor_modify_goods_id(op.stock_id, op.body)
+        elif op.type is OpType.START:
+            api.favor_start(op.stock_id, creator)
+        elif op.type is OpType.PAUSE:
+            api.favor_pause(op.stock_id, creator)
+        elif op.type is OpType.RESTART:
+            api.favor_restart(op.stock_id, creator)
+        elif op.type is OpType.STOP:
+            api.favor_stop(op.stock_id, creator)
+        else:
+            super().send_update(api, op)
+
+    def check_update(self, api: StockApi, op: Operation, merchant: str) -> str | None:
+        """The detail does not show available_items: after modify-goods-id, read the stock's
+        goods back through the items list and compare them with the file's."""
+        if op.type is not OpType.MODIFY_GOODS_ID or op.stock_id is None:
+            return None
+        wanted = set((op.after.get("coupon_use_rule") or {}).get("available_items") or [])
+        seen: set[str] = set()
+        offset = 0
+        while True:
+            page = api.favor_items(op.stock_id, merchant, offset, ITEMS_PAGE)
+            data = page.get("data") or []
+            seen |= {str(_goods_id(item)) for item in data}
+            offset += len(data)
+            if not data or offset >= int(page.get("total_count", 0)):
+                break
+        if seen == wanted:
+            return ""
+        return f"WeChat Pay lists the goods {sorted(seen)}, the file wants {sorted(wanted)}"
 
     def detail(self, api: StockApi, stock_id: str, merchant: str) -> dict[str, Any]:
         return api.favor_detail(stock_id, merchant)

@@ -136,6 +136,10 @@ def _details(c: Change) -> str:
     if c.budget_fen is not None:
         label = budget_label(c)
         lines.append(f"{label[0].upper()}{label[1:]}: {money(c.budget_fen)}")
+    if c.locked_fen:
+        lines.append(f"Locked from the balance at activation (预充值): {money(c.locked_fen)}")
+    if c.ceiling_fen:
+        lines.append(f"Ceiling only, never locked (免充值/商家券): {money(c.ceiling_fen)}")
     if c.facts:
         lines.append(f"Observed: {code(facts_text(c))}")
     if c.operations and c.action in ACTING:
@@ -226,13 +230,19 @@ def _totals(plan: Plan) -> str:
     if not plan.totals:
         return ""
     lines = ["### Per merchant", ""]
-    lines.append("| merchant | creates | recovers | budget committed | updates | estimated time |")
-    lines.append("|---|---:|---:|---|---:|---|")
+    lines.append(
+        "| merchant | creates | recovers | budget committed | locked at activation"
+        " | ceiling only | updates | estimated time |"
+    )
+    lines.append("|---|---:|---:|---|---|---|---:|---|")
     for t in plan.totals:
         budget = money(t.create_budget_fen) if t.create_budget_fen else "—"
+        locked = money(t.activation_locked_fen) if t.activation_locked_fen else "—"
+        ceiling = money(t.ceiling_fen) if t.ceiling_fen else "—"
         time = duration(t.estimated_seconds)
         lines.append(
-            f"| {md(t.merchant)} | {t.creates} | {t.recovers} | {budget} | {t.updates} | {time} |"
+            f"| {md(t.merchant)} | {t.creates} | {t.recovers} | {budget} | {locked} | {ceiling}"
+            f" | {t.updates} | {time} |"
         )
     lines.append("")
     lines.append(

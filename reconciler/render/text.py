@@ -186,8 +186,16 @@ def merchant_line(t: MerchantTotals) -> str:
         creates += f" · {t.recovers} to recover"
     if t.create_budget_fen:
         creates += f" committing {money(t.create_budget_fen)}"
+        if t.ceiling_fen:
+            creates += f" (ceiling only, never locked: {money(t.ceiling_fen)})"
+    locked = (
+        f" · activation locks {money(t.activation_locked_fen)} from the balance"
+        if t.activation_locked_fen
+        else ""
+    )
     return (
-        f"{clean(t.merchant)}  {creates} · {t.updates} to update · {duration(t.estimated_seconds)}"
+        f"{clean(t.merchant)}  {creates} · {t.updates} to update{locked}"
+        f" · {duration(t.estimated_seconds)}"
     )
 
 
@@ -216,6 +224,12 @@ def _stock(change: Change, color: bool) -> list[str]:
         lines.append(f"    {path}: {value_text(value, is_money)}")
     if change.budget_fen is not None:
         lines.append(f"    {budget_label(change)}: {money(change.budget_fen)}")
+    if change.locked_fen:
+        lines.append(
+            f"    locked from the balance at activation (预充值): {money(change.locked_fen)}"
+        )
+    if change.ceiling_fen:
+        lines.append(f"    ceiling only, never locked: {money(change.ceiling_fen)}")
     if change.facts:
         lines.append(f"    observed: {facts_text(change)}")
     if change.operations and change.action in ACTING:

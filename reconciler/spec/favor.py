@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from reconciler.spec.common import Rfc3339, Strict
-from reconciler.spec.traits import Detail, Review
+from reconciler.spec.traits import Detail, Modify, Review
 
 FavorStockType = Literal["NORMAL", "DISCOUNT", "EXCHANGE", "RANDOM", "DISCOUNT_CUT"]
 TradeType = Literal["MICROAPP", "APPPAY", "PPAY", "CARD", "FACE", "OTHER"]
@@ -129,8 +129,8 @@ class FavorCouponUseRule(Strict):
     """支付方式; leave it out for no restriction."""
     combine_use: Annotated[bool | None, Detail("stock_use_rule.combine_use")] = None
     """Whether the coupon stacks with others; left out means it may."""
-    available_items: list[str] | None = None
-    """SKU codes, 1 to 50."""
+    available_items: Annotated[list[str] | None, Modify(nonempty=True)] = None
+    """SKU codes, 1 to 50. Changed in place (modify-goods-id); at least one must remain."""
     unavailable_items: list[str] | None = None
     """Not open yet per the docs."""
     available_merchants: list[str] | None = None

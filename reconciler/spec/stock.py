@@ -39,10 +39,18 @@ class _StockBase(Strict):
     be reused again (see the README)."""
 
 
+FavorStatus = Literal["running", "paused", "created", "stopped"]
+
+
 class FavorStock(_StockBase):
     """A 代金券 stock (POST /v3/marketing/favor/coupon-stocks)."""
 
     kind: Literal["favor"]
+    status: FavorStatus = "running"
+    """The stock's lifecycle as desired state (not part of the create body). running: activate
+    after the create (预充值 locks max_amount from the balance then), restart if paused;
+    paused: pause a running stock; created: create only, never activate; stopped: end a stock
+    that was never activated (irreversible)."""
     spec: FavorSpec
 
 

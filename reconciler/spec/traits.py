@@ -30,6 +30,9 @@ class Modify:
     turned on but never off)."""
 
     only_to: tuple[Any, ...] | None = None
+    nonempty: bool = False
+    """A list that must keep at least one item: the call can change its items, not empty it,
+    and not give one to a stock created without it."""
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,32 @@ class WeChatPayClient:
         """POST .../stocks/{stock_id}/restart; answers {restart_time, stock_id}."""
         return self._favor_state("restart", stock_id, stock_creator_mchid)
 
+    def favor_stop(self, stock_id: str, stock_creator_mchid: str) -> dict[str, Any]:
+        """POST .../stocks/{stock_id}/stop (never-activated stocks only); answers
+        {stop_time, stock_id}."""
+        return self._favor_state("stop", stock_id, stock_creator_mchid)
+
+    def favor_modify_goods_id(self, stock_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST .../stocks/{stock_id}/modify-goods-id (documented 2026-01-13): the body is
+        {stock_creator_mchid, add_goods_id_list, delete_goods_id_list}, lists as "a,b"."""
+        target = f"{_FAVOR}/stocks/{_segment(stock_id)}/modify-goods-id"
+        call = Call("favor_modify_goods_id", "POST", target, json_body(body))
+        response = self._session.send(call)
+        try:
+            data = response.json() if response.content else {}
+        except ValueError:
+            data = {}
+        return data if isinstance(data, dict) else {}
+
+    def favor_items(
+        self, stock_id: str, stock_creator_mchid: str, offset: int, limit: int
+    ) -> dict[str, Any]:
+        """GET .../stocks/{stock_id}/items: {total_count, data: [goods id...], offset, limit}."""
+        target = f"{_FAVOR}/stocks/{_segment(stock_id)}/items" + _query(
+            offset=offset, limit=limit, stock_creator_mchid=stock_creator_mchid
+        )
+        return self._object(Call("favor_items", "GET", target))
+
     # 商家券 busifavor
 
     def busifavor_create(self, body: Mapping[str, Any]) -> CreateResult:
