@@ -40,8 +40,21 @@ def _say(title: str) -> None:
     type=click.Path(path_type=Path, file_okay=False, exists=True),
     default="stocks",
     show_default=True,
+    help="The stock files to run (the repository's examples by default).",
 )
-def demo(stocks_dir: Path) -> int:
+@click.option(
+    "--shift-clock/--real-clock",
+    default=None,
+    help="Set the clock to one day before the first stock begins (the default for the "
+    "examples, whose dates are fixed); with --stocks the real clock is used unless this is given.",
+)
+@click.option(
+    "--keep",
+    "keep_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Keep the demo's project (keys, reconciler.yaml, state, emulator data) in this new folder.",
+)
+def demo(stocks_dir: Path, shift_clock: bool | None, keep_dir: Path | None) -> int:
     """Run validate, plan, apply and plan again against a local emulator."""
     from reconciler.kinds import kind_of
     from reconciler.loader import load_stocks
@@ -59,16 +72,28 @@ def demo(stocks_dir: Path) -> int:
             if loaded.stocks or not loaded.ok
             else f"no stocks under {stocks_dir}"
         )
-    begins = []
-    for s in loaded.stocks:
-        kind = kind_of(s.stock.kind)
-        begin = kind.begin_time(kind.create_body(s.stock, ""))
-        if begin is not None:
-            begins.append(parse_rfc3339(begin))
-    clock = Clock.starting_at(min(begins) - timedelta(days=1))
+    if shift_clock is None:
+        given = click.get_current_context().get_parameter_source("stocks_dir")
+        shift_clock = given is click.core.ParameterSource.DEFAULT
+    if shift_clock:
+        begins = []
+        for s in loaded.stocks:
+            kind = kind_of(s.stock.kind)
+            begin = kind.begin_time(kind.create_body(s.stock, ""))
+            if begin is not None:
+                begins.append(parse_rfc3339(begin))
+        clock = Clock.starting_at(min(begins) - timedelta(days=1))
+    else:
+        clock = runtime().clock
+    if keep_dir is not None:
+        if keep_dir.exists() and any(keep_dir.iterdir()):
+            raise ConfigError(f"{keep_dir} is not empty; --keep writes a new folder")
+        keep_dir.mkdir(parents=True, exist_ok=True)
+        code = _run(keep_dir.resolve(), stocks_dir, loaded.stocks, clock, shifted=shift_clock)
+        click.echo(f"The demo's project is kept in {keep_dir}.")
+        return code
     with tempfile.TemporaryDirectory(prefix="reconciler-demo-") as tmp:
-        root = Path(tmp)
-        return _run(root, stocks_dir, loaded.stocks, clock)
+        return _run(Path(tmp), stocks_dir, loaded.stocks, clock, shifted=shift_clock, kept=False)
 
 
 DEMO_DELAY = 3.0
@@ -95,7 +120,15 @@ def _pause_one(root: Path, stocks_dir: Path, stocks: list[DesiredStock]) -> str 
     return None
 
 
-def _run(root: Path, stocks_dir: Path, stocks: list[DesiredStock], clock: Clock) -> int:
+def _run(
+    root: Path,
+    stocks_dir: Path,
+    stocks: list[DesiredStock],
+    clock: Clock,
+    *,
+    shifted: bool,
+    kept: bool = True,
+) -> int:
     from cryptography.hazmat.primitives import serialization
 
     from reconciler import engine
@@ -137,7 +170,13 @@ def _run(root: Path, stocks_dir: Path, stocks: list[DesiredStock], clock: Clock)
             encoding="utf-8",
         )
         click.echo(
-            f"\nemulator: {server.base_url} · clock set to {clock.now().astimezone(BEIJING).isoformat(timespec='seconds')} (one day before the first stock begins) · files in {root}"
+            f"\nemulator: {server.base_url} · clock "
+            + (
+                f"set to {clock.now().astimezone(BEIJING).isoformat(timespec='seconds')} (one day before the first stock begins)"
+                if shifted
+                else f"real ({clock.now().astimezone(BEIJING).isoformat(timespec='seconds')})"
+            )
+            + (f" · files in {root}" if kept else "")
         )
         project, diagnostics = load_project(root / "reconciler.yaml")
         if project is None:
