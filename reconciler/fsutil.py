@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 _HOST_TAG_CHARS = 8
@@ -95,3 +96,32 @@ def remove_stale_temps(target: Path) -> list[Path]:
             (target.parent / name).unlink()
             removed.append(target.parent / name)
     return removed
+
+
+def write_atomic(
+    path: Path,
+    content: bytes,
+    *,
+    mode: int = 0o666,
+    before_replace: Callable[[Path], None] | None = None,
+) -> None:
+    """Write `content` to `path` whole or not at all: a temporary file named by `temp_path`
+    (so a killed writer's leftover is found), fsynced, then renamed over `path`, and the folder
+    fsynced. `mode` is the new file's (the umask applies; 0o600 for files that hold keys);
+    `before_replace(temp)` runs just before the rename. On any failure the temporary file is
+    removed and `path` is untouched."""
+    temp = temp_path(path)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace(temp)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise
+    fsync_directory(path.parent)

@@ -111,7 +111,7 @@ def test_a_full_disk_while_saving_the_plan_is_one_line_and_keeps_the_old_file(
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("reconciler.engine.planning.os.fsync", full)
+    monkeypatch.setattr("reconciler.fsutil.os.fsync", full)
     run = ws.cli("plan", "--out", str(out))
     assert run.exit_code == 1, str(run)
     assert "No space left on device" in run.stderr and "Traceback" not in run.stderr

@@ -22,6 +22,7 @@ from reconciler.state.lock import StateLockedError
 from reconciler.state.model import State, StockState
 from reconciler.state.store import StateStore, parse_state, render_state
 from tests.pg_support import fresh_schema
+from tests.test_wechatpay_support import pem_private, rsa_key
 
 T0 = datetime(2027, 2, 1, 1, 0, tzinfo=UTC)
 M1, M2 = "1900000001", "1900000002"
@@ -270,7 +271,8 @@ def test_secrets_are_refused(factory: Factory) -> None:
     store = factory()
     state = store.save(store.load(create_if_missing=True).with_stock(stock("a")))
     entry = state.stock("a")
-    body = {"out_request_no": entry.out_request_no, "comment": "-----BEGIN PRIVATE KEY-----"}
+    pem = pem_private(rsa_key("state-secret")).decode("ascii")  # generated at test time
+    body = {"out_request_no": entry.out_request_no, "comment": pem}
     with pytest.raises(StateError, match="PRIVATE KEY"):
         store.save(state.record_sent("a", body, T0))
     assert factory().load().stock("a").sent_body is None

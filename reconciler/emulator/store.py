@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +17,7 @@ from reconciler.emulator.keys import (
     load_public_key,
     public_key_pem,
 )
-from reconciler.fsutil import fsync_directory, remove_stale_temps, temp_path
+from reconciler.fsutil import remove_stale_temps, write_atomic
 
 FORMAT = "reconciler-emulator/1"
 FIRST_STOCK_ID = 10000001
@@ -176,19 +174,6 @@ def save_atomically(path: Path, data: dict[str, Any]) -> None:
     killed emulator left behind.
     """
     payload = json.dumps(data, ensure_ascii=False, sort_keys=True, indent=1).encode("utf-8")
-    directory = path.parent
     remove_stale_temps(path)
-    tmp_name = temp_path(path)
-    # 0600 as mkstemp made it: the file holds the emulator's private keys.
-    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            tmp.write(payload)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    fsync_directory(directory)
+    # 0600: the file holds the emulator's private keys.
+    write_atomic(path, payload, mode=0o600)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,6 +18,7 @@ from reconciler.engine.workspace import (
     refresh_targets,
 )
 from reconciler.errors import ConfigError, StateError
+from reconciler.fsutil import write_atomic
 from reconciler.plan import Plan, PlanFormatError
 from reconciler.planner import PlanInputs, make_plan
 from reconciler.state.model import State
@@ -72,28 +70,17 @@ def plan(ws: Workspace, refresh_mode: str = "changing", refresh_note: str = "") 
 def write_output(path: Path, text: str, what: str) -> None:
     """Write a rendering (a saved plan, a Markdown comment) whole or not at all: a full disk
     leaves the previous file, never half of a new one."""
-    tmp: str | None = None
     try:
         if path.exists() and not path.is_file():
             # A device or pipe (/dev/stdout, a FIFO): written in place, never replaced.
             with path.open("w", encoding="utf-8") as out:
                 out.write(text)
             return
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-        tmp = None
+        write_atomic(path, text.encode("utf-8"))
     except OSError as exc:
         raise ConfigError(
             f"{path}: cannot write the {what} ({exc.strerror or exc}); free some space or choose another path"
         ) from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
 
 
 def load_plan_file(path: Path) -> Plan:

@@ -9,6 +9,7 @@ them, so the planner, the applier and the renderers never branch on a kind's nam
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +18,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
+from reconciler.errors import ReconcilerError
 from reconciler.ids import body_digest, update_request_no
 from reconciler.mapping import diff_bodies, get_path, leaves, normalise, without_number
 from reconciler.operation import CreateResult, Operation, OpType
@@ -93,7 +95,7 @@ class PlannedUpdate:
     fields: tuple[FieldDiff, ...]
 
 
-class StockKind:
+class StockKind(ABC):
     """Behaviour shared by the kinds; each subclass fills in its own calls and wording."""
 
     name: ClassVar[str]
@@ -126,21 +128,21 @@ class StockKind:
         body["out_request_no"] = request_no
         return body
 
+    @abstractmethod
     def committed_budget(self, stock: Stock) -> int | None:
         """Money (fen) a create commits; None when the coupon kind states none."""
-        raise NotImplementedError
 
+    @abstractmethod
     def create_reason(self, stock: Stock) -> str:
         """Why a create is planned, with the money it commits."""
-        raise NotImplementedError
 
+    @abstractmethod
     def rules(self, stock: Stock) -> list[Finding]:
         """Every time-independent rule for a stock that passed the shape checks."""
-        raise NotImplementedError
 
+    @abstractmethod
     def creation_rules(self, stock: Stock, now: datetime) -> list[Finding]:
         """Clock-dependent rules, for a stock still to be created."""
-        raise NotImplementedError
 
     # --- the fields --------------------------------------------------------------------------
 
@@ -388,14 +390,18 @@ class StockKind:
 
     # --- the calls ---------------------------------------------------------------------------
 
+    @abstractmethod
     def create(self, api: StockApi, body: Mapping[str, Any]) -> CreateResult:
-        raise NotImplementedError
+        """Send the create body."""
 
+    @abstractmethod
     def detail(self, api: StockApi, stock_id: str, merchant: str) -> dict[str, Any]:
-        raise NotImplementedError
+        """Read the stock's detail response."""
 
     def send_update(self, api: StockApi, op: Operation) -> None:
-        raise NotImplementedError(f"{self.name} stocks have no {op.type} call")
+        """Send an update or lifecycle call; a kind without the call refuses it (a plan can
+        only hold one through a bug, since its checksum covers every operation)."""
+        raise ReconcilerError(f"{self.name} stocks have no {op.type.value} call; make a new plan")
 
     def check_update(self, api: StockApi, op: Operation, merchant: str) -> str | None:
         """For an update whose effect the detail does not show, read it back another way:

@@ -32,7 +32,13 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from reconciler.errors import StateError
-from reconciler.fsutil import describe_os_error, fsync_directory, remove_stale_temps, temp_path
+from reconciler.fsutil import (
+    describe_os_error,
+    fsync_directory,
+    remove_stale_temps,
+    temp_path,
+    write_atomic,
+)
 from reconciler.state import lock as _lock
 from reconciler.state.backend import Delta, Listed, StateMissingError, WallClock, delta
 from reconciler.state.journal import Journal, header_line, parse_journal, record_line, replay
@@ -366,19 +372,7 @@ class StateStore:
 
     def _create_journal(self, content: bytes) -> None:
         # Written whole under a temporary name and renamed: a journal never lacks its header.
-        temp = temp_path(self.journal_path)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(content)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temp, self.journal_path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
-            raise
-        fsync_directory(self.path.parent)
+        write_atomic(self.journal_path, content)
 
     def _append_line(self, line: bytes) -> int:
         fd = os.open(self.journal_path, os.O_WRONLY)
@@ -531,24 +525,15 @@ class StateStore:
 
     def _write_atomically(self, content: bytes) -> None:
         directory = self.path.parent
-        # Not mkstemp: its 0600 would make a first state file unreadable to the group; with
-        # 0666 the umask decides, as for any other file the user creates.
-        temp = temp_path(self.path)  # names its owner, so a killed save's leftover is found
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(content)
-                f.flush()
-                os.fsync(f.fileno())
+
+        def keep_mode_and_backup(temp: Path) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.chmod(temp, self.path.stat().st_mode & 0o777)
             self._keep_backup(directory)
-            os.replace(temp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
-            raise
-        fsync_directory(directory)
+
+        # Not mkstemp: its 0600 would make a first state file unreadable to the group; with
+        # 0666 the umask decides, as for any other file the user creates.
+        write_atomic(self.path, content, before_replace=keep_mode_and_backup)
 
     def _copy_to_backup(self) -> None:
         # A copy, not a second name: the state file could then be edited in place (a `cp` of
