@@ -356,7 +356,14 @@ class Applier:
                 return self._settle_unknown(api, kind, change, exc)
             self._update(lambda s: s.forget_sent(sid))
             raise
-        except (TransportError, ResponseVerificationError) as exc:
+        except TransportError as exc:
+            if not exc.outcome_unknown and fresh:
+                # Never reached WeChat Pay (the connection was refused), in this run or
+                # before it: nothing was created, so the intent goes and the error is plain.
+                self._update(lambda s: s.forget_sent(sid))
+                raise
+            return self._settle_unknown(api, kind, change, exc)
+        except ResponseVerificationError as exc:
             return self._settle_unknown(api, kind, change, exc)
         self._update(
             lambda s: s.record_created(
@@ -584,6 +591,9 @@ class Applier:
                     self._update(lambda s: s.clear_pending(sid))
                     raise
         except (TransportError, ResponseVerificationError) as exc:
+            if not exc.outcome_unknown and fresh:
+                self._update(lambda s: s.clear_pending(sid))  # never reached WeChat Pay
+                raise
             self._update(lambda s: s.mark_outcome(sid, "unknown"))
             raise _Unresolved(unknown.format(exc), "reconciler apply") from None
         else:

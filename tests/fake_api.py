@@ -34,6 +34,13 @@ def lost_answer(method: str = "POST", path: str = "/v3/marketing") -> ApiError:
     )
 
 
+def refused_connection(method: str = "POST", path: str = "/v3/marketing") -> ApiError:
+    """The request never left: the connection was refused (no server at the address)."""
+    return TransportError(
+        method=method, path=path, reason="connection refused", attempts=5, sent=False
+    )
+
+
 def server_error(method: str = "POST", path: str = "/v3/marketing") -> ApiError:
     return ApiResponseError(
         status=500, method=method, path=path, code="SYSTEM_ERROR", message="系统错误"

@@ -26,7 +26,14 @@ from reconciler.planner import PlanInputs, make_plan
 from reconciler.runtime import Clock
 from reconciler.state.model import State
 from reconciler.state.store import StateStore
-from tests.fake_api import FakeStockApi, already_exists, lost_answer, refused, server_error
+from tests.fake_api import (
+    FakeStockApi,
+    already_exists,
+    lost_answer,
+    refused,
+    refused_connection,
+    server_error,
+)
 from tests.test_planner import LINEAGE, loaded
 
 NOW = datetime(2027, 2, 1, 1, 0, tzinfo=UTC)
@@ -111,10 +118,12 @@ CREATE_CASES: list[CreateCase] = [
     ("favor", "idempotent", "favor_create", lost_answer, "before", Outcome.UNRESOLVED, 0, "unknown"),
     ("favor", "idempotent", "favor_create", already_exists, "before", Outcome.UNRESOLVED, 0, "already_exists"),
     ("favor", "idempotent", "favor_create", refused, "before", Outcome.FAILED, 0, None),
+    ("favor", "idempotent", "favor_create", refused_connection, "before", Outcome.FAILED, 0, None),
     ("busifavor", "idempotent", "busifavor_create", lost_answer, "after", Outcome.UNRESOLVED, 1, "unknown"),
     ("busifavor", "idempotent", "busifavor_create", server_error, "before", Outcome.UNRESOLVED, 0, "unknown"),
     ("busifavor", "idempotent", "busifavor_create", already_exists, "before", Outcome.UNRESOLVED, 0, "already_exists"),
     ("busifavor", "idempotent", "busifavor_create", refused, "before", Outcome.FAILED, 0, None),
+    ("busifavor", "idempotent", "busifavor_create", refused_connection, "before", Outcome.FAILED, 0, None),
 ]  # fmt: skip
 
 
