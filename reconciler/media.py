@@ -16,8 +16,6 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
 from reconciler.desired import DesiredStock
 from reconciler.diagnostics import Severity
 from reconciler.spec.findings import Finding
@@ -78,6 +76,8 @@ def read_facts(root: Path, key: str) -> ImageFacts:
 
 def facts_of(key: str, content: bytes) -> ImageFacts:
     """The facts of image bytes: Pillow opens the header only (format and size), no decode."""
+    from PIL import Image, UnidentifiedImageError  # imported by the commands that need it
+
     digest = hashlib.sha256(content).hexdigest()
     try:
         with warnings.catch_warnings():
