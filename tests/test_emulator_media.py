@@ -141,7 +141,7 @@ def test_a_missing_part_is_a_param_error(
     emu: Emulator, clock: Clock, merchant: DemoMerchant
 ) -> None:
     request = upload_request(merchant, int(clock.now))
-    body = request.content.split(b"--b0undary\r\nContent-Disposition: form-data; name=\"file\"")[0]
+    body = request.content.split(b'--b0undary\r\nContent-Disposition: form-data; name="file"')[0]
     broken = httpx.Request(
         "POST", API + UPLOAD_PATH, headers=dict(request.headers), content=body + b"--b0undary--\r\n"
     )
@@ -149,9 +149,7 @@ def test_a_missing_part_is_a_param_error(
     assert (status, code) == (400, "PARAM_ERROR")
 
 
-def test_the_client_uploads_through_the_emulator(
-    clock: Clock, merchant: DemoMerchant
-) -> None:
+def test_the_client_uploads_through_the_emulator(clock: Clock, merchant: DemoMerchant) -> None:
     emu = Emulator(EmulatorSettings(rate_limiting=False), clock=clock)
     merchant.register(emu)
     creds = MerchantCredentials(

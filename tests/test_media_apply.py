@@ -103,7 +103,10 @@ def test_one_upload_for_two_stocks_and_none_in_the_next_run(tmp_path: Path) -> N
     url = w.state.media_urls(M)[digest]
     sent = [w.api.stocks[s.stock_id] for s in w.state.stocks.values() if s.stock_id]
     logos = sorted(
-        str(b.get("pattern_info", {}).get("merchant_logo") or b["display_pattern_info"]["merchant_logo_url"])
+        str(
+            b.get("pattern_info", {}).get("merchant_logo")
+            or b["display_pattern_info"]["merchant_logo_url"]
+        )
         for b in sent
     )
     assert logos == [url, url]

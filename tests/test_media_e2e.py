@@ -43,8 +43,10 @@ def test_one_logo_for_two_stocks_is_uploaded_once_and_used_by_both(
     )
     edit_stock(
         ws.stock_file(FAVOR_ID),
-        lambda d: d["spec"].setdefault("pattern_info", {"description": "满100减10"}).update(
-            merchant_logo={"file": "../images/logo.png"}
+        lambda d: (
+            d["spec"]
+            .setdefault("pattern_info", {"description": "满100减10"})
+            .update(merchant_logo={"file": "../images/logo.png"})
         ),
     )
     plan = ws.cli("plan")
@@ -58,8 +60,10 @@ def test_one_logo_for_two_stocks_is_uploaded_once_and_used_by_both(
     assert [e.status for e in uploads] == [200]  # one content, one merchant: one upload
     bodies = {s.body.get("stock_name"): s.body for s in local.stocks.values()}
     logos = sorted(
-        str(b.get("display_pattern_info", b.get("pattern_info", {})).get("merchant_logo_url")
-            or b.get("pattern_info", {}).get("merchant_logo"))
+        str(
+            b.get("display_pattern_info", b.get("pattern_info", {})).get("merchant_logo_url")
+            or b.get("pattern_info", {}).get("merchant_logo")
+        )
         for b in bodies.values()
         if "merchant_logo_url" in b.get("display_pattern_info", {})
         or "merchant_logo" in b.get("pattern_info", {})
@@ -74,7 +78,9 @@ def test_one_logo_for_two_stocks_is_uploaded_once_and_used_by_both(
     assert again.exit_code == 0, str(again)
     assert "No changes to apply." in again.stdout
     assert all(e.endpoint not in ("media.image_upload",) for e in local.emu.request_log)
-    assert all(not (e.endpoint or "").endswith((".create", ".modify")) for e in local.emu.request_log)
+    assert all(
+        not (e.endpoint or "").endswith((".create", ".modify")) for e in local.emu.request_log
+    )
 
 
 def test_a_new_coupon_image_of_a_busifavor_stock_is_uploaded_then_modified(
@@ -107,8 +113,10 @@ def test_a_changed_logo_of_a_favor_stock_is_immutable(ws: Workspace, local: Loca
     write_image(ws.stocks_dir / "favor" / "logo.png")
     edit_stock(
         ws.stock_file(FAVOR_ID),
-        lambda d: d["spec"].setdefault("pattern_info", {"description": "满100减10"}).update(
-            merchant_logo={"file": "logo.png"}
+        lambda d: (
+            d["spec"]
+            .setdefault("pattern_info", {"description": "满100减10"})
+            .update(merchant_logo={"file": "logo.png"})
         ),
     )
     assert ws.cli("apply", "--yes").exit_code == 0

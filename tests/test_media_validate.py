@@ -37,12 +37,39 @@ def test_a_logo_at_the_documented_size_passes() -> None:
 @pytest.mark.parametrize(
     ("name", "fmt", "size", "width", "height", "role", "error", "words"),
     [
-        ("logo.jpg", "PNG", 1000, 120, 120, LOGO, True, "really a PNG image, but its name ends in .jpg"),
+        (
+            "logo.jpg",
+            "PNG",
+            1000,
+            120,
+            120,
+            LOGO,
+            True,
+            "really a PNG image, but its name ends in .jpg",
+        ),
         ("logo", "PNG", 1000, 120, 120, LOGO, True, "ends in no suffix"),
-        ("logo.gif", "GIF", 1000, 120, 120, LOGO, True, "GIF image; the upload takes JPG, BMP or PNG"),
+        (
+            "logo.gif",
+            "GIF",
+            1000,
+            120,
+            120,
+            LOGO,
+            True,
+            "GIF image; the upload takes JPG, BMP or PNG",
+        ),
         ("logo.png", "PNG", 1024 * 1024, 120, 120, LOGO, True, "must be under 1.0 MB"),
         ("big.png", "PNG", 2 * 1024 * 1024 + 1, 850, 350, COUPON_IMAGE, True, "at most 2 MB"),
-        ("logo.png", "PNG", 1000, 200, 200, LOGO, False, "200×200 px; the docs say a logo should be 120×120"),
+        (
+            "logo.png",
+            "PNG",
+            1000,
+            200,
+            200,
+            LOGO,
+            False,
+            "200×200 px; the docs say a logo should be 120×120",
+        ),
         ("c.png", "PNG", 1000, 800, 300, BUSIFAVOR_COUPON_IMAGE, False, "850×350 or 1074×603"),
     ],
 )
@@ -74,7 +101,11 @@ def test_paths_stay_inside_the_repository() -> None:
 def test_tokens_are_found_and_replaced_everywhere() -> None:
     body = {"a": token("ab"), "b": [{"c": token("cd")}, "x"], "d": token("ab")}
     assert tokens_in(body) == ["ab", "cd"]
-    assert substitute(body, {"ab": "u1", "cd": "u2"}) == {"a": "u1", "b": [{"c": "u2"}, "x"], "d": "u1"}
+    assert substitute(body, {"ab": "u1", "cd": "u2"}) == {
+        "a": "u1",
+        "b": [{"c": "u2"}, "x"],
+        "d": "u1",
+    }
 
 
 def busifavor_with(display: dict[str, Any]) -> str:

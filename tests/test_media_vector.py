@@ -65,9 +65,12 @@ def test_the_pinned_signature_is_the_independent_one() -> None:
     assert independent_signature(independent_message(v, v["meta"])) == v["signature"]
     # The docs' own example meta signs like any other body line.
     docs_message = independent_message(v, v["docs_example_meta"])
-    assert signing.request_message(
-        "POST", v["path"], v["timestamp"], v["nonce"], v["docs_example_meta"].encode()
-    ) == docs_message
+    assert (
+        signing.request_message(
+            "POST", v["path"], v["timestamp"], v["nonce"], v["docs_example_meta"].encode()
+        )
+        == docs_message
+    )
 
 
 def test_the_client_sends_the_pinned_signature_over_the_meta_part() -> None:

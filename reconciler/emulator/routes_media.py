@@ -147,6 +147,9 @@ def _upload(ctx: RequestContext) -> Reply:
         raise _param_error("图片格式不支持: 媒体图片只支持JPG、BMP、PNG格式")
     if suffix not in FORMATS[facts.format]:
         raise _param_error(f"文件后缀与图片格式不符: the file is {facts.format}")
+    key = f"{ctx.mchid}/{actual}"
+    ctx.store.uploads[key] = ctx.store.uploads.get(key, 0) + 1
+    ctx.commit()
     return Reply(200, {"media_url": MEDIA_URL.format(digest=actual[:40])})
 
 
