@@ -137,7 +137,7 @@ def test_a_busifavor_coupon_image_change_is_an_upload_then_a_modify(tmp_path: Pa
     url = w.state.media_urls(M)[digest]
     stock = w.api.stocks[w.state.stock(LATTE_ID).stock_id or ""]
     assert stock["display_pattern_info"]["coupon_image_url"] == url
-    applied = w.state.stock(LATTE_ID).applied_body or {}
+    applied: dict[str, Any] = dict(w.state.stock(LATTE_ID).applied_body or {})
     assert applied["display_pattern_info"]["coupon_image_url"] == url
     assert w.plan(loaded("busifavor", coupon)).changes[0].action is Action.NOOP
 

@@ -150,9 +150,7 @@ class BusifavorDisplayPatternInfo(Strict):
     """Taken from the brand by WeChat Pay; not customisable per the docs."""
     background_color: Annotated[str | None, MODIFY] = None
     """Color010 … Color100."""
-    coupon_image_url: Annotated[
-        ImageUrl | None, MODIFY, ImageRef(BUSIFAVOR_COUPON_IMAGE)
-    ] = None
+    coupon_image_url: Annotated[ImageUrl | None, MODIFY, ImageRef(BUSIFAVOR_COUPON_IMAGE)] = None
     """Uploaded image URL, or {file: path} to upload."""
     finder_info: Annotated[BusifavorFinderInfo | None, MODIFY] = None
 

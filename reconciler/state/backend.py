@@ -108,9 +108,7 @@ class Delta:
 
     @property
     def size(self) -> int:
-        return (
-            len(self.stocks) + (0 if self.retired is None else 1) + (1 if self.images else 0)
-        )
+        return len(self.stocks) + (0 if self.retired is None else 1) + (1 if self.images else 0)
 
 
 @dataclass(frozen=True)
