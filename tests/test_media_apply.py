@@ -8,6 +8,7 @@ upload that fails or is interrupted sends nothing that needs it, and the next ap
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -192,3 +193,22 @@ def test_the_images_survive_the_journal_and_the_snapshot(tmp_path: Path) -> None
     text = (tmp_path / "state.json").read_text(encoding="utf-8")
     assert parse_state(text.encode()).media_urls(M) == w.state.media_urls(M)
     assert f'    "{M}": {{"{digest}":' in text  # one merchant per line
+
+
+def test_every_rendering_shows_the_upload(tmp_path: Path) -> None:
+    from reconciler.render.json_doc import render_json
+    from reconciler.render.markdown import render_markdown
+    from reconciler.render.text import render_text
+
+    logo = write_image(tmp_path / "stocks" / "img" / "logo.png")
+    plan = World(tmp_path).plan(with_logo("busifavor"))
+    shown = (
+        f"upload logo.png ({round(len(logo) / 1024)} KB, 120×120)"
+        if len(logo) >= 1024
+        else (f"upload logo.png ({len(logo)} B, 120×120)")
+    )
+    assert f"    {shown}\n" in render_text(plan)
+    assert f"`{shown}`" in render_markdown(plan)
+    doc = json.loads(render_json(plan))
+    (op,) = [o for o in doc["changes"][0]["operations"] if o["type"] == "upload_image"]
+    assert op["body"]["filename"] == "logo.png" and op["body"]["size"] == len(logo)
