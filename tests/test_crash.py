@@ -333,6 +333,10 @@ def test_ctrl_c_lets_requests_in_flight_finish_and_releases_the_lock(
     assert_one_remote_per_id(ws.state(), emulator.stocks(), ids)
 
 
+IMAGE_STOCKS = 8
+IMAGE_RUNS = 6
+
+
 def test_apply_with_image_uploads_killed_at_random_moments(
     ws: Workspace, emulator: EmulatorProcess, children: CliChildren
 ) -> None:
@@ -342,7 +346,7 @@ def test_apply_with_image_uploads_killed_at_random_moments(
     the recorded URL, and no stand-in token ever reaches WeChat Pay."""
     from tests.media_support import write_image
 
-    write_generated_stocks(ws.stocks_dir, 12, merchants=MERCHANTS)
+    write_generated_stocks(ws.stocks_dir, IMAGE_STOCKS, merchants=MERCHANTS)
     write_image(ws.stocks_dir / "images" / "logo.png")
     write_image(ws.stocks_dir / "images" / "coupon.png", 850, 350, color="blue")
     for path in sorted(ws.stocks_dir.rglob("gen-*.yaml")):
@@ -359,7 +363,7 @@ def test_apply_with_image_uploads_killed_at_random_moments(
         edit_stock(path, add_images)
     rng = random.Random(SEED)
     in_doubt: dict[str, int] = {}
-    for run in range(8):
+    for run in range(IMAGE_RUNS):
         churn(ws, rng, run)
         proc = children.start(ws, "apply", "--yes", log=ws.root / f"images-{run:03d}.log")
         try:
@@ -397,5 +401,5 @@ def test_apply_with_image_uploads_killed_at_random_moments(
         logo = pattern.get("merchant_logo") or pattern.get("merchant_logo_url")
         assert logo is None or logo in urls, stock
         with_images += logo is not None
-    assert with_images == 12
+    assert with_images == IMAGE_STOCKS
     print(f"image uploads {uploads}, in doubt after kills {in_doubt}")
