@@ -58,17 +58,13 @@ def test_one_logo_for_two_stocks_is_uploaded_once_and_used_by_both(
     assert apply.exit_code == 0, str(apply)
     uploads = [e for e in local.emu.request_log if e.endpoint == "media.image_upload"]
     assert [e.status for e in uploads] == [200]  # one content, one merchant: one upload
-    bodies = {s.body.get("stock_name"): s.body for s in local.stocks.values()}
     logos = sorted(
-        str(
-            b.get("display_pattern_info", b.get("pattern_info", {})).get("merchant_logo_url")
-            or b.get("pattern_info", {}).get("merchant_logo")
+        (s.body.get("pattern_info") or s.body.get("display_pattern_info") or {}).get(
+            "merchant_logo" if s.kind == "favor" else "merchant_logo_url", ""
         )
-        for b in bodies.values()
-        if "merchant_logo_url" in b.get("display_pattern_info", {})
-        or "merchant_logo" in b.get("pattern_info", {})
+        for s in local.stocks.values()
     )
-    assert logos == [url, url]
+    assert logos == ["", url, url]
     state = ws.state()
     assert state.media_urls(ws.mchids[0]) == {hashlib.sha256(logo).hexdigest(): url}
     assert "media:sha256:" not in ws.state_path.read_text(encoding="utf-8")
