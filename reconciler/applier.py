@@ -22,14 +22,17 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from reconciler.errors import ApiError, ReconcilerError
 from reconciler.ids import body_digest
 from reconciler.kinds import StockApi, StockKind, kind_of
+from reconciler.media import ImageFileError, read_upload
 from reconciler.operation import TRANSITIONS, Operation, OpType
 from reconciler.plan import Change, Plan
 from reconciler.spec.common import parse_rfc3339
+from reconciler.spec.images import substitute, tokens_in
 from reconciler.state.backend import StateBackend
 from reconciler.state.model import State, StockState
 from reconciler.wechatpay.errors import (
@@ -131,7 +134,11 @@ class Applier:
         concurrency: int = 8,
         activation: Activation | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        root: Path | None = None,
     ) -> None:
+        self.root = root
+        """Where the image files of upload operations are (the repository root)."""
+        self._uploading: dict[tuple[str, str], threading.Lock] = {}
         self.activation = activation or Activation()
         self._monotonic = monotonic
         self.store = store
@@ -267,6 +274,10 @@ class Applier:
             op = change.operations[i]
             if self.stop.is_set():
                 raise _Skipped(f"interrupted before {op.type.value}")
+            if op.type is OpType.UPLOAD_IMAGE:
+                done.append(self._upload(api, change, op))
+                continue
+            op = self._with_urls(change.merchant, op)
             if op.type is OpType.CREATE:
                 stock_id = self._create(api, kind, change, op)
                 done.append(f"created stock_id {stock_id} (批次号)")
@@ -311,6 +322,46 @@ class Applier:
                 f"stock {stock_id} at WeChat Pay is not the one recorded for {change.id!r} ({', '.join(d.path for d in foreign)} differ); nothing was sent to it"
             )
         return detail
+
+    # --- images ----------------------------------------------------------------------------
+
+    def _upload(self, api: StockApi, change: Change, op: Operation) -> str:
+        """Upload one image content for the merchant, once: other stocks of this run wait for
+        it and reuse its URL, later runs find it in the state. The intent is saved first; an
+        upload whose answer was lost is simply done again (a second URL for the same content
+        is harmless, and only the recorded one is ever used)."""
+        merchant, sha = change.merchant, op.request_no
+        with self._lock:
+            gate = self._uploading.setdefault((merchant, sha), threading.Lock())
+        with gate:
+            if sha in self.state.media_urls(merchant):
+                return f"{op.body['filename']} already uploaded"
+            if self.root is None:
+                raise ReconcilerError("no repository root to read the image files from")
+            try:
+                content = read_upload(self.root, str(op.body["file"]), sha)
+            except ImageFileError as exc:
+                raise ReconcilerError(str(exc)) from None
+            filename = str(op.body["filename"])
+            self._update(lambda s: s.record_upload_intent(merchant, sha, filename, self.now()))
+            try:
+                url = api.media_upload(filename, content)
+            except RequestCancelled:
+                raise _Skipped(f"interrupted while uploading {filename}") from None
+            self._update(lambda s: s.record_media_url(merchant, sha, url, self.now()))
+            return f"uploaded {filename}"
+
+    def _with_urls(self, merchant: str, op: Operation) -> Operation:
+        """`op` with each image token replaced by the recorded media URL of its content."""
+        if not tokens_in(op.body) and not tokens_in(op.after):
+            return op
+        urls = self.state.media_urls(merchant)
+        try:
+            return replace(op, body=substitute(op.body, urls), after=substitute(op.after, urls))
+        except KeyError as exc:
+            raise ReconcilerError(
+                f"the image with sha256 {exc.args[0]} was not uploaded, so nothing that uses it was sent; run apply again"
+            ) from None
 
     # --- create ----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from reconciler.desired import DesiredStock, FieldLines, Summary
 from reconciler.diagnostics import Diagnostic, Severity, sort_diagnostics
 from reconciler.kinds import KINDS
 from reconciler.spec.findings import Findings
+from reconciler.spec.images import image_files
 from reconciler.spec.rules_common import four_byte_text
 from reconciler.spec.stock import Stock
 from reconciler.validation import findings_to_diagnostics, validate_model
@@ -82,10 +83,15 @@ def load_stock_file(
 
 
 def _load_stock(
-    raw: bytes, file: str, size: int | None = None, positions: bool = True
+    raw: bytes,
+    file: str,
+    size: int | None = None,
+    positions: bool = True,
+    source: Path | None = None,
 ) -> tuple[DesiredStock | None, list[Diagnostic], Any]:
     """`load_stock_file`, plus the plain data the stock was validated from. `positions`:
-    keep the line of every field (for the plan; validate needs none of a valid stock)."""
+    keep the line of every field (for the plan; validate needs none of a valid stock).
+    `source`: where the file is on disk, to check the image files it names."""
     doc = read_document(raw, file, size=size)
     if doc.data is None:
         return None, doc.diagnostics, None
@@ -105,6 +111,11 @@ def _load_stock(
         return None, diagnostics, None
     stock = cast(Stock, valid)
     diagnostics += findings_to_diagnostics(doc, stock_kind.rules(stock))
+    if source is not None and any(image_files(stock.spec)):
+        from reconciler.media import image_findings, root_of  # Pillow only when needed
+
+        found = image_findings(stock, file, root_of(source, file))
+        diagnostics += findings_to_diagnostics(doc, found)
     if any(d.severity is Severity.ERROR for d in diagnostics):
         return None, diagnostics, None
     line = doc.locate(("id",))[0]
@@ -174,7 +185,7 @@ def _load_path(path: Path, file: str, keep: bool, ship: bool) -> _Outcome:
         return None, [
             Diagnostic(file, 0, 0, Severity.ERROR, (), f"cannot read: {exc.strerror}", "unreadable")
         ]
-    loaded, diagnostics, data = _load_stock(raw, file, size, positions=keep)
+    loaded, diagnostics, data = _load_stock(raw, file, size, positions=keep, source=path)
     if loaded is None:
         return None, diagnostics
     if not keep:

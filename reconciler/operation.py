@@ -30,6 +30,10 @@ class OpType(StrEnum):
     """Issue again from a paused favor stock (POST .../restart)."""
     STOP = "stop"
     """End a never-activated favor stock, irreversibly (POST .../stop)."""
+    UPLOAD_IMAGE = "upload_image"
+    """Upload an image file (POST /v3/marketing/favor/media/image-upload) for the media URL
+    the create or modify after it uses. `request_no` is the file's sha256 (the upload takes no
+    number); `body` names the file and what it is."""
 
 
 TRANSITIONS = frozenset({OpType.START, OpType.PAUSE, OpType.RESTART, OpType.STOP})

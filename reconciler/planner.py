@@ -8,18 +8,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from reconciler import images_plan
 from reconciler.desired import DesiredStock
 from reconciler.ids import out_request_no
 from reconciler.kinds import FieldDiff, Lifecycle, StockKind, Verdict, kind_of
 from reconciler.limits import DEFAULT_LIMITS, FALLBACK_LIMIT, Limit
 from reconciler.mapping import MONEY_FIELDS, without_number
 from reconciler.money import money
-from reconciler.plan import Action, Change, FieldChange, MerchantTotals, Operation, OpType, Plan
+from reconciler.plan import (
+    ACTING,
+    Action,
+    Change,
+    FieldChange,
+    MerchantTotals,
+    Operation,
+    OpType,
+    Plan,
+)
 from reconciler.spec.common import parse_rfc3339
+from reconciler.spec.images import ImageFacts
 from reconciler.spec.stock import Stock
 from reconciler.state.model import State, StockState
 
@@ -39,6 +50,8 @@ class PlanInputs:
     tool_version: str = ""
     rate_limits: Mapping[str, Mapping[str, Limit]] | None = None
     """Per merchant overrides of the documented limits, for the time estimate."""
+    images: Mapping[str, ImageFacts] | None = None
+    """The facts of the image files the stocks name, by root-relative path."""
 
 
 def _field(change: FieldDiff, note: str = "") -> FieldChange:
@@ -110,6 +123,26 @@ class _Planner:
     # --- one stock -------------------------------------------------------------------------
 
     def _one(self, loaded: DesiredStock, orphans: list[StockState]) -> Change:
+        urls = self.i.state.media_urls(loaded.stock.merchant)
+        resolved = images_plan.resolve(loaded, self.i.images or {}, urls)
+        if resolved.missing:
+            return Change(
+                id=loaded.stock.id,
+                kind=loaded.stock.kind,
+                merchant=loaded.stock.merchant,
+                file=loaded.file,
+                line=loaded.line,
+                action=Action.BLOCKED,
+                reason=f"the image file {resolved.missing!r} cannot be read any more",
+                suggestion="run `reconciler validate` and fix what it reports",
+            )
+        change = self._stock(resolved.loaded, orphans)
+        if resolved.uploads and change.action in ACTING and change.operations:
+            ops = images_plan.with_uploads(change.operations, resolved.uploads)
+            change = replace(change, operations=ops)
+        return change
+
+    def _stock(self, loaded: DesiredStock, orphans: list[StockState]) -> Change:
         stock = loaded.stock
         base: dict[str, Any] = {
             "id": stock.id,

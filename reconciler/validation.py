@@ -60,7 +60,12 @@ def validate_model(
 def _clean(loc: Any) -> FieldPath:
     """A pydantic error location as a field path (validator and key markers dropped)."""
     return tuple(
-        p for p in loc if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]"))
+        p
+        for p in loc
+        if not (
+            isinstance(p, str)
+            and (p.startswith(("function-", "image-")) or p == "[key]")  # image-: union tags
+        )
     )
 
 

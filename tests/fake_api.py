@@ -11,6 +11,7 @@ Fast: no HTTP, no signing, no threads of its own.
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -85,6 +86,8 @@ class FakeStockApi(StockApi):
     failures: list[Failure] = field(default_factory=list)
     status: dict[str, str] = field(default_factory=dict)
     activations: dict[str, int] = field(default_factory=dict)
+    uploads: dict[str, int] = field(default_factory=dict)
+    """How many times each image content (sha256) reached the upload."""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(10000001))
 
     def fail(self, call: str, error: ApiError, when: When = "before", times: int = 1) -> None:
@@ -305,6 +308,19 @@ class FakeStockApi(StockApi):
 
         result: dict[str, Any] = self._run("favor_items", stock_id, act)
         return result
+
+    # --- images ----------------------------------------------------------------------------
+
+    def media_upload(self, filename: str, content: bytes) -> str:
+        """Answers a URL per content, as WeChat Pay's is permanent; `uploads` counts sends."""
+
+        def act() -> str:
+            digest = hashlib.sha256(content).hexdigest()
+            self.uploads[digest] = self.uploads.get(digest, 0) + 1
+            return f"https://wxpaylogo.qpic.cn/fake/{digest[:32]}"
+
+        url: str = self._run("media_upload", filename, act)
+        return url
 
     # --- for assertions --------------------------------------------------------------------
 

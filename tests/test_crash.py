@@ -331,3 +331,75 @@ def test_ctrl_c_lets_requests_in_flight_finish_and_releases_the_lock(
 
     settle(ws, emulator, Tally())
     assert_one_remote_per_id(ws.state(), emulator.stocks(), ids)
+
+
+IMAGE_STOCKS = 8
+IMAGE_RUNS = 6
+
+
+def test_apply_with_image_uploads_killed_at_random_moments(
+    ws: Workspace, emulator: EmulatorProcess, children: CliChildren
+) -> None:
+    """Every stock names a logo (and each 商家券 a coupon image) as a file. Whatever the
+    kills, each merchant uploads each content once, plus once more only where a kill left that
+    upload's outcome unknown (the state shows its intent without a URL); every stock ends with
+    the recorded URL, and no stand-in token ever reaches WeChat Pay."""
+    from tests.media_support import write_image
+
+    write_generated_stocks(ws.stocks_dir, IMAGE_STOCKS, merchants=MERCHANTS)
+    write_image(ws.stocks_dir / "images" / "logo.png")
+    write_image(ws.stocks_dir / "images" / "coupon.png", 850, 350, color="blue")
+    for path in sorted(ws.stocks_dir.rglob("gen-*.yaml")):
+
+        def add_images(data: dict[str, Any]) -> None:
+            spec = data["spec"]
+            if data["kind"] == "favor":
+                spec.setdefault("pattern_info", {"description": "满100减10"})
+                spec["pattern_info"]["merchant_logo"] = {"file": "../images/logo.png"}
+            else:
+                spec["display_pattern_info"]["merchant_logo_url"] = {"file": "../images/logo.png"}
+                spec["display_pattern_info"]["coupon_image_url"] = {"file": "../images/coupon.png"}
+
+        edit_stock(path, add_images)
+    rng = random.Random(SEED)
+    in_doubt: dict[str, int] = {}
+    for run in range(IMAGE_RUNS):
+        churn(ws, rng, run)
+        proc = children.start(ws, "apply", "--yes", log=ws.root / f"images-{run:03d}.log")
+        try:
+            wait_for(partial(lock_taken_or_exited, ws, proc), "the apply to take the lock")
+            proc.join(rng.uniform(0.0, 0.6))
+            if proc.exitcode is None:
+                proc.kill()
+        finally:
+            finish(proc)
+        if ws.state_path.exists():
+            # Read as a run reads it: the snapshot with its journal replayed.
+            seen = StateStore(ws.state_path, ws.clock.clock()).load()
+            for merchant, images in seen.images.items():
+                for sha, image in images.items():
+                    if image.media_url is None:
+                        key = f"{merchant}/{sha}"
+                        in_doubt[key] = in_doubt.get(key, 0) + 1
+        break_stale_lock(ws)
+        import_unresolved(ws, emulator)
+    settle(ws, emulator, Tally())
+    check_converged(ws, emulator)
+
+    state = ws.state()
+    uploads = json.loads(ws.emulator_data.read_text(encoding="utf-8"))["uploads"]
+    assert len(uploads) == 2 * len(MERCHANTS), uploads  # two contents for each merchant
+    for key, count in uploads.items():
+        assert count <= 1 + in_doubt.get(key, 0), (key, count, in_doubt)
+    with_images = 0
+    for stock in emulator.stocks():
+        text = json.dumps(stock["body"])
+        assert "media:sha256:" not in text
+        urls = set(state.media_urls(stock["creator_mchid"]).values())
+        body = stock["body"]
+        pattern = body.get("pattern_info") or body.get("display_pattern_info") or {}
+        logo = pattern.get("merchant_logo") or pattern.get("merchant_logo_url")
+        assert logo is None or logo in urls, stock
+        with_images += logo is not None
+    assert with_images == IMAGE_STOCKS
+    print(f"image uploads {uploads}, in doubt after kills {in_doubt}")

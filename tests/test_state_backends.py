@@ -319,3 +319,20 @@ def test_delta_finds_exactly_the_changed_stocks() -> None:
     gone = base.without_stock("s-0")
     change = delta(base, gone)
     assert change.stocks == {"s-0": None} and change.retired == gone.retired
+
+
+def test_uploaded_images_survive_per_merchant(factory: Factory) -> None:
+    store = factory()
+    state = store.save(store.load(create_if_missing=True).with_stock(stock("a")))
+    sha1, sha2 = "a" * 64, "b" * 64
+    state = store.save(state.record_upload_intent(M1, sha1, "logo.png", T0))
+    assert factory().load().media_urls(M1) == {}
+    assert factory().load().images[M1][sha1].filename == "logo.png"
+    state = store.save(state.record_media_url(M1, sha1, "https://img.example/1", T0))
+    state = store.save(state.record_media_url(M2, sha2, "https://img.example/2", T0))
+    loaded = factory().load()
+    assert loaded.images == state.images
+    assert loaded.media_urls(M1) == {sha1: "https://img.example/1"}
+    assert loaded.media_urls(M2) == {sha2: "https://img.example/2"}
+    # A state with images only changed is a save of its own (one journal line, a few rows).
+    assert delta(state, state.record_upload_intent(M1, "c" * 64, "x.png", T0)).size == 1

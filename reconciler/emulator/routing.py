@@ -35,6 +35,7 @@ ROUTES: tuple[Route, ...] = (
     _route("busifavor.detail", "GET", f"{_BUSI}/{_ID}"),
     _route("busifavor.modify", "PATCH", f"{_BUSI}/{_ID}"),
     _route("busifavor.budget", "PATCH", f"{_BUSI}/{_ID}/budget"),
+    _route("media.image_upload", "POST", f"{_FAVOR}/media/image-upload"),
     _route("certificates", "GET", "/v3/certificates"),
 )
 

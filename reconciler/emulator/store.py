@@ -76,6 +76,8 @@ class Store:
     # (mchid, scope) -> request number -> record; scope is an endpoint name.
     request_numbers: dict[tuple[str, str], dict[str, RequestRecord]] = field(default_factory=dict)
     next_stock_id: int = FIRST_STOCK_ID
+    uploads: dict[str, int] = field(default_factory=dict)
+    """`<mchid>/<sha256>` -> how many times that merchant uploaded that image content."""
 
     def allocate_stock_id(self) -> str:
         stock_id = str(self.next_stock_id)
@@ -88,6 +90,7 @@ class Store:
     def to_data(self) -> dict[str, Any]:
         return {
             "next_stock_id": self.next_stock_id,
+            "uploads": dict(sorted(self.uploads.items())),
             "merchants": {
                 m.mchid: {
                     "serial_no": m.serial_no,
@@ -130,6 +133,7 @@ class Store:
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Store:
         store = cls(next_stock_id=int(data["next_stock_id"]))
+        store.uploads = {str(k): int(v) for k, v in data.get("uploads", {}).items()}
         for mchid, m in data["merchants"].items():
             store.merchants[mchid] = EmulatedMerchant(
                 mchid=mchid,

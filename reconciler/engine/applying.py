@@ -176,6 +176,7 @@ def apply(
                     ws.project.project.activation.retry_seconds,
                     ws.project.project.activation.max_attempts,
                 ),
+                root=ws.project.root,
             )
             report = applier.apply(chosen)
         finally:

@@ -21,6 +21,7 @@ from reconciler.errors import ConfigError, StateError
 from reconciler.fsutil import write_atomic
 from reconciler.plan import Plan, PlanFormatError
 from reconciler.planner import PlanInputs, make_plan
+from reconciler.spec.images import ImageFacts, image_files
 from reconciler.state.model import State
 
 REFRESH_MODES = ("changing", "all", "none")
@@ -62,9 +63,19 @@ def plan(ws: Workspace, refresh_mode: str = "changing", refresh_note: str = "") 
             rate_limits={
                 m.mchid: ws.project.rate_limits(m.mchid) for m in ws.project.project.merchants
             },
+            images=image_catalog(ws),
         )
     )
     return Planned(result, state)
+
+
+def image_catalog(ws: Workspace) -> dict[str, ImageFacts]:
+    """The facts of the image files the stocks name (Pillow is imported only when some do)."""
+    if not any(any(image_files(d.stock.spec)) for d in ws.desired):
+        return {}
+    from reconciler.media import catalog
+
+    return catalog(ws.desired, ws.project.root)
 
 
 def write_output(path: Path, text: str, what: str) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from reconciler.money import money
 from reconciler.plan import ACTING, Action, Change, Plan
+from reconciler.render.images import upload_lines
 from reconciler.render.text import (
     SYMBOLS,
     budget_label,
@@ -142,6 +143,7 @@ def _details(c: Change) -> str:
         lines.append(f"Ceiling only, never locked (免充值/商家券): {money(c.ceiling_fen)}")
     if c.facts:
         lines.append(f"Observed: {code(facts_text(c))}")
+    lines += [code(t) for t in upload_lines(c)]
     if c.operations and c.action in ACTING:
         lines.append(
             "Sends: "

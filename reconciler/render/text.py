@@ -15,6 +15,7 @@ from typing import Any
 from reconciler.kinds import KINDS, kind_of
 from reconciler.money import money
 from reconciler.plan import ACTING, Action, Change, MerchantTotals, Operation, OpType, Plan
+from reconciler.render.images import upload_lines
 
 SYMBOLS: dict[Action, str] = {
     Action.CREATE: "+",
@@ -232,6 +233,7 @@ def _stock(change: Change, color: bool) -> list[str]:
         lines.append(f"    ceiling only, never locked: {money(change.ceiling_fen)}")
     if change.facts:
         lines.append(f"    observed: {facts_text(change)}")
+    lines += [f"    {clean(t)}" for t in upload_lines(change)]
     if change.operations and change.action in ACTING:
         sends = ", ".join(
             f"{call_name(change, o)} {clean(o.request_no)}" for o in change.operations

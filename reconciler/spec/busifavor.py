@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from reconciler.spec.common import Rfc3339, Strict
+from reconciler.spec.images import BUSIFAVOR_COUPON_IMAGE, FINDER_COVER, LOGO, ImageRef, ImageUrl
 from reconciler.spec.traits import MODIFY, REVIEW, REVIEW_MONEY, Budget, Modify
 
 BusifavorStockType = Literal["NORMAL", "DISCOUNT", "EXCHANGE"]
@@ -136,18 +137,21 @@ class BusifavorCustomEntrance(Strict):
 class BusifavorFinderInfo(Strict):
     finder_id: str = Field(min_length=1)
     finder_video_id: str = Field(min_length=1)
-    finder_video_cover_image_url: str = Field(min_length=1)
+    finder_video_cover_image_url: Annotated[ImageUrl, ImageRef(FINDER_COVER)]
+    """Uploaded image URL, or {file: path} to upload."""
 
 
 class BusifavorDisplayPatternInfo(Strict):
     description: Annotated[str | None, MODIFY] = Field(default=None, min_length=1, max_length=1000)
     """使用须知, at most 1000 characters."""
-    merchant_logo_url: str | None = Field(default=None, min_length=1)
+    merchant_logo_url: Annotated[ImageUrl | None, ImageRef(LOGO)] = None
+    """Uploaded image URL (120×120 px), or {file: path} to upload."""
     merchant_name: str | None = Field(default=None, min_length=1)
     """Taken from the brand by WeChat Pay; not customisable per the docs."""
     background_color: Annotated[str | None, MODIFY] = None
     """Color010 … Color100."""
-    coupon_image_url: Annotated[str | None, MODIFY] = Field(default=None, min_length=1)
+    coupon_image_url: Annotated[ImageUrl | None, MODIFY, ImageRef(BUSIFAVOR_COUPON_IMAGE)] = None
+    """Uploaded image URL, or {file: path} to upload."""
     finder_info: Annotated[BusifavorFinderInfo | None, MODIFY] = None
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from reconciler.spec.common import Rfc3339, Strict
+from reconciler.spec.images import COUPON_IMAGE, LOGO, ImageRef, ShortImageUrl
 from reconciler.spec.traits import Detail, Modify, Review
 
 FavorStockType = Literal["NORMAL", "DISCOUNT", "EXCHANGE", "RANDOM", "DISCOUNT_CUT"]
@@ -44,14 +45,14 @@ class FavorStockUseRule(Strict):
 class FavorPatternInfo(Strict):
     description: Annotated[str, Detail("description")] = Field(min_length=1)
     """使用说明, shown on the coupon page; at most 1000 characters."""
-    merchant_logo: str | None = Field(default=None, min_length=1, max_length=128)
-    """Logo URL from the marketing image-upload API (120×120 px)."""
+    merchant_logo: Annotated[ShortImageUrl | None, ImageRef(LOGO)] = None
+    """Logo URL from the marketing image-upload API (120×120 px), or {file: path} to upload."""
     merchant_name: str | None = Field(default=None, min_length=1)
     """品牌名称: at most 12 Chinese characters or 36 letters."""
     background_color: str | None = None
     """COLOR010 … COLOR102; leave it out rather than sending an empty value."""
-    coupon_image: str | None = Field(default=None, min_length=1, max_length=128)
-    """券详情图片 URL from the image-upload API (850×350 px)."""
+    coupon_image: Annotated[ShortImageUrl | None, ImageRef(COUPON_IMAGE)] = None
+    """券详情图片 URL from the image-upload API (850×350 px), or {file: path} to upload."""
     jump_target: JumpTarget | None = None
     """PAYMENT_CODE, MINI_PROGRAM or DEFAULT_PAGE (the default)."""
     mini_program_appid: str | None = Field(default=None, min_length=1)

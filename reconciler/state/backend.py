@@ -21,7 +21,7 @@ from typing import Protocol
 
 from reconciler.errors import StateError
 from reconciler.state.lock import LockInfo
-from reconciler.state.model import State, StockState
+from reconciler.state.model import MediaImage, State, StockState
 
 
 class WallClock(Protocol):
@@ -103,10 +103,12 @@ class Delta:
     retired: Mapping[str, str] | None
     retired_stock_ids: Mapping[str, str] | None = None
     """The remote stock_ids of retired numbers, when they changed (with `retired`)."""
+    images: Mapping[str, Mapping[str, MediaImage]] | None = None
+    """The uploaded images of each merchant whose images changed (all of that merchant's)."""
 
     @property
     def size(self) -> int:
-        return len(self.stocks) + (0 if self.retired is None else 1)
+        return len(self.stocks) + (0 if self.retired is None else 1) + (1 if self.images else 0)
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,11 @@ def delta(base: State | Listed, new: State | Listed) -> Delta:
     retired = None if new_retired is old_retired or new_retired == old_retired else new_retired
     old_ids, new_ids = b.state.retired_stock_ids, n.state.retired_stock_ids
     retired_ids = None if new_ids is old_ids or new_ids == old_ids else new_ids
-    return Delta(changed, retired, retired_ids)
+    old_images, new_images = b.state.images, n.state.images
+    images = None
+    if new_images is not old_images and new_images != old_images:
+        images = {m: v for m, v in new_images.items() if old_images.get(m) != v}
+    return Delta(changed, retired, retired_ids, images)
 
 
 def _differing(a: list[object], b: list[object], lo: int, hi: int, out: list[int]) -> None:
@@ -172,3 +178,4 @@ def iter_merchants(d: Delta, base: State) -> Iterator[str]:
         entry = value if value is not None else base.stocks.get(key)
         if entry is not None:
             yield entry.merchant
+    yield from d.images or ()

@@ -52,6 +52,11 @@ def record_line(serial: int, delta: Delta) -> bytes:
         record["retired"] = dict(delta.retired)
     if delta.retired_stock_ids is not None:
         record["retired_stock_ids"] = dict(delta.retired_stock_ids)
+    if delta.images:
+        record["images"] = {
+            merchant: {sha: image.model_dump(mode="json") for sha, image in mine.items()}
+            for merchant, mine in delta.images.items()
+        }
     return _line(record)
 
 
@@ -155,6 +160,7 @@ def replay(data: dict[str, Any], journal: Journal) -> dict[str, Any]:
     stocks = dict(data.get("stocks") or {})
     retired = data.get("retired")
     retired_ids = data.get("retired_stock_ids")
+    images = dict(data.get("images") or {})
     for record in journal.records:
         if record["serial"] <= serial:
             continue
@@ -167,8 +173,11 @@ def replay(data: dict[str, Any], journal: Journal) -> dict[str, Any]:
             retired = record["retired"]
         if "retired_stock_ids" in record:
             retired_ids = record["retired_stock_ids"]
+        if "images" in record:
+            images = {**images, **record["images"]}
     return {
         **data,
+        **({"images": images} if images else {}),
         "serial": journal.last_serial,
         "stocks": stocks,
         "retired": retired or {},

@@ -129,6 +129,19 @@ class StockState(_Frozen):
         return self
 
 
+class MediaImage(_Frozen):
+    """One image content uploaded (or being uploaded) for a merchant, keyed by its sha256.
+
+    The intent is recorded before the upload (`media_url` None) and the URL after it. An
+    upload whose answer was lost is simply done again: uploading the same content twice costs
+    WeChat Pay a second URL, nothing else, and nothing refers to the lost one."""
+
+    filename: str = Field(min_length=1)
+    media_url: str | None = None
+    started_at: AwareDatetime
+    uploaded_at: AwareDatetime | None = None
+
+
 class State(_Frozen):
     """One state history (`lineage`) at one point in it (`serial`).
 
@@ -145,6 +158,9 @@ class State(_Frozen):
     retired_stock_ids: dict[str, str] = Field(default_factory=dict)
     """The remote stock_id of each retired number that had created one, so that a later plan
     can name the stock a second create would duplicate."""
+    images: dict[str, dict[str, MediaImage]] = Field(default_factory=dict)
+    """Per merchant, each uploaded image's sha256 (hex) and its media URL: a file is uploaded
+    once per merchant, whatever stocks and runs use it."""
 
     @model_validator(mode="after")
     def _consistent(self) -> State:
@@ -342,6 +358,40 @@ class State(_Frozen):
     def record_observed(self, id: str, details: Mapping[str, Any], at: datetime) -> State:
         return self.with_stock(_update(self.stock(id), observed=dict(details), observed_at=at))
 
+    # --- uploaded images ------------------------------------------------------------------
+
+    def media_urls(self, merchant: str) -> dict[str, str]:
+        """sha256 -> media URL of every image uploaded for `merchant`."""
+        return {
+            sha: image.media_url
+            for sha, image in self.images.get(merchant, {}).items()
+            if image.media_url is not None
+        }
+
+    def record_upload_intent(
+        self, merchant: str, sha256: str, filename: str, at: datetime
+    ) -> State:
+        """Record that the content `sha256` is about to be uploaded (kept if already known)."""
+        mine = self.images.get(merchant, {})
+        if sha256 in mine:
+            return self
+        entry = _validated(MediaImage, {"filename": filename, "started_at": at})
+        return self._with_images(merchant, {**mine, sha256: entry})
+
+    def record_media_url(self, merchant: str, sha256: str, url: str, at: datetime) -> State:
+        mine = self.images.get(merchant, {})
+        known = mine.get(sha256)
+        data = {
+            "filename": known.filename if known else url.rsplit("/", 1)[-1] or "image",
+            "started_at": known.started_at if known else at,
+            "media_url": url,
+            "uploaded_at": at,
+        }
+        return self._with_images(merchant, {**mine, sha256: _validated(MediaImage, data)})
+
+    def _with_images(self, merchant: str, mine: dict[str, MediaImage]) -> State:
+        return self.model_copy(update={"images": {**self.images, merchant: mine}})
+
     def _with_stocks(
         self,
         stocks: dict[str, StockState],
@@ -365,6 +415,7 @@ class State(_Frozen):
             retired_stock_ids=self.retired_stock_ids
             if retired_stock_ids is None
             else retired_stock_ids,
+            images=self.images,
         )
 
 

@@ -61,6 +61,11 @@ _DDL = [
         merchant text NOT NULL,
         data text NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS stocks_merchant ON {s}.stocks (merchant)",
+    """CREATE TABLE IF NOT EXISTS {s}.images (
+        merchant text NOT NULL,
+        sha256 text NOT NULL,
+        data text NOT NULL,
+        PRIMARY KEY (merchant, sha256))""",
     """CREATE TABLE IF NOT EXISTS {s}.locks (
         scope text PRIMARY KEY,
         lock_id text NOT NULL,
@@ -239,6 +244,7 @@ class PostgresStateStore:
             if head is None:
                 return self._missing(conn, create_if_missing=create_if_missing, init=init)
             rows = conn.execute(f"SELECT data FROM {s}.stocks").fetchall()
+            images = _read_images(conn, s)
         stocks: dict[str, Any] = {}
         for (text,) in rows:
             value = json.loads(text)
@@ -250,6 +256,7 @@ class PostgresStateStore:
             "retired": json.loads(head[2]),
             "retired_stock_ids": json.loads(head[3]),
             "stocks": stocks,
+            "images": images,
         }
         try:
             state = State.from_data(data)
@@ -332,6 +339,7 @@ class PostgresStateStore:
                         mine,
                         state.retired if scoped is None else None,
                         state.retired_stock_ids if scoped is None else None,
+                        {m: v for m, v in state.images.items() if scoped is None or m in scoped},
                     )
                     full = True
                 else:
@@ -406,6 +414,20 @@ class PostgresStateStore:
             check(_dumps(dict(change.retired)))
         if change.retired_stock_ids is not None:
             check(_dumps(dict(change.retired_stock_ids)))
+        images = [
+            (merchant, sha, _dumps(image.model_dump(mode="json")))
+            for merchant, mine in (change.images or {}).items()
+            for sha, image in mine.items()
+        ]
+        for row in images:
+            check(row[2])
+        if images:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    f"INSERT INTO {s}.images (merchant, sha256, data) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (merchant, sha256) DO UPDATE SET data = EXCLUDED.data",
+                    images,
+                )
         if replace_all:
             conn.execute(
                 f"DELETE FROM {s}.stocks WHERE NOT (id = ANY(%s))", ([r[0] for r in rows],)
@@ -430,7 +452,10 @@ class PostgresStateStore:
         check(retired)
         check(retired_ids)
         conn.execute(f"DELETE FROM {s}.stocks")
-        self._write_delta(conn, Delta(dict(state.stocks), None), check, replace_all=False)
+        conn.execute(f"DELETE FROM {s}.images")
+        self._write_delta(
+            conn, Delta(dict(state.stocks), None, images=state.images), check, replace_all=False
+        )
         conn.execute(
             f"INSERT INTO {s}.state (one, lineage, serial, retired, retired_stock_ids) "
             "VALUES (true, %s, %s, %s, %s)",
@@ -483,6 +508,7 @@ class PostgresStateStore:
             "retired": json.loads(head[2]),
             "retired_stock_ids": json.loads(head[3]),
             "stocks": stocks,
+            "images": _read_images(conn, s),
         }
         conn.execute(
             f"INSERT INTO {s}.set_aside (lineage, serial, data) VALUES (%s, %s, %s) "
@@ -640,6 +666,15 @@ class PostgresStateStore:
             conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
             conn.execute(f"DELETE FROM {s}.locks WHERE lock_id = %s", (lock_id,))
         return info
+
+
+def _read_images(conn: psycopg.Connection[Any], schema: str) -> dict[str, dict[str, Any]]:
+    images: dict[str, dict[str, Any]] = {}
+    for merchant, sha, text in conn.execute(
+        f"SELECT merchant, sha256, data FROM {schema}.images ORDER BY merchant, sha256"
+    ):
+        images.setdefault(str(merchant), {})[str(sha)] = json.loads(text)
+    return images
 
 
 def _close_all(connections: list[Any]) -> None:

@@ -807,9 +807,14 @@ def render_state(data: dict[str, Any]) -> str:
     1,000 stocks cost about 0.2 s; each stock encoded compactly (in C) on a line of its own
     is ten times faster and keeps a state-branch diff readable per stock.
     """
-    head = [f"  {_compact(k)}: {_compact(v)}" for k, v in sorted(data.items()) if k != "stocks"]
-    stocks = data.get("stocks", {})
-    lines = [f"    {_compact(sid)}: {_compact(stocks[sid])}" for sid in sorted(stocks)]
-    body = "{\n" + ",\n".join(lines) + "\n  }" if lines else "{}"
-    entries = sorted([*head, f'  "stocks": {body}'])
-    return "{\n" + ",\n".join(entries) + "\n}"
+    nested = ("stocks", "images")  # one stock, or one merchant's images, per line
+    head = [f"  {_compact(k)}: {_compact(v)}" for k, v in sorted(data.items()) if k not in nested]
+    entries = list(head)
+    for name in nested:
+        if name not in data and name != "stocks":
+            continue
+        inner = data.get(name, {})
+        lines = [f"    {_compact(key)}: {_compact(inner[key])}" for key in sorted(inner)]
+        body = "{\n" + ",\n".join(lines) + "\n  }" if lines else "{}"
+        entries.append(f"  {_compact(name)}: {body}")
+    return "{\n" + ",\n".join(sorted(entries)) + "\n}"

@@ -26,6 +26,8 @@ NonceSource = Callable[[], str]
 
 USER_AGENT = f"reconciler/{__version__} (+python httpx)"
 JSON = "application/json"
+SIGNED_BODY = "wechatpay_signed_body"
+"""Request extension: the bytes to sign in place of the body (the image upload's `meta`)."""
 NONCE_LENGTH = 32
 _NONCE_ALPHABET = string.digits + string.ascii_letters
 _NONCE = re.compile(r"[0-9A-Za-z]{1,64}")
@@ -83,6 +85,7 @@ class WeChatPayAuth(httpx.Auth):
             # Tells WeChat Pay which key we verify with; during a migration it makes the
             # server sign its answer with the public key rather than a platform certificate.
             headers["Wechatpay-Serial"] = creds.wechatpay_public_key_id
+        body = signed_body(request)
         timestamp = int(self._clock())
         nonce = self._nonce_source()
         if not _NONCE.fullmatch(nonce):
@@ -106,5 +109,11 @@ def signed_message(request: httpx.Request) -> bytes | None:
         return None
     target = request.url.raw_path.decode("ascii")
     return signing.request_message(
-        request.method, target, params["timestamp"], params["nonce_str"], request.content
+        request.method, target, params["timestamp"], params["nonce_str"], signed_body(request)
     )
+
+
+def signed_body(request: httpx.Request) -> bytes:
+    """What the signature covers: the body, or for a multipart upload its `meta` JSON only."""
+    meta = request.extensions.get(SIGNED_BODY)
+    return bytes(meta) if meta is not None else request.content

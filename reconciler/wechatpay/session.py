@@ -19,7 +19,13 @@ from dataclasses import dataclass
 import httpx
 
 from reconciler.errors import ApiError
-from reconciler.wechatpay.auth import NonceSource, TimeSource, WeChatPayAuth, signed_message
+from reconciler.wechatpay.auth import (
+    SIGNED_BODY,
+    NonceSource,
+    TimeSource,
+    WeChatPayAuth,
+    signed_message,
+)
 from reconciler.wechatpay.cancel import Cancelled, pause, take_slot
 from reconciler.wechatpay.certificates import CERTIFICATES_PATH, PlatformCertificates
 from reconciler.wechatpay.credentials import MerchantCredentials
@@ -53,6 +59,10 @@ class Call:
     method: str
     target: str
     body: bytes | None = None
+    content_type: str | None = None
+    """Set for a body that is not JSON (the multipart image upload)."""
+    signed_body: bytes | None = None
+    """What the signature covers when it is not the body (the upload's `meta` JSON)."""
 
 
 class Session:
@@ -147,7 +157,15 @@ class Session:
         retry: tuple[str, float | None] | None = None  # why the last attempt is repeated
         while True:
             attempt += 1
-            request = self._http.build_request(call.method, call.target, content=call.body)
+            request = self._http.build_request(
+                call.method,
+                call.target,
+                content=call.body,
+                headers={"Content-Type": call.content_type} if call.content_type else None,
+                extensions={SIGNED_BODY: call.signed_body}
+                if call.signed_body is not None
+                else None,
+            )
             try:
                 if retry is not None:
                     self._backoff(call, attempt - 1, *retry, cancel)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import json
 import re
 
 from cryptography.exceptions import InvalidSignature
@@ -31,6 +33,14 @@ def request_message(
     """
     head = f"{method.upper()}\n{target}\n{timestamp}\n{nonce}\n".encode("ascii")
     return head + body + b"\n"
+
+
+def upload_meta(filename: str, content: bytes) -> bytes:
+    """The `meta` part of a marketing image upload, and exactly what its signature covers
+    (the request message's body line): compact JSON `{"filename": ..., "sha256": ...}` with
+    the file's SHA-256 as lower-case hex (not Base64: that is a documented SIGN_ERROR)."""
+    meta = {"filename": filename, "sha256": hashlib.sha256(content).hexdigest()}
+    return json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def response_message(timestamp: str, nonce: str, body: bytes) -> bytes:
