@@ -338,9 +338,13 @@ def _read_apiv3_key(path: Path) -> str:
         ) from None
 
 
+def _on_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
 def _show_once(apiv3_key: str) -> None:
     """The new key on a terminal only, so that it never lands in a CI log or a piped file."""
-    if sys.stdout.isatty():
+    if _on_terminal():
         click.echo(f"its APIv3 key, shown this once: {apiv3_key}")
     else:
         click.echo("(the APIv3 key is not shown: this output is not a terminal; read the file)")
