@@ -356,3 +356,18 @@ def test_printed_lines_work_in_certificate_mode_over_loopback(tmp_path: Path) ->
         assert client.favor_detail(created.stock_id, "1900000002")["status"] == "unactivated"
     assert server.errors == []
     assert [e.endpoint for e in emu.request_log][:2] == ["favor.create", "certificates"]
+
+
+def test_the_apiv3_key_stays_out_of_records_and_errors(tmp_path: Path, clock: Clock) -> None:
+    data = tmp_path / "emulator.json"
+    assert run("emulator", "add-merchant", "1900000012", "--data", str(data), "--apiv3-key")
+    key = (tmp_path / "1900000012_apiv3_key").read_text(encoding="ascii")
+    emu = Emulator(clock=clock, data_path=data)
+    assert key not in repr(emu.__dict__) and key not in repr(emu.request_log)
+    # A damaged data file (a torn copy, say) is refused without quoting what it holds.
+    text = data.read_text(encoding="utf-8")
+    data.write_text(text[: text.index(key) + 40], encoding="utf-8")
+    for args in (["set-balance", "1900000012", "0"], ["add-merchant", "1900000013"]):
+        refused = run("emulator", *args, "--data", str(data))
+        assert refused.exit_code == 1 and key not in refused.output
+        assert "not a reconciler emulator data file" in refused.output

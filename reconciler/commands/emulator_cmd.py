@@ -371,6 +371,8 @@ def set_balance(
     """Set (top up) merchant MCHID's balance, in fen, that 预充值 activations draw from.
 
     A running emulator reads the data file only at start: restart it afterwards."""
+    from reconciler.emulator import Emulator
+
     if data_path is not None and project_path is not None:
         raise ConfigError("give --data FILE or --project DIR, not both")
     if data_path is None:
