@@ -359,6 +359,7 @@ def test_certificate_download_decrypts_with_the_apiv3_key(
 def test_without_platform_certificates_the_download_is_404(
     emu: Emulator, merchant: DemoMerchant
 ) -> None:
+    emu.settings.platform_certificates = False
     response = emu.handle(merchant.request("GET", "/v3/certificates", timestamp=NOW))
     assert response.status_code == 404
     assert response.json()["code"] == "RESOURCE_NOT_EXISTS"

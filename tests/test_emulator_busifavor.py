@@ -39,9 +39,9 @@ def test_create_and_detail_echo_the_body(call: Call, emu: Emulator) -> None:
     assert created.json() == {"stock_id": "10000001", "create_time": format_time(NOW)}
     expected = copy.deepcopy(body)
     del expected["out_request_no"]
-    expected["stock_send_rule"].update(transferable=False, shareable=False)
+    # The merchant registered no name: WeChat Pay fills in its short name (detail_fields).
+    expected["display_pattern_info"]["merchant_name"] = "测试商户0001"
     expected.update(
-        subsidy=False,
         stock_state="RUNNING",
         stock_id="10000001",
         send_count_information={
@@ -226,6 +226,7 @@ def test_modify_merges_the_changeable_fields(call: Call, stock_id: str) -> None:
     assert shown["display_pattern_info"] == {
         "description": "新说明",
         "background_color": "Color020",
+        "merchant_name": "测试商户0001",
     }
     assert shown["coupon_use_rule"]["use_method"] == "MINI_PROGRAMS"
     assert shown["coupon_use_rule"]["fixed_normal_coupon"]["discount_amount"] == 500

@@ -155,3 +155,16 @@ class _Serving:
 
     def __exit__(self, *exc: object) -> None:
         stop_background(self.proc)
+
+
+def test_set_balance_tops_up_a_registered_merchant(tmp_path: Path) -> None:
+    data = tmp_path / "emulator.json"
+    assert run("emulator", "add-merchant", "1900000002", "--data", str(data)).exit_code == 0
+    result = run("emulator", "set-balance", "1900000002", "150000", "--data", str(data))
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("merchant 1900000002: balance 150000 分 (¥1,500.00)")
+    stored = json.loads(data.read_text(encoding="utf-8"))["merchants"]["1900000002"]
+    assert stored["balance_fen"] == 150000
+    unknown = run("emulator", "set-balance", "1900000003", "1", "--data", str(data))
+    assert unknown.exit_code == 1
+    assert unknown.output == f"error: merchant 1900000003 is not registered in {data}\n"

@@ -88,6 +88,7 @@ def test_detail_of_a_minimal_single_item_stock(call: Call) -> None:
     assert set(view["stock_use_rule"]) == {
         "max_coupons",
         "max_amount",
+        "max_amount_by_day",
         "max_coupons_per_user",
         "fixed_normal_coupon",
         "coupon_type",

@@ -48,6 +48,7 @@ FILES = {
     "stocks/stock.schema.json",
 }
 LOCAL_FILES = {
+    ".reconciler/local/1900000001_apiv3_key",
     ".reconciler/local/1900000001_key.pem",
     ".reconciler/local/emulator.json",
     ".reconciler/local/wechatpay_pub_key.pem",

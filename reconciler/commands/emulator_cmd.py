@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -164,23 +165,60 @@ def emulator(
     default=None,
     help="The merchant's balance in fen that 预充值 activations draw from.  [default: unlimited]",
 )
+@click.option(
+    "--apiv3-key",
+    "new_apiv3_key",
+    is_flag=True,
+    help="Give the merchant a new APIv3 key (platform-certificate mode): written to "
+    "MCHID_apiv3_key beside the data file, and shown once when the output is a terminal.",
+)
+@click.option(
+    "--apiv3-key-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Give the merchant the APIv3 key held in this file (32 bytes; platform-certificate mode).",
+)
+@click.option(
+    "--name",
+    default=None,
+    help="The merchant's short or brand name, which WeChat Pay fills into a 商家券 that gives "
+    "none (at most 12 characters).  [default: 测试商户 and the mchid's last 4 digits]",
+)
+@click.option(
+    "--logo-url",
+    default=None,
+    help="The brand logo URL filled into a 商家券 that gives none.  [default: none]",
+)
 def add_merchant(
-    mchid: str, data_path: Path | None, project_path: Path | None, balance_fen: int | None
+    mchid: str,
+    data_path: Path | None,
+    project_path: Path | None,
+    balance_fen: int | None,
+    new_apiv3_key: bool,
+    apiv3_key_file: Path | None,
+    name: str | None,
+    logo_url: str | None,
 ) -> None:
     """Register merchant MCHID in an emulator data file, with a key pair generated now.
 
     Writes the merchant's private key beside the data file (never printed) and prints the
-    emulator's public key id and the reconciler.yaml lines to paste (public-key mode). An
-    emulator already serving that file reads it only at start: restart it afterwards.
+    emulator's public key id and the reconciler.yaml lines to paste (public-key mode). With
+    --apiv3-key (or --apiv3-key-file) the merchant is in platform-certificate mode: GET
+    /v3/certificates gives it the platform certificate sealed with that key, and answers to
+    requests that name no Wechatpay-Serial are signed with the certificate. An emulator
+    already serving that file reads it only at start: restart it afterwards.
     """
-    from reconciler.commands.init_cmd import write_private_key
+    from reconciler.commands.init_cmd import apiv3_key_path, write_private_key, write_secret
     from reconciler.emulator import DemoMerchant, Emulator
+    from reconciler.emulator.merchant import generate_apiv3_key
     from reconciler.spec.stock import MCHID_PATTERN
 
     if not re.fullmatch(MCHID_PATTERN, mchid):
         raise ConfigError(f"{mchid!r} is not a mchid: give the merchant number, 5 to 32 digits")
     if data_path is not None and project_path is not None:
         raise ConfigError("give --data FILE or --project DIR, not both")
+    if new_apiv3_key and apiv3_key_file is not None:
+        raise ConfigError("give --apiv3-key (a new key) or --apiv3-key-file FILE, not both")
+    _check_display(name, logo_url)
     if data_path is None and project_path is None:
         if not Path(PROJECT_FILE).exists():
             raise ConfigError(
@@ -194,8 +232,11 @@ def add_merchant(
     assert data_path is not None
     key_path = data_path.parent / f"{mchid}_key.pem"
     public_path = data_path.parent / scaffold.WECHATPAY_PUBLIC_KEY.name
-    if key_path.exists():
-        raise ConfigError(f"{key_path} already exists; move it away or register another mchid")
+    apiv3_path = apiv3_key_path(data_path.parent, mchid) if new_apiv3_key else apiv3_key_file
+    for path in (key_path, apiv3_path if new_apiv3_key else None):
+        if path is not None and path.exists():
+            raise ConfigError(f"{path} already exists; move it away or register another mchid")
+    apiv3_key = _read_apiv3_key(apiv3_key_file) if apiv3_key_file is not None else None
     runtime = current_runtime()
     data_path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
     emu = _open(data_path, lambda path: Emulator(clock=runtime.clock.time, data_path=path))
@@ -205,14 +246,27 @@ def add_merchant(
             "registered with, or register another mchid"
         )
     merchant = DemoMerchant.generate(mchid)
+    if new_apiv3_key:
+        apiv3_key = generate_apiv3_key()
     try:
         write_private_key(key_path, merchant)
+        if new_apiv3_key:
+            assert apiv3_path is not None and apiv3_key is not None
+            write_secret(apiv3_path, apiv3_key.encode("ascii"))
         public_pem = emu.wechatpay_public_key_pem()
         if not public_path.exists() or public_path.read_bytes() != public_pem:
             public_path.write_bytes(public_pem)
     except OSError as exc:
         raise ConfigError(f"cannot write {exc.filename}: {exc.strerror}") from None
-    merchant.register(emu)
+    emu.register_merchant(
+        mchid,
+        merchant.serial_no,
+        merchant.public_key,
+        apiv3_key,
+        signing="public_key" if apiv3_key is None else "platform_certificate",
+        name=name,
+        logo_url=logo_url,
+    )
     if balance_fen is not None:
         emu.set_balance(mchid, balance_fen)
 
@@ -223,6 +277,18 @@ def add_merchant(
 
     click.echo(f"registered merchant {mchid} in {data_path}")
     click.echo(f"its private key: {key_path} (generated now; not shown)")
+    if apiv3_key is not None:
+        assert apiv3_path is not None
+        certificate = emu.ensure_platform_certificate()
+        made = "generated now" if new_apiv3_key else "as given"
+        click.echo(f"its APIv3 key: {apiv3_path} ({made})")
+        if new_apiv3_key:
+            _show_once(apiv3_key)
+        click.echo(
+            f"platform certificate serial: {certificate.serial_no} (GET /v3/certificates gives "
+            "it sealed with the APIv3 key; answers to requests naming no Wechatpay-Serial are "
+            "signed with it)"
+        )
     click.echo(
         f"WeChat Pay public key id: {emu.wechatpay_public_key_id} (public key: {public_path})"
     )
@@ -232,16 +298,56 @@ def add_merchant(
     click.echo("")
     click.echo("Add to reconciler.yaml, under merchants:")
     click.echo("")
-    click.echo(
-        scaffold.merchant_lines(
-            mchid,
-            merchant.serial_no,
-            shown(key_path),
-            shown(public_path),
-            emu.wechatpay_public_key_id,
-        ),
-        nl=False,
+    lines = scaffold.merchant_lines(
+        mchid,
+        merchant.serial_no,
+        shown(key_path),
+        shown(public_path),
+        emu.wechatpay_public_key_id,
     )
+    if apiv3_path is not None:
+        lines += f"    apiv3_key: {{file: {scaffold._scalar(shown(apiv3_path))}}}\n"
+    click.echo(lines, nl=False)
+
+
+def _check_display(name: str | None, logo_url: str | None) -> None:
+    if name is not None and not 1 <= len(name) <= 12:
+        raise ConfigError(
+            f"--name is {len(name)} characters long; WeChat Pay shows at most 12 (商户简称 or brand)"
+        )
+    if logo_url is not None and not re.fullmatch(r"https?://[^\s]{1,500}", logo_url):
+        raise ConfigError(
+            "--logo-url must be an http(s) URL without spaces, at most 508 characters"
+        )
+
+
+def _read_apiv3_key(path: Path) -> str:
+    """The key in `path`, checked like reconciler's own loader; the value is never shown."""
+    from reconciler.wechatpay.credentials import load_apiv3_key
+    from reconciler.wechatpay.errors import CredentialError
+
+    try:
+        raw = load_apiv3_key(path=path)
+    except CredentialError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        return raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"{path}: the APIv3 key must be 32 letters and digits (its value is not shown here)"
+        ) from None
+
+
+def _on_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def _show_once(apiv3_key: str) -> None:
+    """The new key on a terminal only, so that it never lands in a CI log or a piped file."""
+    if _on_terminal():
+        click.echo(f"its APIv3 key, shown this once: {apiv3_key}")
+    else:
+        click.echo("(the APIv3 key is not shown: this output is not a terminal; read the file)")
 
 
 @emulator.command("set-balance")
@@ -265,6 +371,8 @@ def set_balance(
     """Set (top up) merchant MCHID's balance, in fen, that 预充值 activations draw from.
 
     A running emulator reads the data file only at start: restart it afterwards."""
+    from reconciler.emulator import Emulator
+
     if data_path is not None and project_path is not None:
         raise ConfigError("give --data FILE or --project DIR, not both")
     if data_path is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 import click
@@ -91,6 +91,7 @@ def write_project(root: Path, runtime: Runtime, *, local: bool, port: int) -> li
             str(scaffold.EMULATOR_DATA),
             str(scaffold.WECHATPAY_PUBLIC_KEY),
             str(scaffold.key_file(scaffold.MCHID)),
+            str(apiv3_key_path(scaffold.LOCAL_DIR, scaffold.MCHID)),
         ]
     existing = sorted(p for p in planned if (root / p).exists() or (root / p).is_symlink())
     if existing:
@@ -122,12 +123,22 @@ def _local_emulator(root: Path, runtime: Runtime, port: int) -> scaffold.LocalMe
     local.mkdir(parents=True, mode=0o700, exist_ok=True)
     emu = Emulator(clock=runtime.clock.time, data_path=root / scaffold.EMULATOR_DATA)
     merchant = DemoMerchant.generate(scaffold.MCHID)
+    # Public-key mode, as reconciler.yaml says; the APIv3 key (in its own file, like the private
+    # key) lets an SDK in platform-certificate mode download the certificate too.
     merchant.register(emu)
     write_private_key(root / scaffold.key_file(merchant.mchid), merchant)
+    write_secret(
+        apiv3_key_path(root / scaffold.LOCAL_DIR, merchant.mchid), merchant.apiv3_key.encode()
+    )
     (root / scaffold.WECHATPAY_PUBLIC_KEY).write_bytes(emu.wechatpay_public_key_pem())
     return scaffold.LocalMerchant(
         merchant.mchid, merchant.serial_no, emu.wechatpay_public_key_id, port
     )
+
+
+def apiv3_key_path(directory: Path | PurePosixPath, mchid: str) -> Path:
+    """Where a local merchant's APIv3 key is kept: beside its private key."""
+    return Path(directory) / f"{mchid}_apiv3_key"
 
 
 def write_private_key(path: Path, merchant: DemoMerchant) -> None:
@@ -139,6 +150,11 @@ def write_private_key(path: Path, merchant: DemoMerchant) -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+    write_secret(path, pem)
+
+
+def write_secret(path: Path, data: bytes) -> None:
+    """A new file readable by the owner only from the start; never replaces one."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
-        out.write(pem)
+        out.write(data)

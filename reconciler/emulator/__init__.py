@@ -28,6 +28,12 @@ Choices made where the real API is UNCONFIRMED (each switchable in `EmulatorSett
   403 NO_AUTH; an unregistered mchid: 400 MCH_NOT_EXISTS.
 - Favor start repeated on a running stock answers the first start_time ("支持幂等重入");
   pause/restart/stop outside their precondition: 400 INVALID_REQUEST.
+- Answers are signed with the key the request names in `Wechatpay-Serial`, else the merchant's
+  own mode (`signing_key="by_merchant"`); `GET /v3/certificates` is served to every merchant
+  with an APIv3 key (docs/emulator.md).
+- Detail fields follow the official Go SDK models (`detail_fields`): favor max_amount_by_day
+  is always shown (max_amount when the create gave none: UNCONFIRMED); busifavor brand name
+  and logo are filled from the merchant's registration when the create gave none.
 """
 
 from __future__ import annotations

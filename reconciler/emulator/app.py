@@ -31,7 +31,7 @@ from reconciler.emulator.keys import (
 from reconciler.emulator.ratelimit import RateLimiter
 from reconciler.emulator.routing import match
 from reconciler.emulator.settings import EmulatorSettings
-from reconciler.emulator.store import EmulatedMerchant, Store, StoredStock
+from reconciler.emulator.store import EmulatedMerchant, MerchantSigning, Store, StoredStock
 
 if TYPE_CHECKING:
     from reconciler.emulator.server import EmulatorServer
@@ -95,7 +95,7 @@ class Emulator:
             self._store = Store()
         else:
             self._keys, self._store = loaded
-        if self.settings.platform_certificates:
+        if self.settings.platform_certificates is True:
             self._certificate()
         if loaded is None:
             self._save()
@@ -128,20 +128,39 @@ class Emulator:
         serial_no: str,
         public_key: rsa.RSAPublicKey | bytes,
         apiv3_key: str | None = None,
+        *,
+        signing: MerchantSigning = "public_key",
+        name: str | None = None,
+        logo_url: str | None = None,
     ) -> None:
-        """Accept requests signed by this merchant (public key object or SPKI PEM bytes)."""
+        """Accept requests signed by this merchant (public key object or SPKI PEM bytes).
+
+        With `apiv3_key` the merchant can download the platform certificate; `signing` says
+        which key signs answers to its requests that name none in `Wechatpay-Serial`
+        (`platform_certificate` needs an APIv3 key). `name` and `logo_url` are what WeChat Pay
+        fills into a 商家券 display that gives none (the short name defaults to 测试商户 and the
+        mchid's last four digits; no logo by default)."""
         if not mchid or not serial_no:
             raise ValueError("mchid and serial_no must not be empty")
         if apiv3_key is not None and len(apiv3_key.encode()) != 32:
             raise ValueError("the APIv3 key must be 32 bytes")
+        if signing == "platform_certificate" and apiv3_key is None:
+            raise ValueError("a merchant in certificate mode needs an APIv3 key")
         key = load_public_key(public_key) if isinstance(public_key, bytes) else public_key
         with self._lock:
             earlier = self._store.merchants.get(mchid)
-            merchant = EmulatedMerchant(mchid, serial_no, key, apiv3_key)
+            merchant = EmulatedMerchant(
+                mchid, serial_no, key, apiv3_key, signing=signing, name=name, logo_url=logo_url
+            )
             if earlier is not None:
                 merchant.balance_fen, merchant.locked_fen = earlier.balance_fen, earlier.locked_fen
             self._store.merchants[mchid] = merchant
             self._save()
+
+    def ensure_platform_certificate(self) -> PlatformCertificate:
+        """The platform certificate, made (and saved) now if there is none yet."""
+        with self._lock:
+            return self._certificate()
 
     def set_balance(self, mchid: str, balance_fen: int | None) -> None:
         """The merchant's balance that 预充值 activations draw from (None: unlimited)."""
@@ -249,7 +268,7 @@ class Emulator:
             response = signed_response(
                 reply.status,
                 reply.body,
-                signer=self._signer(request),
+                signer=self._signer(request, mchid),
                 timestamp=int(now) + decision.clock_skew_seconds,
                 request_id=request_id,
                 fault=decision.signature,
@@ -265,7 +284,8 @@ class Emulator:
         return HANDLERS[endpoint](ctx)
 
     def _certificates(self, ctx: RequestContext) -> Reply:
-        if not self.settings.platform_certificates:
+        """The platform certificate sealed with the caller's APIv3 key (AEAD_AES_256_GCM)."""
+        if self.settings.platform_certificates is False:
             raise ApiFailure(404, "RESOURCE_NOT_EXISTS", NO_CERTIFICATE)
         apiv3_key = self._store.merchants[ctx.mchid].apiv3_key
         if apiv3_key is None:
@@ -279,14 +299,29 @@ class Emulator:
         assert self._keys.certificate is not None
         return self._keys.certificate
 
-    def _signer(self, request: httpx.Request) -> SigningIdentity:
+    def _signer(self, request: httpx.Request, mchid: str | None) -> SigningIdentity:
         mode = self.settings.signing_key
         asked = request.headers.get("Wechatpay-Serial")
+        if mode == "by_merchant":
+            return self._merchant_signer(asked, mchid)
         if mode == "public_key" or (
             mode == "by_request_serial" and asked == self._keys.public_key_id
         ):
             return self._keys.public_key_identity()
         return self._certificate().identity()
+
+    def _merchant_signer(self, asked: str | None, mchid: str | None) -> SigningIdentity:
+        """The key the request names, else the merchant's own mode; the public key for a
+        merchant without an APIv3 key (it has no platform certificate) or an unknown caller."""
+        merchant = None if mchid is None else self._store.merchants.get(mchid)
+        if merchant is None or merchant.apiv3_key is None or asked == self._keys.public_key_id:
+            return self._keys.public_key_identity()
+        cert = self._keys.certificate
+        if asked is not None and cert is not None and asked.upper() == cert.serial_no:
+            return cert.identity()
+        if merchant.signing == "platform_certificate":
+            return self._certificate().identity()
+        return self._keys.public_key_identity()
 
     def _admit(self, mchid: str, endpoint: str, now: float) -> bool:
         if not self.settings.rate_limiting:

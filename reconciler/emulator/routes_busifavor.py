@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reconciler.emulator.context import Reply, RequestContext
+from reconciler.emulator.detail_fields import busifavor_send_count, fill_busifavor_brand
 from reconciler.emulator.failures import NO_PERMISSION, ApiFailure, invalid_request, param_error
 from reconciler.emulator.store import StoredStock
 from reconciler.emulator.timefmt import TimeStyle, format_time, parse_time, render_time
@@ -15,7 +16,6 @@ from reconciler.emulator.validate_busifavor_update import validate_budget, valid
 
 CURRENT_VALUE_WRONG = "批次库存的当前值错误,请获取批次详情查看最新值"
 STOCK_ENDED = "批次已过有效期,不允许修改"
-_SEND_FLAGS = ("natural_person_limit", "prevent_api_abuse", "transferable", "shareable")
 # Replaced whole by a modify; every other object in a modify body is merged key by key.
 _REPLACED_WHOLE = frozenset({"mini_programs_info", "finder_info"})
 
@@ -49,13 +49,10 @@ def create(ctx: RequestContext) -> Reply:
 
 def busifavor_view(stock: StoredStock, style: TimeStyle) -> dict[str, Any]:
     """The detail shape (reference §2.2): the create body under the same names, without
-    out_request_no, plus stock_state, stock_id and the send counters; unset flags read false."""
+    out_request_no, plus stock_state, stock_id and the send counters. Optional fields appear
+    only as the SDK model says (detail_fields): flags and subsidy only when they were given."""
     view = copy.deepcopy(stock.body)
     del view["out_request_no"]
-    send_rule = view["stock_send_rule"]
-    for flag in _SEND_FLAGS:
-        send_rule.setdefault(flag, False)
-    view.setdefault("subsidy", False)
     available = view["coupon_use_rule"]["coupon_available_time"]
     for key in ("available_begin_time", "available_end_time"):
         available[key] = render_time(available[key], style)
@@ -64,12 +61,7 @@ def busifavor_view(stock: StoredStock, style: TimeStyle) -> dict[str, Any]:
             slot[key] = render_time(slot[key], style)
     view["stock_state"] = stock.status
     view["stock_id"] = stock.stock_id
-    view["send_count_information"] = {
-        "total_send_num": 0,
-        "total_send_amount": 0,
-        "today_send_num": 0,
-        "today_send_amount": 0,
-    }
+    view["send_count_information"] = busifavor_send_count(view)
     if view["coupon_code_mode"] == "MERCHANT_UPLOAD":
         view["coupon_code_count"] = {"total_count": 0, "available_count": 0}
     return view
@@ -89,7 +81,9 @@ def _require_running_window(ctx: RequestContext, stock: StoredStock) -> None:
 
 
 def detail(ctx: RequestContext) -> Reply:
-    return Reply(200, busifavor_view(_own_stock(ctx), ctx.settings.detail_time_format))
+    view = busifavor_view(_own_stock(ctx), ctx.settings.detail_time_format)
+    fill_busifavor_brand(view, ctx.store.merchants)
+    return Reply(200, view)
 
 
 def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
@@ -107,7 +101,10 @@ def modify(ctx: RequestContext) -> Reply:
     replayed = ctx.replay("busifavor.modify", number, extra=stock.stock_id)
     if replayed is not None:
         return replayed
-    root = validate_busifavor_modify(body, current=stock.body)
+    # What the detail shows, system-filled brand included: echoing it back is no change.
+    shown = copy.deepcopy(stock.body)
+    fill_busifavor_brand(shown, ctx.store.merchants)
+    root = validate_busifavor_modify(body, current=shown)
     _require_running_window(ctx, stock)
     patch = {k: v for k, v in root.data.items() if k != "out_request_no" and v is not None}
     _merge(stock.body, patch)

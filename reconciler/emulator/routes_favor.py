@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reconciler.emulator.context import Reply, RequestContext
+from reconciler.emulator.detail_fields import favor_max_amount_by_day
 from reconciler.emulator.failures import BAD_MERCHANT, ApiFailure, invalid_request, param_error
 from reconciler.emulator.store import StoredStock
 from reconciler.emulator.timefmt import TimeStyle, format_time, parse_time, render_time
@@ -58,14 +59,16 @@ def create(ctx: RequestContext) -> Reply:
 
 
 def favor_view(stock: StoredStock, style: TimeStyle) -> dict[str, Any]:
-    """The detail shape (reference §1.2): the use rules regrouped, create-only fields dropped."""
+    """The detail shape (reference §1.2): the use rules regrouped, create-only fields dropped;
+    which fields are present follows the SDK model (detail_fields)."""
     body = stock.body
     sent_rule = body["stock_use_rule"]
     coupon_rule = body["coupon_use_rule"]
     rule: dict[str, Any] = {
-        key: sent_rule[key]
-        for key in ("max_coupons", "max_amount", "max_amount_by_day", "max_coupons_per_user")
-        if key in sent_rule
+        "max_coupons": sent_rule["max_coupons"],
+        "max_amount": sent_rule["max_amount"],
+        "max_amount_by_day": favor_max_amount_by_day(sent_rule),
+        "max_coupons_per_user": sent_rule["max_coupons_per_user"],
     }
     rule["fixed_normal_coupon"] = dict(coupon_rule["fixed_normal_coupon"])
     rule["coupon_type"] = "NORMAL"

@@ -11,7 +11,7 @@ from reconciler.emulator.faults import Faults
 from reconciler.emulator.timefmt import TimeStyle
 from reconciler.wechatpay.signing import MAX_CLOCK_SKEW_SECONDS
 
-SigningKeyMode = Literal["public_key", "platform_certificate", "by_request_serial"]
+SigningKeyMode = Literal["by_merchant", "public_key", "platform_certificate", "by_request_serial"]
 ReuseMode = Literal["idempotent", "reject"]
 ReuseCompare = Literal["json", "bytes"]
 OffsetMode = Literal["page", "item"]
@@ -47,11 +47,17 @@ DEFAULT_RATE_LIMITS: Mapping[str, RateLimit] = MappingProxyType(
 class EmulatorSettings:
     """How the emulator behaves; mutable, read on every request, so a test may change it.
 
-    - `signing_key`: which WeChat Pay key signs responses. `by_request_serial` is the migration
-      behaviour: the public key when the request's `Wechatpay-Serial` is the PUB_KEY_ID, else
-      the platform certificate.
-    - `platform_certificates`: serve `GET /v3/certificates` (a certificate is made on first
-      need); when False that endpoint answers 404 like a merchant without platform certificates.
+    - `signing_key`: which WeChat Pay key signs responses. `by_merchant` (the default): the key
+      the request's `Wechatpay-Serial` names (the PUB_KEY_ID, or the platform certificate's
+      serial for a merchant with an APIv3 key); without one, the calling merchant's own
+      `signing` (public key unless it was registered in certificate mode). `by_request_serial`
+      is the migration behaviour: the public key when the request's `Wechatpay-Serial` is the
+      PUB_KEY_ID, else the platform certificate. `public_key` and `platform_certificate` always
+      sign with that key.
+    - `platform_certificates`: `GET /v3/certificates`. None (default): served to every merchant
+      registered with an APIv3 key, the certificate made on first need; True: the same, with
+      the certificate made at start; False: 404 for every merchant, like an account without
+      platform certificates (merchants registered since late 2024).
     - `out_request_no_reuse` (UNCONFIRMED for the real API): `idempotent` answers a repeated
       request number with an equal body with the original answer and a different body with
       400 INVALID_REQUEST; `reject` answers any reuse with 400 RESOURCE_ALREADY_EXISTS.
@@ -71,8 +77,8 @@ class EmulatorSettings:
       403 RULE_LIMIT (the limit is reported as 500; the code is UNCONFIRMED).
     """
 
-    signing_key: SigningKeyMode = "public_key"
-    platform_certificates: bool = False
+    signing_key: SigningKeyMode = "by_merchant"
+    platform_certificates: bool | None = None
     out_request_no_reuse: ReuseMode = "idempotent"
     reuse_compare: ReuseCompare = "json"
     list_offset: OffsetMode = "page"

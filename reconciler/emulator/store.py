@@ -6,7 +6,7 @@ import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast, get_args
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -23,6 +23,8 @@ FORMAT = "reconciler-emulator/1"
 FIRST_STOCK_ID = 10000001
 
 KindName = Literal["favor", "busifavor"]
+MerchantSigning = Literal["public_key", "platform_certificate"]
+"""Which WeChat Pay key signs the answers to a merchant whose request names none."""
 
 
 @dataclass
@@ -35,6 +37,22 @@ class EmulatedMerchant:
     """What 预充值 activations draw from (their max_amount); None: unlimited."""
     locked_fen: int = 0
     """Money locked by activations so far (each activation counts once)."""
+    signing: MerchantSigning = "public_key"
+    """The key that signs answers to requests without a known `Wechatpay-Serial`: the public
+    key (a merchant in public-key mode), or the platform certificate (certificate mode)."""
+    name: str | None = None
+    """The merchant's registered short name (商户简称) or brand name; None: `short_name`."""
+    logo_url: str | None = None
+    """The brand logo WeChat Pay fills into a 商家券 that gives none; None: no brand logo."""
+
+    @property
+    def short_name(self) -> str:
+        return self.name if self.name is not None else default_short_name(self.mchid)
+
+
+def default_short_name(mchid: str) -> str:
+    """The name an emulated merchant registered without one goes by (at most 12 characters)."""
+    return f"测试商户{mchid[-4:]}"
 
 
 @dataclass
@@ -98,6 +116,9 @@ class Store:
                     "apiv3_key": m.apiv3_key,
                     "balance_fen": m.balance_fen,
                     "locked_fen": m.locked_fen,
+                    "signing": m.signing,
+                    "name": m.name,
+                    "logo_url": m.logo_url,
                 }
                 for m in self.merchants.values()
             },
@@ -142,6 +163,9 @@ class Store:
                 apiv3_key=m["apiv3_key"],
                 balance_fen=m.get("balance_fen"),
                 locked_fen=int(m.get("locked_fen", 0)),
+                signing=_signing(m.get("signing", "public_key")),
+                name=m.get("name"),
+                logo_url=m.get("logo_url"),
             )
         for s in data["stocks"]:
             store.stocks[s["stock_id"]] = StoredStock(**s)
@@ -153,6 +177,12 @@ class Store:
                 response=r["response"],
             )
         return store
+
+
+def _signing(value: object) -> MerchantSigning:
+    if value in get_args(MerchantSigning):
+        return cast(MerchantSigning, value)
+    raise ValueError(f"unknown merchant signing {value!r}")
 
 
 def dump(keys: WechatPayKeys, store: Store) -> dict[str, Any]:
