@@ -152,6 +152,7 @@ SUMMARIES = {
     "push": "Load a JSON state file into the configured backend.",
     "add-merchant": "Register a merchant in an emulator data file.",
     "set-balance": "Set a merchant's balance in an emulator data file.",
+    "seed": "Add stocks made elsewhere to an emulator data file.",
 }
 """One line per command for `--help` listings, so none is cut off mid-sentence (a subcommand
 whose name is also a command's is keyed with its group: "state import")."""

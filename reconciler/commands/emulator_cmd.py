@@ -281,6 +281,45 @@ def set_balance(
     )
 
 
+@emulator.command("seed")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="The emulator's data file.",
+)
+@click.option(
+    "--project",
+    "project_path",
+    type=click.Path(path_type=Path, exists=True),
+    help=_PROJECT_HELP + ".  [default: here, when there is a reconciler.yaml]",
+)
+def seed(file: Path, data_path: Path | None, project_path: Path | None) -> None:
+    """Add the stocks listed in FILE to an emulator data file, as if made elsewhere.
+
+    FILE (YAML or JSON) lists `stocks:`, each with kind, merchant, body (the create body)
+    and optionally created and status; every body is checked by the create rules first, and
+    nothing is added unless all pass. A running emulator reads the data file only at start:
+    restart it afterwards."""
+    from reconciler.emulator import Emulator
+    from reconciler.emulator.seed import SeedError, read_seed
+    from reconciler.emulator.seed import seed as seed_stocks
+
+    if data_path is not None and project_path is not None:
+        raise ConfigError("give --data FILE or --project DIR, not both")
+    if data_path is None:
+        data_path = _local_data(_project(project_path or Path(".")), must_exist=True)
+    runtime = current_runtime()
+    emu = _open(data_path, lambda path: Emulator(clock=runtime.clock.time, data_path=path))
+    try:
+        made = seed_stocks(emu, read_seed(file), runtime.clock.time(), f"{file}: ")
+    except SeedError as exc:
+        raise ConfigError(f"{exc}; nothing was added") from None
+    click.echo(f"seeded {len(made)} stock(s) into {data_path}: {', '.join(made) or 'none'}")
+    click.echo("A running emulator reads the data file only at start: restart it to serve them.")
+
+
 def _project(path: Path) -> ProjectFile:
     """The project at `path` (a directory holding reconciler.yaml, or that file itself)."""
     from reconciler.config import load_project

@@ -113,7 +113,11 @@ def inverse(
                     continue
             if subs:
                 if any(p.startswith(path + ".") for p in shown) or _required(info):
+                    before = len(unknown)
                     walk(subs[0], path + ".")
+                    if not _required(info) and not get_path(spec, path)[0]:
+                        # The detail shows the object absent: nothing under it can be set.
+                        del unknown[before:]
                 else:
                     unknown.append(path)
                 continue
