@@ -64,7 +64,9 @@ def _node(value: Any) -> Any:
     return _scalar(value)
 
 
-def _keys_in_order(node: CommentedMap, path: str, depth: int) -> list[tuple[CommentedMap, str, str, int]]:
+def _keys_in_order(
+    node: CommentedMap, path: str, depth: int
+) -> list[tuple[CommentedMap, str, str, int]]:
     """(map, key, path, indent) of every key under `node`, in document order."""
     out = []
     for key, value in node.items():
@@ -104,13 +106,17 @@ def render_stock_file(
         f"{kind.label} ({kind.name}) imported from WeChat Pay: stock_id {stock_id} of merchant",
         f"{merchant}, by `reconciler import` on {today}. Every field WeChat Pay returned is",
         "written as it holds it; a field it does not return is marked `not returned`: the",
-        "stock may hold a value there all the same (README, \"Adopting existing stocks\").",
+        'stock may hold a value there all the same (README, "Adopting existing stocks").',
     ]
     top.yaml_set_start_comment("\n".join(header))
-    top.yaml_add_eol_comment("from the stock name and stock_id; rename with `reconciler state mv`", "id")
+    top.yaml_add_eol_comment(
+        "from the stock name and stock_id; rename with `reconciler state mv`", "id"
+    )
     for key, note in imported.top_notes.items():
         top.yaml_add_eol_comment(note, key)
-    top.yaml_add_eol_comment("the create body, field names exactly as the API documents them", "spec")
+    top.yaml_add_eol_comment(
+        "the create body, field names exactly as the API documents them", "spec"
+    )
     order = _keys_in_order(spec, "", 1)
     paths = {p: (m, k) for m, k, p, _ in order}
     for path, (node, key) in paths.items():
@@ -118,7 +124,8 @@ def render_stock_file(
         value = node[key]
         if path in imported.stand_ins:
             node.yaml_add_eol_comment(
-                f"not returned by WeChat Pay: {str(value).lower()} stands in, unknown at import", key
+                f"not returned by WeChat Pay: {str(value).lower()} stands in, unknown at import",
+                key,
             )
         elif path in imported.derived:
             node.yaml_add_eol_comment(
@@ -170,4 +177,4 @@ def relative_schema(depth: int) -> str:
     return "../" * depth + "stock.schema.json"
 
 
-__all__: Sequence[str] = ["render_stock_file", "slug_id", "relative_schema"]
+__all__: Sequence[str] = ["relative_schema", "render_stock_file", "slug_id"]

@@ -364,7 +364,9 @@ class _Planner:
         if immutable:
             names = ", ".join(d.path for d in immutable)
             reason = f"{names}: {kind.immutable_reason}; a replacement would be a second stock (stocks cannot be deleted, so the budget would double)"
-            suggestion = "revert the change, or give the new stock a new id (the old stock stays as it is)"
+            suggestion = (
+                "revert the change, or give the new stock a new id (the old stock stays as it is)"
+            )
             if all(d.path in first for d in immutable):
                 reason = f"{names}: set for the first time; WeChat Pay did not return {'this field' if len(immutable) == 1 else 'these fields'} when the stock was imported, so the stock's own value is unknown, and it cannot be sent: {kind.immutable_reason}"
                 suggestion = f"remove the line again; or, if the file now says what the stock holds, record it: `reconciler state rm {stock.id}`, then `reconciler state import {stock.id} {st.stock_id}`"

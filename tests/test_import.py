@@ -17,7 +17,7 @@ from reconciler.emulator import Emulator
 from reconciler.emulator.routes_busifavor import busifavor_view
 from reconciler.emulator.routes_favor import favor_view
 from reconciler.emulator.seed import SeedError, seed
-from reconciler.emulator.store import StoredStock
+from reconciler.emulator.store import KindName, StoredStock
 from reconciler.importfile import render_stock_file, slug_id
 from reconciler.kinds import kind_of
 from reconciler.loader import load_stock_file
@@ -39,14 +39,15 @@ from tests.e2e_support import (
 )
 from tests.fake_api import FakeStockApi
 from tests.test_import_e2e import busifavor_body, favor_body, other_client
-from tests.test_state_backends import factory, kind  # noqa: F401  (the backend fixtures)
+from tests.test_state_backends import Factory, factory, kind  # noqa: F401  (the backend fixtures)
 
 T0 = datetime(2027, 2, 1, 1, 0, tzinfo=UTC)
-Factory = Any
 
 
-def stored(kind: str, body: dict[str, Any], status: str) -> StoredStock:
-    return StoredStock(kind, "10000009", MCHID, "X1", 0.0, "2027-02-01T09:00:00+08:00", status, body)  # type: ignore[arg-type]
+def stored(name: KindName, body: dict[str, Any], status: str) -> StoredStock:
+    return StoredStock(
+        name, "10000009", MCHID, "X1", 0.0, "2027-02-01T09:00:00+08:00", status, body
+    )
 
 
 def under(path: str, unknown: tuple[str, ...]) -> bool:
@@ -60,13 +61,13 @@ def under(path: str, unknown: tuple[str, ...]) -> bool:
 def test_favor_round_trip_gives_back_every_returned_field(index: int) -> None:
     """create body → detail (the emulator's view) → imported spec: equal on every field the
     API returns; the fields it does not return are exactly the unknown ones."""
-    kind = kind_of("favor")
+    k = kind_of("favor")
     body = favor_body(index)
     detail = favor_view(stored("favor", body, "running"), "as_sent")
     api = FakeStockApi(MCHID)
     api.stocks["10000009"] = body
-    reads = kind.import_reads(api, "10000009", MCHID, detail)
-    imported = kind.from_detail(detail, reads)
+    reads = k.import_reads(api, "10000009", MCHID, detail)
+    imported = k.from_detail(detail, reads)
     original = {k: v for k, v in body.items() if k != "out_request_no"}
     for path, value in leaves(original):
         if under(path, imported.unknown):
@@ -80,15 +81,15 @@ def test_favor_round_trip_gives_back_every_returned_field(index: int) -> None:
     assert "comment" in imported.unknown and "ext_info" in imported.unknown
     assert "coupon_use_rule.available_merchants" not in imported.unknown
     assert imported.top == {"status": "running"}
-    assert kind.matches({**imported.spec}, detail)
+    assert k.matches({**imported.spec}, detail)
 
 
 @pytest.mark.parametrize("index", range(8))
 def test_busifavor_round_trip_gives_back_the_whole_body(index: int) -> None:
-    kind = kind_of("busifavor")
+    k = kind_of("busifavor")
     body = busifavor_body(index)
     detail = busifavor_view(stored("busifavor", body, "RUNNING"), "as_sent")
-    imported = kind.from_detail(detail, kind.import_reads(FakeStockApi(MCHID), "1", MCHID, detail))
+    imported = k.from_detail(detail, k.import_reads(FakeStockApi(MCHID), "1", MCHID, detail))
     original = {k: v for k, v in body.items() if k != "out_request_no"}
     # The detail shows unset flags as false (server defaults); the file keeps those it must.
     flags = {"stock_send_rule.natural_person_limit", "stock_send_rule.prevent_api_abuse"}
@@ -101,20 +102,24 @@ def test_busifavor_round_trip_gives_back_the_whole_body(index: int) -> None:
 def test_favor_detail_shapes_the_docs_leave_open() -> None:
     """trade_type as a bare string becomes a list; a single-item stock's goods come from the
     items list; an `audit` stock is written as running (no lifecycle call)."""
-    kind = kind_of("favor")
+    k = kind_of("favor")
     body = favor_body(5)
     detail = favor_view(stored("favor", body, "audit"), "millis")
     detail["stock_use_rule"]["trade_type"] = "MICROAPP"
     api = FakeStockApi(MCHID)
     api.stocks["10000009"] = body
-    reads = kind.import_reads(api, "10000009", MCHID, detail)
-    imported = kind.from_detail(detail, reads)
+    reads = k.import_reads(api, "10000009", MCHID, detail)
+    imported = k.from_detail(detail, reads)
     assert imported.spec["coupon_use_rule"]["trade_type"] == ["MICROAPP"]
     assert imported.spec["coupon_use_rule"]["available_items"] == ["sku-5-a", "sku-5-b"]
     assert imported.top == {"status": "running"}
     assert api.count("favor_items") == 1 and api.count("favor_merchants") == 1
-    for status, written in [("unactivated", "created"), ("paused", "paused"), ("stoped", "stopped")]:
-        assert kind.import_top({"status": status})[0] == {"status": written}
+    for status, written in [
+        ("unactivated", "created"),
+        ("paused", "paused"),
+        ("stoped", "stopped"),
+    ]:
+        assert k.import_top({"status": status})[0] == {"status": written}
 
 
 # --- ids and the file -----------------------------------------------------------------------
@@ -129,11 +134,11 @@ def test_ids_come_from_the_name_and_stock_id() -> None:
 
 
 def test_the_file_marks_what_is_not_returned_and_loads_as_the_same_stock() -> None:
-    kind = kind_of("favor")
+    k = kind_of("favor")
     body = favor_body(3)  # no pattern_info, no comment
     detail = favor_view(stored("favor", body, "unactivated"), "as_sent")
-    imported = kind.from_detail(detail, {"coupon_use_rule.available_merchants": [MCHID]})
-    text = render_stock_file(kind, "favor-10000009", MCHID, "10000009", imported, "2027-02-01")
+    imported = k.from_detail(detail, {"coupon_use_rule.available_merchants": [MCHID]})
+    text = render_stock_file(k, "favor-10000009", MCHID, "10000009", imported, "2027-02-01")
     assert "imported from WeChat Pay: stock_id 10000009" in text
     assert "# comment: not returned by WeChat Pay" in text
     assert "pattern_info" not in text  # the detail shows it absent (no description)
@@ -142,7 +147,7 @@ def test_the_file_marks_what_is_not_returned_and_loads_as_the_same_stock() -> No
     assert "status: created" in text
     loaded, diagnostics = load_stock_file(text.encode(), "x.yaml")
     assert loaded is not None, diagnostics
-    assert kind.create_body(loaded.stock, "N") == {**imported.spec, "out_request_no": "N"}
+    assert k.create_body(loaded.stock, "N") == {**imported.spec, "out_request_no": "N"}
     data = YAML(typ="safe").load(text)
     assert data["merchant"] == MCHID and data["spec"]["belong_merchant"] == MCHID
 
@@ -151,7 +156,7 @@ def test_the_file_marks_what_is_not_returned_and_loads_as_the_same_stock() -> No
 
 
 def test_unknown_at_import_is_kept_by_both_backends_and_left_out_when_empty(
-    factory: Factory,
+    factory: Factory,  # noqa: F811
 ) -> None:
     store: StateBackend = factory()
     state = store.load(create_if_missing=True)
@@ -173,14 +178,14 @@ def _busifavor_case(tmp_path: Path) -> tuple[State, str]:
     body = busifavor_body(1)
     body.pop("comment", None)
     detail = busifavor_view(stored("busifavor", body, "RUNNING"), "as_sent")
-    kind = kind_of("busifavor")
-    imported = kind.from_detail(detail)
-    text = render_stock_file(kind, "busi-1", MCHID, "10000009", imported, "2027-02-01")
+    k = kind_of("busifavor")
+    imported = k.from_detail(detail)
+    text = render_stock_file(k, "busi-1", MCHID, "10000009", imported, "2027-02-01")
     loaded, _ = load_stock_file(text.encode(), "busi-1.yaml")
     assert loaded is not None
     entry = StockState.new("busi-1", "busifavor", MCHID)
     state = State.new("00000000-0000-0000-0000-000000000001").with_stock(entry)
-    applied = kind.create_body(loaded.stock, entry.out_request_no)
+    applied = k.create_body(loaded.stock, entry.out_request_no)
     state = state.adopt("busi-1", "10000009", applied, ["comment"])
     return state, text
 
@@ -285,13 +290,13 @@ def test_busifavor_needs_stock_ids_and_the_files_stay_under_the_stocks_folder(
 def test_stocks_seeded_from_a_file_are_imported(ws: Workspace) -> None:
     prepare_data_file(ws)
     seed_file = ws.root / "seed.yaml"
-    stocks = [
-        {"kind": "favor", "merchant": MCHID, "status": "running", "body": favor_body(7)},
-        {"kind": "busifavor", "merchant": MCHID, "body": busifavor_body(2)},
+    favor, busifavor = favor_body(7), busifavor_body(2)
+    del favor["out_request_no"], busifavor["out_request_no"]
+    stocks: list[dict[str, Any]] = [
+        {"kind": "favor", "merchant": MCHID, "status": "running", "body": favor},
+        {"kind": "busifavor", "merchant": MCHID, "body": busifavor},
     ]
-    for s in stocks:
-        s["body"].pop("out_request_no")
-    bad = [{**stocks[0], "body": {**stocks[0]["body"], "stock_name": ""}}]
+    bad = [{**stocks[0], "body": {**favor, "stock_name": ""}}]
     seed_file.write_text(json.dumps({"stocks": bad}), encoding="utf-8")
     command = ["emulator", "seed", str(seed_file), "--data", str(ws.emulator_data)]
     refused = invoke(command, env=ws.clock.env())
@@ -305,8 +310,8 @@ def test_stocks_seeded_from_a_file_are_imported(ws: Workspace) -> None:
         assert ws.cli("import", "favor", "--merchant", MCHID).exit_code == 0
         assert ws.cli("import", "busifavor", busi, "--merchant", MCHID).exit_code == 0
         assert ws.cli("plan", "--detailed-exitcode").exit_code == 0
-    favor = next(s for s in ws.state().stocks.values() if s.kind == "favor")
-    assert favor.observed is not None and favor.observed["status"] == "running"
+    adopted = next(s for s in ws.state().stocks.values() if s.kind == "favor")
+    assert adopted.observed is not None and adopted.observed["status"] == "running"
 
 
 def test_seed_refuses_an_unregistered_merchant_and_adds_nothing() -> None:

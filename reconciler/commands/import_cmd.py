@@ -116,7 +116,9 @@ def _since(value: datetime | None) -> datetime | None:
     type=click.Path(path_type=Path, file_okay=False),
     help="Folder for the files, under the stocks folder (default: stocks/KIND).",
 )
-@click.option("--dry-run", is_flag=True, help="Print the files that would be written; write nothing.")
+@click.option(
+    "--dry-run", is_flag=True, help="Print the files that would be written; write nothing."
+)
 @project_option
 @init_state_option
 def import_(

@@ -39,7 +39,8 @@ class SeedError(ValueError):
 
 def read_seed(path: Path) -> list[Mapping[str, Any]]:
     """The stocks listed in a seed file."""
-    from ruamel.yaml import YAML, YAMLError
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
 
     try:
         data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
@@ -51,7 +52,9 @@ def read_seed(path: Path) -> list[Mapping[str, Any]]:
     return stocks
 
 
-def seed(emu: Emulator, stocks: Sequence[Mapping[str, Any]], now: float, where: str = "") -> list[str]:
+def seed(
+    emu: Emulator, stocks: Sequence[Mapping[str, Any]], now: float, where: str = ""
+) -> list[str]:
     """Check every listed stock first, then store them all; returns their stock_ids."""
     made: list[tuple[str, str, float, str, dict[str, Any]]] = []
     for index, entry in enumerate(stocks):
@@ -82,7 +85,7 @@ def seed(emu: Emulator, stocks: Sequence[Mapping[str, Any]], now: float, where: 
         made.append((kind, merchant, created, str(status), root.data))
 
     def build(store: Store) -> list[StoredStock]:
-        for kind, merchant, _, _, _ in made:
+        for _, merchant, _, _, _ in made:
             if merchant not in store.merchants:
                 raise SeedError(
                     f"merchant {merchant} is not registered; `reconciler emulator add-merchant {merchant}` first"

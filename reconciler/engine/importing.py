@@ -37,9 +37,7 @@ class ImportConflict(StateError):
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
         listed = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(
-            f"{len(self.problems)} conflict(s); nothing was written:\n{listed}"
-        )
+        super().__init__(f"{len(self.problems)} conflict(s); nothing was written:\n{listed}")
 
 
 @dataclass(frozen=True)
@@ -202,7 +200,9 @@ def _read_all(
             detail = kind.detail(api, stock_id, merchant)
             reads = kind.import_reads(api, stock_id, merchant, detail)
         except ApiError as exc:
-            raise ApiError(f"reading {kind.name} stock {stock_id}: {exc}; nothing was written") from exc
+            raise ApiError(
+                f"reading {kind.name} stock {stock_id}: {exc}; nothing was written"
+            ) from exc
         with lock:
             done += 1
             progress(done, len(stock_ids))
@@ -231,18 +231,26 @@ def _decide(
     id = slug_id(kind.name, name, stock_id)
     path = out / f"{id}.yaml"
     depth = len(path.parent.relative_to(ws.project.stocks_dir.resolve()).parts)
-    schema = relative_schema(depth) if (ws.project.stocks_dir / "stock.schema.json").exists() else None
+    schema = (
+        relative_schema(depth) if (ws.project.stocks_dir / "stock.schema.json").exists() else None
+    )
     text = render_stock_file(kind, id, merchant, stock_id, imported, today, schema)
     file = display_path(path, ws.project.root)
     loaded, diagnostics = load_stock_file(text.encode("utf-8"), file)
     if loaded is None:
         errors = "; ".join(d.message for d in diagnostics if d.severity.value == "error")
-        return None, f"{kind.name} stock {stock_id} does not make a valid stock file ({errors}); it was not imported"
+        return (
+            None,
+            f"{kind.name} stock {stock_id} does not make a valid stock file ({errors}); it was not imported",
+        )
     reused = False
     if path.exists():
         existing, _ = load_stock_file(path.read_bytes(), file)
         if existing is None or existing.stock != loaded.stock:
-            return None, f"{file} already exists (for {kind.name} stock {stock_id}); move it away or import into another folder (--out)"
+            return (
+                None,
+                f"{file} already exists (for {kind.name} stock {stock_id}); move it away or import into another folder (--out)",
+            )
         reused = True
     body = kind.create_body(loaded.stock, "")
     return (

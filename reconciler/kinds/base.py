@@ -424,7 +424,6 @@ class StockKind(ABC):
         kind has no way to list its stocks."""
         return None
 
-
     # --- adopting a stock made elsewhere (`reconciler import`) --------------------------------
 
     import_stand_ins: ClassVar[Mapping[str, Any]] = {}

@@ -259,7 +259,9 @@ class FavorKind(StockKind):
         out: dict[str, Any] = {
             "coupon_use_rule.available_merchants": [
                 str(_merchant_id(m))
-                for m in _pages(lambda o, n: api.favor_merchants(stock_id, merchant, o, n), MERCHANTS_PAGE)
+                for m in _pages(
+                    lambda o, n: api.favor_merchants(stock_id, merchant, o, n), MERCHANTS_PAGE
+                )
             ]
         }
         if detail.get("singleitem") is False:
