@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from support import NOW, emulator, write_project
 
@@ -34,9 +35,9 @@ MCHID = "1900000001"
 LATENCY_MS = 50
 
 
-def _stocks(count: int, now: float) -> list[dict[str, object]]:
+def _stocks(count: int, now: float) -> list[dict[str, Any]]:
     base = favor_create_body(MCHID, now, "seed")
-    out = []
+    out: list[dict[str, Any]] = []
     for i in range(count):
         body = copy.deepcopy(base)
         del body["out_request_no"]
@@ -71,7 +72,9 @@ def main(count: int) -> None:
             log = emu.request_log
         calls = Counter(e.endpoint for e in log)
         limited = sum(1 for e in log if e.status == 429)
-        print(f"import favor: {len(result.files)} stocks in {elapsed:.1f} s ({LATENCY_MS} ms latency)")
+        print(
+            f"import favor: {len(result.files)} stocks in {elapsed:.1f} s ({LATENCY_MS} ms latency)"
+        )
         print("calls: " + ", ".join(f"{k} {v}" for k, v in sorted(calls.items(), key=str)))
         print(f"429 answers: {limited}")
         ws = engine.open_workspace(project, Runtime(root, {}, clock))

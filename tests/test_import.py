@@ -340,3 +340,28 @@ def test_state_import_of_a_hand_written_file_marks_what_the_detail_does_not_show
     assert "stock_use_rule.natural_person_limit" in entry.unknown_at_import
     assert "stock_name" not in entry.unknown_at_import
     assert ws.cli("plan", "--detailed-exitcode").exit_code == 0
+
+
+def test_progress_off_a_terminal_is_a_line_every_n_stocks_or_every_interval() -> None:
+    from reconciler.commands.import_cmd import ImportProgress
+
+    lines: list[str] = []
+    now = [0.0]
+    progress = ImportProgress(
+        live=False, every=100, interval=30.0, clock=lambda: now[0], echo=lines.append
+    )
+    for done in range(0, 251):
+        now[0] = done * 0.01 if done < 120 else 31.0 + done * 0.01
+        progress(done, 250)
+    assert [line.split(" stocks")[0] for line in lines] == [
+        "... read 0/250",
+        "... read 100/250",
+        "... read 120/250",
+        "... read 200/250",
+        "... read 250/250",
+    ]
+    quiet: list[str] = []
+    small = ImportProgress(live=False, every=100, clock=lambda: 0.0, echo=quiet.append)
+    for done in range(0, 6):
+        small(done, 5)
+    assert quiet == []

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from reconciler.config import load_project
 from reconciler.emulator import EmulatorSettings
 from reconciler.emulator.settings import RateLimit
 from reconciler.limits import Limit
@@ -31,6 +30,7 @@ from tests.e2e_support import (
     generated_stock,
     load_yaml,
     make_workspace,
+    project_client,
 )
 
 FAVORS = 40
@@ -52,15 +52,7 @@ def local(ws: Workspace) -> Iterator[LocalEmulator]:
 
 
 def other_client(ws: Workspace, local: LocalEmulator) -> WeChatPayClient:
-    project, diagnostics = load_project(ws.project_file)
-    assert project is not None, diagnostics
-    return WeChatPayClient(
-        project.credentials(MCHID, {}),
-        base_url=project.project.api.base_url,
-        clock=ws.clock.time,
-        transport=local.client_transport(),
-        rate_limiter=RateLimiter({"favor_create": Limit(10_000, 1.0)}),
-    )
+    return project_client(ws, local, RateLimiter({"favor_create": Limit(10_000, 1.0)}))
 
 
 def favor_body(i: int) -> dict[str, Any]:

@@ -244,33 +244,46 @@ def add_merchant(
     )
 
 
-@emulator.command("set-balance")
-@click.argument("mchid")
-@click.argument("balance_fen", metavar="FEN", type=click.IntRange(0))
-@click.option(
+_existing_data = click.option(
     "--data",
     "data_path",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="The emulator's data file.",
 )
-@click.option(
+_data_project = click.option(
     "--project",
     "project_path",
     type=click.Path(path_type=Path, exists=True),
     help=_PROJECT_HELP + ".  [default: here, when there is a reconciler.yaml]",
 )
+
+
+def _existing_emulator(data_path: Path | None, project_path: Path | None) -> tuple[Path, Emulator]:
+    """The data file (--data, or the project's) and the emulator over it."""
+    from reconciler.emulator import Emulator
+
+    if data_path is not None and project_path is not None:
+        raise ConfigError("give --data FILE or --project DIR, not both")
+    if data_path is None:
+        data_path = _local_data(_project(project_path or Path(".")), must_exist=True)
+    runtime = current_runtime()
+    return data_path, _open(
+        data_path, lambda path: Emulator(clock=runtime.clock.time, data_path=path)
+    )
+
+
+@emulator.command("set-balance")
+@click.argument("mchid")
+@click.argument("balance_fen", metavar="FEN", type=click.IntRange(0))
+@_existing_data
+@_data_project
 def set_balance(
     mchid: str, balance_fen: int, data_path: Path | None, project_path: Path | None
 ) -> None:
     """Set (top up) merchant MCHID's balance, in fen, that 预充值 activations draw from.
 
     A running emulator reads the data file only at start: restart it afterwards."""
-    if data_path is not None and project_path is not None:
-        raise ConfigError("give --data FILE or --project DIR, not both")
-    if data_path is None:
-        data_path = _local_data(_project(project_path or Path(".")), must_exist=True)
-    runtime = current_runtime()
-    emu = _open(data_path, lambda path: Emulator(clock=runtime.clock.time, data_path=path))
+    data_path, emu = _existing_emulator(data_path, project_path)
     if mchid not in _merchant_ids(data_path):
         raise ConfigError(f"merchant {mchid} is not registered in {data_path}")
     emu.set_balance(mchid, balance_fen)
@@ -283,18 +296,8 @@ def set_balance(
 
 @emulator.command("seed")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@click.option(
-    "--data",
-    "data_path",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="The emulator's data file.",
-)
-@click.option(
-    "--project",
-    "project_path",
-    type=click.Path(path_type=Path, exists=True),
-    help=_PROJECT_HELP + ".  [default: here, when there is a reconciler.yaml]",
-)
+@_existing_data
+@_data_project
 def seed(file: Path, data_path: Path | None, project_path: Path | None) -> None:
     """Add the stocks listed in FILE to an emulator data file, as if made elsewhere.
 
@@ -302,18 +305,12 @@ def seed(file: Path, data_path: Path | None, project_path: Path | None) -> None:
     and optionally created and status; every body is checked by the create rules first, and
     nothing is added unless all pass. A running emulator reads the data file only at start:
     restart it afterwards."""
-    from reconciler.emulator import Emulator
     from reconciler.emulator.seed import SeedError, read_seed
     from reconciler.emulator.seed import seed as seed_stocks
 
-    if data_path is not None and project_path is not None:
-        raise ConfigError("give --data FILE or --project DIR, not both")
-    if data_path is None:
-        data_path = _local_data(_project(project_path or Path(".")), must_exist=True)
-    runtime = current_runtime()
-    emu = _open(data_path, lambda path: Emulator(clock=runtime.clock.time, data_path=path))
+    data_path, emu = _existing_emulator(data_path, project_path)
     try:
-        made = seed_stocks(emu, read_seed(file), runtime.clock.time(), f"{file}: ")
+        made = seed_stocks(emu, read_seed(file), current_runtime().clock.time(), f"{file}: ")
     except SeedError as exc:
         raise ConfigError(f"{exc}; nothing was added") from None
     click.echo(f"seeded {len(made)} stock(s) into {data_path}: {', '.join(made) or 'none'}")

@@ -108,7 +108,7 @@ def import_stock(ws: Workspace, id: str, stock_id: str) -> Imported:
             body = kind.create_body(desired, entry.out_request_no)
             # The file was written by hand: what the detail does not show is not checked
             # against the stock, so it is unknown at import (as `reconciler import` marks it).
-            updated = current.adopt(id, stock_id, body, kind.unknown_paths())
+            updated = current.adopt(id, stock_id, body, kind.unknown_paths(detail))
         updated = updated.record_observed(id, detail, now)
         saved = ws.store.save(updated)
     stock = saved.stock(id)

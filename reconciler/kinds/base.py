@@ -496,10 +496,10 @@ class StockKind(ABC):
             notes,
         )
 
-    def unknown_paths(self) -> tuple[str, ...]:
-        """The create-body paths the detail does not show, for a stock file written by hand
-        and adopted with `state import` (which makes no other read)."""
-        return self.from_detail({}, None).unknown
+    def unknown_paths(self, detail: Mapping[str, Any]) -> tuple[str, ...]:
+        """The create-body paths `detail` does not show, for a stock file written by hand and
+        adopted with `state import` (which makes no other read)."""
+        return self.from_detail(detail, None).unknown
 
 
 def _with_values(body: Mapping[str, Any], changes: Sequence[FieldDiff]) -> dict[str, Any]:
