@@ -124,14 +124,17 @@ def import_stocks(
                 problems.append(
                     f"{kind.name} stock {stock_id} is tracked as {owner!r}, which has no stock file; restore that file, or `reconciler state rm {owner}` first"
                 )
-        read = _read_all(ws, kind, client, merchant, todo, progress)
+        today = now.date().isoformat()
+
+        def decide(stock_id: str, detail: dict[str, Any], reads: dict[str, Any]) -> Decided:
+            return _decide(ws, kind, merchant, stock_id, detail, reads, out, today)
+
+        decided = _read_all(ws, kind, client, merchant, todo, progress, decide)
     finally:
         client.close()
-    today = now.date().isoformat()
     taken = {d.stock.id: d.file for d in ws.desired}
     for stock_id in todo:
-        detail, reads = read[stock_id]
-        planned, problem = _decide(ws, kind, merchant, stock_id, detail, reads, out, today)
+        planned, problem = decided[stock_id]
         if problem:
             problems.append(problem)
             continue
@@ -150,7 +153,7 @@ def import_stocks(
         raise ImportConflict(problems)
     if request.dry_run or not result.files:
         return result
-    _write_files(result.files)
+    _write_files(result.files, ws.project.project.concurrency)
     result.serial = _record(ws, kind, merchant, result.files)
     return result
 
@@ -181,6 +184,10 @@ def _stock_ids(kind: StockKind, api: StockApi, request: ImportRequest, now: date
     return sorted(listed, key=lambda s: (len(s), s))
 
 
+Decided = tuple[ImportedFile | None, str]
+"""A stock's file, or why it cannot be written."""
+
+
 def _read_all(
     ws: Workspace,
     kind: StockKind,
@@ -188,13 +195,16 @@ def _read_all(
     merchant: str,
     stock_ids: Sequence[str],
     progress: Progress,
-) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
-    """Each stock's detail and the kind's other reads, concurrently (the client paces them)."""
+    decide: Callable[[str, dict[str, Any], dict[str, Any]], Decided],
+) -> dict[str, Decided]:
+    """Each stock's detail and the kind's other reads, concurrently (the client paces them),
+    and its file decided as soon as they are in: the rendering and checking overlap the
+    waits for the rate limits."""
     done = 0
     lock = threading.Lock()
     progress(0, len(stock_ids))
 
-    def one(stock_id: str) -> tuple[str, tuple[dict[str, Any], dict[str, Any]]]:
+    def one(stock_id: str) -> tuple[str, Decided]:
         nonlocal done
         try:
             detail = kind.detail(api, stock_id, merchant)
@@ -203,10 +213,11 @@ def _read_all(
             raise ApiError(
                 f"reading {kind.name} stock {stock_id}: {exc}; nothing was written"
             ) from exc
+        result = decide(stock_id, detail, reads)
         with lock:
             done += 1
             progress(done, len(stock_ids))
-        return stock_id, (detail, reads)
+        return stock_id, result
 
     if not stock_ids:
         return {}
@@ -259,17 +270,24 @@ def _decide(
     )
 
 
-def _write_files(files: Sequence[ImportedFile]) -> None:
-    for f in files:
-        if f.reused:
-            continue
-        f.path.parent.mkdir(parents=True, exist_ok=True)
+def _write_files(files: Sequence[ImportedFile], workers: int) -> None:
+    """Each file whole (temporary file, fsync, rename); several at once, since most of the
+    time is the disk's."""
+    for folder in {f.path.parent for f in files}:
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def one(f: ImportedFile) -> None:
         if f.path.exists():
-            raise StateError(f"{f.file} appeared while importing; nothing more was written")
+            raise StateError(f"{f.file} appeared while importing; run the import again")
         try:
             write_atomic(f.path, f.text.encode("utf-8"))
         except OSError as exc:
-            raise StateError(f"cannot write {f.file}: {exc.strerror}") from exc
+            raise StateError(
+                f"cannot write {f.file}: {exc.strerror}; run the import again"
+            ) from exc
+
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="write") as pool:
+        list(pool.map(one, [f for f in files if not f.reused]))
 
 
 def _record(ws: Workspace, kind: StockKind, merchant: str, files: Sequence[ImportedFile]) -> int:
