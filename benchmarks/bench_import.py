@@ -52,7 +52,9 @@ def _stocks(count: int, now: float) -> list[dict[str, Any]]:
     return out
 
 
-def main(count: int) -> None:
+def measure(count: int) -> dict[str, float]:
+    """Seed `count` favor stocks, import them; the time, the 429s and whether the next plan
+    is empty (1.0) or not (0.0)."""
     clock = Clock.starting_at(NOW)
     settings = EmulatorSettings(faults=Faults(latency_ms=LATENCY_MS))
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,16 +73,22 @@ def main(count: int) -> None:
             elapsed = time.perf_counter() - started
             log = emu.request_log
         calls = Counter(e.endpoint for e in log)
-        limited = sum(1 for e in log if e.status == 429)
-        print(
-            f"import favor: {len(result.files)} stocks in {elapsed:.1f} s ({LATENCY_MS} ms latency)"
-        )
         print("calls: " + ", ".join(f"{k} {v}" for k, v in sorted(calls.items(), key=str)))
-        print(f"429 answers: {limited}")
         ws = engine.open_workspace(project, Runtime(root, {}, clock))
         plan = engine.plan(ws, "none").plan
-        print(f"next plan (no refresh): {'empty' if not plan.has_changes else 'HAS CHANGES'}")
-        assert len(result.files) == count and limited == 0 and not plan.has_changes
+        assert len(result.files) == count
+        return {
+            "seconds": elapsed,
+            "http_429": sum(1 for e in log if e.status == 429),
+            "plan_empty": 0.0 if plan.has_changes else 1.0,
+        }
+
+
+def main(count: int) -> None:
+    m = measure(count)
+    print(f"import favor: {count} stocks in {m['seconds']:.1f} s ({LATENCY_MS} ms latency)")
+    print(f"429 answers: {m['http_429']:.0f}")
+    print(f"next plan (no refresh): {'empty' if m['plan_empty'] else 'HAS CHANGES'}")
 
 
 if __name__ == "__main__":
