@@ -365,3 +365,24 @@ def test_progress_off_a_terminal_is_a_line_every_n_stocks_or_every_interval() ->
     for done in range(0, 6):
         small(done, 5)
     assert quiet == []
+
+
+def test_the_favor_list_is_filtered_by_status_and_creation_time(
+    ws: Workspace, local: LocalEmulator
+) -> None:
+    with other_client(ws, local) as other:
+        made = [other.favor_create(favor_body(i)).stock_id for i in range(3)]
+        other.favor_start(made[1], MCHID)
+    running = ws.cli("import", "favor", "--merchant", MCHID, "--status", "running", "--dry-run")
+    assert running.exit_code == 0, str(running)
+    assert "Dry run: 1 file(s)" in running.stdout and f"stock_id {made[1]}" in running.stdout
+    later = ws.cli(
+        "import", "favor", "--merchant", MCHID, "--created-since", "2027-02-02", "--dry-run"
+    )
+    assert later.exit_code == 0 and "Dry run: 0 file(s)" in later.stdout, str(later)
+    since = ws.cli(
+        "import", "favor", "--merchant", MCHID, "--created-since", "2027-01-31", "--dry-run"
+    )
+    assert "Dry run: 3 file(s)" in since.stdout, str(since)
+    mixed = ws.cli("import", "favor", made[0], "--merchant", MCHID, "--status", "running")
+    assert mixed.exit_code == 1 and "leave them out" in mixed.stderr, str(mixed)

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +175,12 @@ def _stock_ids(kind: StockKind, api: StockApi, request: ImportRequest, now: date
                 "--created-since and --status choose stocks from the list; leave them out when naming stock ids"
             )
         return list(dict.fromkeys(request.stock_ids))
-    until = now if request.created_since is not None else None
+    # The list takes whole seconds: the end is rounded up, so a stock made this second counts.
+    until = (
+        now.replace(microsecond=0) + timedelta(seconds=1)
+        if request.created_since is not None
+        else None
+    )
     listed = kind.listed(api, request.merchant, request.created_since, until, request.status)
     if listed is None:
         raise ConfigError(
