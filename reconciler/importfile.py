@@ -64,6 +64,23 @@ def _node(value: Any) -> Any:
     return _scalar(value)
 
 
+MAX_COLUMN = 40
+
+
+def _width(node: CommentedMap, key: str) -> int:
+    """The length of `key: value` as the file shows it (the key alone for a mapping)."""
+    value = node[key]
+    if isinstance(value, CommentedMap):
+        return len(key) + 1
+    if isinstance(value, bool):
+        shown = "true" if value else "false"
+    elif isinstance(value, DoubleQuotedScalarString):
+        shown = f'"{value}"'
+    else:
+        shown = str(value)
+    return len(key) + 2 + len(shown)
+
+
 def _keys_in_order(
     node: CommentedMap, path: str, depth: int
 ) -> list[tuple[CommentedMap, str, str, int]]:
@@ -109,31 +126,35 @@ def render_stock_file(
         'stock may hold a value there all the same (README, "Adopting existing stocks").',
     ]
     top.yaml_set_start_comment("\n".join(header))
-    top.yaml_add_eol_comment(
-        "from the stock name and stock_id; rename with `reconciler state mv`", "id"
-    )
-    for key, note in imported.top_notes.items():
-        top.yaml_add_eol_comment(note, key)
-    top.yaml_add_eol_comment(
-        "the create body, field names exactly as the API documents them", "spec"
-    )
+    notes: dict[str, list[tuple[CommentedMap, str, str, int]]] = {}
+
+    def note(node: CommentedMap, path: str, text: str, indent: int) -> None:
+        """An end-of-line comment on the key at `path` ("" above spec)."""
+        parent, _, key = path.rpartition(".")
+        notes.setdefault(parent, []).append((node, key, text, indent))
+
+    note(top, "id", "from the stock name and stock_id; rename with `reconciler state mv`", 0)
+    for key, text in imported.top_notes.items():
+        note(top, key, text, 0)
+    note(top, "spec", "the create body, field names exactly as the API documents them", 0)
     order = _keys_in_order(spec, "", 1)
-    paths = {p: (m, k) for m, k, p, _ in order}
-    for path, (node, key) in paths.items():
+    paths = {p: (m, k, i) for m, k, p, i in order}
+    for path, (node, key, indent) in paths.items():
         name = path.rsplit(".", 1)[-1]
         value = node[key]
         if path in imported.stand_ins:
-            node.yaml_add_eol_comment(
-                f"not returned by WeChat Pay: {str(value).lower()} stands in, unknown at import",
-                key,
-            )
+            text = f"not returned by WeChat Pay: {str(value).lower()} stands in, unknown at import"
+            note(node, f"spec.{path}", text, indent)
         elif path in imported.derived:
-            node.yaml_add_eol_comment(
-                f"not returned by WeChat Pay; from {imported.derived[path]} (the create requires it)",
-                key,
-            )
+            text = f"not returned by WeChat Pay; from {imported.derived[path]} (the create requires it)"
+            note(node, f"spec.{path}", text, indent)
         elif name in MONEY_FIELDS and isinstance(value, int) and not isinstance(value, bool):
-            node.yaml_add_eol_comment(f"{yuan(value)}", key)
+            note(node, f"spec.{path}", yuan(value), indent)
+    for group in notes.values():
+        # One column per mapping, as the hand-written examples align their comments.
+        column = min(MAX_COLUMN, max(i + _width(n, k) for n, k, _, i in group) + 2)
+        for node, key, text, _ in group:
+            node.yaml_add_eol_comment(text, key, column=column)
     trailing: list[str] = []
     for path in imported.unknown:
         if path in paths:

@@ -369,7 +369,7 @@ class _Planner:
             )
             if all(d.path in first for d in immutable):
                 reason = f"{names}: set for the first time; WeChat Pay did not return {'this field' if len(immutable) == 1 else 'these fields'} when the stock was imported, so the stock's own value is unknown, and it cannot be sent: {kind.immutable_reason}"
-                suggestion = f"remove the line again; or, if the file now says what the stock holds, record it: `reconciler state rm {stock.id}`, then `reconciler state import {stock.id} {st.stock_id}`"
+                suggestion = f"put back what the file said at import; or, if the file now says what the stock holds, record it: `reconciler state rm {stock.id}`, then `reconciler state import {stock.id} {st.stock_id}`"
             return Change(
                 **(base | {"line": loaded.line_of(f"spec.{immutable[0].path}")}),
                 action=Action.IMMUTABLE,
