@@ -286,6 +286,10 @@ def test_busifavor_needs_stock_ids_and_the_files_stay_under_the_stocks_folder(
     assert no_ids.exit_code == 1 and "no list endpoint" in no_ids.stderr, str(no_ids)
     outside = ws.cli("import", "favor", "--merchant", MCHID, "--out", str(ws.root / "elsewhere"))
     assert outside.exit_code == 1 and "under the stocks folder" in outside.stderr, str(outside)
+    missing = ws.cli("import", "busifavor", "99999999", "--merchant", MCHID)
+    assert missing.exit_code == 1, str(missing)
+    assert "reading busifavor stock 99999999" in missing.stderr
+    assert "nothing was written" in missing.stderr
     unknown = ws.cli("import", "favor", "--merchant", "1900000009")
     assert unknown.exit_code == 1 and "not in" in unknown.stderr, str(unknown)
 
@@ -389,3 +393,34 @@ def test_the_favor_list_is_filtered_by_status_and_creation_time(
     assert "Dry run: 3 file(s)" in since.stdout, str(since)
     mixed = ws.cli("import", "favor", made[0], "--merchant", MCHID, "--status", "running")
     assert mixed.exit_code == 1 and "leave them out" in mixed.stderr, str(mixed)
+
+
+def test_an_interrupted_import_writes_nothing(ws: Workspace, local: LocalEmulator) -> None:
+    import os
+    import threading
+
+    from reconciler import engine
+    from reconciler.config import load_project
+    from reconciler.engine.importing import ImportInterrupted, ImportRequest, import_stocks
+    from reconciler.runtime import Runtime
+
+    ids = _made(ws, local, 5)
+    project, _ = load_project(ws.project_file)
+    assert project is not None
+    environ = {**os.environ, **ws.clock.env()}
+    workspace = engine.open_workspace(
+        project, Runtime(ws.root, environ, ws.clock.clock(), ws.transport)
+    )
+    cancel = threading.Event()
+
+    def progress(done: int, total: int) -> None:
+        if done >= 2:
+            cancel.set()  # as Ctrl-C does, through stop_on_signals
+
+    request = ImportRequest(kind="busifavor", merchant=MCHID, stock_ids=tuple(ids))
+    with pytest.raises(ImportInterrupted, match="nothing was written"):
+        import_stocks(workspace, request, progress, cancel)
+    assert not list(ws.stocks_dir.rglob("*.yaml")) and not ws.state_path.exists()
+    cancel.set()
+    with pytest.raises(ImportInterrupted, match="nothing was written"):
+        import_stocks(workspace, ImportRequest(kind="favor", merchant=MCHID), cancel=cancel)

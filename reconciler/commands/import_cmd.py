@@ -159,8 +159,17 @@ def import_(
         dry_run=dry_run,
     )
     progress = ImportProgress(live=color_enabled())
+    stop = engine.Stop()
+
+    def interrupted() -> None:
+        click.echo(
+            "Interrupted: no new request starts; nothing will be written (Ctrl-C again to abort).",
+            err=True,
+        )
+
     try:
-        result = import_stocks(ws, request, progress)
+        with engine.stop_on_signals(stop, interrupted):
+            result = import_stocks(ws, request, progress, stop.event)
     finally:
         progress.stop()
     for stock_id, owner in result.skipped:

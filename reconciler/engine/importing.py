@@ -23,12 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.engine.workspace import Workspace, clients_for
-from reconciler.errors import ApiError, ConfigError, StateError
+from reconciler.errors import ApiError, ConfigError, ReconcilerError, StateError
 from reconciler.fsutil import write_atomic
 from reconciler.importfile import relative_schema, render_stock_file, slug_id
 from reconciler.kinds import StockApi, StockKind, kind_of
 from reconciler.loader import display_path, load_stock_file
 from reconciler.state.model import State, StockState
+
+
+class ImportInterrupted(ReconcilerError):
+    """Ctrl-C or SIGTERM while the stocks were read: nothing was written."""
+
+    exit_code = 130
 
 
 class ImportConflict(StateError):
@@ -104,7 +110,14 @@ def import_stocks(
     now = ws.runtime.clock.now()
     client = clients_for(ws, [merchant], cancel)[merchant]
     try:
-        wanted = _stock_ids(kind, client, request, now)
+        try:
+            wanted = _stock_ids(kind, client, request, now)
+        except ApiError:
+            if cancel is not None and cancel.is_set():
+                raise ImportInterrupted(
+                    "interrupted while listing the stocks; nothing was written"
+                ) from None
+            raise
         result = ImportResult()
         tracked = {
             s.stock_id: s.id
@@ -129,7 +142,7 @@ def import_stocks(
         def decide(stock_id: str, detail: dict[str, Any], reads: dict[str, Any]) -> Decided:
             return _decide(ws, kind, merchant, stock_id, detail, reads, out, today)
 
-        decided = _read_all(ws, kind, client, merchant, todo, progress, decide)
+        decided = _read_all(ws, kind, client, merchant, todo, progress, decide, cancel)
     finally:
         client.close()
     taken = {d.stock.id: d.file for d in ws.desired}
@@ -153,6 +166,8 @@ def import_stocks(
         raise ImportConflict(problems)
     if request.dry_run or not result.files:
         return result
+    if cancel is not None and cancel.is_set():
+        raise ImportInterrupted("interrupted before writing; nothing was written")
     _write_files(result.files, ws.project.project.concurrency)
     result.serial = _record(ws, kind, merchant, result.files)
     return result
@@ -201,6 +216,7 @@ def _read_all(
     stock_ids: Sequence[str],
     progress: Progress,
     decide: Callable[[str, dict[str, Any], dict[str, Any]], Decided],
+    cancel: threading.Event | None = None,
 ) -> dict[str, Decided]:
     """Each stock's detail and the kind's other reads, concurrently (the client paces them),
     and its file decided as soon as they are in: the rendering and checking overlap the
@@ -215,6 +231,10 @@ def _read_all(
             detail = kind.detail(api, stock_id, merchant)
             reads = kind.import_reads(api, stock_id, merchant, detail)
         except ApiError as exc:
+            if cancel is not None and cancel.is_set():
+                raise ImportInterrupted(
+                    "interrupted while reading the stocks; nothing was written"
+                ) from None
             raise ApiError(
                 f"reading {kind.name} stock {stock_id}: {exc}; nothing was written"
             ) from exc
