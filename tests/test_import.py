@@ -424,3 +424,26 @@ def test_an_interrupted_import_writes_nothing(ws: Workspace, local: LocalEmulato
     cancel.set()
     with pytest.raises(ImportInterrupted, match="nothing was written"):
         import_stocks(workspace, ImportRequest(kind="favor", merchant=MCHID), cancel=cancel)
+
+
+def test_a_stock_that_makes_no_valid_file_is_named_and_the_others_are_imported(
+    ws: Workspace,
+) -> None:
+    with LocalEmulator(ws, persist=True) as local:
+        ids = _made(ws, local, 2)
+
+        def odd(data: dict[str, Any]) -> None:
+            # Changed in the merchant platform past what the documented rules allow.
+            stored = next(s for s in data["stocks"] if s["stock_id"] == ids[0])
+            stored["body"]["stock_send_rule"]["max_coupons_per_user"] = 1000
+
+        local.restart(odd)
+        done = ws.cli("import", "busifavor", *ids, "--merchant", MCHID)
+    assert done.exit_code == 0, str(done)
+    assert (
+        f"! {ids[0]}: not imported: WeChat Pay's answer does not make a valid stock file"
+        in done.stderr
+    )
+    assert "max_coupons_per_user" in done.stderr
+    assert [s.stock_id for s in ws.state().stocks.values()] == [ids[1]]
+    assert len(list(ws.stocks_dir.rglob("*.yaml"))) == 1

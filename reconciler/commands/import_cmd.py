@@ -174,12 +174,17 @@ def import_(
         progress.stop()
     for stock_id, owner in result.skipped:
         click.echo(f"- {stock_id}: already tracked as {owner!r}; skipped")
+    for stock_id, why in result.not_imported:
+        click.echo(
+            f"! {stock_id}: not imported: {why}. Write its file by hand, then `reconciler state import ID {stock_id}`",
+            err=True,
+        )
     if dry_run:
         for f in result.files:
             click.echo(f"--- {f.file} ({'kept, ' if f.reused else ''}stock_id {f.stock_id})")
             click.echo(f.text, nl=False)
         click.echo(
-            f"Dry run: {len(result.files)} file(s) would be written, {len(result.skipped)} stock(s) skipped; nothing was written."
+            f"Dry run: {len(result.files)} file(s) would be written, {len(result.skipped)} stock(s) skipped, {len(result.not_imported)} not imported; nothing was written."
         )
         return EXIT_OK
     for f in result.files:
@@ -187,6 +192,6 @@ def import_(
         click.echo(f"+ {f.file}: {f.stock_id} as {f.id!r}{note}")
     serial = f" (state serial {result.serial})" if result.serial is not None else ""
     click.echo(
-        f"Imported {len(result.files)} stock(s){serial}, skipped {len(result.skipped)}; nothing was sent to WeChat Pay. Run `reconciler plan`: it should show no changes."
+        f"Imported {len(result.files)} stock(s){serial}, skipped {len(result.skipped)}, not imported {len(result.not_imported)}; nothing was sent to WeChat Pay. Run `reconciler plan`: it should show no changes."
     )
     return EXIT_OK

@@ -82,6 +82,9 @@ class ImportResult:
     """(stock_id, the id tracking it) of stocks already tracked."""
     serial: int | None = None
     """The state's serial after the import; None for a dry run or when nothing was new."""
+    not_imported: list[tuple[str, str]] = field(default_factory=list)
+    """(stock_id, why) of stocks whose detail does not make a valid stock file (a value the
+    rules refuse, a stock type the model does not know): left out, the others imported."""
 
 
 Progress = Callable[[int, int], None]
@@ -148,6 +151,9 @@ def import_stocks(
     taken = {d.stock.id: d.file for d in ws.desired}
     for stock_id in todo:
         planned, problem = decided[stock_id]
+        if problem.startswith(NOT_VALID):
+            result.not_imported.append((stock_id, problem))
+            continue
         if problem:
             problems.append(problem)
             continue
@@ -204,6 +210,7 @@ def _stock_ids(kind: StockKind, api: StockApi, request: ImportRequest, now: date
     return sorted(listed, key=lambda s: (len(s), s))
 
 
+NOT_VALID = "WeChat Pay's answer does not make a valid stock file"
 Decided = tuple[ImportedFile | None, str]
 """A stock's file, or why it cannot be written."""
 
@@ -274,11 +281,10 @@ def _decide(
     file = display_path(path, ws.project.root)
     loaded, diagnostics = load_stock_file(text.encode("utf-8"), file)
     if loaded is None:
-        errors = "; ".join(d.message for d in diagnostics if d.severity.value == "error")
-        return (
-            None,
-            f"{kind.name} stock {stock_id} does not make a valid stock file ({errors}); it was not imported",
+        errors = "; ".join(
+            f"{d.field}: {d.message}" for d in diagnostics if d.severity.value == "error"
         )
+        return None, f"{NOT_VALID}: {errors}"
     reused = False
     if path.exists():
         existing, _ = load_stock_file(path.read_bytes(), file)
