@@ -167,6 +167,8 @@ def import_(
             err=True,
         )
 
+    if not stock_ids:
+        click.echo(f"Listing merchant {merchant}'s {kind} stocks ...", err=True)
     try:
         with engine.stop_on_signals(stop, interrupted):
             result = import_stocks(ws, request, progress, stop.event)
