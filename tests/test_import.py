@@ -447,3 +447,16 @@ def test_a_stock_that_makes_no_valid_file_is_named_and_the_others_are_imported(
     assert "max_coupons_per_user" in done.stderr
     assert [s.stock_id for s in ws.state().stocks.values()] == [ids[1]]
     assert len(list(ws.stocks_dir.rglob("*.yaml"))) == 1
+
+
+def test_progress_on_a_terminal_is_a_bar_that_follows_the_reads() -> None:
+    from reconciler.commands.import_cmd import ImportProgress
+
+    lines: list[str] = []
+    progress = ImportProgress(live=True, echo=lines.append)
+    for done in range(0, 4):
+        progress(done, 3)
+    bar = progress._bar
+    assert bar is not None and bar.tasks[0].completed == 3 and bar.tasks[0].total == 3
+    progress.stop()
+    assert lines == []
