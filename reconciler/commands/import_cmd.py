@@ -51,21 +51,26 @@ class ImportProgress:
             echo,
         )
         self._lock = threading.Lock()
+        self._printed = 0
         self._last = clock()
         self._started = self._last
         self._bar: Any = None
         self._task: Any = None
 
     def __call__(self, done: int, total: int) -> None:
+        """`done` stocks read of the `total` named so far (it grows while the list is read)."""
         with self._lock:
             if self.live:
                 self._bar_update(done, total)
                 return
             now = self.clock()
-            if done in (0, total) and total < self.every:
+            if done == self._printed:
                 return
-            if done == total or done % self.every == 0 or now - self._last >= self.interval:
-                self._last = now
+            if (
+                done // self.every > self._printed // self.every
+                or now - self._last >= self.interval
+            ):
+                self._printed, self._last = done, now
                 rate = done / max((now - self._started) / 60, 1e-6)
                 self.echo(f"... read {done}/{total} stocks ({rate:.0f}/min)")
 

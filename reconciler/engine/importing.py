@@ -15,8 +15,8 @@ would write, keeps it and records its stock (a file that differs is a conflict).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -112,42 +112,45 @@ def import_stocks(
     state = ws.load_state()
     now = ws.runtime.clock.now()
     client = clients_for(ws, [merchant], cancel)[merchant]
+    result = ImportResult()
+    tracked = {
+        s.stock_id: s.id for s in state.stocks.values() if s.kind == kind.name and s.stock_id
+    }
+    with_files = {d.stock.id for d in ws.desired}
+    problems: list[str] = []
+    today = now.date().isoformat()
+
+    def decide(stock_id: str, detail: dict[str, Any], reads: dict[str, Any]) -> Decided:
+        return _decide(ws, kind, merchant, stock_id, detail, reads, out, today)
+
+    reader = _Reader(ws, kind, client, merchant, progress, decide, cancel)
+    seen: set[str] = set()
     try:
         try:
-            wanted = _stock_ids(kind, client, request, now)
+            for stock_id in _stock_ids(kind, client, request, now):
+                if stock_id in seen:
+                    continue
+                seen.add(stock_id)
+                owner = tracked.get(stock_id)
+                if owner is None:
+                    reader.add(stock_id)
+                elif owner in with_files:
+                    result.skipped.append((stock_id, owner))
+                else:
+                    problems.append(
+                        f"{kind.name} stock {stock_id} is tracked as {owner!r}, which has no stock file; restore that file, or `reconciler state rm {owner}` first"
+                    )
         except ApiError:
             if cancel is not None and cancel.is_set():
                 raise ImportInterrupted(
                     "interrupted while listing the stocks; nothing was written"
                 ) from None
             raise
-        result = ImportResult()
-        tracked = {
-            s.stock_id: s.id
-            for s in state.stocks.values()
-            if s.kind == kind.name and s.stock_id is not None
-        }
-        with_files = {d.stock.id for d in ws.desired}
-        problems: list[str] = []
-        todo = []
-        for stock_id in wanted:
-            owner = tracked.get(stock_id)
-            if owner is None:
-                todo.append(stock_id)
-            elif owner in with_files:
-                result.skipped.append((stock_id, owner))
-            else:
-                problems.append(
-                    f"{kind.name} stock {stock_id} is tracked as {owner!r}, which has no stock file; restore that file, or `reconciler state rm {owner}` first"
-                )
-        today = now.date().isoformat()
-
-        def decide(stock_id: str, detail: dict[str, Any], reads: dict[str, Any]) -> Decided:
-            return _decide(ws, kind, merchant, stock_id, detail, reads, out, today)
-
-        decided = _read_all(ws, kind, client, merchant, todo, progress, decide, cancel)
+        decided = reader.results()
     finally:
+        reader.close()
         client.close()
+    todo = list(decided)
     taken = {d.stock.id: d.file for d in ws.desired}
     for stock_id in todo:
         planned, problem = decided[stock_id]
@@ -189,7 +192,10 @@ def _out_dir(ws: Workspace, kind: StockKind, out: Path | None) -> Path:
     return target
 
 
-def _stock_ids(kind: StockKind, api: StockApi, request: ImportRequest, now: datetime) -> list[str]:
+def _stock_ids(
+    kind: StockKind, api: StockApi, request: ImportRequest, now: datetime
+) -> Iterable[str]:
+    """The stocks named, or those the kind's list returns, as its pages come in."""
     if request.stock_ids:
         if request.created_since is not None or request.status is not None:
             raise ConfigError(
@@ -207,7 +213,7 @@ def _stock_ids(kind: StockKind, api: StockApi, request: ImportRequest, now: date
         raise ConfigError(
             f"{kind.label} ({kind.name}) stocks cannot be listed (WeChat Pay has no list endpoint for them); name their stock ids: reconciler import {kind.name} STOCK_ID..."
         )
-    return sorted(listed, key=lambda s: (len(s), s))
+    return (str(item["stock_id"]) for item in listed)
 
 
 NOT_VALID = "WeChat Pay's answer does not make a valid stock file"
@@ -215,47 +221,63 @@ Decided = tuple[ImportedFile | None, str]
 """A stock's file, or why it cannot be written."""
 
 
-def _read_all(
-    ws: Workspace,
-    kind: StockKind,
-    api: StockApi,
-    merchant: str,
-    stock_ids: Sequence[str],
-    progress: Progress,
-    decide: Callable[[str, dict[str, Any], dict[str, Any]], Decided],
-    cancel: threading.Event | None = None,
-) -> dict[str, Decided]:
-    """Each stock's detail and the kind's other reads, concurrently (the client paces them),
-    and its file decided as soon as they are in: the rendering and checking overlap the
-    waits for the rate limits."""
-    done = 0
-    lock = threading.Lock()
-    progress(0, len(stock_ids))
+class _Reader:
+    """Each stock's detail and the kind's other reads on a thread pool (the client paces
+    them), started as soon as the list names the stock, and its file decided as soon as they
+    are in: the listing, the rendering and the checking overlap the waits for the rate
+    limits."""
 
-    def one(stock_id: str) -> tuple[str, Decided]:
-        nonlocal done
+    def __init__(
+        self,
+        ws: Workspace,
+        kind: StockKind,
+        api: StockApi,
+        merchant: str,
+        progress: Progress,
+        decide: Callable[[str, dict[str, Any], dict[str, Any]], Decided],
+        cancel: threading.Event | None,
+    ) -> None:
+        self.kind, self.api, self.merchant = kind, api, merchant
+        self.progress, self.decide, self.cancel = progress, decide, cancel
+        self.pool = ThreadPoolExecutor(
+            max(1, ws.project.project.concurrency), thread_name_prefix="import"
+        )
+        self.futures: dict[str, Future[Decided]] = {}
+        self.done = 0
+        self.lock = threading.Lock()
+
+    def add(self, stock_id: str) -> None:
+        self.futures[stock_id] = self.pool.submit(self._one, stock_id)
+        self._report()
+
+    def results(self) -> dict[str, Decided]:
+        return {stock_id: f.result() for stock_id, f in self.futures.items()}
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _report(self) -> None:
+        with self.lock:
+            self.progress(self.done, len(self.futures))
+
+    def _one(self, stock_id: str) -> Decided:
+        kind, api, merchant = self.kind, self.api, self.merchant
         try:
             detail = kind.detail(api, stock_id, merchant)
             reads = kind.import_reads(api, stock_id, merchant, detail)
         except ApiError as exc:
-            if cancel is not None and cancel.is_set():
+            if self.cancel is not None and self.cancel.is_set():
                 raise ImportInterrupted(
                     "interrupted while reading the stocks; nothing was written"
                 ) from None
             raise ApiError(
                 f"reading {kind.name} stock {stock_id}: {exc}; nothing was written"
             ) from exc
-        result = decide(stock_id, detail, reads)
-        with lock:
-            done += 1
-            progress(done, len(stock_ids))
-        return stock_id, result
-
-    if not stock_ids:
-        return {}
-    workers = max(1, min(len(stock_ids), ws.project.project.concurrency))
-    with ThreadPoolExecutor(workers, thread_name_prefix="import") as pool:
-        return dict(pool.map(one, stock_ids))
+        result = self.decide(stock_id, detail, reads)
+        with self.lock:
+            self.done += 1
+        self._report()
+        return result
 
 
 def _decide(

@@ -457,9 +457,9 @@ class StockKind(ABC):
         since: datetime | None = None,
         until: datetime | None = None,
         status: str | None = None,
-    ) -> dict[str, dict[str, Any]] | None:
-        """Every stock of the merchant the kind's list returns (by stock_id); None when the
-        kind has no list endpoint."""
+    ) -> Iterator[dict[str, Any]] | None:
+        """The merchant's stocks the kind's list returns, as they are read (a stock may come
+        twice); None when the kind has no list endpoint."""
         return None
 
     def import_value(self, path: str, value: Any) -> Any:

@@ -11,7 +11,7 @@ the calls from the observed status.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -280,12 +280,22 @@ class FavorKind(StockKind):
         since: datetime | None = None,
         until: datetime | None = None,
         status: str | None = None,
-    ) -> dict[str, dict[str, Any]]:
-        """Every stock of the merchant the list returns for the window and status, by stock_id.
+    ) -> Iterator[dict[str, Any]]:
+        """The merchant's stocks the list returns for the window and status, page by page as
+        they are read (a stock may come twice).
 
         The list's `offset` is a page number or an item offset (UNCONFIRMED): paging with
         offsets 0, 1, 2, ... and keeping each stock once is right under either reading."""
-        found: dict[str, dict[str, Any]] = {}
+        return self._list_pages(api, merchant, since, until, status)
+
+    def _list_pages(
+        self,
+        api: StockApi,
+        merchant: str,
+        since: datetime | None,
+        until: datetime | None,
+        status: str | None,
+    ) -> Iterator[dict[str, Any]]:
         offset = 0
         while True:
             page = api.favor_list(
@@ -297,11 +307,10 @@ class FavorKind(StockKind):
                 status,
             )
             data = page.get("data") or []
-            for item in data:
-                found.setdefault(str(item["stock_id"]), item)
+            yield from data
             offset += 1
             if not data or offset > int(page.get("total_count", 0)):
-                return found
+                return
 
     # --- available_items ---------------------------------------------------------------------
 
@@ -393,5 +402,8 @@ class FavorKind(StockKind):
 
         The list's `offset` is a page number or an item offset (UNCONFIRMED): paging with
         offsets 0, 1, 2, ... and keeping each stock once is right under either reading."""
-        listed = self.listed(api, merchant, since, until)
-        return {k: item for k, item in listed.items() if self.matches(sent, item)}
+        found: dict[str, dict[str, Any]] = {}
+        for item in self.listed(api, merchant, since, until):
+            if self.matches(sent, item):
+                found.setdefault(str(item["stock_id"]), item)
+        return found
