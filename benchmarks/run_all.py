@@ -18,6 +18,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_client  # noqa: E402
+import bench_import  # noqa: E402
 import bench_plan_apply  # noqa: E402
 import bench_validate  # noqa: E402
 
@@ -51,6 +52,11 @@ def main() -> None:
     row(
         f"{200 if quick else 1000:,} detail queries, 50 ms latency",
         f"sequential {m['sequential']:.1f} s, concurrent {m['concurrent']:.2f} s ({m['speedup']:.0f}×)",
+    )
+    m = bench_import.measure(200 if quick else 2000)
+    row(
+        f"import favor, {200 if quick else 2000:,} stocks, 50 ms latency",
+        f"{m['seconds']:.1f} s, {m['http_429']:.0f} × 429, next plan {'empty' if m['plan_empty'] else 'NOT empty'}",
     )
     m = bench_plan_apply.bench_apply(50 if quick else 100)
     row(

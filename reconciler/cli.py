@@ -19,7 +19,7 @@ import click
 
 from reconciler import __version__
 from reconciler.commands import demo as demo_cmd
-from reconciler.commands import doctor, emulator_cmd, init_cmd, plan_apply, state_cmd
+from reconciler.commands import doctor, emulator_cmd, import_cmd, init_cmd, plan_apply, state_cmd
 from reconciler.commands.common import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -128,6 +128,7 @@ cli.add_command(emulator_cmd.emulator)
 cli.add_command(demo_cmd.demo)
 cli.add_command(init_cmd.init)
 cli.add_command(doctor.doctor)
+cli.add_command(import_cmd.import_)
 
 
 SUMMARIES = {
@@ -144,22 +145,26 @@ SUMMARIES = {
     "show": "Everything recorded about one stock, as JSON.",
     "rm": "Stop tracking a stock (it stays at WeChat Pay).",
     "mv": "Rename a stock's id in the state.",
-    "import": "Adopt an existing remote stock for a stock file.",
+    "import": "Write the stock files of stocks that already exist.",
+    "state import": "Adopt an existing remote stock for a stock file.",
     "unlock": "Break a stale lock left by a dead apply.",
     "pull": "Export the state as one JSON state file.",
     "push": "Load a JSON state file into the configured backend.",
     "add-merchant": "Register a merchant in an emulator data file.",
     "set-balance": "Set a merchant's balance in an emulator data file.",
+    "seed": "Add stocks made elsewhere to an emulator data file.",
 }
-"""One line per command for `--help` listings, so none is cut off mid-sentence."""
+"""One line per command for `--help` listings, so none is cut off mid-sentence (a subcommand
+whose name is also a command's is keyed with its group: "state import")."""
 
 
-def _summarise(group: click.Group) -> None:
+def _summarise(group: click.Group, prefix: str = "") -> None:
     for name, command in group.commands.items():
-        if name in SUMMARIES and command.short_help is None:
-            command.short_help = SUMMARIES[name]
+        summary = SUMMARIES.get(prefix + name, SUMMARIES.get(name))
+        if summary is not None and command.short_help is None:
+            command.short_help = summary
         if isinstance(command, click.Group):
-            _summarise(command)
+            _summarise(command, f"{prefix}{name} ")
 
 
 _summarise(cli)

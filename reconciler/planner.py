@@ -55,11 +55,25 @@ class PlanInputs:
 
 
 def _field(change: FieldDiff, note: str = "") -> FieldChange:
-    """A diff as the plan shows it: paths from the stock file's root, money flagged."""
+    """A diff as the plan shows it: paths from the stock file's root, money flagged; a field
+    set for the first time has no known value before."""
     name = change.path.rsplit(".", 1)[-1]
-    return FieldChange(
-        f"spec.{change.path}", change.before, change.after, name in MONEY_FIELDS, note
-    )
+    before = None if note == FIRST_TIME else change.before
+    return FieldChange(f"spec.{change.path}", before, change.after, name in MONEY_FIELDS, note)
+
+
+FIRST_TIME = "set for the first time: not returned by WeChat Pay when the stock was imported"
+
+
+def _first_time(st: StockState, diffs: Sequence[FieldDiff]) -> dict[str, str]:
+    """The changed fields that were unknown at import, each with the note the plan shows."""
+    if not st.unknown_at_import:
+        return {}
+    return {
+        d.path: FIRST_TIME
+        for d in diffs
+        if any(d.path == u or d.path.startswith(u + ".") for u in st.unknown_at_import)
+    }
 
 
 TRANSITION_WORDS = {
@@ -378,17 +392,25 @@ class _Planner:
                     facts=fact,
                     suggestion=f"check the stock_id in 商户平台; then `reconciler state rm {stock.id}` and `reconciler state import {stock.id} <stock_id>`",
                 )
+        first = _first_time(st, diffs)
         immutable = [d for d in diffs if kind.verdict(d) is Verdict.IMMUTABLE]
         if immutable:
             names = ", ".join(d.path for d in immutable)
+            reason = f"{names}: {kind.immutable_reason}; a replacement would be a second stock (stocks cannot be deleted, so the budget would double)"
+            suggestion = (
+                "revert the change, or give the new stock a new id (the old stock stays as it is)"
+            )
+            if all(d.path in first for d in immutable):
+                reason = f"{names}: set for the first time; WeChat Pay did not return {'this field' if len(immutable) == 1 else 'these fields'} when the stock was imported, so the stock's own value is unknown, and it cannot be sent: {kind.immutable_reason}"
+                suggestion = f"put back what the file said at import; or, if the file now says what the stock holds, record it: `reconciler state rm {stock.id}`, then `reconciler state import {stock.id} {st.stock_id}`"
             return Change(
                 **(base | {"line": loaded.line_of(f"spec.{immutable[0].path}")}),
                 action=Action.IMMUTABLE,
                 stock_id=st.stock_id,
-                reason=f"{names}: {kind.immutable_reason}; a replacement would be a second stock (stocks cannot be deleted, so the budget would double)",
-                fields=tuple(_field(d) for d in immutable),
+                reason=reason,
+                fields=tuple(_field(d, first.get(d.path, "")) for d in immutable),
                 facts=fact,
-                suggestion="revert the change, or give the new stock a new id (the old stock stays as it is)",
+                suggestion=suggestion,
             )
         if life.error:
             return Change(
@@ -448,7 +470,8 @@ class _Planner:
         reasons = [f"{o.type.value} ({o.request_no})" for o in planned.operations]
         if life.operations:
             reasons.append(_life_reason(kind, life, applied))
-        fields = [_field(d) for d in planned.fields]
+        first = _first_time(st, planned.fields)
+        fields = [_field(d, first.get(d.path, "")) for d in planned.fields]
         if life.operations:
             fields.append(_status_field(life))
         return Change(

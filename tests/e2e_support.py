@@ -47,12 +47,15 @@ from cryptography.hazmat.primitives import serialization
 from ruamel.yaml import YAML
 
 from reconciler.cli import main
+from reconciler.config import load_project
 from reconciler.emulator import DemoMerchant, Emulator, EmulatorServer, EmulatorSettings, Faults
 from reconciler.emulator.keys import WechatPayKeys, generate_keys, public_key_pem
 from reconciler.emulator.settings import ReuseMode
 from reconciler.runtime import NOW_VARIABLE, Clock, Runtime
 from reconciler.state.model import State
 from reconciler.state.store import parse_state
+from reconciler.wechatpay.client import WeChatPayClient
+from reconciler.wechatpay.ratelimit import RateLimiter
 from tests.cli_invoke import invoke
 
 REPO = Path(__file__).resolve().parents[1]
@@ -447,6 +450,22 @@ class LocalEmulator:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def project_client(
+    ws: Workspace, local: LocalEmulator, rate_limiter: RateLimiter | None = None
+) -> WeChatPayClient:
+    """The project's WeChat Pay client of the first merchant, used directly (as a separate
+    program would), reaching the workspace's emulator."""
+    project, diagnostics = load_project(ws.project_file)
+    assert project is not None, diagnostics
+    return WeChatPayClient(
+        project.credentials(ws.mchids[0], {}),
+        base_url=project.project.api.base_url,
+        clock=ws.clock.time,
+        transport=local.client_transport(),
+        rate_limiter=rate_limiter,
+    )
 
 
 def prepare_data_file(ws: Workspace) -> None:

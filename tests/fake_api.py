@@ -322,6 +322,17 @@ class FakeStockApi(StockApi):
         url: str = self._run("media_upload", filename, act)
         return url
 
+    def favor_merchants(
+        self, stock_id: str, stock_creator_mchid: str, offset: int, limit: int
+    ) -> dict[str, Any]:
+        def act() -> dict[str, Any]:
+            use = self.stocks[stock_id].get("coupon_use_rule") or {}
+            merchants = list(use.get("available_merchants") or [])
+            return {"data": merchants[offset : offset + limit], "total_count": len(merchants)}
+
+        result: dict[str, Any] = self._run("favor_merchants", stock_id, act)
+        return result
+
     # --- for assertions --------------------------------------------------------------------
 
     def count(self, call: str) -> int:

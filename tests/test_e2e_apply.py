@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from reconciler.config import load_project
 from reconciler.emulator import EmulatorSettings
 from reconciler.errors import StateError
 from reconciler.ids import out_request_no
@@ -33,6 +32,7 @@ from tests.e2e_support import (
     edit_stock,
     emulator_stocks,
     make_workspace,
+    project_client,
     remote_by_request_no,
     write_generated_stocks,
 )
@@ -448,14 +448,7 @@ def test_immutable_change_fails_plan_and_apply(
 
 
 def _client(ws: Workspace, local: LocalEmulator) -> WeChatPayClient:
-    project, diagnostics = load_project(ws.project_file)
-    assert project is not None, diagnostics
-    return WeChatPayClient(
-        project.credentials(MCHID, {}),
-        base_url=project.project.api.base_url,
-        clock=ws.clock.time,
-        transport=local.client_transport(),
-    )
+    return project_client(ws, local)
 
 
 def test_drift_is_shown_and_never_acted_on(ws: Workspace) -> None:

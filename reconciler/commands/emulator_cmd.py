@@ -350,27 +350,22 @@ def _show_once(apiv3_key: str) -> None:
         click.echo("(the APIv3 key is not shown: this output is not a terminal; read the file)")
 
 
-@emulator.command("set-balance")
-@click.argument("mchid")
-@click.argument("balance_fen", metavar="FEN", type=click.IntRange(0))
-@click.option(
+_existing_data = click.option(
     "--data",
     "data_path",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="The emulator's data file.",
 )
-@click.option(
+_data_project = click.option(
     "--project",
     "project_path",
     type=click.Path(path_type=Path, exists=True),
     help=_PROJECT_HELP + ".  [default: here, when there is a reconciler.yaml]",
 )
-def set_balance(
-    mchid: str, balance_fen: int, data_path: Path | None, project_path: Path | None
-) -> None:
-    """Set (top up) merchant MCHID's balance, in fen, that 预充值 activations draw from.
 
-    A running emulator reads the data file only at start: restart it afterwards."""
+
+def _existing_emulator(data_path: Path | None, project_path: Path | None) -> tuple[Path, Emulator]:
+    """The data file (--data, or the project's) and the emulator over it."""
     from reconciler.emulator import Emulator
 
     if data_path is not None and project_path is not None:
@@ -378,7 +373,23 @@ def set_balance(
     if data_path is None:
         data_path = _local_data(_project(project_path or Path(".")), must_exist=True)
     runtime = current_runtime()
-    emu = _open(data_path, lambda path: Emulator(clock=runtime.clock.time, data_path=path))
+    return data_path, _open(
+        data_path, lambda path: Emulator(clock=runtime.clock.time, data_path=path)
+    )
+
+
+@emulator.command("set-balance")
+@click.argument("mchid")
+@click.argument("balance_fen", metavar="FEN", type=click.IntRange(0))
+@_existing_data
+@_data_project
+def set_balance(
+    mchid: str, balance_fen: int, data_path: Path | None, project_path: Path | None
+) -> None:
+    """Set (top up) merchant MCHID's balance, in fen, that 预充值 activations draw from.
+
+    A running emulator reads the data file only at start: restart it afterwards."""
+    data_path, emu = _existing_emulator(data_path, project_path)
     if mchid not in _merchant_ids(data_path):
         raise ConfigError(f"merchant {mchid} is not registered in {data_path}")
     emu.set_balance(mchid, balance_fen)
@@ -387,6 +398,29 @@ def set_balance(
         f"merchant {mchid}: balance {money(balance_fen)}; locked by activations so far "
         f"{money(locked)}. Restart a running emulator to use it."
     )
+
+
+@emulator.command("seed")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@_existing_data
+@_data_project
+def seed(file: Path, data_path: Path | None, project_path: Path | None) -> None:
+    """Add the stocks listed in FILE to an emulator data file, as if made elsewhere.
+
+    FILE (YAML or JSON) lists `stocks:`, each with kind, merchant, body (the create body)
+    and optionally created and status; every body is checked by the create rules first, and
+    nothing is added unless all pass. A running emulator reads the data file only at start:
+    restart it afterwards."""
+    from reconciler.emulator.seed import SeedError, read_seed
+    from reconciler.emulator.seed import seed as seed_stocks
+
+    data_path, emu = _existing_emulator(data_path, project_path)
+    try:
+        made = seed_stocks(emu, read_seed(file), current_runtime().clock.time(), f"{file}: ")
+    except SeedError as exc:
+        raise ConfigError(f"{exc}; nothing was added") from None
+    click.echo(f"seeded {len(made)} stock(s) into {data_path}: {', '.join(made) or 'none'}")
+    click.echo("A running emulator reads the data file only at start: restart it to serve them.")
 
 
 def _project(path: Path) -> ProjectFile:

@@ -182,6 +182,16 @@ class Emulator:
         with self._lock:
             return {sid: s.snapshot() for sid, s in self._store.stocks.items()}
 
+    def insert_stocks(self, build: Callable[[Store], list[StoredStock]]) -> list[StoredStock]:
+        """Store stocks made outside any request (`reconciler emulator seed`): `build` makes
+        them from the store (allocating their ids); saved once."""
+        with self._lock:
+            made = build(self._store)
+            for stock in made:
+                self._store.stocks[stock.stock_id] = stock
+            self._save()
+            return [s.snapshot() for s in made]
+
     @property
     def request_log(self) -> list[RequestLogEntry]:
         with self._lock:

@@ -1,5 +1,5 @@
 """代金券 (favor) endpoints: create, detail, list, the start/pause/restart/stop transitions,
-modify-goods-id and the items list.
+modify-goods-id and the items and merchants lists.
 
 A start models what developers report (reference §7.1): within `activation_delay_seconds` of
 the create it answers "卡包信息尚未注册完成"; a 预充值 stock draws its max_amount from the
@@ -29,6 +29,7 @@ NO_BALANCE = "激活失败:账户余额不足,请充值"
 TOO_MANY_RUNNING = "商户运行中的批次数量已达上限"
 KEEP_ONE = "至少保留一个可用商品"
 MAX_ITEMS_PAGE = 100
+MAX_MERCHANTS_PAGE = 50
 
 
 def create(ctx: RequestContext) -> Reply:
@@ -270,6 +271,26 @@ def items(ctx: RequestContext) -> Reply:
     )
 
 
+def merchants(ctx: RequestContext) -> Reply:
+    """GET .../merchants: the stock's available_merchants (an item offset; the shape of an
+    entry is UNCONFIRMED: bare mchids here)."""
+    query = ctx.query()
+    stock = _creator_stock(ctx, query.get("stock_creator_mchid"), "query")
+    offset = _query_int(query, "offset", 0, 1000, "offset超过阈值")
+    limit = _query_int(query, "limit", 1, MAX_MERCHANTS_PAGE, "页大小超过阈值")
+    listed = list(stock.body["coupon_use_rule"].get("available_merchants") or [])
+    return Reply(
+        200,
+        {
+            "total_count": len(listed),
+            "data": listed[offset : offset + limit],
+            "offset": offset,
+            "limit": limit,
+            "stock_id": stock.stock_id,
+        },
+    )
+
+
 # Preconditions (GO): start needs a created stock, pause an active one, restart a paused one,
 # stop one not yet activated. Start is documented as re-entrant ("接口支持幂等重入").
 start = _transition("start_time", frozenset({"unactivated"}), "running", repeat_ok="running")
@@ -287,4 +308,5 @@ HANDLERS: dict[str, Callable[[RequestContext], Reply]] = {
     "favor.stop": stop,
     "favor.modify_goods_id": modify_goods_id,
     "favor.items": items,
+    "favor.merchants": merchants,
 }

@@ -31,6 +31,7 @@ ROUTES: tuple[Route, ...] = (
     _route("favor.stop", "POST", f"{_FAVOR}/stocks/{_ID}/stop"),
     _route("favor.modify_goods_id", "POST", f"{_FAVOR}/stocks/{_ID}/modify-goods-id"),
     _route("favor.items", "GET", f"{_FAVOR}/stocks/{_ID}/items"),
+    _route("favor.merchants", "GET", f"{_FAVOR}/stocks/{_ID}/merchants"),
     _route("busifavor.create", "POST", _BUSI),
     _route("busifavor.detail", "GET", f"{_BUSI}/{_ID}"),
     _route("busifavor.modify", "PATCH", f"{_BUSI}/{_ID}"),

@@ -38,6 +38,7 @@ DEFAULT_RATE_LIMITS: Mapping[str, RateLimit] = MappingProxyType(
         "favor.restart": RateLimit(1000, 60.0),
         "favor.stop": RateLimit(1000, 60.0),
         "favor.items": RateLimit(600, 60.0),
+        "favor.merchants": RateLimit(1000, 60.0),
         "busifavor.create": RateLimit(1000, 60.0),
     }
 )

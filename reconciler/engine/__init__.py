@@ -5,6 +5,8 @@ result value. The commands parse arguments, call these, render and choose the ex
 - `planning`: the plan use case; saved plans (write, read back, freshness).
 - `applying`: the apply use case: lock, freshness, confirmation, interruption.
 - `state_ops`: list, show, rm, mv, import, unlock.
+- `importing`: `reconciler import`: the files and state entries of stocks that already exist
+  (imported by its command where it runs).
 """
 
 from __future__ import annotations

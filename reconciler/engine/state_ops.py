@@ -106,7 +106,9 @@ def import_stock(ws: Workspace, id: str, stock_id: str) -> Imported:
                 entry = StockState.new(id, kind.name, desired.merchant, generation)  # type: ignore[arg-type]
                 current = current.with_stock(entry)
             body = kind.create_body(desired, entry.out_request_no)
-            updated = current.adopt(id, stock_id, body)
+            # The file was written by hand: what the detail does not show is not checked
+            # against the stock, so it is unknown at import (as `reconciler import` marks it).
+            updated = current.adopt(id, stock_id, body, kind.unknown_paths(detail))
         updated = updated.record_observed(id, detail, now)
         saved = ws.store.save(updated)
     stock = saved.stock(id)

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from reconciler.errors import ReconcilerError
 from reconciler.ids import body_digest, update_request_no
+from reconciler.kinds.adopt import ImportedSpec, inverse
 from reconciler.mapping import diff_bodies, get_path, leaves, normalise, without_number
 from reconciler.operation import CreateResult, Operation, OpType
 from reconciler.spec.findings import Finding
@@ -47,6 +48,9 @@ class StockApi(Protocol):
     def favor_stop(self, stock_id: str, stock_creator_mchid: str) -> dict[str, Any]: ...
     def favor_modify_goods_id(self, stock_id: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
     def favor_items(
+        self, stock_id: str, stock_creator_mchid: str, offset: int, limit: int
+    ) -> dict[str, Any]: ...
+    def favor_merchants(
         self, stock_id: str, stock_creator_mchid: str, offset: int, limit: int
     ) -> dict[str, Any]: ...
     def busifavor_create(self, body: Mapping[str, Any]) -> CreateResult: ...
@@ -421,6 +425,83 @@ class StockKind(ABC):
         kind has no way to list its stocks."""
         return None
 
+    # --- adopting a stock made elsewhere (`reconciler import`) --------------------------------
+
+    import_stand_ins: ClassVar[Mapping[str, Any]] = {}
+    """Required create-body fields the detail never returns: the value an imported file holds
+    for each (a stand-in, recorded as unknown at import)."""
+    import_derived: ClassVar[Mapping[str, str]] = {}
+    """Create-body fields the detail does not return under their own name although a rule
+    fixes them: create path -> detail path."""
+    import_omitted_defaults: ClassVar[Mapping[str, Any]] = {}
+    """Values the detail shows for a field that was never sent (server defaults of fields the
+    docs call not open): an imported file leaves them out."""
+
+    def detail_path(self, path: str) -> str | None:
+        """Where the detail response shows the create-body leaf `path`; None when it does not."""
+        traits = self.traits().get(path)
+        if traits is None or traits.detail is None:
+            return None
+        return traits.detail.path or path
+
+    def import_reads(
+        self, api: StockApi, stock_id: str, merchant: str, detail: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Create-body fields the detail lacks that other calls return, by path; {} when the
+        kind has none."""
+        return {}
+
+    def listed(
+        self,
+        api: StockApi,
+        merchant: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status: str | None = None,
+    ) -> Iterator[dict[str, Any]] | None:
+        """The merchant's stocks the kind's list returns, as they are read (a stock may come
+        twice); None when the kind has no list endpoint."""
+        return None
+
+    def import_value(self, path: str, value: Any) -> Any:
+        """A value as the detail shows it, in the create body's form."""
+        return value
+
+    def import_top(self, detail: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """Fields of the stock file beside `spec` for a remote stock, and a note for each."""
+        return {}, {}
+
+    def from_detail(
+        self, detail: Mapping[str, Any], reads: Mapping[str, Any] | None = None
+    ) -> ImportedSpec:
+        """The inverse of the create→detail mapping: the stock file's spec for a remote stock,
+        with every field the API returned (`reads`: see `import_reads`), and the paths of
+        those it did not."""
+        spec, unknown = inverse(
+            self.spec_model,
+            detail,
+            reads or {},
+            self.detail_path,
+            self.import_stand_ins,
+            self.import_derived,
+            self.import_omitted_defaults,
+            self.import_value,
+        )
+        top, notes = self.import_top(detail)
+        return ImportedSpec(
+            spec,
+            unknown,
+            {p: v for p, v in self.import_stand_ins.items() if p in unknown},
+            dict(self.import_derived),
+            top,
+            notes,
+        )
+
+    def unknown_paths(self, detail: Mapping[str, Any]) -> tuple[str, ...]:
+        """The create-body paths `detail` does not show, for a stock file written by hand and
+        adopted with `state import` (which makes no other read)."""
+        return self.from_detail(detail, None).unknown
+
 
 def _with_values(body: Mapping[str, Any], changes: Sequence[FieldDiff]) -> dict[str, Any]:
     """A deep copy of `body` with each change's `after` written at its path."""
@@ -441,6 +522,7 @@ def _with_values(body: Mapping[str, Any], changes: Sequence[FieldDiff]) -> dict[
 
 __all__ = [
     "FieldDiff",
+    "ImportedSpec",
     "Lifecycle",
     "PlannedUpdate",
     "StockApi",

@@ -79,6 +79,16 @@ class BusifavorKind(StockKind):
     def observable_paths(self, body: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
         return ((p, p) for p, _ in leaves(body) if p != "out_request_no")
 
+    import_omitted_defaults: ClassVar[Mapping[str, Any]] = {
+        "stock_send_rule.transferable": False,
+        "stock_send_rule.shareable": False,
+        "subsidy": False,
+    }
+
+    def detail_path(self, path: str) -> str | None:
+        """The detail repeats the create body under the same paths."""
+        return path
+
     def create(self, api: StockApi, body: Mapping[str, Any]) -> CreateResult:
         return api.busifavor_create(body)
 

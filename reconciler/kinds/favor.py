@@ -11,7 +11,7 @@ the calls from the observed status.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -36,10 +36,20 @@ LIST_PAGE = 10
 """The favor list returns at most 10 stocks a page."""
 ITEMS_PAGE = 100
 """The items list returns at most 100 goods ids a page (Go SDK)."""
+MERCHANTS_PAGE = 50
+"""The merchants list returns at most 50 merchant ids a page (Go SDK)."""
 
 UNACTIVATED, AUDIT, RUNNING, STOPED, PAUSED = "unactivated", "audit", "running", "stoped", "paused"
 """The detail's `status` values, WeChat Pay's spelling (`stoped`)."""
 ACTIVATED = frozenset({RUNNING, PAUSED})
+_FILE_STATUS = {
+    UNACTIVATED: "created",
+    AUDIT: "running",
+    RUNNING: "running",
+    PAUSED: "paused",
+    STOPED: "stopped",
+}
+"""The file's `status` that asks for no lifecycle call at each observed status."""
 
 # (file status, observed status) -> the calls, in order. A pair not listed needs no call, or
 # is a fact that moves on its own (audit). `created` never touches the lifecycle.
@@ -77,6 +87,24 @@ def _goods_id(item: Any) -> Any:
     if isinstance(item, Mapping):
         return item.get("goods_id", item.get("id", ""))
     return item
+
+
+def _merchant_id(item: Any) -> Any:
+    """A merchants entry: a bare mchid, or an object carrying it (UNCONFIRMED shape)."""
+    if isinstance(item, Mapping):
+        return item.get("mchid", item.get("merchant_id", ""))
+    return item
+
+
+def _pages(read: Callable[[int, int], dict[str, Any]], size: int) -> list[Any]:
+    """Every entry of a list read by item offset: {total_count, data}."""
+    out: list[Any] = []
+    while True:
+        page = read(len(out), size)
+        data = page.get("data") or []
+        out += data
+        if not data or len(out) >= int(page.get("total_count", 0)):
+            return out
 
 
 def _favor(stock: Stock) -> FavorStock:
@@ -199,6 +227,91 @@ class FavorKind(StockKind):
             return False
         return NOT_REGISTERED in str(getattr(exc, "message", "") or "") or status >= 500
 
+    # --- adopting a stock made elsewhere ------------------------------------------------------
+
+    import_stand_ins: ClassVar[Mapping[str, Any]] = {
+        "stock_use_rule.natural_person_limit": False,
+        "stock_use_rule.prevent_api_abuse": False,
+    }
+    import_derived: ClassVar[Mapping[str, str]] = {"belong_merchant": "stock_creator_mchid"}
+    """The create requires belong_merchant to be the creating merchant."""
+
+    def import_value(self, path: str, value: Any) -> Any:
+        """trade_type may come back as a bare string (reference §1.2, UNCONFIRMED)."""
+        if path.endswith("trade_type") and isinstance(value, str):
+            return [value]
+        return value
+
+    def import_top(self, detail: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """The file's `status` for the observed one; `audit` (under review) is kept running."""
+        observed = self.status_of(detail)
+        status = _FILE_STATUS.get(observed or "")
+        if status is None:
+            return {}, {}
+        note = f"WeChat Pay shows {observed}"
+        return {"status": status}, {"status": note}
+
+    def import_reads(
+        self, api: StockApi, stock_id: str, merchant: str, detail: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """available_merchants from the merchants list; available_items from the items list
+        when the detail says the stock is a single-item one (`singleitem`), else none."""
+        out: dict[str, Any] = {
+            "coupon_use_rule.available_merchants": [
+                str(_merchant_id(m))
+                for m in _pages(
+                    lambda o, n: api.favor_merchants(stock_id, merchant, o, n), MERCHANTS_PAGE
+                )
+            ]
+        }
+        if detail.get("singleitem") is False:
+            out["coupon_use_rule.available_items"] = []
+        elif detail.get("singleitem") is True:
+            out["coupon_use_rule.available_items"] = [
+                str(_goods_id(g))
+                for g in _pages(lambda o, n: api.favor_items(stock_id, merchant, o, n), ITEMS_PAGE)
+            ]
+        return out
+
+    def listed(
+        self,
+        api: StockApi,
+        merchant: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """The merchant's stocks the list returns for the window and status, page by page as
+        they are read (a stock may come twice).
+
+        The list's `offset` is a page number or an item offset (UNCONFIRMED): paging with
+        offsets 0, 1, 2, ... and keeping each stock once is right under either reading."""
+        return self._list_pages(api, merchant, since, until, status)
+
+    def _list_pages(
+        self,
+        api: StockApi,
+        merchant: str,
+        since: datetime | None,
+        until: datetime | None,
+        status: str | None,
+    ) -> Iterator[dict[str, Any]]:
+        offset = 0
+        while True:
+            page = api.favor_list(
+                merchant,
+                offset,
+                LIST_PAGE,
+                None if since is None else since.isoformat(timespec="seconds"),
+                None if until is None else until.isoformat(timespec="seconds"),
+                status,
+            )
+            data = page.get("data") or []
+            yield from data
+            offset += 1
+            if not data or offset > int(page.get("total_count", 0)):
+                return
+
     # --- available_items ---------------------------------------------------------------------
 
     def plan_update(
@@ -265,15 +378,11 @@ class FavorKind(StockKind):
         if op.type is not OpType.MODIFY_GOODS_ID or op.stock_id is None:
             return None
         wanted = set((op.after.get("coupon_use_rule") or {}).get("available_items") or [])
-        seen: set[str] = set()
-        offset = 0
-        while True:
-            page = api.favor_items(op.stock_id, merchant, offset, ITEMS_PAGE)
-            data = page.get("data") or []
-            seen |= {str(_goods_id(item)) for item in data}
-            offset += len(data)
-            if not data or offset >= int(page.get("total_count", 0)):
-                break
+        stock_id = op.stock_id
+        seen = {
+            str(_goods_id(item))
+            for item in _pages(lambda o, n: api.favor_items(stock_id, merchant, o, n), ITEMS_PAGE)
+        }
         if seen == wanted:
             return ""
         return f"WeChat Pay lists the goods {sorted(seen)}, the file wants {sorted(wanted)}"
@@ -294,19 +403,7 @@ class FavorKind(StockKind):
         The list's `offset` is a page number or an item offset (UNCONFIRMED): paging with
         offsets 0, 1, 2, ... and keeping each stock once is right under either reading."""
         found: dict[str, dict[str, Any]] = {}
-        offset = 0
-        while True:
-            page = api.favor_list(
-                merchant,
-                offset,
-                LIST_PAGE,
-                since.isoformat(timespec="seconds"),
-                until.isoformat(timespec="seconds"),
-            )
-            data = page.get("data") or []
-            for item in data:
-                if self.matches(sent, item):
-                    found[str(item["stock_id"])] = item
-            offset += 1
-            if not data or offset > int(page.get("total_count", 0)):
-                return found
+        for item in self.listed(api, merchant, since, until):
+            if self.matches(sent, item):
+                found.setdefault(str(item["stock_id"]), item)
+        return found

@@ -7,7 +7,7 @@ treated as read-only too.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal, TypeVar
 from uuid import UUID
@@ -32,6 +32,7 @@ from reconciler.ids import (
     is_valid_request_no,
     out_request_no,
 )
+from reconciler.mapping import get_path
 from reconciler.operation import OpType
 
 FORMAT_VERSION: Final = 1
@@ -106,6 +107,11 @@ class StockState(_Frozen):
     observed: JsonObject | None = None
     observed_at: AwareDatetime | None = None
     pending: Pending | None = None
+    unknown_at_import: tuple[str, ...] = Field(default=(), exclude_if=lambda v: not v)
+    """Create-body paths (dotted) that WeChat Pay did not return when the stock was imported:
+    the applied body holds the file's value there, not a known one. A change to such a field
+    is shown as set for the first time; it leaves the list once an update records it. Left
+    out of the data when empty, so records of stocks never imported are unchanged."""
 
     @classmethod
     def new(cls, id: str, kind: Kind, merchant: str, generation: int = 0) -> StockState:
@@ -223,6 +229,11 @@ class State(_Frozen):
         """Add `stock` or replace the entry with the same id."""
         return self._with_stocks({**self.stocks, stock.id: stock})
 
+    def with_stocks(self, stocks: Sequence[StockState]) -> State:
+        """Add (or replace) several entries at once, checking the invariants across stocks
+        once (an import of thousands of stocks)."""
+        return self._with_stocks({**self.stocks, **{s.id: s for s in stocks}})
+
     def without_stock(self, id: str) -> State:
         """Forget a stock (`state rm`); its create number is retired, never given out again."""
         stock = self.stock(id)
@@ -324,12 +335,23 @@ class State(_Frozen):
         )
 
     def record_applied(self, id: str, body: Mapping[str, Any]) -> State:
-        """An update succeeded: `body` (a full create body) is what WeChat Pay now holds."""
-        return self.with_stock(_update(self.stock(id), applied_body=dict(body), pending=None))
+        """An update succeeded: `body` (a full create body) is what WeChat Pay now holds. A
+        field unknown at import that the update changed is known from now on."""
+        stock = self.stock(id)
+        changes: dict[str, Any] = {"applied_body": dict(body), "pending": None}
+        if stock.unknown_at_import:
+            before = stock.applied_body or stock.sent_body or {}
+            changes["unknown_at_import"] = tuple(
+                p for p in stock.unknown_at_import if get_path(before, p) == get_path(body, p)
+            )
+        return self.with_stock(_update(stock, **changes))
 
-    def adopt(self, id: str, stock_id: str, body: Mapping[str, Any]) -> State:
-        """Track an existing remote stock (`state import`) for an entry that was never created:
-        `body` (a full create body under the entry's number) is what it is taken to hold."""
+    def adopt(
+        self, id: str, stock_id: str, body: Mapping[str, Any], unknown: Sequence[str] = ()
+    ) -> State:
+        """Track an existing remote stock (`state import`, `import`) for an entry that was never
+        created: `body` (a full create body under the entry's number) is what it is taken to
+        hold; `unknown` lists its paths that WeChat Pay did not return."""
         stock = self.stock(id)
         if stock.stock_id is not None:
             raise StateError(f"stock {id!r} is already recorded as {stock.stock_id}")
@@ -337,7 +359,14 @@ class State(_Frozen):
             raise StateError(
                 f"stock {id!r} has a pending {stock.pending.action}; settle it with record_created"
             )
-        return self.with_stock(_update(stock, stock_id=stock_id, applied_body=dict(body)))
+        return self.with_stock(
+            _update(
+                stock,
+                stock_id=stock_id,
+                applied_body=dict(body),
+                unknown_at_import=tuple(unknown),
+            )
+        )
 
     def forget_sent(self, id: str) -> State:
         """WeChat Pay refused the create outright (a 4xx about the body): nothing was created,

@@ -174,6 +174,16 @@ class WeChatPayClient:
         )
         return self._object(Call("favor_items", "GET", target))
 
+    def favor_merchants(
+        self, stock_id: str, stock_creator_mchid: str, offset: int, limit: int
+    ) -> dict[str, Any]:
+        """GET .../stocks/{stock_id}/merchants: {total_count, data: [mchid...], offset, limit}
+        (1000/min; limit at most 50)."""
+        target = f"{_FAVOR}/stocks/{_segment(stock_id)}/merchants" + _query(
+            offset=offset, limit=limit, stock_creator_mchid=stock_creator_mchid
+        )
+        return self._object(Call("favor_merchants", "GET", target))
+
     # 商家券 busifavor
 
     def busifavor_create(self, body: Mapping[str, Any]) -> CreateResult:
