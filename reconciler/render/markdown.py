@@ -37,6 +37,7 @@ from reconciler.render.review import (
     merchant_lines,
     money_lines,
     shows_reason,
+    stock_body,
     summary,
     technical_lines,
 )
@@ -89,8 +90,9 @@ def _h(text: str) -> str:
     return html.escape(clean(text), quote=False)
 
 
-def _where(c: Change, lang: Lang) -> str:
-    parts = [code(c.id), md(t(lang, "merchant", merchant=c.merchant))]
+def _where(c: Change, lang: Lang, with_id: bool = True) -> str:
+    parts = [code(c.id)] if with_id else []
+    parts.append(md(t(lang, "merchant", merchant=c.merchant)))
     if c.file is not None:
         parts.append(md(t(lang, "file", file="")).rstrip() + " " + code(location(c)))
     if c.stock_id:
@@ -99,8 +101,10 @@ def _where(c: Change, lang: Lang) -> str:
 
 
 def _error_item(c: Change, lang: Lang) -> str:
-    item = f"- **{SYMBOLS[c.action]} {md(action_word(c, lang))}** {md(summary(c, lang))}"
-    item += f"<br>{_where(c, lang)}<br>{md(c.reason)}"
+    item = f"- **{SYMBOLS[c.action]} {md(action_word(c, lang))}** {code(c.id)}"
+    if stock_body(c) is not None:
+        item += f" · {md(summary(c, lang))}"
+    item += f"<br>{_where(c, lang, with_id=False)}<br>{md(c.reason)}"
     if c.suggestion:
         item += f"<br>{md(t(lang, 'fix'))}: {prose(c.suggestion)}"
     return item
