@@ -53,6 +53,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Budget change {id}: {delta} ({before} → {after} × {unit})",
         "预算变更 {id}：{delta}（{before} → {after} × {unit}）",
     ),
+    "headline.more_deltas": (
+        "{n} more budget changes: {delta} in all",
+        "另有 {n} 项预算变更，合计 {delta}",
+    ),
     "headline.no_money": ("Money: none committed or locked", "资金：不锁定、不承诺任何金额"),
     "no_changes": ("No changes. {n} stocks in sync.", "没有变更。{n} 个批次均已同步。"),
     "refuses": (
@@ -65,7 +69,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     # --- actions ------------------------------------------------------------------------------
     "action.create": ("create", "新建"),
-    "action.update": ("change", "变更"),
+    "action.update": ("update", "变更"),
     "action.recover": ("resume an interrupted create", "继续被中断的创建"),
     "action.recover_update": ("resume an interrupted change", "继续被中断的变更"),
     "action.no-op": ("in sync", "已同步"),
@@ -196,18 +200,18 @@ def pick(lang: Lang, en: str, zh: str) -> str:
     return zh if lang == "zh" else en
 
 
-def date_range(begin: str | None, end: str | None) -> str:
+def date_range(begin: object, end: object) -> str:
     """`3月1日–3月31日` from two RFC3339 times, read in their own offsets; the year is shown
     when the two differ. Text that is not a time is shown as written."""
     import re
 
-    def parts(value: str | None) -> tuple[str, str, str] | None:
-        m = re.match(r"^(\d{4})-(\d{2})-(\d{2})T", value or "")
+    def parts(value: object) -> tuple[str, str, str] | None:
+        m = re.match(r"^(\d{4})-(\d{2})-(\d{2})T", value) if isinstance(value, str) else None
         return (m.group(1), str(int(m.group(2))), str(int(m.group(3)))) if m else None
 
     b, e = parts(begin), parts(end)
     if b is None or e is None:
-        return f"{begin or '?'}–{end or '?'}"
+        return f"{begin if begin is not None else '?'}–{end if end is not None else '?'}"
     if b[0] != e[0]:
         return f"{b[0]}年{b[1]}月{b[2]}日–{e[0]}年{e[1]}月{e[2]}日"
     return f"{b[1]}月{b[2]}日–{e[1]}月{e[2]}日"

@@ -179,7 +179,7 @@ class _Parts:
     lines: list[str]
     totals: str
     meta: str
-    technical: list[list[str]]
+    technical: list[list[tuple[str, str]]]
     where: str
 
     def build(self, fold: int, drop: int = 0, drop_errors: int = 0) -> str:
@@ -216,7 +216,13 @@ class _Parts:
         tech = [self.meta]
         for i, lines in enumerate(self.technical):
             if i not in folded:
-                tech += [f"- {code(self.changes[i].id)}: {md(line)}" for line in lines]
+                tech += [
+                    f"- {code(self.changes[i].id)}: "
+                    + md(t(self.lang, "request", call=call, number=_SLOT)).replace(
+                        _SLOT, code(number)
+                    )
+                    for call, number in lines
+                ]
         title = _h(t(self.lang, "technical"))
         blocks.append(
             f"<details><summary>{title}</summary>\n\n" + "\n".join(tech) + "\n\n</details>"

@@ -204,6 +204,7 @@ def headline(plan: Plan, lang: Lang) -> list[str]:
     lines += [
         t(lang, "headline.ceiling", amount=yuan_short(fen), merchant=m) for m, fen in h.ceiling_fen
     ]
+    shown = h.deltas if len(h.deltas) <= DELTAS_SHOWN else h.deltas[: DELTAS_SHOWN - 1]
     lines += [
         t(
             lang,
@@ -214,11 +215,20 @@ def headline(plan: Plan, lang: Lang) -> list[str]:
             after=f"{d.after:,}",
             unit=yuan_short(d.unit_fen),
         )
-        for stock, d in h.deltas
+        for stock, d in shown
     ]
+    rest = h.deltas[len(shown) :]
+    if rest:
+        total = sum(d.fen for _, d in rest)
+        lines.append(t(lang, "headline.more_deltas", n=len(rest), delta=signed_yuan(total)))
     if not (h.locked_fen or h.ceiling_fen or h.deltas):
         lines.append(t(lang, "headline.no_money"))
     return lines
+
+
+DELTAS_SHOWN = 10
+"""Budget changes the headline lists one by one; more are summed on one line (each stock's
+section still shows its own)."""
 
 
 def merchant_lines(plan: Plan, lang: Lang) -> list[str]:
@@ -453,11 +463,9 @@ def call_text(change: Change, type_value: str, lang: Lang) -> str:
     return f"{zh if lang == 'zh' else en} · {change.kind}_{type_value}"
 
 
-def technical_lines(change: Change, lang: Lang) -> list[str]:
-    """The machinery: the requests with their numbers, for whoever needs to trace them."""
+def technical_lines(change: Change, lang: Lang) -> list[tuple[str, str]]:
+    """The machinery: (the call, its request number) of each request, for whoever needs to
+    trace them."""
     if change.action not in ACTING:
         return []
-    return [
-        t(lang, "request", call=call_text(change, o.type.value, lang), number=o.request_no)
-        for o in change.operations
-    ]
+    return [(call_text(change, o.type.value, lang), o.request_no) for o in change.operations]

@@ -163,5 +163,8 @@ def render_text(plan: Plan, *, color: bool = False, lang: Lang = "en") -> str:
         lines += ["", _paint(refusal, _RED, color)]
     lines += ["", t(lang, "technical") + ":", "  " + clean(meta_line(plan, lang))]
     for change in shown:
-        lines += [f"  {clean(change.id)}: {clean(line)}" for line in technical_lines(change, lang)]
+        lines += [
+            f"  {clean(change.id)}: " + clean(t(lang, "request", call=call, number=number))
+            for call, number in technical_lines(change, lang)
+        ]
     return "\n".join(lines) + "\n"
