@@ -6,9 +6,13 @@ import json
 from collections.abc import Sequence
 
 from reconciler.diagnostics import Diagnostic, Severity
-from reconciler.i18n import Lang, t
+from reconciler.i18n import Lang, diagnostic_message, t
 
 GITHUB_LIMIT_PER_SEVERITY = 10
+
+
+def _message(d: Diagnostic, lang: Lang) -> str:
+    return diagnostic_message(d.message, d.message_id, d.params, lang)
 
 
 def field_text(d: Diagnostic, lang: Lang) -> str:
@@ -30,7 +34,7 @@ def text(diagnostics: Sequence[Diagnostic], lang: Lang = "en") -> str:
     for d in diagnostics:
         where = f"{field_text(d, lang)}: " if d.field else ""
         severity = t(lang, f"severity.{d.severity.value}")
-        lines.append(f"{d.location()}: {severity}: {where}{d.message}")
+        lines.append(f"{d.location()}: {severity}: {where}{_message(d, lang)}")
     return "\n".join(lines)
 
 
@@ -81,7 +85,7 @@ def github(diagnostics: Sequence[Diagnostic], lang: Lang = "en") -> str:
             props += [f"line={d.line}", f"col={d.col}"]
         title = f"reconciler: {field_text(d, lang)}" if d.field else "reconciler"
         props.append(f"title={_escape_property(title)}")
-        out.append(f"::{d.severity.value} {','.join(props)}::{_escape_data(d.message)}")
+        out.append(f"::{d.severity.value} {','.join(props)}::{_escape_data(_message(d, lang))}")
     if hidden[Severity.ERROR] or hidden[Severity.WARNING]:
         more = t(
             lang,
