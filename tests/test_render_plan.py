@@ -309,7 +309,9 @@ def test_text_shows_money_in_fen_and_yuan_and_the_create_body() -> None:
         "    budget: 40000000 分 (¥400,000.00) → 64000000 分 (¥640,000.00)  (discount_amount × max_coupons)"
         in out
     )
-    assert "      Total budget (spec.stock_use_rule.max_amount): 20000000 分 (¥200,000.00) 🔒" in out
+    assert (
+        "      Total budget (spec.stock_use_rule.max_amount): 20000000 分 (¥200,000.00) 🔒" in out
+    )
     assert "      Stock name (spec.stock_name): 春季满100减10 🔒" in out
     assert (
         "      Exchange price (spec.coupon_use_rule.exchange_coupon.exchange_price): 100 分 (¥1.00) 🔒"

@@ -474,7 +474,10 @@ def test_pull_request_plan_then_merge_apply_and_state_branch(world: World) -> No
     assert "**Plan: 3 to create, 0 to update, 0 to resume**" in comment
     assert "No state yet" in comment and "--refresh=false" not in comment
     # The comment links this run; the job summary and the artifact hold the full plan.
-    assert "/actions/runs/" in comment and "Full plan: the [job summary and the plan artifact](" in comment
+    assert (
+        "/actions/runs/" in comment
+        and "Full plan: the [job summary and the plan artifact](" in comment
+    )
     full = w.artifacts["reconciler-plan-pr1"]["plan-full.md"].decode()
     assert plan_job.summary == full and full.startswith(MARKER + "\n")
     doc = _verify_plan_document(w.artifacts["reconciler-plan-pr1"]["plan.json"])
