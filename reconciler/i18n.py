@@ -84,7 +84,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     # --- per stock ----------------------------------------------------------------------------
     "merchant": ("merchant {merchant}", "商户 {merchant}"),
     "file": ("file {file}", "文件 {file}"),
-    "stock_id": ("批次号 {stock_id}", "批次号 {stock_id}"),
+    "stock_id": ("stock_id {stock_id}", "批次号 {stock_id}"),
     "changes": ("What changes", "变更内容"),
     "fields": ("Every field", "全部字段"),
     "never_changes": ("cannot change after creation", "创建后不可更改"),

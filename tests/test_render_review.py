@@ -228,3 +228,23 @@ def test_language_comes_from_option_then_project_then_locale(
     option: str | None, configured: str | None, environ: dict[str, str], expected: str
 ) -> None:
     assert resolve_lang(option, configured, environ) == expected
+
+
+def test_a_note_is_printed_once() -> None:
+    """CI passes the same sentence as the plan's refresh note and as the comment's note."""
+    from dataclasses import replace
+
+    note = "Fork pull request: planned from the state alone (--refresh=false), without credentials"
+    plan = replace(mixed_plan(), refresh="none", refresh_note=note)
+    for lang in LANGS:
+        out = render_markdown(plan, note=note, lang=lang)
+        assert out.count("Fork pull request") == 1, lang
+    assert render_markdown(plan, lang="en").count("Fork pull request") == 1
+
+
+def test_facts_read_as_lines_and_fixes_as_prose() -> None:
+    plan = mixed_plan()
+    zh = render_markdown(plan, lang="zh")
+    assert "**微信支付上的现状**: 已发放 812 张 · 状态 运行中" in zh
+    assert "{" not in zh.split("### 批次")[1].split("<summary>技术细节")[0]  # no JSON
+    assert "```" not in zh and "```" not in render_markdown(plan, lang="en")
