@@ -248,3 +248,23 @@ def test_facts_read_as_lines_and_fixes_as_prose() -> None:
     assert "**微信支付上的现状**: 已发放 812 张 · 状态 运行中" in zh
     assert "{" not in zh.split("### 批次")[1].split("<summary>技术细节")[0]  # no JSON
     assert "```" not in zh and "```" not in render_markdown(plan, lang="en")
+
+
+def test_percentage_and_exchange_offers_read_as_such() -> None:
+    body: dict[str, Any] = {
+        "stock_name": "周三咖啡88折",
+        "stock_type": "DISCOUNT",
+        "coupon_use_rule": {
+            "discount_coupon": {"discount_percent": 88, "transaction_minimum": 2000},
+            "coupon_available_time": {
+                "available_begin_time": "2027-12-01T00:00:00+08:00",
+                "available_end_time": "2028-01-31T23:59:59+08:00",
+            },
+        },
+        "stock_send_rule": {"max_coupons": 500, "max_coupons_per_user": 1},
+    }
+    assert KINDS["busifavor"].summary_line(body, "en") == (
+        "周三咖啡88折 · 商家券 · pays 88% on orders ≥ ¥20 · 500 coupons, 1 per person"
+        " · 2027年12月1日–2028年1月31日 · locks nothing"
+    )
+    assert "按 88% 付款，满 ¥20 可用" in KINDS["busifavor"].summary_line(body, "zh")

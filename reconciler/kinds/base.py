@@ -473,29 +473,36 @@ __all__ = [
 ]
 
 
-def offer_text(
-    lang: Lang, kind: str, off: Any, minimum: Any, percent: Any = None, price: Any = None
-) -> str:
-    """The offer in a summary line: `¥10 off orders ≥ ¥100` / `满¥100减¥10`, a percentage
-    (`pays 88%`), or an exchange price; `kind` is NORMAL, DISCOUNT or EXCHANGE."""
+def offer_text(lang: Lang, body: Mapping[str, Any], amount_key: str) -> str:
+    """The offer in a summary line, from the create body's coupon_use_rule: `¥10 off orders ≥
+    ¥100` / `满 ¥100 减 ¥10`, a percentage (`pays 88%`) or an exchange price, by stock_type;
+    `amount_key` names the fixed coupon's amount (favor coupon_amount, busifavor
+    discount_amount)."""
     from reconciler.i18n import pick
     from reconciler.money import yuan_short
 
     def fen(value: Any) -> str:
         return yuan_short(value) if isinstance(value, int) else "?"
 
+    use = body.get("coupon_use_rule") or {}
+    kind = body.get("stock_type")
     if kind == "DISCOUNT":
+        rule = use.get("discount_coupon") or {}
+        percent, most = rule.get("discount_percent"), rule.get("discount_amount_max")
         text = pick(lang, f"pays {percent}%", f"按 {percent}% 付款")
-        if isinstance(off, int):
-            text += pick(lang, f" (at most {fen(off)} off)", f"（最多减 {fen(off)}）")
-        return text + pick(lang, f" on orders ≥ {fen(minimum)}", f"，满 {fen(minimum)} 可用")
+        if isinstance(most, int):
+            text += pick(lang, f" (at most {fen(most)} off)", f"（最多减 {fen(most)}）")
+        minimum = fen(rule.get("transaction_minimum"))
+        return text + pick(lang, f" on orders ≥ {minimum}", f"，满 {minimum} 可用")
     if kind == "EXCHANGE":
+        rule = use.get("exchange_coupon") or {}
+        price, minimum = fen(rule.get("exchange_price")), fen(rule.get("transaction_minimum"))
         return pick(
-            lang,
-            f"buy for {fen(price)} with orders ≥ {fen(minimum)}",
-            f"满 {fen(minimum)} 以 {fen(price)} 换购",
+            lang, f"buy for {price} with orders ≥ {minimum}", f"满 {minimum} 以 {price} 换购"
         )
-    return pick(lang, f"{fen(off)} off orders ≥ {fen(minimum)}", f"满 {fen(minimum)} 减 {fen(off)}")
+    rule = use.get("fixed_normal_coupon") or {}
+    off, minimum = fen(rule.get(amount_key)), fen(rule.get("transaction_minimum"))
+    return pick(lang, f"{off} off orders ≥ {minimum}", f"满 {minimum} 减 {off}")
 
 
 def count_text(lang: Lang, coupons: Any, per_user: Any) -> str:

@@ -82,19 +82,7 @@ class BusifavorKind(StockKind):
         use = body.get("coupon_use_rule") or {}
         send = body.get("stock_send_rule") or {}
         times = use.get("coupon_available_time") or {}
-        kind = str(body.get("stock_type", "NORMAL"))
         fixed = use.get("fixed_normal_coupon") or {}
-        discount = use.get("discount_coupon") or {}
-        exchange = use.get("exchange_coupon") or {}
-        rule = discount if kind == "DISCOUNT" else exchange if kind == "EXCHANGE" else fixed
-        offer = offer_text(
-            lang,
-            kind,
-            fixed.get("discount_amount"),
-            rule.get("transaction_minimum"),
-            discount.get("discount_percent"),
-            exchange.get("exchange_price"),
-        )
         off, coupons = fixed.get("discount_amount"), send.get("max_coupons")
         if isinstance(off, int) and isinstance(coupons, int):
             ceiling = yuan_short(off * coupons)
@@ -107,7 +95,7 @@ class BusifavorKind(StockKind):
             [
                 str(body.get("stock_name", "")),
                 self.label,
-                offer,
+                offer_text(lang, body, "discount_amount"),
                 count_text(lang, coupons, send.get("max_coupons_per_user")),
                 date_range(times.get("available_begin_time"), times.get("available_end_time")),
                 money_text,

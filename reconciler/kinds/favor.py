@@ -131,23 +131,7 @@ class FavorKind(StockKind):
         return out.items
 
     def summary_line(self, body: Mapping[str, Any], lang: Lang) -> str:
-        use = body.get("coupon_use_rule") or {}
         send = body.get("stock_use_rule") or {}
-        kind = str(body.get("stock_type", "NORMAL"))
-        fixed = use.get("fixed_normal_coupon") or {}
-        discount = use.get("discount_coupon") or {}
-        exchange = use.get("exchange_coupon") or {}
-        rule = discount if kind == "DISCOUNT" else exchange if kind == "EXCHANGE" else fixed
-        offer = offer_text(
-            lang,
-            kind if kind in ("DISCOUNT", "EXCHANGE") else "NORMAL",
-            discount.get("discount_amount_max")
-            if kind == "DISCOUNT"
-            else fixed.get("coupon_amount"),
-            rule.get("transaction_minimum"),
-            discount.get("discount_percent"),
-            exchange.get("exchange_price"),
-        )
         amount = send.get("max_amount")
         shown = yuan_short(amount) if isinstance(amount, int) else "?"
         if body.get("no_cash") is False:
@@ -160,7 +144,7 @@ class FavorKind(StockKind):
             [
                 str(body.get("stock_name", "")),
                 self.label,
-                offer,
+                offer_text(lang, body, "coupon_amount"),
                 count_text(lang, send.get("max_coupons"), send.get("max_coupons_per_user")),
                 date_range(body.get("available_begin_time"), body.get("available_end_time")),
                 money_text,

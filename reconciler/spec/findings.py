@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from reconciler.diagnostics import FieldPath, Severity
 
@@ -38,11 +38,7 @@ class Findings:
         message_id: str = "",
         params: Mapping[str, object] | None = None,
     ) -> None:
-        self.items.append(
-            Finding(
-                self.prefix + path, Severity.ERROR, message, code, fix, message_id, params or {}
-            )
-        )
+        self._add(Finding(path, Severity.ERROR, message, code, fix, message_id, params or {}))
 
     def warning(
         self,
@@ -53,8 +49,7 @@ class Findings:
         message_id: str = "",
         params: Mapping[str, object] | None = None,
     ) -> None:
-        self.items.append(
-            Finding(
-                self.prefix + path, Severity.WARNING, message, code, "", message_id, params or {}
-            )
-        )
+        self._add(Finding(path, Severity.WARNING, message, code, "", message_id, params or {}))
+
+    def _add(self, finding: Finding) -> None:
+        self.items.append(replace(finding, path=self.prefix + finding.path))
