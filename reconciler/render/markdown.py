@@ -63,9 +63,12 @@ _MD = {
 }
 
 
+_MD_TABLE = str.maketrans(_MD)
+
+
 def md(text: str) -> str:
     """Plain text, safe in a Markdown paragraph or list item."""
-    return "".join(_MD.get(ch, ch) for ch in clean(text))
+    return clean(text).translate(_MD_TABLE)
 
 
 def code(text: str) -> str:
@@ -144,6 +147,14 @@ def _details(c: Change, lang: Lang) -> str:
     return "\n\n".join(parts)
 
 
+def _technical(c: Change, lang: Lang) -> list[str]:
+    return [
+        f"- {code(c.id)}: "
+        + md(t(lang, "request", call=call, number=_SLOT)).replace(_SLOT, code(number))
+        for call, number in technical_lines(c, lang)
+    ]
+
+
 def _drop_order(changes: Sequence[Change]) -> list[int]:
     """Which entries go first when space runs out: the last non-errors, then the last errors."""
     idx = range(len(changes) - 1, -1, -1)
@@ -179,7 +190,7 @@ class _Parts:
     lines: list[str]
     totals: str
     meta: str
-    technical: list[list[tuple[str, str]]]
+    technical: list[list[str]]
     where: str
 
     def build(self, fold: int, drop: int = 0, drop_errors: int = 0) -> str:
@@ -216,13 +227,7 @@ class _Parts:
         tech = [self.meta]
         for i, lines in enumerate(self.technical):
             if i not in folded:
-                tech += [
-                    f"- {code(self.changes[i].id)}: "
-                    + md(t(self.lang, "request", call=call, number=_SLOT)).replace(
-                        _SLOT, code(number)
-                    )
-                    for call, number in lines
-                ]
+                tech += lines
         title = _h(t(self.lang, "technical"))
         blocks.append(
             f"<details><summary>{title}</summary>\n\n" + "\n".join(tech) + "\n\n</details>"
@@ -296,7 +301,7 @@ def render_markdown(
         lines=[_one_line(c, lang) for c in shown],
         totals=_totals(plan, lang) if shown else "",
         meta=meta,
-        technical=[technical_lines(c, lang) for c in shown],
+        technical=[_technical(c, lang) for c in shown],
         where=where,
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -86,9 +87,12 @@ _UNSAFE = frozenset(
 )
 
 
+_UNSAFE_RE = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_UNSAFE)) + "]")
+
+
 def clean(value: str) -> str:
     """`value` with control and bidi-override characters shown as `\\xNN` / `\\uNNNN`."""
-    if not any(ord(ch) in _UNSAFE for ch in value):
+    if not _UNSAFE_RE.search(value):
         return value
     out = []
     for ch in value:
@@ -316,7 +320,7 @@ def summary(change: Change, lang: Lang) -> str:
 def _label(change: Change, path: str) -> Label | None:
     if change.kind not in KINDS:
         return None
-    return label_for(dict(KINDS[change.kind].labels), path)
+    return label_for(KINDS[change.kind].labels, path)
 
 
 def field_name(change: Change, path: str, lang: Lang) -> str:

@@ -8,8 +8,12 @@ checks that every field of every spec model has a label in both languages.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+
+_INDEX = re.compile(r"\[\d+\]")
 
 
 class Group(StrEnum):
@@ -45,8 +49,6 @@ def group_name(group: Group, lang: str) -> str:
     return zh if lang == "zh" else en
 
 
-def label_for(table: dict[str, Label], path: str) -> Label | None:
+def label_for(table: Mapping[str, Label], path: str) -> Label | None:
     """The label of a create-body path; list indexes (`[0]`) are ignored."""
-    import re
-
-    return table.get(re.sub(r"\[\d+\]", "", path))
+    return table.get(_INDEX.sub("", path) if "[" in path else path)
