@@ -81,6 +81,36 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "action.unresolved": ("outcome unknown", "结果未知"),
     "action.untracked": ("untracked earlier", "曾被取消跟踪"),
     "action.mismatch": ("another stock", "另一个批次"),
+    # --- what an error or an orphan means (the planner's reason gives the details) ------------
+    "explain.immutable": (
+        "WeChat Pay does not allow this change after creation; a replacement would be a second stock, and the budget would count twice.",
+        "微信支付不允许在创建后做此更改；另建一个批次会使预算重复计算（批次无法删除）。",
+    ),
+    "explain.blocked": (
+        "This stock cannot be created now.",
+        "此批次现在无法创建。",
+    ),
+    "explain.rename": (
+        "Probably a renamed id: the body equals a stock that lost its file.",
+        "疑似改了 id：内容与一个已无文件的批次相同。",
+    ),
+    "explain.unresolved": (
+        "An earlier create may have succeeded, and the stock cannot be looked up.",
+        "之前的创建可能已成功，但无法查到该批次。",
+    ),
+    "explain.untracked": (
+        "An earlier stock of this id is no longer tracked; creating again would make a second one.",
+        "此 id 之前的批次已不再跟踪；再次创建会产生第二个批次。",
+    ),
+    "explain.mismatch": (
+        "The stock WeChat Pay shows under the recorded 批次号 is another one; nothing is sent to it.",
+        "微信支付上记录的批次号对应的是另一个批次；不会向它发送任何请求。",
+    ),
+    "explain.orphan": (
+        "Recorded, but its file is gone; stocks cannot be deleted, so nothing is done.",
+        "状态中有记录但文件已删除；批次无法删除，因此不做任何操作。",
+    ),
+    "details_en": ("Details: {reason}", "详情（英文）：{reason}"),
     # --- per stock ----------------------------------------------------------------------------
     "merchant": ("merchant {merchant}", "商户 {merchant}"),
     "file": ("file {file}", "文件 {file}"),

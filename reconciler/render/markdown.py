@@ -36,7 +36,7 @@ from reconciler.render.review import (
     kind_label,
     merchant_lines,
     money_lines,
-    shows_reason,
+    reason_lines,
     stock_body,
     summary,
     technical_lines,
@@ -107,7 +107,8 @@ def _error_item(c: Change, lang: Lang) -> str:
     item = f"- **{SYMBOLS[c.action]} {md(action_word(c, lang))}** {code(c.id)}"
     if stock_body(c) is not None:
         item += f" · {md(summary(c, lang))}"
-    item += f"<br>{_where(c, lang, with_id=False)}<br>{md(c.reason)}"
+    item += f"<br>{_where(c, lang, with_id=False)}"
+    item += "".join(f"<br>{md(line)}" for line in reason_lines(c, lang))
     if c.suggestion:
         item += f"<br>{md(t(lang, 'fix'))}: {prose(c.suggestion)}"
     return item
@@ -120,8 +121,8 @@ def _one_line(c: Change, lang: Lang) -> str:
 def _details(c: Change, lang: Lang) -> str:
     head = f"{SYMBOLS[c.action]} {action_word(c, lang)} · {summary(c, lang)}"
     parts = [f"<details><summary>{_h(head)}</summary>", _where(c, lang)]
-    if c.reason and shows_reason(c) and not c.is_error:
-        parts.append(md(c.reason))
+    if not c.is_error:
+        parts += [md(line) for line in reason_lines(c, lang)]
     if c.fields:
         items = []
         for name, values, note in (changed_field(c, f, lang) for f in c.fields):

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.i18n import Lang, count, t
+from reconciler.i18n import MESSAGES, Lang, count, t
 from reconciler.kinds import KINDS
 from reconciler.mapping import MONEY_FIELDS
 from reconciler.money import money, signed_yuan, yuan_short
@@ -294,6 +294,17 @@ def shows_reason(change: Change) -> bool:
     the money do: for errors and stocks without a file. (The reasons of acting changes name
     request numbers, which belong to the technical details.)"""
     return change.is_error or change.action is Action.ORPHAN
+
+
+def reason_lines(change: Change, lang: Lang) -> list[str]:
+    """Why an error or orphan is one: in Chinese, what it means in Chinese and the planner's
+    specific reason (English) as details; in English, the reason."""
+    if not (change.reason and shows_reason(change)):
+        return []
+    key = f"explain.{change.action.value}"
+    if lang == "zh" and key in MESSAGES:
+        return [t(lang, key), t(lang, "details_en", reason=change.reason)]
+    return [change.reason]
 
 
 def kind_label(kind: str) -> str:

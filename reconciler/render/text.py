@@ -28,7 +28,7 @@ from reconciler.render.review import (
     kind_label,
     merchant_lines,
     money_lines,
-    shows_reason,
+    reason_lines,
     summary,
     technical_lines,
 )
@@ -122,8 +122,7 @@ def _stock(change: Change, lang: Lang, color: bool) -> list[str]:
     if change.stock_id:
         where.append(t(lang, "stock_id", stock_id=change.stock_id))
     lines.append("    " + " · ".join(where))
-    if change.reason and shows_reason(change):
-        lines.append(f"    {change.reason}")
+    lines += [f"    {line}" for line in reason_lines(change, lang)]
     for name, values, note in (changed_field(change, f, lang) for f in change.fields):
         lines.append(f"    {name}: {values}" + (f"  ({note})" if note else ""))
     lines += [f"    {m}" for m in money_lines(change, lang)]
