@@ -88,3 +88,9 @@ def test_apply_in_chinese(ws: Workspace, local: LocalEmulator) -> None:
     assert run.exit_code == 0, str(run)
     assert run.stdout.startswith("计划：新建 3")
     assert "执行完成：3 成功。" in run.stdout
+
+
+def test_a_bad_plan_url_is_a_clear_usage_error(ws: Workspace) -> None:
+    run = ws.cli("plan", "--refresh", "false", "--plan-url", "javascript:alert(1)")
+    assert run.exit_code == 2, str(run)
+    assert "is not a plain http(s) URL" in run.stderr

@@ -46,6 +46,17 @@ refresh_option = click.option(
 )
 
 
+def _plain_url(value: str | None) -> str | None:
+    """An http(s) URL with nothing that could end a Markdown link early."""
+    from reconciler.render.markdown import PLAIN_URL
+
+    if value is not None and not PLAIN_URL.match(value):
+        raise click.BadParameter(
+            f"{value!r} is not a plain http(s) URL (no spaces, parentheses or angle brackets)"
+        )
+    return value
+
+
 def _render(plan: Plan, fmt: str, note: str | None, lang: Lang, url: str | None) -> str:
     if fmt == "json":
         from reconciler.render.json_doc import render_json
@@ -87,6 +98,7 @@ def _render(plan: Plan, fmt: str, note: str | None, lang: Lang, url: str | None)
 )
 @click.option(
     "--plan-url",
+    callback=lambda ctx, param, value: _plain_url(value),
     help="Where the full plan is (the CI run's page); the comment links it.",
 )
 @click.option("--note", help="A line shown at the top of the Markdown rendering.")

@@ -50,6 +50,8 @@ SUMMARY_LIMIT = 1024 * 1024
 DEFAULT_COMMENT_CHARS = 60_000
 """What a comment may use: GitHub's limit with room for the action that posts it."""
 FIXED = "🔒"
+PLAIN_URL = re.compile(r"^https?://[^\s()<>]+$")
+"""A link target nothing in it can end early: http(s), no spaces, parentheses or brackets."""
 _SLOT = "\ue000"
 """Where a link goes into a sentence that is escaped first (a private-use character)."""
 
@@ -279,7 +281,7 @@ def render_markdown(
     """
     if "--" in marker or "\n" in marker:
         raise ValueError(f"marker {marker!r} cannot sit inside an HTML comment")
-    if full_plan_url is not None and not re.match(r"^https?://[^\s()<>]+$", full_plan_url):
+    if full_plan_url is not None and not PLAIN_URL.match(full_plan_url):
         raise ValueError(f"full_plan_url {full_plan_url!r} is not a plain http(s) URL")
     where = (
         t(lang, "full_plan_link", url=full_plan_url)
@@ -333,6 +335,7 @@ def _cut(text: str, max_chars: int, max_bytes: int | None, lang: Lang, where: st
 __all__ = [
     "COMMENT_LIMIT",
     "DEFAULT_COMMENT_CHARS",
+    "PLAIN_URL",
     "SUMMARY_LIMIT",
     "code",
     "kind_label",
