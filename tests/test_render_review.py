@@ -245,7 +245,7 @@ def test_a_note_is_printed_once() -> None:
 def test_facts_read_as_lines_and_fixes_as_prose() -> None:
     plan = mixed_plan()
     zh = render_markdown(plan, lang="zh")
-    assert "**微信支付上的现状**: 已发放 812 张 · 状态 运行中" in zh
+    assert "**微信支付上的现状**：已发放 812 张 · 状态 运行中" in zh
     assert "{" not in zh.split("### 批次")[1].split("<summary>技术细节")[0]  # no JSON
     assert "```" not in zh and "```" not in render_markdown(plan, lang="en")
 

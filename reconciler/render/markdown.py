@@ -28,6 +28,7 @@ from reconciler.render.review import (
     action_word,
     changed_field,
     clean,
+    colon,
     counts_line,
     create_groups,
     duration,
@@ -112,7 +113,7 @@ def _error_item(c: Change, lang: Lang) -> str:
     item += f"<br>{_where(c, lang, with_id=False)}"
     item += "".join(f"<br>{md(line)}" for line in reason_lines(c, lang))
     if c.suggestion:
-        item += f"<br>{md(t(lang, 'fix'))}: {prose(c.suggestion)}"
+        item += f"<br>{md(t(lang, 'fix'))}{colon(lang)}{prose(c.suggestion)}"
     return item
 
 
@@ -122,13 +123,14 @@ def _one_line(c: Change, lang: Lang) -> str:
 
 def _details(c: Change, lang: Lang) -> str:
     head = f"{SYMBOLS[c.action]} {action_word(c, lang)} · {summary(c, lang)}"
+    sep = colon(lang)
     parts = [f"<details><summary>{_h(head)}</summary>", _where(c, lang)]
     if not c.is_error:
         parts += [md(line) for line in reason_lines(c, lang)]
     if c.fields:
         items = []
         for name, values, note in (changed_field(c, f, lang) for f in c.fields):
-            items.append(f"- {md(name)}: {md(values)}" + (f" — {md(note)}" if note else ""))
+            items.append(f"- {md(name)}{sep}{md(values)}" + (f" — {md(note)}" if note else ""))
         parts.append(f"**{md(t(lang, 'changes'))}**\n\n" + "\n".join(items))
     money = money_lines(c, lang)
     if money:
@@ -136,23 +138,23 @@ def _details(c: Change, lang: Lang) -> str:
     groups = create_groups(c, lang)
     for title, fields in groups:
         items = [
-            f"- {md(f.name)}: {md(f.value)}" + (f" {FIXED}" if f.fixed else "") for f in fields
+            f"- {md(f.name)}{sep}{md(f.value)}" + (f" {FIXED}" if f.fixed else "") for f in fields
         ]
         parts.append(f"**{md(title)}**\n\n" + "\n".join(items))
     if groups:
         parts.append(f"{FIXED} {md(t(lang, 'never_changes'))}")
     facts = fact_lines(c, lang)
     if facts:
-        parts.append(f"**{md(t(lang, 'observed'))}**: " + " · ".join(md(f) for f in facts))
+        parts.append(f"**{md(t(lang, 'observed'))}**{sep}" + " · ".join(md(f) for f in facts))
     if c.suggestion and not c.is_error:
-        parts.append(f"**{md(t(lang, 'fix'))}**: {prose(c.suggestion)}")
+        parts.append(f"**{md(t(lang, 'fix'))}**{sep}{prose(c.suggestion)}")
     parts.append("</details>")
     return "\n\n".join(parts)
 
 
 def _technical(c: Change, lang: Lang) -> list[str]:
     return [
-        f"- {code(c.id)}: "
+        f"- {code(c.id)}{colon(lang)}"
         + md(t(lang, "request", call=call, number=_SLOT)).replace(_SLOT, code(number))
         for call, number in technical_lines(c, lang)
     ]

@@ -127,6 +127,11 @@ def duration(seconds: float) -> str:
 # --- values ----------------------------------------------------------------------------------
 
 
+def colon(lang: Lang) -> str:
+    """`: ` in English, `：` in Chinese."""
+    return "：" if lang == "zh" else ": "
+
+
 def scalar_text(value: Any, lang: Lang, is_money: bool = False) -> str:
     """A value as a person reads it: fen with yuan, yes/no, digit groups, lists joined."""
     if value is None:

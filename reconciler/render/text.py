@@ -20,6 +20,7 @@ from reconciler.render.review import (
     action_head,
     changed_field,
     clean,
+    colon,
     counts_line,
     create_groups,
     duration,
@@ -114,6 +115,7 @@ def _paint(text: str, code: str, color: bool) -> str:
 
 def _stock(change: Change, lang: Lang, color: bool) -> list[str]:
     head = action_head(change, lang)
+    sep = colon(lang)
     code = _RED if change.is_error else _ACTION_COLOR.get(change.action, "")
     lines = [_paint(clean(head), code, color), f"    {summary(change, lang)}"]
     where = [t(lang, "merchant", merchant=change.merchant)]
@@ -124,22 +126,22 @@ def _stock(change: Change, lang: Lang, color: bool) -> list[str]:
     lines.append("    " + " · ".join(where))
     lines += [f"    {line}" for line in reason_lines(change, lang)]
     for name, values, note in (changed_field(change, f, lang) for f in change.fields):
-        lines.append(f"    {name}: {values}" + (f"  ({note})" if note else ""))
+        lines.append(f"    {name}{sep}{values}" + (f"  ({note})" if note else ""))
     lines += [f"    {m}" for m in money_lines(change, lang)]
     groups = create_groups(change, lang)
     for title, fields in groups:
         lines.append(f"    [{title}]")
         lines += [
-            f"      {f.name} ({f.path}): {f.value}" + (f" {FIXED}" if f.fixed else "")
+            f"      {f.name} ({f.path}){sep}{f.value}" + (f" {FIXED}" if f.fixed else "")
             for f in fields
         ]
     if groups:
         lines.append(f"    {FIXED} {t(lang, 'never_changes')}")
     facts = fact_lines(change, lang)
     if facts:
-        lines.append(f"    {t(lang, 'observed')}: " + " · ".join(facts))
+        lines.append(f"    {t(lang, 'observed')}{sep}" + " · ".join(facts))
     if change.suggestion:
-        lines.append(f"    {t(lang, 'fix')}: {change.suggestion}")
+        lines.append(f"    {t(lang, 'fix')}{sep}{change.suggestion}")
     return [lines[0]] + [clean(line) for line in lines[1:]]
 
 
@@ -152,7 +154,7 @@ def render_text(plan: Plan, *, color: bool = False, lang: Lang = "en") -> str:
     if shown:
         lines += [clean(line) for line in headline(plan, lang)]
     if plan.totals and shown:
-        lines += ["", t(lang, "per_merchant") + ":"]
+        lines += ["", t(lang, "per_merchant") + colon(lang).rstrip()]
         lines += [f"  {clean(line)}" for line in merchant_lines(plan, lang)]
         lines.append(t(lang, "time", time=duration(plan.estimated_apply_seconds)))
     for change in shown:
@@ -160,10 +162,10 @@ def render_text(plan: Plan, *, color: bool = False, lang: Lang = "en") -> str:
     if errors:
         refusal = t(lang, "refuses", n=count(lang, errors, "error", "处"))
         lines += ["", _paint(refusal, _RED, color)]
-    lines += ["", t(lang, "technical") + ":", "  " + clean(meta_line(plan, lang))]
+    lines += ["", t(lang, "technical") + colon(lang).rstrip(), "  " + clean(meta_line(plan, lang))]
     for change in shown:
         lines += [
-            f"  {clean(change.id)}: " + clean(t(lang, "request", call=call, number=number))
+            f"  {clean(change.id)}{colon(lang)}" + clean(t(lang, "request", call=call, number=number))
             for call, number in technical_lines(change, lang)
         ]
     return "\n".join(lines) + "\n"
