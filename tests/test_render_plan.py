@@ -546,7 +546,7 @@ def test_markdown_folds_details_from_the_end_non_errors_first() -> None:
     out = render_markdown(plan, max_chars=len(full) // 2)
     assert len(out) <= len(full) // 2
     opened = re.findall(r"<summary>\S+ [^·]+ · ([^<]+?)</summary>", out)
-    folded = re.findall(r"(?m)^- \+ create · (.+)$", out)
+    folded = re.findall(r"(?m)^- \+ create `[\w-]+` · (.+)$", out)
     assert folded and f"{len(folded)} more stocks are folded away" in out
     assert len(opened) + len(folded) == 60 + 1 - 1  # every stock, open or folded
     assert sum("broken-" in o for o in opened) == 3  # errors stay open

@@ -31,6 +31,7 @@ from reconciler.render.review import (
     colon,
     counts_line,
     create_groups,
+    delta_one,
     duration,
     fact_lines,
     headline,
@@ -118,7 +119,11 @@ def _error_item(c: Change, lang: Lang) -> str:
 
 
 def _one_line(c: Change, lang: Lang) -> str:
-    return f"- {SYMBOLS[c.action]} {md(action_word(c, lang))} · {md(summary(c, lang))}"
+    """A folded stock: what happens, which stock, its summary and its budget change."""
+    line = f"- {SYMBOLS[c.action]} {md(action_word(c, lang))} {code(c.id)}"
+    if stock_body(c) is not None:
+        line += f" · {md(summary(c, lang))}"
+    return line + "".join(f" · {md(delta_one(d, lang))}" for d in c.budget_deltas)
 
 
 def _details(c: Change, lang: Lang) -> str:
