@@ -182,6 +182,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "note": ("Note: {note}", "说明：{note}"),
     "irreversible": ("irreversible", "不可撤销"),
     "none": ("(none)", "（无）"),
+    "other": ("Other", "其他"),
     "yes": ("yes", "是"),
     "no": ("no", "否"),
     # --- apply --------------------------------------------------------------------------------

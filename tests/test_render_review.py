@@ -268,3 +268,14 @@ def test_percentage_and_exchange_offers_read_as_such() -> None:
         " · 2027年12月1日–2028年1月31日 · locks nothing"
     )
     assert "按 88% 付款，满 ¥20 可用" in KINDS["busifavor"].summary_line(body, "zh")
+
+
+def test_a_field_without_a_label_is_shown_by_its_path_not_dropped() -> None:
+    from reconciler.operation import Operation, OpType
+    from reconciler.plan import Change
+
+    body = {**maximal_body("favor"), "future_field": "x"}
+    change = Change("new", "favor", "1900000001", Action.CREATE, "new",
+                    operations=(Operation(OpType.CREATE, "n", body, 0, body),))  # fmt: skip
+    groups = dict(create_groups(change, "zh"))
+    assert [f.name for f in groups["其他"]] == ["future_field"]

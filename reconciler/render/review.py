@@ -407,7 +407,7 @@ def create_groups(change: Change, lang: Lang) -> list[tuple[str, list[FieldLine]
     out = []
     for group in [*Group, None]:
         if group in grouped:
-            title = GROUP_NAMES[group][0 if lang == "zh" else 1] if group else "other"
+            title = GROUP_NAMES[group][0 if lang == "zh" else 1] if group else t(lang, "other")
             out.append((title, grouped[group]))
     return out
 
