@@ -165,7 +165,8 @@ def render_text(plan: Plan, *, color: bool = False, lang: Lang = "en") -> str:
     lines += ["", t(lang, "technical") + colon(lang).rstrip(), "  " + clean(meta_line(plan, lang))]
     for change in shown:
         lines += [
-            f"  {clean(change.id)}{colon(lang)}" + clean(t(lang, "request", call=call, number=number))
+            f"  {clean(change.id)}{colon(lang)}"
+            + clean(t(lang, "request", call=call, number=number))
             for call, number in technical_lines(change, lang)
         ]
     return "\n".join(lines) + "\n"
