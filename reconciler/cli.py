@@ -26,12 +26,14 @@ from reconciler.commands.common import (
     EXIT_OK,
     EXIT_UNEXPECTED,
     PROJECT_FILE,
+    lang_option,
     runtime,
 )
 from reconciler.errors import DiagnosedError, ReconcilerError
 from reconciler.render import diagnostics as render_diagnostics
 
 if TYPE_CHECKING:
+    from reconciler.i18n import Lang
     from reconciler.runtime import Runtime
 
 # Every command imports what it needs when it runs (the engine, the HTTP client, the emulator,
@@ -66,6 +68,19 @@ def _default_stocks() -> Path:
     return Path("stocks")
 
 
+def _language(option: str | None) -> Lang:
+    """`--lang`, else the `language:` of a project file here, else the locale."""
+    from reconciler.i18n import resolve_lang
+
+    configured = None
+    if option is None and (runtime().cwd / PROJECT_FILE).exists():
+        from reconciler.config import load_project
+
+        project, _ = load_project(runtime().cwd / PROJECT_FILE)
+        configured = project.project.language if project is not None else None
+    return resolve_lang(option, configured, runtime().environ)
+
+
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
@@ -76,7 +91,8 @@ def _default_stocks() -> Path:
     show_default=True,
     help="github emits GitHub Actions annotations on the offending lines.",
 )
-def validate(paths: tuple[Path, ...], fmt: str) -> int:
+@lang_option
+def validate(paths: tuple[Path, ...], fmt: str, lang: str | None) -> int:
     """Check stock files (default: the project's stocks folder, or stocks/) against every rule.
 
     Reports every problem of every file in one run, as path:line:col: severity: field: message.
@@ -85,18 +101,19 @@ def validate(paths: tuple[Path, ...], fmt: str) -> int:
     from reconciler import engine
 
     result = engine.validate(list(paths) or [_default_stocks()], runtime().cwd)
+    language = _language(lang)
     if fmt == "json":
         click.echo(render_diagnostics.json_doc(result.diagnostics, result.files, result.valid))
     else:
         body = (
-            render_diagnostics.github(result.diagnostics)
+            render_diagnostics.github(result.diagnostics, language)
             if fmt == "github"
-            else render_diagnostics.text(result.diagnostics)
+            else render_diagnostics.text(result.diagnostics, language)
         )
         if body:
             click.echo(body)
         click.echo(
-            render_diagnostics.summary(result.diagnostics, result.files, result.valid),
+            render_diagnostics.summary(result.diagnostics, result.files, result.valid, language),
             err=fmt == "github",
         )
     return EXIT_OK if result.ok else EXIT_ERROR

@@ -191,6 +191,9 @@ class Project(Strict):
     """A saved plan older than this is refused by apply."""
     activation: ActivationSetting = ActivationSetting()
     merchants: list[Merchant] = Field(default_factory=list)
+    language: Literal["zh", "en"] | None = None
+    """The language of plans, apply and validate output (`--lang` overrides it); unset: the
+    locale's (LANG zh_*: Chinese), else English."""
 
     @model_validator(mode="after")
     def _unique(self) -> Project:

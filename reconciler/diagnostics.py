@@ -6,7 +6,7 @@ straight to the line that needs changing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -29,6 +29,11 @@ class Diagnostic:
     path: FieldPath = field(compare=False, default=())
     message: str = field(compare=False, default="")
     code: str = field(compare=False, default="invalid")
+    message_id: str = field(compare=False, default="")
+    """The message in the catalogue (`reconciler.i18n.DIAGNOSTICS`), for other languages;
+    "" when only `message` (English) exists."""
+    params: Mapping[str, object] = field(compare=False, default_factory=dict)
+    """The values `message_id`'s wording takes."""
 
     @property
     def field(self) -> str:

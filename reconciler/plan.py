@@ -98,6 +98,36 @@ class FieldChange:
 
 
 @dataclass(frozen=True)
+class BudgetDelta:
+    """A budget change of an existing stock, as money: `path` (a count) goes from `before` to
+    `after`, each coupon worth `unit_fen` (busifavor: max_coupons × discount_amount)."""
+
+    path: str
+    before: int
+    after: int
+    unit_fen: int
+
+    @property
+    def fen(self) -> int:
+        return (self.after - self.before) * self.unit_fen
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "before": self.before,
+            "after": self.after,
+            "unit_fen": self.unit_fen,
+            "delta_fen": self.fen,
+        }
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> BudgetDelta:
+        return cls(
+            str(data["path"]), int(data["before"]), int(data["after"]), int(data["unit_fen"])
+        )
+
+
+@dataclass(frozen=True)
 class Change:
     """What happens to one stock, and why."""
 
@@ -121,6 +151,8 @@ class Change:
     """Money the activation in this change locks from the merchant's balance (预充值)."""
     ceiling_fen: int | None = None
     """Of `budget_fen`, the money that is only a ceiling and never locked (免充值, 商家券)."""
+    budget_deltas: tuple[BudgetDelta, ...] = ()
+    """Budget changes this update makes, as money (a ceiling: nothing is locked)."""
 
     @property
     def is_error(self) -> bool:
@@ -143,6 +175,7 @@ class Change:
             "suggestion": self.suggestion,
             "locked_fen": self.locked_fen,
             "ceiling_fen": self.ceiling_fen,
+            "budget_deltas": [d.to_data() for d in self.budget_deltas],
         }
 
     @classmethod
@@ -163,6 +196,7 @@ class Change:
             suggestion=data["suggestion"],
             locked_fen=data.get("locked_fen"),
             ceiling_fen=data.get("ceiling_fen"),
+            budget_deltas=tuple(BudgetDelta.from_data(d) for d in data.get("budget_deltas", [])),
         )
 
 
@@ -183,6 +217,40 @@ class MerchantTotals:
     ceiling_fen: int = 0
     """Of `create_budget_fen`, the money that is only a ceiling (免充值 and 商家券 discounts):
     never locked from a balance."""
+    budget_delta_fen: int = 0
+    """What the budget changes of existing stocks add (or remove), in fen (a ceiling)."""
+
+
+@dataclass(frozen=True)
+class Headline:
+    """What a reviewer reads first: how many stocks change, and the money, per merchant."""
+
+    create: int
+    change: int
+    """Updates and resumed (interrupted) requests."""
+    unchanged: int
+    drift: int
+    orphan: int
+    errors: int
+    locked_fen: tuple[tuple[str, int], ...]
+    """(merchant, fen) locked from the balance at activation (预充值 代金券)."""
+    ceiling_fen: tuple[tuple[str, int], ...]
+    """(merchant, fen) of the creates that is only a ceiling (免充值, 商家券 discounts)."""
+    deltas: tuple[tuple[str, BudgetDelta], ...]
+    """(stock id, budget change) of every budget change."""
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "create": self.create,
+            "change": self.change,
+            "unchanged": self.unchanged,
+            "drift": self.drift,
+            "orphan": self.orphan,
+            "errors": self.errors,
+            "locked_at_activation_fen": dict(self.locked_fen),
+            "ceiling_fen": dict(self.ceiling_fen),
+            "budget_changes": [{"id": i, **d.to_data()} for i, d in self.deltas],
+        }
 
 
 @dataclass(frozen=True)
@@ -215,6 +283,27 @@ class Plan:
             out[c.action.value] += 1
         return out
 
+    def headline(self) -> Headline:
+        """The counts and the money a reviewer reads first (from the changes and totals)."""
+        counts = self.counts()
+        return Headline(
+            create=counts[Action.CREATE.value],
+            change=counts[Action.UPDATE.value] + counts[Action.RECOVER.value],
+            unchanged=counts[Action.NOOP.value],
+            drift=counts[Action.DRIFT.value],
+            orphan=counts[Action.ORPHAN.value],
+            errors=sum(1 for c in self.changes if c.is_error),
+            locked_fen=tuple(
+                (t.merchant, t.activation_locked_fen)
+                for t in self.totals
+                if t.activation_locked_fen
+            ),
+            ceiling_fen=tuple((t.merchant, t.ceiling_fen) for t in self.totals if t.ceiling_fen),
+            deltas=tuple(
+                (c.id, d) for c in self.changes if c.action in ACTING for d in c.budget_deltas
+            ),
+        )
+
     @property
     def has_changes(self) -> bool:
         return any(c.action in ACTING for c in self.changes)
@@ -233,6 +322,7 @@ class Plan:
             "refresh": self.refresh,
             "refresh_note": self.refresh_note,
             "summary": self.counts(),
+            "headline": self.headline().to_data(),
             "has_changes": self.has_changes,
             "has_errors": self.has_errors,
             "estimated_apply_seconds": self.estimated_apply_seconds,
@@ -246,6 +336,7 @@ class Plan:
                     "estimated_seconds": t.estimated_seconds,
                     "activation_locked_fen": t.activation_locked_fen,
                     "ceiling_fen": t.ceiling_fen,
+                    "budget_delta_fen": t.budget_delta_fen,
                 }
                 for t in self.totals
             ],
@@ -287,6 +378,7 @@ class Plan:
                     t.get("recovers", 0),
                     t.get("activation_locked_fen", 0),
                     t.get("ceiling_fen", 0),
+                    t.get("budget_delta_fen", 0),
                 )
                 for t in data["totals"]
             ),
@@ -330,8 +422,10 @@ __all__ = [
     "ERRORS",
     "FORMAT_VERSION",
     "Action",
+    "BudgetDelta",
     "Change",
     "FieldChange",
+    "Headline",
     "MerchantTotals",
     "OpType",
     "Operation",

@@ -483,6 +483,7 @@ class _Planner:
             operations=planned.operations + life.operations,
             facts=fact,
             locked_fen=_locked(kind, life.operations, applied) or None,
+            budget_deltas=kind.budget_deltas(applied, desired) if planned.operations else (),
         )
 
     def _orphan(self, st: StockState) -> Change:
@@ -536,6 +537,7 @@ class _Planner:
                         c.locked_fen or 0 for c in creates + recovers + updates
                     ),
                     ceiling_fen=sum(c.ceiling_fen or 0 for c in committing),
+                    budget_delta_fen=sum(d.fen for c in updates for d in c.budget_deltas),
                 )
             )
         return out

@@ -105,7 +105,11 @@ def findings_to_diagnostics(doc: Document, findings: Iterable[Finding]) -> list[
     out = []
     for f in findings:
         line, col = doc.locate(f.path, key=True)
-        out.append(Diagnostic(doc.file, line, col, f.severity, f.path, f.message, f.code))
+        out.append(
+            Diagnostic(
+                doc.file, line, col, f.severity, f.path, f.message, f.code, f.message_id, f.params
+            )
+        )
     return out
 
 
@@ -118,22 +122,33 @@ def _diagnostic(model: type[BaseModel], doc: Document, prefix: FieldPath, err: A
     if kind == "missing":
         message = f"required field {loc[-1]!r} is missing"
         line, col = doc.locate(loc[:-1])
-        return Diagnostic(doc.file, line, col, Severity.ERROR, loc, message, "missing")
+        return Diagnostic(
+            doc.file, line, col, Severity.ERROR, loc, message, "missing",
+            "missing", {"name": str(loc[-1])},
+        )  # fmt: skip
     if kind == "extra_forbidden":
         name = str(loc[-1])
         known = _fields_at(model, loc[len(prefix) : -1])
         hint = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
         message = f"unknown field {name!r}"
+        message_id, params = "unknown_field", {"name": name, "known": ", ".join(sorted(known))}
         if name == "out_request_no":
             message += "; reconciler derives it from the merchant, kind and id, so remove it"
+            message_id = "unknown_field.out_request_no"
         elif hint:
             message += f"; did you mean {hint[0]!r}?"
+            message_id, params["hint"] = "unknown_field.hint", hint[0]
         elif known:
             message += f"; expected one of: {', '.join(sorted(known))}"
+            message_id = "unknown_field.known"
         line, col = doc.locate(loc, key=True)
-        return Diagnostic(doc.file, line, col, Severity.ERROR, loc, message, "unknown_field")
+        return Diagnostic(
+            doc.file, line, col, Severity.ERROR, loc, message, "unknown_field", message_id, params
+        )
+    message_id, params = "", {}
     if kind in _TYPE_NAMES:
         message = f"expected {_TYPE_NAMES[kind]}, got {got}"
+        message_id, params = f"type.{kind}", {"got": got}
         value = err.get("input")
         if kind == "int_type" and isinstance(value, float) and str(loc[-1]) in MONEY_FIELDS:
             message += f"; {_fen_hint(value)}"
@@ -146,26 +161,33 @@ def _diagnostic(model: type[BaseModel], doc: Document, prefix: FieldPath, err: A
     elif kind in _BOUNDS and isinstance(err.get("input"), int | float):
         word, key = _BOUNDS[kind]
         is_money = str(loc[-1]) in MONEY_FIELDS
-        message = f"must be {word} {_amount(err['ctx'][key], is_money)}; is {_amount(err['input'], is_money)}"
+        bound, value = _amount(err["ctx"][key], is_money), _amount(err["input"], is_money)
+        message = f"must be {word} {bound}; is {value}"
+        message_id, params = f"bound.{kind}", {"bound": bound, "value": value}
     elif kind in ("string_too_short", "string_too_long") and isinstance(err.get("input"), str):
         text, ctx = err["input"], err["ctx"]
         if kind == "string_too_long":
             message = f"{shown(text)} is {len(text):,} characters; at most {ctx['max_length']:,}: shorten it"
+            message_id = "too_long"
+            params = {"text": shown(text), "n": f"{len(text):,}", "max": f"{ctx['max_length']:,}"}
         else:
             need = ctx["min_length"]
             message = (
                 "must not be empty" if need == 1 else f"is {len(text)} characters; at least {need}"
             )
+            message_id = "empty" if need == 1 else ""
     elif kind == "literal_error":
         message = f"must be one of {err['ctx']['expected']}; got {got}"
+        message_id, params = "one_of", {"expected": err["ctx"]["expected"], "got": got}
     elif kind == "value_error":
         message = str(err["ctx"]["error"])
     else:
         message = f"{err['msg'][0].lower()}{err['msg'][1:]}; got {got}"
     if on_key:
         message = f"{loc[-1]!r} is not allowed here: {message}"
+        message_id = ""
     line, col = doc.locate(loc, key=on_key)
-    return Diagnostic(doc.file, line, col, Severity.ERROR, loc, message, kind)
+    return Diagnostic(doc.file, line, col, Severity.ERROR, loc, message, kind, message_id, params)
 
 
 _BOUNDS = {

@@ -274,14 +274,17 @@ def test_markdown_golden() -> None:
 
 def test_summary_line_counts_every_group() -> None:
     assert summary_line(sample_plan()) == (
-        "Plan: 1 to create, 1 to update, 1 to recover · 3 in sync · 1 drifted · 1 orphaned · 2 errors"
+        "Plan: 1 to create, 1 to update, 1 to resume · 3 in sync · 1 drifted · 1 orphaned · 2 errors"
+    )
+    assert summary_line(sample_plan(), "zh") == (
+        "计划：新建 1，变更 1，继续 1 · 已同步 3 · 外部改动 1 · 无文件 1 · 错误 2"
     )
 
 
 def test_summary_line_leaves_out_empty_groups_after_the_first_three() -> None:
     plan = sample_plan()
     only = replace(plan, changes=(favor_create("a"), noop("b")))
-    assert summary_line(only) == "Plan: 1 to create, 0 to update, 0 to recover · 1 in sync"
+    assert summary_line(only) == "Plan: 1 to create, 0 to update, 0 to resume · 1 in sync"
 
 
 def test_text_lists_acting_stocks_in_plan_order_and_counts_noops() -> None:
@@ -303,22 +306,28 @@ def test_text_lists_acting_stocks_in_plan_order_and_counts_noops() -> None:
 def test_text_shows_money_in_fen_and_yuan_and_the_create_body() -> None:
     out = render_text(sample_plan())
     assert (
-        "    budget: 40000000 分 (¥400,000.00) -> 64000000 分 (¥640,000.00)  (discount_amount × max_coupons)"
-        in out
-    )
-    assert "    spec.stock_use_rule.max_amount: 20000000 分 (¥200,000.00)" in out
-    assert '    spec.stock_name: "春季满100减10"' in out
-    assert "    spec.coupon_use_rule.exchange_coupon.exchange_price: 100 分 (¥1.00)" in out
-    assert (
-        '    observed: distributed_coupons=1520, status="running", used_amount=760000 分 (¥7,600.00)'
+        "    budget: 40000000 分 (¥400,000.00) → 64000000 分 (¥640,000.00)  (discount_amount × max_coupons)"
         in out
     )
     assert (
-        "    fix: git checkout origin/main -- stocks/busifavor/member-day-mocha-5-off.yaml" in out
+        "      Total budget (spec.stock_use_rule.max_amount): 20000000 分 (¥200,000.00) 🔒" in out
+    )
+    assert "      Stock name (spec.stock_name): 春季满100减10 🔒" in out
+    assert (
+        "      Exchange price (spec.coupon_use_rule.exchange_coupon.exchange_price): 100 分 (¥1.00) 🔒"
+        in out
     )
     assert (
-        "  1900000001  1 to create committing 20000000 分 (¥200,000.00) · 1 to update"
-        " · activation locks 20000000 分 (¥200,000.00) from the balance · ~1 min 40 s" in out
+        "    Observed at WeChat Pay: issued 1,520 · status running · redeemed value 760000 分 (¥7,600.00)"
+        in out
+    )
+    assert (
+        "    How to fix: git checkout origin/main -- stocks/busifavor/member-day-mocha-5-off.yaml"
+        in out
+    )
+    assert (
+        "  1900000001: 1 to create, 1 to change, 0 to resume · budget ¥200,000, locked at"
+        " activation ¥200,000, ceiling —, budget changes — · ~1 min 40 s" in out
     )
     assert "    locked from the balance at activation (预充值): 20000000 分 (¥200,000.00)" in out
     assert "    ceiling only, never locked: 300000 分 (¥3,000.00)" in out
@@ -330,12 +339,10 @@ def test_a_blocked_create_commits_no_budget() -> None:
     markdown = render_markdown(sample_plan(), note=NOTE)
     blocked = text.split("✗ blocked")[1].split("\n\n")[0]
     assert "budget committed" not in blocked
-    assert "would commit, once it can be created: 5000000 分 (¥50,000.00)" in blocked
-    row = next(line for line in markdown.splitlines() if line.startswith("| **✗ blocked**"))
-    assert row.endswith("| none yet (would commit 5000000 分 (¥50,000.00)) |")
-    section = markdown.split("<summary>✗ blocked")[1].split("</details>")[0]
-    assert "Budget committed" not in section
-    assert "Would commit, once it can be created: 5000000 分 (¥50,000.00)" in section
+    assert "would commit 5000000 分 (¥50,000.00), once it can be created" in blocked
+    section = markdown.split("<summary>✗ cannot be created")[1].split("</details>")[0]
+    assert "budget committed" not in section
+    assert "would commit 5000000 分 \\(¥50,000.00\\), once it can be created" in section
     assert "budget committed: 20000000 分 (¥200,000.00)" in text  # the create still does
 
 
@@ -349,6 +356,7 @@ def test_text_without_color_has_no_ansi_and_with_color_marks_actions() -> None:
 
 def test_text_shows_control_characters_instead_of_obeying_them() -> None:
     change = Change("evil", "favor", M1, Action.DRIFT, "name is \x1b[2J\x1b[31mfine\r\u202eok")
+    change = replace(change, suggestion=change.reason)
     out = render_text(replace(sample_plan(), changes=(change,)))
     assert "\x1b" not in out and "\r" not in out and "\u202e" not in out
     assert "name is \\x1b[2J\\x1b[31mfine\\x0d\\u202eok" in out
@@ -363,8 +371,8 @@ def test_empty_plan() -> None:
     assert markdown.startswith(
         "<!-- reconciler:plan -->\n## reconciler plan\n\n**No changes. 12 stocks in sync.**\n"
     )
-    assert "<details>" not in markdown and "| action |" not in markdown
-    assert "Per merchant" not in markdown
+    assert "<summary>Technical details</summary>" in markdown
+    assert markdown.count("<details>") == 1 and "Per merchant" not in markdown
 
 
 @pytest.mark.parametrize(
@@ -462,45 +470,39 @@ def hostile_plan() -> Plan:
 
 def test_markdown_escapes_hostile_strings() -> None:
     out = render_markdown(hostile_plan(), title="<b>hi</b> | `t`")
-    prose = _OWN_TAGS.sub("", _CODE_SPAN.sub("", _FENCED.sub("", out)))
+    unescaped = out.replace("\\`", "")  # an escaped backtick opens no code span
+    prose = _OWN_TAGS.sub("", _CODE_SPAN.sub("", unescaped))
     assert "<" not in prose.replace("&lt;", ""), prose
     assert "&lt;script&gt;" in out
     assert "\n| a | b |" not in out
-    lines = out.splitlines()
-    header = lines.index("| action | stock | kind | merchant | what changes | budget |")
-    rows = lines[header + 2 : header + 5]
-    assert [unescaped_pipes(r) for r in rows] == [7, 7, 7]
-    for span in _CODE_SPAN.findall(_FENCED.sub("", out)):
+    for span in _CODE_SPAN.findall(unescaped):
         assert "\n" not in span[1]
-    assert "`` echo ``` <script> ``" not in out  # the fix is fenced by four backticks
-    assert "````sh\necho ``` <script>\n````" in out
-    assert (
-        "<br>Fix: ``fix x|y<script>alert(1)</script>`rm -rf`<img src=x onerror=alert(2)>``" in out
-    )
-    field_rows = [line for line in lines if line.startswith("| `spec.")]
-    assert field_rows and all(unescaped_pipes(r) == 4 for r in field_rows)
+    # A fix is prose: its quoted command a code span no backtick inside can close.
+    assert "```" not in out.replace("``` ``", "")
+    assert "Fix" not in out or "```sh" not in out
+    lines = out.splitlines()
     assert lines[1] == "## &lt;b&gt;hi&lt;/b&gt; \\| \\`t\\`"
+    summaries = [line for line in lines if line.startswith("<details><summary>")]
+    assert summaries and all("<script>" not in line and "<img" not in line for line in summaries)
 
 
 def test_markdown_rejects_a_marker_that_could_close_the_comment() -> None:
     with pytest.raises(ValueError):
         render_markdown(sample_plan(), marker="x --> <script>")
+    with pytest.raises(ValueError):
+        render_markdown(sample_plan(), full_plan_url="javascript:alert(1)")
 
 
-def test_markdown_shows_errors_before_the_tables_and_never_folds_them() -> None:
+def test_markdown_shows_errors_first_and_never_folds_them() -> None:
     out = render_markdown(sample_plan())
     errors_at = out.index("### ✗ Errors: apply refuses this plan")
-    assert (
-        errors_at
-        < out.index("### Changes")
-        < out.index("### Per merchant")
-        < out.index("### Details")
-    )
-    section = out[errors_at : out.index("### Changes")]
+    assert errors_at < out.index("### Per merchant") < out.index("### Stocks")
+    section = out[errors_at : out.index("### Per merchant")]
     assert "<details>" not in section
-    assert "**✗ blocked** `new-year-20-off-200`" in section
+    assert "**✗ cannot be created** `new-year-20-off-200`" in section
     assert (
-        "Fix: `git checkout origin/main -- stocks/busifavor/member-day-mocha-5-off.yaml`" in section
+        "How to fix: git checkout origin/main \\-\\- stocks/busifavor/member\\-day\\-mocha\\-5\\-off.yaml"
+        in section.replace("-", "\\-")
     )
 
 
@@ -520,7 +522,7 @@ def big_plan(n: int) -> Plan:
                     "spec.coupon_use_rule.fixed_normal_coupon.discount_amount", 500, 600, money=True
                 ),
             ),
-            suggestion=f"git checkout origin/main -- stocks/busifavor/broken-{i:04d}.yaml",
+            suggestion=f"`git checkout origin/main -- stocks/busifavor/broken-{i:04d}.yaml`",
         )
     return replace(sample_plan(), changes=tuple(changes))
 
@@ -533,26 +535,23 @@ def test_markdown_with_2000_stocks_stays_under_the_limit_and_keeps_what_matters(
     assert f"**{summary_line(plan)}**" in out
     assert "### Per merchant" in out
     for i in (3, 1000, 1999):
-        assert f"**✗ immutable** `broken-{i:04d}`" in out
-    assert re.search(
-        r"\n\d+ more stocks not shown; see the job summary / JSON plan artifact\n", out
-    )
+        assert f"**✗ cannot change** `broken-{i:04d}`" in out
+    assert re.search(r"\n\d+ more stocks are folded away to fit GitHub's comment limit", out)
     assert out == render_markdown(plan)
 
 
-def test_markdown_drops_details_from_the_end_non_errors_first() -> None:
+def test_markdown_folds_details_from_the_end_non_errors_first() -> None:
     plan = big_plan(60)
     full = render_markdown(plan, max_chars=10**7)
     out = render_markdown(plan, max_chars=len(full) // 2)
     assert len(out) <= len(full) // 2
-    shown = re.findall(r"<summary>\S+ \w+ <code>([\w-]+)</code>", out)
-    hidden = 60 - len(shown)
-    assert hidden > 0 and f"{hidden} more stocks not shown" in out
-    assert {"broken-0003", "broken-0030", "broken-0059"} <= set(shown)
-    non_errors = [s for s in shown if s.startswith("stock-")]
-    in_order = [f"stock-{i:04d}" for i in range(60) if i not in (3, 30, 59)]
-    assert non_errors == in_order[: len(non_errors)]
-    assert out.count("| + create |") == 57  # every summary row still fits
+    opened = re.findall(r"<summary>\S+ [^·]+ · ([^<]+?)</summary>", out)
+    folded = re.findall(r"(?m)^- \+ create `[\w-]+` · (.+)$", out)
+    assert folded and f"{len(folded)} more stocks are folded away" in out
+    assert len(opened) + len(folded) == 60 + 1 - 1  # every stock, open or folded
+    assert sum("broken-" in o for o in opened) == 3  # errors stay open
+    # The technical details list the request numbers of the open sections only.
+    assert out.count("request number") == 2 * (len(opened) - 3)
 
 
 @pytest.mark.parametrize("max_chars", [3000, 8000, 20000, 60000])
@@ -560,7 +559,13 @@ def test_markdown_respects_any_reasonable_limit(max_chars: int) -> None:
     out = render_markdown(big_plan(400), max_chars=max_chars)
     assert len(out) <= max_chars
     assert out.startswith("<!-- reconciler:plan -->\n")
-    assert "**✗ immutable** `broken-0399`" in out
+    assert "**✗ cannot change** `broken-0399`" in out
+
+
+def test_markdown_measures_a_job_summary_in_bytes() -> None:
+    plan = big_plan(400)
+    out = render_markdown(plan, max_chars=10**7, max_bytes=100_000, lang="zh")
+    assert len(out.encode("utf-8")) <= 100_000 < len(out.encode("utf-8")) * 2
 
 
 def test_markdown_drops_errors_only_when_they_alone_exceed_the_limit() -> None:
@@ -571,8 +576,8 @@ def test_markdown_drops_errors_only_when_they_alone_exceed_the_limit() -> None:
     plan = replace(sample_plan(), changes=changes)
     out = render_markdown(plan, max_chars=4000)
     assert len(out) <= 4000
-    assert "**✗ blocked** `late-000`" in out
-    assert re.search(r"\n\d+ more errors not shown", out)
+    assert "**✗ cannot be created** `late-000`" in out
+    assert re.search(r"\n\d+ more errors are not shown here", out)
     assert f"**{summary_line(plan)}**" in out
 
 
@@ -580,4 +585,4 @@ def test_markdown_cuts_at_a_line_when_even_the_head_is_too_long() -> None:
     out = render_markdown(sample_plan(), max_chars=300)
     assert len(out) <= 300
     assert out.startswith("<!-- reconciler:plan -->\n## reconciler plan\n")
-    assert out.endswith("see the JSON plan artifact.\n")
+    assert out.endswith("the full plan is in the job summary and the plan artifact.\n")

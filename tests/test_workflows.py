@@ -471,9 +471,15 @@ def test_pull_request_plan_then_merge_apply_and_state_branch(world: World) -> No
     assert plan_step.outcome == "success" and plan_step.outputs["exitcode"] == "2"
     comment = w.comments[(1, "reconciler-plan")]
     assert comment.startswith(MARKER + "\n")
-    assert "**Plan: 3 to create, 0 to update, 0 to recover**" in comment
+    assert "**Plan: 3 to create, 0 to update, 0 to resume**" in comment
     assert "No state yet" in comment and "--refresh=false" not in comment
-    assert plan_job.summary == comment
+    # The comment links this run; the job summary and the artifact hold the full plan.
+    assert (
+        "/actions/runs/" in comment
+        and "Full plan: the [job summary and the plan artifact](" in comment
+    )
+    full = w.artifacts["reconciler-plan-pr1"]["plan-full.md"].decode()
+    assert plan_job.summary == full and full.startswith(MARKER + "\n")
     doc = _verify_plan_document(w.artifacts["reconciler-plan-pr1"]["plan.json"])
     assert doc["summary"]["create"] == 3 and doc["has_changes"] and not doc["has_errors"]
     assert doc["refresh"] == "changing"
@@ -540,7 +546,7 @@ def test_pull_request_plan_then_merge_apply_and_state_branch(world: World) -> No
     assert "Read state.json from reconciler-state" in plan_job.step("state").stdout
     assert plan_job.step("plan").outputs["exitcode"] == "2"
     comment = w.comments[(2, "reconciler-plan")]
-    assert "**Plan: 0 to create, 1 to update, 0 to recover · 2 in sync**" in comment
+    assert "**Plan: 0 to create, 1 to update, 0 to resume · 2 in sync**" in comment
     assert "No state yet" not in comment
     doc = _verify_plan_document(w.artifacts["reconciler-plan-pr2"]["plan.json"])
     assert doc["state"]["serial"] == state["serial"]
@@ -706,7 +712,7 @@ def test_drift_opens_updates_and_closes_one_issue(world: World) -> None:
     [issue] = w.issues()
     assert issue["state"] == "open" and issue["labels"] == ["reconciler-drift"]
     assert issue["body"].startswith("<!-- reconciler:drift -->") and MARKER in issue["body"]
-    assert "**Plan: 1 to create, 0 to update, 0 to recover · 3 in sync**" in issue["body"]
+    assert "**Plan: 1 to create, 0 to update, 0 to resume · 3 in sync**" in issue["body"]
     assert w.comments == {}
 
     # Someone changes a 商家券 in the merchant platform: drift, reported in the same issue.

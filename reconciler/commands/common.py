@@ -17,6 +17,7 @@ from reconciler.errors import ConfigError, DiagnosedError
 
 if TYPE_CHECKING:
     from reconciler.config import ProjectFile
+    from reconciler.i18n import Lang
     from reconciler.runtime import Runtime
 
 # Heavy modules (the project file's models, the HTTP client, the engine, the emulator) are
@@ -95,3 +96,19 @@ def color_enabled() -> bool:
     if root.params.get("no_color") or runtime().environ.get("NO_COLOR"):
         return False
     return sys.stdout.isatty()
+
+
+lang_option = click.option(
+    "--lang",
+    type=click.Choice(["zh", "en"]),
+    default=None,
+    help="Language of the output (default: reconciler.yaml's language:, then LANG).",
+)
+
+
+def output_language(option: str | None, project: ProjectFile | None) -> Lang:
+    """`--lang`, else the project's `language:`, else the locale (the runtime's LANG)."""
+    from reconciler.i18n import resolve_lang
+
+    configured = project.project.language if project is not None else None
+    return resolve_lang(option, configured, runtime().environ)

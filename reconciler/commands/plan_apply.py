@@ -17,7 +17,9 @@ from reconciler.commands.common import (
     EXIT_TERMINATED,
     color_enabled,
     init_state_option,
+    lang_option,
     open_project,
+    output_language,
     project_option,
     runtime,
 )
@@ -25,6 +27,7 @@ from reconciler.errors import ConfigError
 
 if TYPE_CHECKING:
     from reconciler.applier import Report
+    from reconciler.i18n import Lang
     from reconciler.plan import Plan
     from reconciler.state.lock import LockInfo
 
@@ -43,7 +46,18 @@ refresh_option = click.option(
 )
 
 
-def _render(plan: Plan, fmt: str, note: str | None) -> str:
+def _plain_url(value: str | None) -> str | None:
+    """An http(s) URL with nothing that could end a Markdown link early."""
+    from reconciler.render.markdown import PLAIN_URL
+
+    if value is not None and not PLAIN_URL.match(value):
+        raise click.BadParameter(
+            f"{value!r} is not a plain http(s) URL (no spaces, parentheses or angle brackets)"
+        )
+    return value
+
+
+def _render(plan: Plan, fmt: str, note: str | None, lang: Lang, url: str | None) -> str:
     if fmt == "json":
         from reconciler.render.json_doc import render_json
 
@@ -51,10 +65,10 @@ def _render(plan: Plan, fmt: str, note: str | None) -> str:
     if fmt == "markdown":
         from reconciler.render.markdown import render_markdown
 
-        return render_markdown(plan, note=note)
+        return render_markdown(plan, note=note, lang=lang, full_plan_url=url)
     from reconciler.render.text import render_text
 
-    return render_text(plan, color=color_enabled())
+    return render_text(plan, color=color_enabled(), lang=lang)
 
 
 @click.command()
@@ -75,13 +89,24 @@ def _render(plan: Plan, fmt: str, note: str | None) -> str:
 @click.option(
     "--markdown-out",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Also write the Markdown rendering here (PR comment, job summary).",
+    help="Also write the Markdown rendering here, folded to fit a pull-request comment.",
+)
+@click.option(
+    "--summary-out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the full Markdown plan here (for the job summary: up to 1 MiB).",
+)
+@click.option(
+    "--plan-url",
+    callback=lambda ctx, param, value: _plain_url(value),
+    help="Where the full plan is (the CI run's page); the comment links it.",
 )
 @click.option("--note", help="A line shown at the top of the Markdown rendering.")
 @click.option(
     "--detailed-exitcode", is_flag=True, help="Exit 0 with no changes, 1 on error, 2 with changes."
 )
 @init_state_option
+@lang_option
 def plan(
     project_path: Path,
     refresh: str,
@@ -91,14 +116,18 @@ def plan(
     note: str | None,
     detailed_exitcode: bool,
     init_state: bool,
+    summary_out: Path | None,
+    plan_url: str | None,
+    lang: str | None,
 ) -> int:
-    """Show what apply would create or change, with money in fen and yuan."""
+    """Show what apply would create or change, money first, in Chinese or English."""
     from reconciler import engine
     from reconciler.engine.preflight import require_credentials
     from reconciler.render.json_doc import render_json
-    from reconciler.render.markdown import render_markdown
+    from reconciler.render.markdown import SUMMARY_LIMIT, render_markdown
 
     project = open_project(project_path)
+    language = output_language(lang, project)
     # Every merchant's credentials first (all problems at once), before the slow loading.
     checked = (
         require_credentials(project, runtime().environ)
@@ -113,7 +142,7 @@ def plan(
         credentials=checked.credentials if checked else None,
     )
     result = engine.plan(ws, REFRESH_CHOICES[refresh], refresh_note=note or "").plan
-    click.echo(_render(result, fmt, note), nl=fmt != "json")
+    click.echo(_render(result, fmt, note, language, plan_url), nl=fmt != "json")
     if out is not None:
         engine.write_output(out, render_json(result), "plan")
         click.echo(
@@ -121,7 +150,13 @@ def plan(
             err=True,
         )
     if markdown_out is not None:
-        engine.write_output(markdown_out, render_markdown(result, note=note), "Markdown plan")
+        comment = render_markdown(result, note=note, lang=language, full_plan_url=plan_url)
+        engine.write_output(markdown_out, comment, "Markdown plan")
+    if summary_out is not None:
+        full = render_markdown(
+            result, note=note, lang=language, max_chars=SUMMARY_LIMIT, max_bytes=SUMMARY_LIMIT
+        )
+        engine.write_output(summary_out, full, "full Markdown plan")
     if result.has_errors:
         return EXIT_ERROR
     return EXIT_CHANGES if detailed_exitcode and result.has_changes else EXIT_OK
@@ -147,6 +182,7 @@ def plan(
     help="With --yes off a terminal, print the whole plan, not only its summary.",
 )
 @init_state_option
+@lang_option
 def apply(
     plan_file: Path | None,
     project_path: Path,
@@ -155,6 +191,7 @@ def apply(
     lock_wait: float,
     show_plan: bool,
     init_state: bool,
+    lang: str | None,
 ) -> int:
     """Create every missing stock and send allowed updates, saving the state after each step.
 
@@ -167,6 +204,7 @@ def apply(
     from reconciler.render.text import merchant_line, render_text, summary_line
 
     project = open_project(project_path)
+    language = output_language(lang, project)
     checked = require_credentials(project, runtime().environ)
     ws = engine.open_workspace(
         project, runtime(), init_state=init_state, credentials=checked.credentials
@@ -183,11 +221,11 @@ def apply(
     def show(chosen: Plan) -> None:
         if yes and not terminal and not show_plan:
             # CI logs: the reviewed plan is in the pull request; say what is about to happen.
-            click.echo(summary_line(chosen))
+            click.echo(summary_line(chosen, language))
             for t in chosen.totals:
-                click.echo(f"  {merchant_line(t)}")
+                click.echo(f"  {merchant_line(t, language)}")
             return
-        click.echo(render_text(chosen, color=color_enabled()))
+        click.echo(render_text(chosen, color=color_enabled(), lang=language))
 
     def confirm(chosen: Plan) -> bool:
         if plan_file is not None or yes:
@@ -196,7 +234,9 @@ def apply(
             raise ConfigError(
                 "not on a terminal: review the plan and pass --yes, or apply a saved plan file"
             )
-        return click.confirm("Apply these changes?", default=False)
+        from reconciler.i18n import t
+
+        return click.confirm(t(language, "apply.confirm"), default=False)
 
     progress = Progress(live=terminal and color_enabled())
 
@@ -224,30 +264,34 @@ def apply(
     finally:
         progress.stop()
     if applied.report is None:
-        click.echo("No changes to apply.")
+        from reconciler.i18n import t
+
+        click.echo(t(language, "apply.no_changes"))
         return EXIT_OK
-    _summarise(applied.report)
+    _summarise(applied.report, language)
     if applied.report.interrupted:
         return EXIT_TERMINATED if stop.signal == signal.SIGTERM else EXIT_INTERRUPTED
     return EXIT_OK if applied.report.ok else EXIT_ERROR
 
 
-def _summarise(report: Report) -> None:
+def _summarise(report: Report, lang: Lang) -> None:
     from reconciler.applier import Outcome
+    from reconciler.i18n import MESSAGES, t
 
-    parts = [f"{report.count(o)} {o.value}" for o in Outcome if report.count(o)]
-    click.echo(f"Apply finished: {', '.join(parts) or 'nothing to do'}.")
+    def word(o: Outcome) -> str:
+        key = f"outcome.{o.value}"
+        return t(lang, key) if key in MESSAGES else o.value
+
+    parts = [f"{report.count(o)} {word(o)}" for o in Outcome if report.count(o)]
+    click.echo(t(lang, "apply.finished", parts=", ".join(parts) or t(lang, "apply.nothing")))
     for r in report.results:
         if r.outcome in (Outcome.FAILED, Outcome.UNRESOLVED):
-            click.echo(f"  {r.outcome.value}: {r.id}: {r.message}", err=True)
+            click.echo(f"  {word(r.outcome)}: {r.id}: {r.message}", err=True)
     skipped = [r.id for r in report.results if r.outcome is Outcome.SKIPPED]
     if skipped:
         shown = ", ".join(skipped[:10]) + (
             f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
         )
-        click.echo(f"  skipped, nothing sent: {shown}", err=True)
+        click.echo(f"  {t(lang, 'apply.skipped', ids=shown)}", err=True)
     if not report.ok:
-        click.echo(
-            "The state holds everything that succeeded; run `reconciler plan` to see what is left.",
-            err=True,
-        )
+        click.echo(t(lang, "apply.left"), err=True)

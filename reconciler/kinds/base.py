@@ -19,11 +19,14 @@ from typing import Any, ClassVar, Protocol
 from pydantic import BaseModel
 
 from reconciler.errors import ReconcilerError
+from reconciler.i18n import Lang
 from reconciler.ids import body_digest, update_request_no
 from reconciler.kinds.adopt import ImportedSpec, inverse
 from reconciler.mapping import diff_bodies, get_path, leaves, normalise, without_number
 from reconciler.operation import CreateResult, Operation, OpType
+from reconciler.plan import BudgetDelta
 from reconciler.spec.findings import Finding
+from reconciler.spec.labels import Label
 from reconciler.spec.stock import BusifavorStock, FavorStock, Stock
 from reconciler.spec.traits import FieldTraits, model_traits, traits_at
 
@@ -124,6 +127,9 @@ class StockKind(ABC):
     """Where the detail response names the merchant the stock belongs to."""
     can_look_up: ClassVar[bool] = False
     """Whether a stock whose create answer was lost can be found again (a list endpoint)."""
+    labels: ClassVar[Mapping[str, Label]]
+    """Every create-body field's label (the documentation's Chinese name, an English name, its
+    group), by path: `reconciler.spec.labels_<kind>`."""
 
     # --- the create --------------------------------------------------------------------------
 
@@ -159,6 +165,24 @@ class StockKind(ABC):
         marked = [(p, t.review) for p, t in self.traits().items() if t.review is not None]
         ranked = sorted(enumerate(marked), key=lambda item: (item[1][1].order, item[0]))
         return [(path, review.money) for _, (path, review) in ranked]
+
+    def can_change(self, path: str) -> bool:
+        """Whether WeChat Pay lets the field at `path` change after the create (some way)."""
+        found = traits_at(self.spec_model, path)
+        return found is not None and (found[1].modify is not None or found[1].budget is not None)
+
+    # --- what a reviewer reads ---------------------------------------------------------------
+
+    @abstractmethod
+    def summary_line(self, body: Mapping[str, Any], lang: Lang) -> str:
+        """One line a reviewer reads first: name, kind, the offer, how many, when, the money."""
+
+    def budget_deltas(
+        self, applied: Mapping[str, Any], desired: Mapping[str, Any]
+    ) -> tuple[BudgetDelta, ...]:
+        """The budget changes from `applied` to `desired`, as money; none when the kind's
+        budget has no stated value per coupon."""
+        return ()
 
     def verdict(self, change: FieldDiff) -> Verdict:
         """Whether WeChat Pay can change this field in place, and through which call."""
@@ -530,3 +554,44 @@ __all__ = [
     "Verdict",
     "leaves",
 ]
+
+
+def offer_text(lang: Lang, body: Mapping[str, Any], amount_key: str) -> str:
+    """The offer in a summary line, from the create body's coupon_use_rule: `¥10 off orders ≥
+    ¥100` / `满 ¥100 减 ¥10`, a percentage (`pays 88%`) or an exchange price, by stock_type;
+    `amount_key` names the fixed coupon's amount (favor coupon_amount, busifavor
+    discount_amount)."""
+    from reconciler.i18n import pick
+    from reconciler.money import yuan_short
+
+    def fen(value: Any) -> str:
+        return yuan_short(value) if isinstance(value, int) else "?"
+
+    use = body.get("coupon_use_rule") or {}
+    kind = body.get("stock_type")
+    if kind == "DISCOUNT":
+        rule = use.get("discount_coupon") or {}
+        percent, most = rule.get("discount_percent"), rule.get("discount_amount_max")
+        text = pick(lang, f"pays {percent}%", f"按 {percent}% 付款")
+        if isinstance(most, int):
+            text += pick(lang, f" (at most {fen(most)} off)", f"（最多减 {fen(most)}）")
+        minimum = fen(rule.get("transaction_minimum"))
+        return text + pick(lang, f" on orders ≥ {minimum}", f"，满 {minimum} 可用")
+    if kind == "EXCHANGE":
+        rule = use.get("exchange_coupon") or {}
+        price, minimum = fen(rule.get("exchange_price")), fen(rule.get("transaction_minimum"))
+        return pick(
+            lang, f"buy for {price} with orders ≥ {minimum}", f"满 {minimum} 以 {price} 换购"
+        )
+    rule = use.get("fixed_normal_coupon") or {}
+    off, minimum = fen(rule.get(amount_key)), fen(rule.get("transaction_minimum"))
+    return pick(lang, f"{off} off orders ≥ {minimum}", f"满 {minimum} 减 {off}")
+
+
+def count_text(lang: Lang, coupons: Any, per_user: Any) -> str:
+    """`20,000 coupons, 2 per person` / `共 20,000 张，每人限 2 张`."""
+    from reconciler.i18n import pick
+
+    total = f"{coupons:,}" if isinstance(coupons, int) else "?"
+    each = f"{per_user:,}" if isinstance(per_user, int) else "?"
+    return pick(lang, f"{total} coupons, {each} per person", f"共 {total} 张，每人限 {each} 张")

@@ -12,12 +12,15 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
-from reconciler.kinds.base import StockApi, StockKind
-from reconciler.mapping import leaves
-from reconciler.money import money
+from reconciler.i18n import Lang, date_range, pick
+from reconciler.kinds.base import StockApi, StockKind, count_text, offer_text
+from reconciler.mapping import get_path, leaves
+from reconciler.money import money, yuan_short
 from reconciler.operation import CreateResult, Operation, OpType
+from reconciler.plan import BudgetDelta
 from reconciler.spec.busifavor import BusifavorSpec
 from reconciler.spec.findings import Finding, Findings
+from reconciler.spec.labels_busifavor import BUSIFAVOR_LABELS
 from reconciler.spec.rules_busifavor import busifavor_creation_rules, busifavor_rules
 from reconciler.spec.stock import BusifavorStock, Stock
 
@@ -47,6 +50,7 @@ class BusifavorKind(StockKind):
         "coupon_use_rule.coupon_available_time.available_end_time",
     )
     creator_path = "belong_merchant"
+    labels = BUSIFAVOR_LABELS
 
     def committed_budget(self, stock: Stock) -> int | None:
         """NORMAL coupons: discount × max_coupons, the most the stock can give away."""
@@ -56,6 +60,47 @@ class BusifavorKind(StockKind):
         if fixed is None or count is None:
             return None
         return int(fixed.discount_amount) * int(count)
+
+    def budget_deltas(
+        self, applied: Mapping[str, Any], desired: Mapping[str, Any]
+    ) -> tuple[BudgetDelta, ...]:
+        """A NORMAL stock's max_coupons change, at discount_amount a coupon: the most the stock
+        can give away moves by the difference (a ceiling, never locked). The daily cap moves no
+        total, and a percentage or exchange coupon states no value per coupon."""
+        path = "stock_send_rule.max_coupons"
+        _, before = get_path(applied, path)
+        _, after = get_path(desired, path)
+        _, unit = get_path(desired, "coupon_use_rule.fixed_normal_coupon.discount_amount")
+        counts = [
+            v for v in (before, after, unit) if isinstance(v, int) and not isinstance(v, bool)
+        ]
+        if len(counts) < 3 or before == after:
+            return ()
+        return (BudgetDelta(f"spec.{path}", before, after, unit),)
+
+    def summary_line(self, body: Mapping[str, Any], lang: Lang) -> str:
+        use = body.get("coupon_use_rule") or {}
+        send = body.get("stock_send_rule") or {}
+        times = use.get("coupon_available_time") or {}
+        fixed = use.get("fixed_normal_coupon") or {}
+        off, coupons = fixed.get("discount_amount"), send.get("max_coupons")
+        if isinstance(off, int) and isinstance(coupons, int):
+            ceiling = yuan_short(off * coupons)
+            money_text = pick(
+                lang, f"ceiling {ceiling}, locks nothing", f"上限 {ceiling}，不锁定资金"
+            )
+        else:
+            money_text = pick(lang, "locks nothing", "不锁定资金")
+        return " · ".join(
+            [
+                str(body.get("stock_name", "")),
+                self.label,
+                offer_text(lang, body, "discount_amount"),
+                count_text(lang, coupons, send.get("max_coupons_per_user")),
+                date_range(times.get("available_begin_time"), times.get("available_end_time")),
+                money_text,
+            ]
+        )
 
     def create_reason(self, stock: Stock) -> str:
         budget = self.committed_budget(stock)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
+from reconciler.i18n import Lang, date_range, pick
 from reconciler.ids import body_digest, update_request_no
 from reconciler.kinds.base import (
     FieldDiff,
@@ -24,11 +25,14 @@ from reconciler.kinds.base import (
     StockKind,
     Verdict,
     _with_values,
+    count_text,
+    offer_text,
 )
-from reconciler.money import money
+from reconciler.money import money, yuan_short
 from reconciler.operation import CreateResult, Operation, OpType
 from reconciler.spec.favor import FavorSpec
 from reconciler.spec.findings import Finding, Findings
+from reconciler.spec.labels_favor import FAVOR_LABELS
 from reconciler.spec.rules_favor import favor_creation_rules, favor_rules
 from reconciler.spec.stock import FavorStock, Stock
 
@@ -130,6 +134,7 @@ class FavorKind(StockKind):
     can_look_up = True
     identity_paths = ("stock_name", "stock_type", "available_begin_time", "available_end_time")
     creator_path = "stock_creator_mchid"
+    labels = FAVOR_LABELS
 
     def committed_budget(self, stock: Stock) -> int:
         return int(_favor(stock).spec.stock_use_rule.max_amount)
@@ -152,6 +157,27 @@ class FavorKind(StockKind):
         out = Findings(("spec",))
         favor_creation_rules(_favor(stock).spec, now, out)
         return out.items
+
+    def summary_line(self, body: Mapping[str, Any], lang: Lang) -> str:
+        send = body.get("stock_use_rule") or {}
+        amount = send.get("max_amount")
+        shown = yuan_short(amount) if isinstance(amount, int) else "?"
+        if body.get("no_cash") is False:
+            money_text = pick(lang, f"locks {shown} at activation", f"激活时锁定 {shown}")
+        else:
+            money_text = pick(
+                lang, f"no pre-funding (免充值), at most {shown}", f"免充值，最多 {shown}"
+            )
+        return " · ".join(
+            [
+                str(body.get("stock_name", "")),
+                self.label,
+                offer_text(lang, body, "coupon_amount"),
+                count_text(lang, send.get("max_coupons"), send.get("max_coupons_per_user")),
+                date_range(body.get("available_begin_time"), body.get("available_end_time")),
+                money_text,
+            ]
+        )
 
     # --- money -------------------------------------------------------------------------------
 

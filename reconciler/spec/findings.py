@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from reconciler.diagnostics import FieldPath, Severity
 
@@ -15,6 +16,9 @@ class Finding:
     code: str
     fix: str = ""
     """What to change, where the rule knows better than a generic hint (the planner shows it)."""
+    message_id: str = ""
+    """The message in the catalogue (`reconciler.i18n.DIAGNOSTICS`) for other languages."""
+    params: Mapping[str, object] = field(default_factory=dict)
 
 
 class Findings:
@@ -24,8 +28,28 @@ class Findings:
         self.prefix = prefix
         self.items: list[Finding] = []
 
-    def error(self, path: FieldPath, message: str, code: str = "rule", fix: str = "") -> None:
-        self.items.append(Finding(self.prefix + path, Severity.ERROR, message, code, fix))
+    def error(
+        self,
+        path: FieldPath,
+        message: str,
+        code: str = "rule",
+        fix: str = "",
+        *,
+        message_id: str = "",
+        params: Mapping[str, object] | None = None,
+    ) -> None:
+        self._add(Finding(path, Severity.ERROR, message, code, fix, message_id, params or {}))
 
-    def warning(self, path: FieldPath, message: str, code: str = "rule") -> None:
-        self.items.append(Finding(self.prefix + path, Severity.WARNING, message, code))
+    def warning(
+        self,
+        path: FieldPath,
+        message: str,
+        code: str = "rule",
+        *,
+        message_id: str = "",
+        params: Mapping[str, object] | None = None,
+    ) -> None:
+        self._add(Finding(path, Severity.WARNING, message, code, "", message_id, params or {}))
+
+    def _add(self, finding: Finding) -> None:
+        self.items.append(replace(finding, path=self.prefix + finding.path))

@@ -30,13 +30,21 @@ def favor_rules(spec: FavorSpec, merchant: str, out: Findings) -> None:
     """Time-independent rules; `merchant` is the stock file's creating mchid."""
     too_long = weighted_length_problem(spec.stock_name, 9, 20)
     if too_long:
-        out.error(("stock_name",), f"{shown(spec.stock_name)} {too_long}", "too_long")
+        out.error(
+            ("stock_name",),
+            f"{shown(spec.stock_name)} {too_long}",
+            "too_long",
+            message_id="favor_name_too_long",
+            params={"text": shown(spec.stock_name)},
+        )
     bad = sorted({c for c in spec.stock_name if c in FORBIDDEN_NAME_CHARS})
     if bad:
         out.error(
             ("stock_name",),
             f"must not contain {' '.join(repr(c) for c in bad)} (the docs forbid _ , ; |)",
             "forbidden_char",
+            message_id="forbidden_char",
+            params={"chars": " ".join(repr(c) for c in bad)},
         )
     if spec.belong_merchant != merchant:
         out.error(
@@ -57,6 +65,8 @@ def favor_rules(spec: FavorSpec, merchant: str, out: Findings) -> None:
             ("available_end_time",),
             f"the usable window is {days:.1f} days; at most 90 days are allowed",
             "window_too_long",
+            message_id="window_too_long",
+            params={"days": f"{days:.1f}"},
         )
     _stock_use_rule(spec, out)
     if spec.pattern_info is not None:
@@ -110,6 +120,13 @@ def _stock_use_rule(spec: FavorSpec, out: Findings) -> None:
                 f"must equal coupon_amount × max_coupons = {money(fixed.coupon_amount)} × {rule.max_coupons:,} "
                 f"= {money(expected)}; is {money(rule.max_amount)}",
                 "budget_mismatch",
+                message_id="budget_mismatch",
+                params={
+                    "amount": money(fixed.coupon_amount),
+                    "coupons": f"{rule.max_coupons:,}",
+                    "expected": money(expected),
+                    "value": money(rule.max_amount),
+                },
             )
     if rule.max_amount > MAX_AMOUNT_CAP_LOOSE:
         out.error(
