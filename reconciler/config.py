@@ -134,6 +134,9 @@ class Api(Strict):
     read_timeout_seconds: float = Field(default=15.0, gt=0, le=600)
     max_attempts: int = Field(default=5, ge=1, le=20)
     """Tries per request; 429, 5xx and network failures are retried with the same body."""
+    rate_limit_margin: float = Field(default=0.01, ge=0, le=0.5)
+    """Each rate-limit window is paced this much longer (0.01: 60/min goes at 60 per 60.6 s),
+    so that requests reaching WeChat Pay a little early or late never draw a 429."""
     retry_base_delay_seconds: float = Field(default=0.5, ge=0, le=60)
     """First retry delay; each further one doubles (with jitter, at most 10 s)."""
 

@@ -105,7 +105,7 @@ def waiting_calls(clients: Mapping[str, WeChatPayClient]) -> list[Waiting]:
     out = []
     for limiter in seen.values():
         for (mchid, call), count in sorted(limiter.waiting().items()):
-            out.append(Waiting(mchid, call, count, limiter.limit_for(call)))
+            out.append(Waiting(mchid, call, count, limiter.limit_for(call, mchid)))
     return out
 
 
