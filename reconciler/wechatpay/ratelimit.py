@@ -122,69 +122,97 @@ class RateLimiter:
             return own[endpoint]
         return self.limits.get(endpoint, FALLBACK_LIMIT)
 
-    def _schedules_for(self, mchid: str, endpoint: str, now: float) -> list[_Schedule]:
-        out = []
-        for key, limit in (
-            ((mchid, endpoint), self.limit_for(endpoint, mchid)),
-            ((ALL_MERCHANTS, endpoint), self.global_limits.get(endpoint)),
-        ):
+    def _schedule(self, key: tuple[str, str], now: float) -> _Schedule | None:
+        mchid, endpoint = key
+        schedule = self._schedules.get(key)
+        if schedule is None:
+            limit = (
+                self.global_limits.get(endpoint)
+                if mchid == ALL_MERCHANTS
+                else self.limit_for(endpoint, mchid)
+            )
             if limit is None:
-                continue
-            schedule = self._schedules.get(key)
-            if schedule is None:
-                schedule = self._schedules[key] = _Schedule(limit, now, self.margin)
-            out.append(schedule)
-        return out
+                return None
+            schedule = self._schedules[key] = _Schedule(limit, now, self.margin)
+        return schedule
 
-    def reserve(self, mchid: str, endpoint: str) -> float:
-        """Claim the next slot and return the seconds to wait for it, without sleeping."""
-        return self._reserve(mchid, endpoint)[1]
-
-    def _reserve(self, mchid: str, endpoint: str) -> tuple[float, float]:
+    def _take(self, key: tuple[str, str], at_least: float | None = None) -> tuple[float, float]:
+        """Reserve `key`'s next slot (not before `at_least`): (its time, seconds from now)."""
         with self._lock:
             now = self._clock()
-            schedules = self._schedules_for(mchid, endpoint, now)
-            at = max(s.earliest(now) for s in schedules)
-            for s in schedules:
-                s.commit(at)
+            schedule = self._schedule(key, now)
+            if schedule is None:
+                return now, 0.0
+            at = schedule.earliest(max(now, at_least or now))
+            schedule.commit(at)
             return at, at - now
+
+    def reserve(self, mchid: str, endpoint: str) -> float:
+        """Claim the next slot and return the seconds to wait for it, without sleeping: this
+        merchant's slot, then a slot across all merchants at that time."""
+        at, wait = self._take((mchid, endpoint))
+        if endpoint in self.global_limits:
+            at, wait = self._take((ALL_MERCHANTS, endpoint), at_least=at)
+        return wait
 
     def ready_in(self, mchid: str, endpoint: str) -> float:
         """Seconds until a call would get a slot without waiting (0: now); reserves nothing."""
         with self._lock:
             now = self._clock()
-            return max(s.earliest(now) for s in self._schedules_for(mchid, endpoint, now)) - now
+            at = now
+            for key in ((mchid, endpoint), (ALL_MERCHANTS, endpoint)):
+                schedule = self._schedule(key, now)
+                if schedule is not None:
+                    at = max(at, schedule.earliest(now))
+            return at - now
 
     def give_back(self, mchid: str, endpoint: str, at: float | None = None) -> None:
         """Return one reserved slot that was not used (its request was never sent): the one
-        due at `at`, or the latest one already due."""
+        due at `at`, or the latest one already due; the slot across all merchants too."""
         with self._lock:
             now = self._clock()
             for key in ((mchid, endpoint), (ALL_MERCHANTS, endpoint)):
                 schedule = self._schedules.get(key)
                 if schedule is not None:
-                    schedule.give_back(at, now)
+                    schedule.give_back(at if key[0] != ALL_MERCHANTS else None, now)
 
     def acquire(self, mchid: str, endpoint: str, *, cancel: threading.Event | None = None) -> float:
         """Block until this merchant may call `endpoint` again; return the seconds waited.
 
-        If `cancel` is set before the slot is due, the slot is given back and `Cancelled`
-        is raised; a set event takes no slot at all.
+        First this merchant's slot is reserved and waited for, then (for an endpoint limited
+        across all merchants) a slot of that limit, reserved when the merchant's is due: the
+        schedule across merchants then sees the requests in the order they go out, and one
+        merchant's calls booked ahead never hold another's. If `cancel` is set before a slot
+        is due, the slots are given back and `Cancelled` is raised; a set event takes none.
         """
         check(cancel)
-        at, wait = self._reserve(mchid, endpoint)
+        waited = self._wait((mchid, endpoint), cancel, mchid)
+        if endpoint in self.global_limits:
+            waited += self._wait((ALL_MERCHANTS, endpoint), cancel, mchid)
+        return waited
+
+    def _wait(self, key: tuple[str, str], cancel: threading.Event | None, mchid: str) -> float:
+        at, wait = self._take(key)
         if wait > 0:
-            key = (mchid, endpoint)
+            shown = (mchid, key[1])
             with self._lock:
-                self._waiting[key] = self._waiting.get(key, 0) + 1
+                self._waiting[shown] = self._waiting.get(shown, 0) + 1
             try:
                 pause(wait, self._sleep, cancel)
             except Cancelled:
-                self.give_back(mchid, endpoint, at)
+                with self._lock:
+                    now = self._clock()
+                    mine = self._schedules.get((mchid, key[1]))
+                    if mine is not None:
+                        mine.give_back(at if key[0] == mchid else None, now)
+                    if key[0] == ALL_MERCHANTS:
+                        shared = self._schedules.get(key)
+                        if shared is not None:
+                            shared.give_back(at, now)
                 raise
             finally:
                 with self._lock:
-                    self._waiting[key] -= 1
+                    self._waiting[shown] -= 1
         return wait
 
     def waiting(self) -> dict[tuple[str, str], int]:
