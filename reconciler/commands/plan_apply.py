@@ -24,6 +24,8 @@ from reconciler.commands.common import (
 from reconciler.errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from reconciler.applier import Report
     from reconciler.plan import Plan
     from reconciler.state.lock import LockInfo
@@ -227,9 +229,24 @@ def apply(
         click.echo("No changes to apply.")
         return EXIT_OK
     _summarise(applied.report)
+    _throttled(applied.throttled)
     if applied.report.interrupted:
         return EXIT_TERMINATED if stop.signal == signal.SIGTERM else EXIT_INTERRUPTED
     return EXIT_OK if applied.report.ok else EXIT_ERROR
+
+
+def _throttled(counts: Mapping[tuple[str, str], int]) -> None:
+    """Every 429 shown: the client paces below the documented limits, so one means the
+    limits or the margin (api.rate_limit_margin) need a look."""
+    total = sum(counts.values())
+    if not total:
+        return
+    parts = ", ".join(f"{m} {call} × {n}" for (m, call), n in sorted(counts.items()))
+    click.echo(
+        f"WeChat Pay answered 429 (too many requests) {total} time(s), each retried after a "
+        f"back-off: {parts}. Raise api.rate_limit_margin in reconciler.yaml if this repeats.",
+        err=True,
+    )
 
 
 def _summarise(report: Report) -> None:

@@ -116,6 +116,9 @@ class Applied:
     plan: Plan
     report: Report | None
     from_file: bool
+    throttled: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    """429 answers (too many requests) WeChat Pay gave during the run, by (merchant, call);
+    each was retried after a back-off."""
 
 
 def apply(
@@ -181,4 +184,15 @@ def apply(
         finally:
             for c in clients.values():
                 c.close()
-    return Applied(chosen, report, plan_file is not None)
+    return Applied(chosen, report, plan_file is not None, throttled_calls(clients))
+
+
+def throttled_calls(clients: Mapping[str, WeChatPayClient]) -> dict[tuple[str, str], int]:
+    """Every 429 answer the clients' rate limiters counted, by (merchant, call)."""
+    seen = {id(c.rate_limiter): c.rate_limiter for c in clients.values()}
+    out: dict[tuple[str, str], int] = {}
+    for limiter in seen.values():
+        for key, n in limiter.throttled().items():
+            if key[0] in clients:
+                out[key] = out.get(key, 0) + n
+    return out

@@ -16,6 +16,7 @@ from typing import Any
 
 from reconciler.config import ProjectFile
 from reconciler.desired import DesiredStock
+from reconciler.engine.partners import partner_diagnostics
 from reconciler.diagnostics import Diagnostic
 from reconciler.errors import ApiError, ConfigError, DiagnosedError
 from reconciler.kinds import kind_of
@@ -104,6 +105,9 @@ def open_workspace(
             count = len(loaded.stocks)
             if not loaded.ok:
                 raise PlanInvalid(loaded.diagnostics)
+            partners = partner_diagnostics(project, loaded.stocks)
+            if partners:
+                raise PlanInvalid([*loaded.diagnostics, *partners])
             ctx = Workspace(
                 project,
                 runtime,
