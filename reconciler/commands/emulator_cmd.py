@@ -164,8 +164,19 @@ def emulator(
     default=None,
     help="The merchant's balance in fen that 预充值 activations draw from.  [default: unlimited]",
 )
+@click.option(
+    "--sub-merchant-of",
+    "provider",
+    metavar="PROVIDER",
+    help="Register MCHID as a sub-merchant (子商户) of the service provider PROVIDER, already "
+    "registered: no key pair (the provider calls the API for it).",
+)
 def add_merchant(
-    mchid: str, data_path: Path | None, project_path: Path | None, balance_fen: int | None
+    mchid: str,
+    data_path: Path | None,
+    project_path: Path | None,
+    balance_fen: int | None,
+    provider: str | None,
 ) -> None:
     """Register merchant MCHID in an emulator data file, with a key pair generated now.
 
@@ -192,6 +203,9 @@ def add_merchant(
         data_path = _local_data(project, must_exist=False)
         base = project.root
     assert data_path is not None
+    if provider is not None:
+        _add_sub_merchant(data_path, provider, mchid)
+        return
     key_path = data_path.parent / f"{mchid}_key.pem"
     public_path = data_path.parent / scaffold.WECHATPAY_PUBLIC_KEY.name
     if key_path.exists():
@@ -242,6 +256,32 @@ def add_merchant(
         ),
         nl=False,
     )
+
+
+def _add_sub_merchant(data_path: Path, provider: str, mchid: str) -> None:
+    from reconciler.emulator import Emulator
+    from reconciler.spec.stock import MCHID_PATTERN
+
+    if not re.fullmatch(MCHID_PATTERN, provider):
+        raise ConfigError(f"--sub-merchant-of {provider!r} is not a mchid (5 to 32 digits)")
+    if provider == mchid:
+        raise ConfigError("a merchant cannot be its own sub-merchant")
+    if not data_path.exists() or provider not in _merchant_ids(data_path):
+        raise ConfigError(
+            f"the service provider {provider} is not registered in {data_path}: "
+            f"reconciler emulator add-merchant {provider} first"
+        )
+    runtime = current_runtime()
+    emu = _open(data_path, lambda path: Emulator(clock=runtime.clock.time, data_path=path))
+    emu.add_sub_merchants(provider, [mchid])
+    click.echo(f"registered {mchid} as a sub-merchant of {provider} in {data_path}")
+    click.echo(
+        "A running emulator reads the data file only at start: restart it to serve this relation."
+    )
+    click.echo("")
+    click.echo(f"Add to reconciler.yaml, under the merchant {provider}:")
+    click.echo("")
+    click.echo(f'    sub_merchants: ["{mchid}"]')
 
 
 @emulator.command("set-balance")

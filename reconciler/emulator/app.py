@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -141,6 +141,14 @@ class Emulator:
             if earlier is not None:
                 merchant.balance_fen, merchant.locked_fen = earlier.balance_fen, earlier.locked_fen
             self._store.merchants[mchid] = merchant
+            self._save()
+
+    def add_sub_merchants(self, provider: str, sub_merchants: Iterable[str]) -> None:
+        """Make `provider` a service provider (服务商) authorised for `sub_merchants`: its
+        商家券 may belong to them and its 免充值 代金券 may list them as available merchants;
+        a sub-merchant cannot create 代金券 itself."""
+        with self._lock:
+            self._store.sub_merchants.setdefault(provider, set()).update(sub_merchants)
             self._save()
 
     def set_balance(self, mchid: str, balance_fen: int | None) -> None:

@@ -37,7 +37,10 @@ class Planned:
 
 
 def plan(
-    ws: Workspace, refresh_mode: str = "changing", refresh_note: str = "", scope: Scope | None = None
+    ws: Workspace,
+    refresh_mode: str = "changing",
+    refresh_note: str = "",
+    scope: Scope | None = None,
 ) -> Planned:
     """Query what can still change, then decide what apply would do (the pure planner). With
     a `scope`, only the stock files and the part of the state it covers (`engine.scope`)."""

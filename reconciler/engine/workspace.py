@@ -16,8 +16,8 @@ from typing import Any
 
 from reconciler.config import ProjectFile
 from reconciler.desired import DesiredStock
-from reconciler.engine.partners import partner_diagnostics
 from reconciler.diagnostics import Diagnostic
+from reconciler.engine.partners import partner_diagnostics
 from reconciler.errors import ApiError, ConfigError, DiagnosedError
 from reconciler.kinds import kind_of
 from reconciler.loader import LoadResult, load_stocks

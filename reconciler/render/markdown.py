@@ -223,6 +223,11 @@ def _head(plan: Plan, marker: str, title: str | None, note: str | None) -> str:
     if plan.refresh_note:
         meta += f" ({md(plan.refresh_note)})"
     lines += ["", meta + f" · checksum {code(plan.checksum())}"]
+    if plan.scope is not None:
+        lines += [
+            "",
+            f"**Scoped plan:** {md(plan.scope.describe())}; stocks outside it are not in this plan.",
+        ]
     return "\n".join(lines)
 
 
@@ -249,6 +254,13 @@ def _totals(plan: Plan) -> str:
         f"Estimated apply time: {duration(plan.estimated_apply_seconds)}"
         " (merchants run in parallel)"
     )
+    if plan.sub_totals:
+        lines += ["", "Per sub-merchant (where the money lands; ceilings that may overlap):", ""]
+        lines += [
+            f"- {md(t.merchant)} → {md(t.sub_merchant)}{f' {md(t.name)}' if t.name else ''}: "
+            f"{t.creates} create(s), {money(t.create_budget_fen)}"
+            for t in plan.sub_totals
+        ]
     return "\n".join(lines)
 
 

@@ -254,6 +254,10 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
     if plan.refresh_note:
         meta += f" ({clean(plan.refresh_note)})"
     lines.append(meta)
+    if plan.scope is not None:
+        lines.append(
+            f"Scope: {clean(plan.scope.describe())} (stocks outside it are not in this plan)"
+        )
     # A plan with nothing to show has no totals worth reading.
     if plan.totals and any(c.action is not Action.NOOP for c in plan.changes):
         lines += ["", "Per merchant:"]
@@ -262,6 +266,15 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
             f"Estimated apply time: {duration(plan.estimated_apply_seconds)}"
             " (merchants run in parallel)"
         )
+    if plan.sub_totals:
+        lines += [
+            "Per sub-merchant (where the money lands; ceilings, a stock usable at several counts at each):"
+        ]
+        lines += [
+            f"  {clean(t.merchant)} → {clean(t.sub_merchant)}{f' {clean(t.name)}' if t.name else ''}: "
+            f"{plural(t.creates, 'create')}, {money(t.create_budget_fen)}"
+            for t in plan.sub_totals
+        ]
     for change in plan.changes:
         if change.action is not Action.NOOP:
             lines += ["", *_stock(change, color)]

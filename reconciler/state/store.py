@@ -321,9 +321,7 @@ class StateStore:
         self._write_snapshot(written)
         return written
 
-    def _save_scoped(
-        self, state: State, previous: State | None, scoped: frozenset[str]
-    ) -> State:
+    def _save_scoped(self, state: State, previous: State | None, scoped: frozenset[str]) -> State:
         """A save of a run holding the locks of `scoped` merchants only: other runs, scoped to
         other merchants, write the same file meanwhile. Under the save lock, the stocks this
         run changed (all of its merchants) are appended to the journal as the next serial on
