@@ -13,8 +13,8 @@ from typing import Any
 
 from reconciler.applier import Applier, Outcome
 from reconciler.desired import DesiredStock
-from reconciler.operation import CreateResult
 from reconciler.limits import Limit
+from reconciler.operation import CreateResult
 from reconciler.planner import PlanInputs, make_plan
 from reconciler.runtime import Clock
 from reconciler.wechatpay.ratelimit import RateLimiter

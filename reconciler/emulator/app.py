@@ -151,6 +151,11 @@ class Emulator:
             self._store.sub_merchants.setdefault(provider, set()).update(sub_merchants)
             self._save()
 
+    def sub_merchants(self, provider: str) -> frozenset[str]:
+        """The sub-merchants `provider` is authorised for (empty: a direct merchant)."""
+        with self._lock:
+            return self._store.subs_of(provider)
+
     def set_balance(self, mchid: str, balance_fen: int | None) -> None:
         """The merchant's balance that 预充值 activations draw from (None: unlimited)."""
         with self._lock:
