@@ -104,17 +104,29 @@ def acquire(
             blocker = scoped[0][1]
         else:
             blocker = path
-        try:
-            current = read_lock(blocker)
-        except StateLockedError:
-            if time.monotonic() >= deadline:
-                raise
-        else:
-            if current is None:  # released between our attempt and the read: try again now
-                continue
-            if is_stale(current) or time.monotonic() >= deadline:
-                raise _locked_error(state_path, current, now())
-        time.sleep(max(0.0, min(poll_seconds, deadline - time.monotonic())))
+        _held_by_another(blocker, state_path, now, deadline, poll_seconds)
+
+
+def _held_by_another(
+    lock_file: Path,
+    state_path: Path,
+    now: Callable[[], datetime],
+    deadline: float,
+    poll_seconds: float,
+) -> None:
+    """Another run holds `lock_file`: raise when waiting cannot help (a stale lock) or the
+    time is up; else sleep one poll (or return at once when it was released meanwhile)."""
+    try:
+        current = read_lock(lock_file)
+    except StateLockedError:
+        if time.monotonic() >= deadline:
+            raise
+    else:
+        if current is None:  # released between our attempt and the read: try again now
+            return
+        if is_stale(current) or time.monotonic() >= deadline:
+            raise _locked_error(state_path, current, now())
+    time.sleep(max(0.0, min(poll_seconds, deadline - time.monotonic())))
 
 
 _MERCHANT = re.compile(r"[0-9]{5,32}")
@@ -172,17 +184,7 @@ def acquire_merchants(
             return
         for lock_file in taken:
             _remove(lock_file, "nothing was locked")
-        try:
-            current = read_lock(blocker or path)
-        except StateLockedError:
-            if time.monotonic() >= deadline:
-                raise
-        else:
-            if current is not None and (is_stale(current) or time.monotonic() >= deadline):
-                raise _locked_error(state_path, current, now())
-            if current is None:
-                continue
-        time.sleep(max(0.0, min(poll_seconds, deadline - time.monotonic())))
+        _held_by_another(blocker or path, state_path, now, deadline, poll_seconds)
 
 
 def release_merchants(path: Path, merchants: Collection[str], lock_id: str) -> None:
