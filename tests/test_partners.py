@@ -247,3 +247,21 @@ def test_the_emulator_knows_the_provider_and_its_sub_merchants(
     with _client(emu, SUBS[0]) as sub, pytest.raises(ApiError, match="NO_AUTH"):
         sub.favor_create(_body(no_cash_favor(5, [SUBS[0]], merchant=SUBS[0]), "n5"))
     assert len(emu.stocks) == 2
+
+
+def test_add_merchant_registers_a_sub_merchant_of_a_registered_provider(tmp_path: Path) -> None:
+    from tests.test_init import run
+
+    data = tmp_path / "emu" / "emulator.json"
+    missing = run(
+        "emulator", "add-merchant", SUBS[0], "--data", str(data), "--sub-merchant-of", PROVIDER
+    )
+    assert missing.exit_code == 1 and f"add-merchant {PROVIDER} first" in missing.output
+    assert run("emulator", "add-merchant", PROVIDER, "--data", str(data)).exit_code == 0
+    added = run(
+        "emulator", "add-merchant", SUBS[0], "--data", str(data), "--sub-merchant-of", PROVIDER
+    )
+    assert added.exit_code == 0, added.output
+    assert f'sub_merchants: ["{SUBS[0]}"]' in added.output
+    assert not (data.parent / f"{SUBS[0]}_key.pem").exists()  # the provider calls for it
+    assert Emulator(data_path=data).sub_merchants(PROVIDER) == frozenset({SUBS[0]})
