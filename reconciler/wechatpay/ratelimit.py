@@ -112,6 +112,8 @@ class RateLimiter:
         """Override limits for one merchant (reconciler.yaml `rate_limits:`); the limits across
         all merchants still hold for it."""
         with self._lock:
+            if dict(self._merchant_limits.get(mchid, {})) == dict(limits):
+                return  # the same limits again (a second client): keep the pacing so far
             self._merchant_limits[mchid] = MappingProxyType(dict(limits))
             for key in [k for k in self._schedules if k[0] == mchid]:
                 del self._schedules[key]
