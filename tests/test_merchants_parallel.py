@@ -114,3 +114,20 @@ def test_a_call_waiting_for_its_limit_never_holds_the_same_merchants_other_calls
     started, _ = _run(tmp_path, desired)
     kinds = [k for _, k in started]
     assert max(i for i, k in enumerate(kinds) if k == "busifavor") < 10
+
+
+def test_every_429_is_counted_and_shown_by_apply(tmp_path: Path) -> None:
+    from reconciler.emulator import Faults
+    from tests.e2e_support import LocalEmulator, make_workspace, write_generated_stocks
+
+    ws = make_workspace(tmp_path / "project", max_attempts=3)
+    write_generated_stocks(ws.stocks_dir, 1, kinds=("busifavor",))
+    with LocalEmulator(ws) as local:
+        local.set_faults(
+            Faults(rate_limit_share=1.0, next_requests=1, endpoints=frozenset({"busifavor.create"}))
+        )
+        run = ws.cli("apply", "--yes")
+    assert run.exit_code == 0, str(run)
+    assert "WeChat Pay answered 429 (too many requests) 1 time(s)" in run.stderr
+    assert f"{A} busifavor_create × 1" in run.stderr
+    assert "429" not in ws.cli("plan").output
