@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from reconciler.applier import Applier, Outcome
 from reconciler.desired import DesiredStock
 from reconciler.limits import Limit
@@ -131,3 +133,23 @@ def test_every_429_is_counted_and_shown_by_apply(tmp_path: Path) -> None:
     assert "WeChat Pay answered 429 (too many requests) 1 time(s)" in run.stderr
     assert f"{A} busifavor_create × 1" in run.stderr
     assert "429" not in ws.cli("plan").output
+
+
+def test_the_emulator_limits_favor_creates_across_all_merchants_too() -> None:
+    from reconciler.emulator import Emulator, EmulatorSettings
+    from reconciler.emulator.samples import favor_create_body
+    from reconciler.emulator.settings import RateLimit
+    from reconciler.errors import ApiError
+    from tests.test_partners import signed_client
+
+    settings = EmulatorSettings()
+    settings.global_rate_limits["favor.create"] = RateLimit(3, 60.0)
+    emu = Emulator(settings)  # the real clock
+    now = time.time()
+    with signed_client(emu, A) as a, signed_client(emu, B) as b:
+        a.favor_create(favor_create_body(A, now, "g-1"))
+        b.favor_create(favor_create_body(B, now, "g-2"))
+        a.favor_create(favor_create_body(A, now, "g-3"))
+        with pytest.raises(ApiError, match="429 FREQUENCY_LIMIT_EXCEED"):
+            b.favor_create(favor_create_body(B, now, "g-4"))  # B's own second: over all merchants
+    assert len(emu.stocks) == 3

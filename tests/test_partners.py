@@ -204,7 +204,7 @@ def test_sub_merchants_listed_twice_or_the_merchant_itself_are_refused(ws: Works
 # --- the emulator refuses what WeChat Pay refuses ----------------------------------------------
 
 
-def _client(emu: Emulator, mchid: str) -> WeChatPayClient:
+def signed_client(emu: Emulator, mchid: str) -> WeChatPayClient:
     merchant = DemoMerchant.generate(mchid)
     merchant.register(emu)
     credentials = MerchantCredentials(
@@ -220,7 +220,7 @@ def _client(emu: Emulator, mchid: str) -> WeChatPayClient:
 @pytest.fixture
 def provider_client(tmp_path: Path) -> Iterator[tuple[Emulator, WeChatPayClient]]:
     emu = Emulator(EmulatorSettings(rate_limiting=False), data_path=tmp_path / "emulator.json")
-    with _client(emu, PROVIDER) as client:
+    with signed_client(emu, PROVIDER) as client:
         emu.add_sub_merchants(PROVIDER, SUBS[:2])
         yield emu, client
     again = Emulator(EmulatorSettings(), data_path=tmp_path / "emulator.json")
@@ -244,7 +244,7 @@ def test_the_emulator_knows_the_provider_and_its_sub_merchants(
     client.favor_create(_body(no_cash_favor(3, [PROVIDER, SUBS[1]]), "n3"))
     with pytest.raises(ApiError, match="免充值批次的可用商户"):
         client.favor_create(_body(no_cash_favor(4, [SUBS[0], "1999999999"]), "n4"))
-    with _client(emu, SUBS[0]) as sub, pytest.raises(ApiError, match="NO_AUTH"):
+    with signed_client(emu, SUBS[0]) as sub, pytest.raises(ApiError, match="NO_AUTH"):
         sub.favor_create(_body(no_cash_favor(5, [SUBS[0]], merchant=SUBS[0]), "n5"))
     assert len(emu.stocks) == 2
 

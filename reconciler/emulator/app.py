@@ -304,7 +304,13 @@ class Emulator:
     def _admit(self, mchid: str, endpoint: str, now: float) -> bool:
         if not self.settings.rate_limiting:
             return True
-        return self._limiter.admit(mchid, endpoint, self.settings.rate_limits.get(endpoint), now)
+        return self._limiter.admit(
+            mchid,
+            endpoint,
+            self.settings.rate_limits.get(endpoint),
+            now,
+            across=self.settings.global_rate_limits.get(endpoint),
+        )
 
     def _fault_injector(self) -> FaultInjector:
         # Assigning settings.faults directly works too: a new value restarts the injector.
