@@ -45,7 +45,8 @@ def partner_findings(
     if isinstance(stock, BusifavorStock):
         owner = stock.spec.belong_merchant
         if owner != creator and owner not in subs:
-            listed = f" ({', '.join(subs)})" if subs else ""
+            shown = ", ".join(list(subs)[:5]) + (", …" if len(subs) > 5 else "")
+            listed = f" ({shown})" if subs else ""
             out.error(
                 ("belong_merchant",),
                 f"{owner!r} is neither the creating merchant {creator!r} nor one of its "
