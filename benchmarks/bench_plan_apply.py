@@ -93,7 +93,7 @@ def bench_refresh(count: int = 1000, latency_ms: int = 50) -> dict[str, float]:
             from reconciler.wechatpay.ratelimit import RateLimiter
 
             ctx = _context(root, clock)
-            ctx.limiter = RateLimiter({"favor_create": Limit(100_000, 1.0)})
+            ctx.limiter = RateLimiter({"favor_create": Limit(100_000, 1.0)}, global_limits={})
             planned = engine.plan(ctx, "none")
             first = planned.plan
             state = planned.state

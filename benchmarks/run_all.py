@@ -19,6 +19,7 @@ sys.path.insert(0, str(HERE))
 
 import bench_client  # noqa: E402
 import bench_import  # noqa: E402
+import bench_merchants  # noqa: E402
 import bench_plan_apply  # noqa: E402
 import bench_validate  # noqa: E402
 
@@ -62,6 +63,18 @@ def main() -> None:
     row(
         "apply favor creates at 600/min",
         f"sustained {m['achieved_per_min']:.0f}/min ({m['deviation_pct']:+.1f} %), {m['http_429']:.0f} × 429",
+    )
+    # Minutes at the documented 60/min; --quick runs 20 creates per merchant.
+    creates = 20 if quick else 150
+    one = bench_merchants.run(1, creates)
+    row(
+        f"apply 1 merchant × {creates} favor creates at 60/min",
+        f"{one['per_minute']:.1f}/min ({one['per_minute'] / 60 * 100:.1f} %), {one['http_429']:.0f} × 429",
+    )
+    many = bench_merchants.run(4, creates)
+    row(
+        f"apply 4 merchants × {creates} favor creates at 60/min",
+        f"{many['seconds']:.1f} s ({many['seconds'] / one['seconds']:.3f}× one merchant), {many['http_429']:.0f} × 429",
     )
     signing = subprocess.run(
         [sys.executable, str(HERE / "bench_signing.py"), "--runs", "300" if quick else "2000"],

@@ -13,6 +13,7 @@ retried until `Activation.max_attempts`.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import threading
@@ -118,8 +119,9 @@ class _Contested(Exception):
 
 
 class Applier:
-    """Applies the acting changes of a plan. Merchants proceed in parallel; a failed stock does
-    not stop the others; `stop` (set on Ctrl-C) lets requests in flight finish and starts no more.
+    """Applies the acting changes of a plan. Merchants proceed in parallel, each in lanes of
+    its own (see `apply`); a failed stock does not stop the others; `stop` (set on Ctrl-C) lets
+    requests in flight finish and starts no more.
     """
 
     def __init__(
@@ -175,16 +177,32 @@ class Applier:
     # --- the run ---------------------------------------------------------------------------
 
     def apply(self, plan: Plan) -> Report:
+        """Every acting change, in lanes: one worker group per merchant and kind of first call
+        (a merchant's favor creates, its busifavor creates, its updates...), each of at most
+        `concurrency` workers. A lane waiting for its rate limit holds only its own workers, so
+        no merchant's work (nor another call of the same merchant) waits behind it."""
         report = Report()
         acting = [c for c in plan.changes if c.operations]
-        merchants = sorted({c.merchant for c in acting})
-        workers = max(1, min(len(acting), self.concurrency * max(1, len(merchants))))
         results: dict[str, Result] = {}
         waiting: list[tuple[float, int, _Deferred]] = []
         order = itertools.count()
-        with ThreadPoolExecutor(workers, thread_name_prefix="apply") as pool:
+        lanes: dict[tuple[str, str, str], ThreadPoolExecutor] = {}
+
+        def submit(
+            change: Change, index: int, run: Callable[[], Result | _Deferred]
+        ) -> Future[Result | _Deferred]:
+            key = lane_of(change, index)
+            pool = lanes.get(key)
+            if pool is None:
+                # Threads start on demand, up to `concurrency` per lane.
+                pool = lanes[key] = ThreadPoolExecutor(
+                    self.concurrency, thread_name_prefix=f"apply-{key[0]}"
+                )
+            return pool.submit(run)
+
+        try:
             running: set[Future[Result | _Deferred]] = {
-                pool.submit(self._run_change, c) for c in acting
+                submit(c, 0, functools.partial(self._run_change, c)) for c in acting
             }
             while running or waiting:
                 timeout = None
@@ -204,7 +222,16 @@ class Applier:
                         results[out.id] = out
                 while waiting and (waiting[0][0] <= self._monotonic() or self.stop.is_set()):
                     deferred = heapq.heappop(waiting)[2]
-                    running.add(pool.submit(self._resume, deferred))
+                    running.add(
+                        submit(
+                            deferred.change,
+                            deferred.index,
+                            functools.partial(self._resume, deferred),
+                        )
+                    )
+        finally:
+            for pool in lanes.values():
+                pool.shutdown(wait=True)
         report.results = [results[c.id] for c in acting]
         self._flush()
         report.interrupted = self.stop.is_set()
@@ -671,6 +698,12 @@ _DONE = {
     OpType.RESTART: "restarted",
     OpType.STOP: "stopped (irreversible)",
 }
+
+
+def lane_of(change: Change, index: int) -> tuple[str, str, str]:
+    """The lane of a change about to run its operation `index`: its merchant, its kind and
+    that operation's type (which decides the rate limit it waits for first)."""
+    return (change.merchant, change.kind, change.operations[index].type.value)
 
 
 def _number_reused(exc: ApiResponseError) -> bool:

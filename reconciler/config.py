@@ -100,6 +100,12 @@ class RateLimitSetting(Strict):
     """At most a day: a longer window makes apply wait for days (or overflow the clock)."""
 
 
+class SubMerchant(Strict):
+    mchid: Mchid
+    name: str = Field(default="", max_length=64)
+    """For display in plans only."""
+
+
 class Merchant(Strict):
     mchid: Mchid
     serial_no: str = Field(pattern=r"^[0-9A-Fa-f]{1,64}$")
@@ -115,6 +121,30 @@ class Merchant(Strict):
     """For platform-certificate mode (download and decrypt /v3/certificates)."""
     rate_limits: dict[EndpointName, RateLimitSetting] = Field(default_factory=dict)
     """Overrides of the documented per-merchant limits, by endpoint."""
+    sub_merchants: list[Mchid | SubMerchant] = Field(default_factory=list)
+    """A service provider's (服务商) sub-merchants (子商户号): ids, or {mchid, name}. Its
+    商家券 may belong to them (belong_merchant) and its 免充值 代金券 may be used there."""
+    brand_merchants: list[Mchid] = Field(default_factory=list)
+    """Merchants of the same brand that a 免充值 代金券 of this merchant may list in
+    available_merchants (WeChat Pay decides brand membership; see docs/partners.md)."""
+
+    @property
+    def sub_merchant_names(self) -> dict[str, str]:
+        """Each sub-merchant id and its display name ("" when none), in file order."""
+        return {
+            s if isinstance(s, str) else s.mchid: "" if isinstance(s, str) else s.name
+            for s in self.sub_merchants
+        }
+
+    @model_validator(mode="after")
+    def _partners(self) -> Merchant:
+        ids = [s if isinstance(s, str) else s.mchid for s in self.sub_merchants]
+        dupes = sorted({m for m in ids if ids.count(m) > 1})
+        if dupes:
+            raise ValueError(f"sub_merchants lists {', '.join(dupes)} more than once")
+        if self.mchid in ids:
+            raise ValueError(f"sub_merchants lists the merchant {self.mchid} itself")
+        return self
 
     @model_validator(mode="after")
     def _verification(self) -> Merchant:
@@ -134,6 +164,9 @@ class Api(Strict):
     read_timeout_seconds: float = Field(default=15.0, gt=0, le=600)
     max_attempts: int = Field(default=5, ge=1, le=20)
     """Tries per request; 429, 5xx and network failures are retried with the same body."""
+    rate_limit_margin: float = Field(default=0.01, ge=0, le=0.5)
+    """Each rate-limit window is paced this much longer (0.01: 60/min goes at 60 per 60.6 s),
+    so that requests reaching WeChat Pay a little early or late never draw a 429."""
     retry_base_delay_seconds: float = Field(default=0.5, ge=0, le=60)
     """First retry delay; each further one doubles (with jitter, at most 10 s)."""
 

@@ -61,7 +61,10 @@ DEFAULT_LIMITS: Mapping[str, Limit] = MappingProxyType(
         "certificates": Limit(10, 1.0),
     }
 )
+#: Limits across all merchants together (reference §0): favor create is 60/min per merchant
+#: and 1000/min for all merchants. The client paces these across every merchant it serves.
+GLOBAL_LIMITS: Mapping[str, Limit] = MappingProxyType({"favor_create": Limit(1000, 60.0)})
 #: For an endpoint name that is in neither the defaults nor the overrides.
 FALLBACK_LIMIT = Limit(10, 1.0)
 
-__all__ = ["DEFAULT_LIMITS", "FALLBACK_LIMIT", "Limit"]
+__all__ = ["DEFAULT_LIMITS", "FALLBACK_LIMIT", "GLOBAL_LIMITS", "Limit"]

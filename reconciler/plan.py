@@ -254,6 +254,64 @@ class Headline:
 
 
 @dataclass(frozen=True)
+class SubMerchantTotals:
+    """Where the money of a service provider's creates lands: per sub-merchant (商家券: its
+    `belong_merchant`; 免充值 代金券: each merchant in `available_merchants`, so a stock usable
+    at several counts at each of them; these are ceilings and overlap)."""
+
+    merchant: str
+    """The creating merchant (the service provider)."""
+    sub_merchant: str
+    name: str
+    """The display name `reconciler.yaml` gives it ("" when none)."""
+    creates: int
+    create_budget_fen: int
+    ceiling_fen: int = 0
+    locked_fen: int = 0
+
+
+@dataclass(frozen=True)
+class PlanScope:
+    """What a scoped plan covers (`plan --merchant M`, `plan stocks/favor/`). A saved scoped
+    plan applies only this, and its freshness check covers only this part of the state."""
+
+    merchants: tuple[str, ...] = ()
+    """The `--merchant` options (empty: every merchant)."""
+    paths: tuple[str, ...] = ()
+    """The stock paths given, relative to the project (empty: all of `stocks`)."""
+    locked_merchants: tuple[str, ...] = ()
+    """The merchants whose stocks the plan covers: what apply locks."""
+    state_digest: str = ""
+    """sha256 over the state's stocks in scope when the plan was made."""
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "merchants": list(self.merchants),
+            "paths": list(self.paths),
+            "locked_merchants": list(self.locked_merchants),
+            "state_digest": self.state_digest,
+        }
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> PlanScope:
+        return cls(
+            tuple(data["merchants"]),
+            tuple(data["paths"]),
+            tuple(data["locked_merchants"]),
+            str(data["state_digest"]),
+        )
+
+    def describe(self) -> str:
+        """One line for people: "merchant 1900000001; paths stocks/favor"."""
+        parts = []
+        if self.merchants:
+            parts.append(f"merchant {', '.join(self.merchants)}")
+        if self.paths:
+            parts.append(f"paths {', '.join(self.paths)}")
+        return "; ".join(parts) or "everything"
+
+
+@dataclass(frozen=True)
 class Plan:
     """Everything apply needs, and everything a reviewer reads.
 
@@ -276,6 +334,10 @@ class Plan:
     refresh_note: str = ""
     """Why the refresh was limited (e.g. a fork pull request without credentials)."""
     format_version: int = FORMAT_VERSION
+    scope: PlanScope | None = None
+    """None: the plan covers every stock. Otherwise only what the scope says."""
+    sub_totals: tuple[SubMerchantTotals, ...] = ()
+    """Per sub-merchant of each service provider (merchants declaring `sub_merchants`)."""
 
     def counts(self) -> dict[str, int]:
         out = {a.value: 0 for a in Action}
@@ -313,6 +375,26 @@ class Plan:
         return any(c.is_error for c in self.changes)
 
     def to_data(self) -> dict[str, Any]:
+        data = self._core_data()
+        # Only in plans that have them, so every other plan reads as it always did.
+        if self.scope is not None:
+            data["scope"] = self.scope.to_data()
+        if self.sub_totals:
+            data["sub_merchant_totals"] = [
+                {
+                    "merchant": t.merchant,
+                    "sub_merchant": t.sub_merchant,
+                    "name": t.name,
+                    "creates": t.creates,
+                    "create_budget_fen": t.create_budget_fen,
+                    "ceiling_fen": t.ceiling_fen,
+                    "locked_fen": t.locked_fen,
+                }
+                for t in self.sub_totals
+            ]
+        return data
+
+    def _core_data(self) -> dict[str, Any]:
         return {
             "format_version": self.format_version,
             "created_at": self.created_at,
@@ -383,6 +465,19 @@ class Plan:
                 for t in data["totals"]
             ),
             estimated_apply_seconds=data["estimated_apply_seconds"],
+            scope=None if data.get("scope") is None else PlanScope.from_data(data["scope"]),
+            sub_totals=tuple(
+                SubMerchantTotals(
+                    t["merchant"],
+                    t["sub_merchant"],
+                    t["name"],
+                    t["creates"],
+                    t["create_budget_fen"],
+                    t.get("ceiling_fen", 0),
+                    t.get("locked_fen", 0),
+                )
+                for t in data.get("sub_merchant_totals", [])
+            ),
         )
 
     def to_document(self) -> dict[str, Any]:
@@ -431,5 +526,7 @@ __all__ = [
     "Operation",
     "Plan",
     "PlanFormatError",
+    "PlanScope",
+    "SubMerchantTotals",
     "document_checksum",
 ]

@@ -188,46 +188,41 @@ def test_the_lock_is_exclusive_read_and_broken_by_id(factory: Factory) -> None:
         pass
 
 
-def test_merchant_locks(factory: Factory, kind: str) -> None:
-    """PostgreSQL: runs on different merchants hold their locks at once, and both saves land;
-    a whole-state lock waits for them. Local: one writer, so the second run is refused."""
+def test_merchant_locks(factory: Factory) -> None:
+    """Runs on different merchants hold their locks at once, and both saves land (local: in
+    turns, appended to one journal); a whole-state lock waits for them."""
     store = factory()
     base = store.save(store.load(create_if_missing=True).with_stock(stock("a", M1)))
     base = store.save(base.with_stock(stock("b", M2)))
     one, two = factory(), factory()
-    with one.lock("apply", merchants=[M1]):
-        if kind == "local":
-            with pytest.raises(StateLockedError), two.lock("apply", merchants=[M2]):
-                pass
-            return
-        with two.lock("apply", merchants=[M2]):
-            s1, s2 = one.load(), two.load()
-            barrier = threading.Barrier(2)
-            errors: list[BaseException] = []
+    with one.lock("apply", merchants=[M1]), two.lock("apply", merchants=[M2]):
+        s1, s2 = one.load(), two.load()
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
 
-            def run(backend: StateBackend, state: State, id: str, n: int) -> None:
-                try:
-                    barrier.wait()
-                    state = backend.save(sent(state, id))
-                    backend.save(created(state, id, n))
-                except BaseException as exc:
-                    errors.append(exc)
+        def run(backend: StateBackend, state: State, id: str, n: int) -> None:
+            try:
+                barrier.wait()
+                state = backend.save(sent(state, id))
+                backend.save(created(state, id, n))
+            except BaseException as exc:
+                errors.append(exc)
 
-            threads = [
-                threading.Thread(target=run, args=(one, s1, "a", 1)),
-                threading.Thread(target=run, args=(two, s2, "b", 2)),
-            ]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            assert not errors, errors
-            with pytest.raises(StateLockedError), factory().lock("state rm a"):
-                pass
-            with pytest.raises(StateLockedError), factory().lock("apply", merchants=[M1]):
-                pass
-            with pytest.raises(StateError, match="holds the locks of merchant"):
-                one.save(one.load().with_stock(stock("c", M2)))
+        threads = [
+            threading.Thread(target=run, args=(one, s1, "a", 1)),
+            threading.Thread(target=run, args=(two, s2, "b", 2)),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        with pytest.raises(StateLockedError), factory().lock("state rm a"):
+            pass
+        with pytest.raises(StateLockedError), factory().lock("apply", merchants=[M1]):
+            pass
+        with pytest.raises(StateError, match="holds the locks of merchant"):
+            one.save(one.load().with_stock(stock("c", M2)))
     final = factory().load()
     assert final.stock("a").stock_id == "1000000001"
     assert final.stock("b").stock_id == "1000000002"

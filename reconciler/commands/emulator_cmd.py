@@ -188,6 +188,13 @@ def emulator(
     default=None,
     help="The brand logo URL filled into a 商家券 that gives none.  [default: none]",
 )
+@click.option(
+    "--sub-merchant-of",
+    "provider",
+    metavar="PROVIDER",
+    help="Register MCHID as a sub-merchant (子商户) of the service provider PROVIDER, already "
+    "registered: no key pair (the provider calls the API for it).",
+)
 def add_merchant(
     mchid: str,
     data_path: Path | None,
@@ -197,6 +204,7 @@ def add_merchant(
     apiv3_key_file: Path | None,
     name: str | None,
     logo_url: str | None,
+    provider: str | None,
 ) -> None:
     """Register merchant MCHID in an emulator data file, with a key pair generated now.
 
@@ -230,6 +238,9 @@ def add_merchant(
         data_path = _local_data(project, must_exist=False)
         base = project.root
     assert data_path is not None
+    if provider is not None:
+        _add_sub_merchant(data_path, provider, mchid)
+        return
     key_path = data_path.parent / f"{mchid}_key.pem"
     public_path = data_path.parent / scaffold.WECHATPAY_PUBLIC_KEY.name
     apiv3_path = apiv3_key_path(data_path.parent, mchid) if new_apiv3_key else apiv3_key_file
@@ -376,6 +387,32 @@ def _existing_emulator(data_path: Path | None, project_path: Path | None) -> tup
     return data_path, _open(
         data_path, lambda path: Emulator(clock=runtime.clock.time, data_path=path)
     )
+
+
+def _add_sub_merchant(data_path: Path, provider: str, mchid: str) -> None:
+    from reconciler.emulator import Emulator
+    from reconciler.spec.stock import MCHID_PATTERN
+
+    if not re.fullmatch(MCHID_PATTERN, provider):
+        raise ConfigError(f"--sub-merchant-of {provider!r} is not a mchid (5 to 32 digits)")
+    if provider == mchid:
+        raise ConfigError("a merchant cannot be its own sub-merchant")
+    if not data_path.exists() or provider not in _merchant_ids(data_path):
+        raise ConfigError(
+            f"the service provider {provider} is not registered in {data_path}: "
+            f"reconciler emulator add-merchant {provider} first"
+        )
+    runtime = current_runtime()
+    emu = _open(data_path, lambda path: Emulator(clock=runtime.clock.time, data_path=path))
+    emu.add_sub_merchants(provider, [mchid])
+    click.echo(f"registered {mchid} as a sub-merchant of {provider} in {data_path}")
+    click.echo(
+        "A running emulator reads the data file only at start: restart it to serve this relation."
+    )
+    click.echo("")
+    click.echo(f"Add to reconciler.yaml, under the merchant {provider}:")
+    click.echo("")
+    click.echo(f'    sub_merchants: ["{mchid}"]')
 
 
 @emulator.command("set-balance")

@@ -26,7 +26,11 @@ from reconciler.commands.common import (
 from reconciler.errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from reconciler.applier import Report
+    from reconciler.config import ProjectFile
+    from reconciler.engine.scope import Scope
     from reconciler.i18n import Lang
     from reconciler.plan import Plan
     from reconciler.state.lock import LockInfo
@@ -44,6 +48,23 @@ refresh_option = click.option(
     show_default=True,
     help="true: query stocks that can still change; all: every recorded stock; false: plan from the state alone (no credentials needed).",
 )
+
+
+merchant_option = click.option(
+    "--merchant",
+    "merchants",
+    multiple=True,
+    metavar="MCHID",
+    help="Only this merchant's stocks (repeatable). Scoped runs of different merchants apply at once.",
+)
+
+
+def _scope(
+    project: ProjectFile, merchants: tuple[str, ...], paths: tuple[Path, ...]
+) -> Scope | None:
+    from reconciler.engine.scope import make_scope
+
+    return make_scope(project.root, project.stocks_dir, merchants, paths)
 
 
 def _plain_url(value: str | None) -> str | None:
@@ -72,7 +93,9 @@ def _render(plan: Plan, fmt: str, note: str | None, lang: Lang, url: str | None)
 
 
 @click.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path, exists=True))
 @project_option
+@merchant_option
 @refresh_option
 @click.option(
     "--out",
@@ -108,7 +131,9 @@ def _render(plan: Plan, fmt: str, note: str | None, lang: Lang, url: str | None)
 @init_state_option
 @lang_option
 def plan(
+    paths: tuple[Path, ...],
     project_path: Path,
+    merchants: tuple[str, ...],
     refresh: str,
     out: Path | None,
     fmt: str,
@@ -120,7 +145,11 @@ def plan(
     plan_url: str | None,
     lang: str | None,
 ) -> int:
-    """Show what apply would create or change, money first, in Chinese or English."""
+    """Show what apply would create or change, money first, in Chinese or English.
+
+    PATHS (stock files or folders under the stocks folder) and --merchant scope the plan: it
+    covers only those stocks, says so, and a saved scoped plan applies only them.
+    """
     from reconciler import engine
     from reconciler.engine.preflight import require_credentials
     from reconciler.render.json_doc import render_json
@@ -141,7 +170,8 @@ def plan(
         init_state=init_state,
         credentials=checked.credentials if checked else None,
     )
-    result = engine.plan(ws, REFRESH_CHOICES[refresh], refresh_note=note or "").plan
+    scope = _scope(project, merchants, paths)
+    result = engine.plan(ws, REFRESH_CHOICES[refresh], refresh_note=note or "", scope=scope).plan
     click.echo(_render(result, fmt, note, language, plan_url), nl=fmt != "json")
     if out is not None:
         engine.write_output(out, render_json(result), "plan")
@@ -163,10 +193,9 @@ def plan(
 
 
 @click.command()
-@click.argument(
-    "plan_file", required=False, type=click.Path(path_type=Path, dir_okay=False, exists=True)
-)
+@click.argument("targets", nargs=-1, type=click.Path(path_type=Path, exists=True))
 @project_option
+@merchant_option
 @refresh_option
 @click.option("--yes", is_flag=True, help="Apply without asking (needed when not on a terminal).")
 @click.option(
@@ -184,8 +213,9 @@ def plan(
 @init_state_option
 @lang_option
 def apply(
-    plan_file: Path | None,
+    targets: tuple[Path, ...],
     project_path: Path,
+    merchants: tuple[str, ...],
     refresh: str,
     yes: bool,
     lock_wait: float,
@@ -196,15 +226,22 @@ def apply(
     """Create every missing stock and send allowed updates, saving the state after each step.
 
     With PLAN_FILE, applies exactly that reviewed plan and refuses it if the state, the stock
-    files or its age moved on; without it, plans first and asks.
+    files or its age moved on; without it, plans first and asks. Stock paths and --merchant
+    scope a run without a plan file (a saved scoped plan keeps its own scope).
     """
     from reconciler import engine
     from reconciler.commands.progress import Progress
     from reconciler.engine.preflight import require_credentials
     from reconciler.render.text import merchant_line, render_text, summary_line
 
+    plan_files = [t for t in targets if t.is_file() and t.suffix not in (".yaml", ".yml")]
+    if len(plan_files) > 1:
+        raise ConfigError("give at most one saved plan file")
+    plan_file = plan_files[0] if plan_files else None
+    paths = tuple(t for t in targets if t not in plan_files)
     project = open_project(project_path)
     language = output_language(lang, project)
+    scope = _scope(project, merchants, paths)
     checked = require_credentials(project, runtime().environ)
     ws = engine.open_workspace(
         project, runtime(), init_state=init_state, credentials=checked.credentials
@@ -222,6 +259,8 @@ def apply(
         if yes and not terminal and not show_plan:
             # CI logs: the reviewed plan is in the pull request; say what is about to happen.
             click.echo(summary_line(chosen, language))
+            if chosen.scope is not None:
+                click.echo(f"  scope: {chosen.scope.describe()}")
             for t in chosen.totals:
                 click.echo(f"  {merchant_line(t, language)}")
             return
@@ -260,6 +299,7 @@ def apply(
                 on_result=progress.result,
                 on_start=progress.start,
                 stop=stop,
+                scope=scope,
             )
     finally:
         progress.stop()
@@ -269,9 +309,24 @@ def apply(
         click.echo(t(language, "apply.no_changes"))
         return EXIT_OK
     _summarise(applied.report, language)
+    _throttled(applied.throttled)
     if applied.report.interrupted:
         return EXIT_TERMINATED if stop.signal == signal.SIGTERM else EXIT_INTERRUPTED
     return EXIT_OK if applied.report.ok else EXIT_ERROR
+
+
+def _throttled(counts: Mapping[tuple[str, str], int]) -> None:
+    """Every 429 shown: the client paces below the documented limits, so one means the
+    limits or the margin (api.rate_limit_margin) need a look."""
+    total = sum(counts.values())
+    if not total:
+        return
+    parts = ", ".join(f"{m} {call} × {n}" for (m, call), n in sorted(counts.items()))
+    click.echo(
+        f"WeChat Pay answered 429 (too many requests) {total} time(s), each retried after a "
+        f"back-off: {parts}. Raise api.rate_limit_margin in reconciler.yaml if this repeats.",
+        err=True,
+    )
 
 
 def _summarise(report: Report, lang: Lang) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -161,6 +161,19 @@ class Emulator:
         """The platform certificate, made (and saved) now if there is none yet."""
         with self._lock:
             return self._certificate()
+
+    def add_sub_merchants(self, provider: str, sub_merchants: Iterable[str]) -> None:
+        """Make `provider` a service provider (服务商) authorised for `sub_merchants`: its
+        商家券 may belong to them and its 免充值 代金券 may list them as available merchants;
+        a sub-merchant cannot create 代金券 itself."""
+        with self._lock:
+            self._store.sub_merchants.setdefault(provider, set()).update(sub_merchants)
+            self._save()
+
+    def sub_merchants(self, provider: str) -> frozenset[str]:
+        """The sub-merchants `provider` is authorised for (empty: a direct merchant)."""
+        with self._lock:
+            return self._store.subs_of(provider)
 
     def set_balance(self, mchid: str, balance_fen: int | None) -> None:
         """The merchant's balance that 预充值 activations draw from (None: unlimited)."""
@@ -336,7 +349,13 @@ class Emulator:
     def _admit(self, mchid: str, endpoint: str, now: float) -> bool:
         if not self.settings.rate_limiting:
             return True
-        return self._limiter.admit(mchid, endpoint, self.settings.rate_limits.get(endpoint), now)
+        return self._limiter.admit(
+            mchid,
+            endpoint,
+            self.settings.rate_limits.get(endpoint),
+            now,
+            across=self.settings.global_rate_limits.get(endpoint),
+        )
 
     def _fault_injector(self) -> FaultInjector:
         # Assigning settings.faults directly works too: a new value restarts the injector.

@@ -27,7 +27,10 @@ def create(ctx: RequestContext) -> Reply:
     if replayed is not None:
         return replayed
     root = validate_busifavor_create(
-        body, caller=ctx.mchid, strict=ctx.settings.reject_unknown_fields
+        body,
+        caller=ctx.mchid,
+        strict=ctx.settings.reject_unknown_fields,
+        sub_merchants=ctx.store.subs_of(ctx.mchid),
     )
     stock_id = ctx.store.allocate_stock_id()
     create_time = format_time(ctx.now)

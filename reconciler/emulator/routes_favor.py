@@ -15,7 +15,13 @@ from typing import Any
 
 from reconciler.emulator.context import Reply, RequestContext
 from reconciler.emulator.detail_fields import favor_max_amount_by_day
-from reconciler.emulator.failures import BAD_MERCHANT, ApiFailure, invalid_request, param_error
+from reconciler.emulator.failures import (
+    BAD_MERCHANT,
+    NO_PERMISSION,
+    ApiFailure,
+    invalid_request,
+    param_error,
+)
 from reconciler.emulator.store import StoredStock
 from reconciler.emulator.timefmt import TimeStyle, format_time, parse_time, render_time
 from reconciler.emulator.validate_favor import validate_favor_create
@@ -38,8 +44,18 @@ def create(ctx: RequestContext) -> Reply:
     replayed = ctx.replay("favor.create", number)
     if replayed is not None:
         return replayed
+    provider = ctx.store.provider_of(ctx.mchid)
+    if provider is not None:
+        # Sub-merchants cannot create 代金券 themselves (reference §7.5).
+        raise ApiFailure(
+            403, "NO_AUTH", f"{NO_PERMISSION}: 子商户不能创建代金券,请由服务商{provider}创建"
+        )
     root = validate_favor_create(
-        body, caller=ctx.mchid, now=ctx.now, strict=ctx.settings.reject_unknown_fields
+        body,
+        caller=ctx.mchid,
+        now=ctx.now,
+        strict=ctx.settings.reject_unknown_fields,
+        sub_merchants=ctx.store.subs_of(ctx.mchid),
     )
     stock_id = ctx.store.allocate_stock_id()
     create_time = format_time(ctx.now)

@@ -43,6 +43,10 @@ DEFAULT_RATE_LIMITS: Mapping[str, RateLimit] = MappingProxyType(
     }
 )
 
+GLOBAL_RATE_LIMITS: Mapping[str, RateLimit] = MappingProxyType(
+    {"favor.create": RateLimit(1000, 60.0)}  # reference §0: 1000/min across all merchants
+)
+
 
 @dataclass
 class EmulatorSettings:
@@ -69,7 +73,8 @@ class EmulatorSettings:
     - `busifavor_initial_state`: `stock_state` of a new busifavor stock.
     - `reject_unknown_fields`: create bodies with fields the API does not define get PARAM_ERROR
       (the real server may ignore them; the emulator catches typos).
-    - `rate_limiting`/`rate_limits`: per-merchant sliding windows, keyed by endpoint name.
+    - `rate_limiting`/`rate_limits`: per-merchant sliding windows, keyed by endpoint name;
+      `global_rate_limits`: windows across all merchants together (favor create 1000/min).
     - `activation_delay_seconds`: a favor start this soon after the create answers 400
       INVALID_REQUEST "卡包信息尚未注册完成" (the code is UNCONFIRMED; developers report that
       message, or SYSTEM_ERROR, within about a minute). `reconciler emulator` defaults to 60;
@@ -89,6 +94,9 @@ class EmulatorSettings:
     max_clock_skew_seconds: int = MAX_CLOCK_SKEW_SECONDS
     rate_limiting: bool = True
     rate_limits: dict[str, RateLimit] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
+    global_rate_limits: dict[str, RateLimit] = field(
+        default_factory=lambda: dict(GLOBAL_RATE_LIMITS)
+    )
     faults: Faults = field(default_factory=Faults)
     activation_delay_seconds: float = 0.0
     max_running_stocks: int = 500

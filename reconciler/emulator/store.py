@@ -96,6 +96,14 @@ class Store:
     next_stock_id: int = FIRST_STOCK_ID
     uploads: dict[str, int] = field(default_factory=dict)
     """`<mchid>/<sha256>` -> how many times that merchant uploaded that image content."""
+    sub_merchants: dict[str, set[str]] = field(default_factory=dict)
+    """Service provider -> its authorised sub-merchants (子商户号)."""
+
+    def subs_of(self, provider: str) -> frozenset[str]:
+        return frozenset(self.sub_merchants.get(provider, ()))
+
+    def provider_of(self, mchid: str) -> str | None:
+        return next((p for p, subs in sorted(self.sub_merchants.items()) if mchid in subs), None)
 
     def allocate_stock_id(self) -> str:
         stock_id = str(self.next_stock_id)
@@ -149,6 +157,7 @@ class Store:
                 for (mchid, scope), records in sorted(self.request_numbers.items())
                 for number, r in sorted(records.items())
             ],
+            "sub_merchants": {p: sorted(subs) for p, subs in sorted(self.sub_merchants.items())},
         }
 
     @classmethod
@@ -169,6 +178,8 @@ class Store:
             )
         for s in data["stocks"]:
             store.stocks[s["stock_id"]] = StoredStock(**s)
+        for provider, subs in (data.get("sub_merchants") or {}).items():
+            store.sub_merchants[provider] = set(subs)
         for r in data["request_numbers"]:
             store.numbers(r["mchid"], r["scope"])[r["number"]] = RequestRecord(
                 digest_json=r["digest_json"],

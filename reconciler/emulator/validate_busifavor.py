@@ -73,17 +73,25 @@ _DISPLAY = frozenset(
     }
 )
 NOT_CHANGEABLE = "该字段不支持修改"
+NOT_A_SUB_MERCHANT = "批次归属商户号须为服务商已授权的子商户号"
+"""The wording is the emulator's own: the partner docs state the rule, not the message."""
 MAX_COUNT = 1_000_000_000
 MAX_FEN = 10_000_000
 
 
-def validate_busifavor_create(body: object, *, caller: str, strict: bool) -> Obj:
+def validate_busifavor_create(
+    body: object, *, caller: str, strict: bool, sub_merchants: frozenset[str] = frozenset()
+) -> Obj:
+    """`sub_merchants`: the caller's, when it is a service provider (服务商): its 商家券 belong
+    to one of them (or to itself)."""
     root = Obj.root(body)
     if strict:
         root.only(CREATE_FIELDS)
     root.string("stock_name", required=True, max_len=21)
     belong = root.string("belong_merchant", required=True, max_len=15)
-    if belong != caller:
+    if belong != caller and belong not in sub_merchants:
+        if sub_merchants:
+            fail("/belong_merchant", NOT_A_SUB_MERCHANT, belong)
         fail("/belong_merchant", "批次归属商户号须为调用接口的直连商户号", belong)
     root.string("comment", required=False, max_len=20)
     root.string("goods_name", required=True, max_len=15)

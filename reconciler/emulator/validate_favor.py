@@ -85,8 +85,21 @@ def fits(text: str, cjk_max: int, ascii_max: int) -> bool:
     return wide * ascii_max + (len(text) - wide) * cjk_max <= cjk_max * ascii_max
 
 
-def validate_favor_create(body: object, *, caller: str, now: float, strict: bool) -> Obj:
-    """Check a create body in the order of the doc table; the first problem raises PARAM_ERROR."""
+NOT_AUTHORISED = "免充值批次的可用商户须为服务商已授权的子商户号"
+"""The wording is the emulator's own: the partner docs state the rule, not the message."""
+
+
+def validate_favor_create(
+    body: object,
+    *,
+    caller: str,
+    now: float,
+    strict: bool,
+    sub_merchants: frozenset[str] = frozenset(),
+) -> Obj:
+    """Check a create body in the order of the doc table; the first problem raises PARAM_ERROR.
+    `sub_merchants`: the caller's, when it is a service provider (服务商): a 免充值 stock may be
+    used at itself and those only (a direct merchant's list is not checked)."""
     root = Obj.root(body)
     if strict:
         root.only(CREATE_FIELDS)
@@ -106,7 +119,12 @@ def validate_favor_create(body: object, *, caller: str, now: float, strict: bool
     coupon_amount = _check_coupon_rule(root, strict)
     if max_amount != coupon_amount * max_coupons:
         fail("/stock_use_rule/max_amount", "批次预算等于批次面额乘以发券数", max_amount)
-    root.boolean("no_cash", required=True)
+    no_cash = root.boolean("no_cash", required=True)
+    if no_cash and sub_merchants:
+        listed = root.data.get("coupon_use_rule", {}).get("available_merchants") or []
+        for i, m in enumerate(listed):
+            if m != caller and m not in sub_merchants:
+                fail(f"/coupon_use_rule/available_merchants/{i}", NOT_AUTHORISED, m)
     stock_type = root.string("stock_type", required=True, max_len=16)
     if stock_type != "NORMAL":
         fail("/stock_type", "批次类型仅支持NORMAL", stock_type)

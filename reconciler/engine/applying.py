@@ -18,8 +18,15 @@ from types import FrameType
 from reconciler.applier import Activation, Applier, Report, Result
 from reconciler.engine.planning import check_fresh, load_plan_file, plan
 from reconciler.engine.preflight import preflight
+from reconciler.engine.scope import (
+    Scope,
+    lock_merchants,
+    scoped_desired,
+    scoped_state,
+    state_digest,
+)
 from reconciler.engine.workspace import Workspace, clients_for, desired_digest
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.limits import Limit
 from reconciler.plan import Plan
 from reconciler.state.lock import LockInfo
@@ -105,7 +112,7 @@ def waiting_calls(clients: Mapping[str, WeChatPayClient]) -> list[Waiting]:
     out = []
     for limiter in seen.values():
         for (mchid, call), count in sorted(limiter.waiting().items()):
-            out.append(Waiting(mchid, call, count, limiter.limit_for(call)))
+            out.append(Waiting(mchid, call, count, limiter.limit_for(call, mchid)))
     return out
 
 
@@ -116,6 +123,9 @@ class Applied:
     plan: Plan
     report: Report | None
     from_file: bool
+    throttled: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    """429 answers (too many requests) WeChat Pay gave during the run, by (merchant, call);
+    each was retried after a back-off."""
 
 
 def apply(
@@ -130,27 +140,45 @@ def apply(
     on_result: Callable[[Result, int], None] = lambda r, total: None,
     on_start: Callable[[int, Callable[[], list[Waiting]]], None] = lambda total, waiting: None,
     stop: Stop | None = None,
+    scope: Scope | None = None,
 ) -> Applied:
     """Apply a saved plan (refused unless it is still fresh) or a new one (shown through
-    `on_plan`, then `confirm`ed), under the state lock."""
+    `on_plan`, then `confirm`ed), under the state lock. A scoped run (`scope`, or a saved
+    scoped plan) holds only its merchants' locks, so runs on other merchants go on at once."""
     stop = stop or Stop()
     preflight(ws)  # every merchant's credentials, every problem at once, before the lock
+    saved = load_plan_file(plan_file) if plan_file is not None else None
+    if saved is not None and scope is not None:
+        raise ConfigError(
+            "a saved plan is applied as it was made: give --merchant and stock paths to `reconciler plan`, not to `apply PLAN`"
+        )
+    locked: list[str] | None = None
+    if saved is not None and saved.scope is not None:
+        scope = Scope.of(saved.scope)
+        locked = list(saved.scope.locked_merchants)
+    elif scope is not None:
+        locked = lock_merchants(scope, scoped_desired(ws.desired, scope), None)
     held = ws.store.read_lock() if lock_wait > 0 else None
     if held is not None:
         on_waiting(held)
-    with ws.store.lock("apply", wait_seconds=lock_wait):
+    with ws.store.lock("apply", wait_seconds=lock_wait, merchants=locked):
         state = ws.load_state()
-        if plan_file is not None:
-            chosen = load_plan_file(plan_file)
+        if saved is not None:
+            chosen = saved
+            desired = scoped_desired(ws.desired, scope)
             check_fresh(
                 chosen,
                 state,
-                desired_digest(ws.desired),
+                desired_digest(desired),
                 ws.runtime.clock.now(),
                 ws.project.project.plan_max_age_minutes,
+                None
+                if scope is None
+                else state_digest(scoped_state(state, ws.desired, desired, scope)),
             )
         else:
-            planned = plan(ws, refresh_mode)
+            ws.early_state = state
+            planned = plan(ws, refresh_mode, scope=scope)
             chosen, state = planned.plan, planned.state
             on_plan(chosen)
         if chosen.has_errors:
@@ -182,4 +210,15 @@ def apply(
         finally:
             for c in clients.values():
                 c.close()
-    return Applied(chosen, report, plan_file is not None)
+    return Applied(chosen, report, plan_file is not None, throttled_calls(clients))
+
+
+def throttled_calls(clients: Mapping[str, WeChatPayClient]) -> dict[tuple[str, str], int]:
+    """Every 429 answer the clients' rate limiters counted, by (merchant, call)."""
+    seen = {id(c.rate_limiter): c.rate_limiter for c in clients.values()}
+    out: dict[tuple[str, str], int] = {}
+    for limiter in seen.values():
+        for key, n in limiter.throttled().items():
+            if key[0] in clients:
+                out[key] = out.get(key, 0) + n
+    return out

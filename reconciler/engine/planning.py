@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from reconciler import __version__
+from reconciler.engine.partners import with_sub_totals
 from reconciler.engine.preflight import preflight
+from reconciler.engine.scope import Scope, plan_scope, scoped_desired, scoped_state
 from reconciler.engine.workspace import (
     Workspace,
     clients_for,
@@ -35,30 +37,38 @@ class Planned:
     state: State
 
 
-def plan(ws: Workspace, refresh_mode: str = "changing", refresh_note: str = "") -> Planned:
-    """Query what can still change, then decide what apply would do (the pure planner)."""
+def plan(
+    ws: Workspace,
+    refresh_mode: str = "changing",
+    refresh_note: str = "",
+    scope: Scope | None = None,
+) -> Planned:
+    """Query what can still change, then decide what apply would do (the pure planner). With
+    a `scope`, only the stock files and the part of the state it covers (`engine.scope`)."""
     if refresh_mode != "none":
         preflight(ws)  # every merchant's credentials, every problem at once, before any call
     state, ws.early_state = ws.early_state or ws.load_state(), None
+    desired = scoped_desired(ws.desired, scope)
+    view = state if scope is None else scoped_state(state, ws.desired, desired, scope)
     now = ws.runtime.clock.now()
-    ids = refresh_targets(state, ws.desired, refresh_mode, now)
+    ids = refresh_targets(view, desired, refresh_mode, now)
     observed: dict[str, dict[str, Any]] = {}
     if ids:
         clients = clients_for(ws, [state.stock(i).merchant for i in ids])
         try:
-            observed = refresh(ws, state, ids, clients)
+            observed = refresh(ws, view, ids, clients)
         finally:
             for c in clients.values():
                 c.close()
     result = make_plan(
         PlanInputs(
-            desired=ws.desired,
-            state=state,
+            desired=desired,
+            state=view,
             observed=observed,
             now=now,
             refresh=refresh_mode,
             refresh_note=refresh_note,
-            desired_digest=desired_digest(ws.desired),
+            desired_digest=desired_digest(desired),
             tool_version=__version__,
             rate_limits={
                 m.mchid: ws.project.rate_limits(m.mchid) for m in ws.project.project.merchants
@@ -66,6 +76,9 @@ def plan(ws: Workspace, refresh_mode: str = "changing", refresh_note: str = "") 
             images=image_catalog(ws),
         )
     )
+    if scope is not None:
+        result = replace(result, scope=plan_scope(scope, desired, view))
+    result = with_sub_totals(result, desired, ws.project)
     return Planned(result, state)
 
 
@@ -109,10 +122,24 @@ def load_plan_file(path: Path) -> Plan:
 
 
 def check_fresh(
-    saved: Plan, state: State, digest: str, now: datetime, max_age_minutes: int
+    saved: Plan,
+    state: State,
+    digest: str,
+    now: datetime,
+    max_age_minutes: int,
+    scoped_digest: str | None = None,
 ) -> None:
-    """Refuse a saved plan whose inputs moved since it was made."""
+    """Refuse a saved plan whose inputs moved since it was made. A scoped plan is checked on
+    its scope only (`scoped_digest`: the digest of the part of `state` it covers now): runs on
+    other merchants raise the serial meanwhile, which does not make it stale."""
     problems = []
+    if saved.scope is not None and scoped_digest is not None:
+        if saved.scope.state_digest != scoped_digest:
+            problems.append(
+                f"the state of its scope ({saved.scope.describe()}) changed since the plan was made"
+            )
+        # The serial is not compared (the lineage still is, unless no state existed then).
+        state = state.model_copy(update={"serial": saved.state_serial})
     if saved.state_serial == 0 and state.serial != 0:
         problems.append(
             f"there was no state when the plan was made; one was written since (serial {state.serial})"

@@ -17,6 +17,7 @@ from typing import Any
 from reconciler.config import ProjectFile
 from reconciler.desired import DesiredStock
 from reconciler.diagnostics import Diagnostic
+from reconciler.engine.partners import partner_diagnostics
 from reconciler.errors import ApiError, ConfigError, DiagnosedError
 from reconciler.kinds import kind_of
 from reconciler.loader import LoadResult, load_stocks
@@ -104,12 +105,15 @@ def open_workspace(
             count = len(loaded.stocks)
             if not loaded.ok:
                 raise PlanInvalid(loaded.diagnostics)
+            partners = partner_diagnostics(project, loaded.stocks)
+            if partners:
+                raise PlanInvalid([*loaded.diagnostics, *partners])
             ctx = Workspace(
                 project,
                 runtime,
                 loaded,
                 store,
-                RateLimiter(clock=time.monotonic),
+                RateLimiter(clock=time.monotonic, margin=project.project.api.rate_limit_margin),
                 credentials=dict(credentials or {}),
                 init_state=init_state,
             )
@@ -154,11 +158,14 @@ def make_client(
     cancel: threading.Event | None = None,
 ) -> WeChatPayClient:
     """A client for one merchant as the project configures it; `limiter` is shared across
-    merchants unless the merchant has its own rate limits."""
+    merchants (a merchant's own rate limits are set on it, so the limits across all merchants
+    still hold)."""
     api = project.project.api
     limits = project.rate_limits(credentials.mchid)
-    if limits or limiter is None:
-        limiter = RateLimiter(limits, clock=time.monotonic)
+    if limiter is None:
+        limiter = RateLimiter(clock=time.monotonic, margin=api.rate_limit_margin)
+    if limits:
+        limiter.set_merchant_limits(credentials.mchid, limits)
     return WeChatPayClient(
         credentials,
         base_url=api.base_url,

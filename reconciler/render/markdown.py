@@ -40,7 +40,10 @@ from reconciler.render.review import (
     merchant_lines,
     money_lines,
     reason_lines,
+    scope_line,
     stock_body,
+    sub_merchant_lines,
+    sub_merchant_title,
     summary,
     technical_lines,
 )
@@ -261,6 +264,8 @@ def _head(
         lines += ["", f"> {note}"]
     if link:
         lines += ["", link]
+    if plan.scope is not None:
+        lines += ["", f"**{md(scope_line(plan.scope.describe(), lang))}**"]
     return "\n".join(lines)
 
 
@@ -270,6 +275,9 @@ def _totals(plan: Plan, lang: Lang) -> str:
     lines = [f"### {md(t(lang, 'per_merchant'))}", ""]
     lines += [f"- {md(line)}" for line in merchant_lines(plan, lang)]
     lines += ["", md(t(lang, "time", time=duration(plan.estimated_apply_seconds)))]
+    if plan.sub_totals:
+        lines += ["", md(sub_merchant_title(lang)), ""]
+        lines += [f"- {md(line)}" for line in sub_merchant_lines(plan, lang)]
     return "\n".join(lines)
 
 

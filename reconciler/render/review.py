@@ -272,6 +272,33 @@ def merchant_lines(plan: Plan, lang: Lang) -> list[str]:
     return out
 
 
+def scope_line(described: str, lang: Lang) -> str:
+    """A scoped plan says so: stocks outside the scope are not in it."""
+    if lang == "zh":
+        return f"范围：{described}（范围外的批次不在本计划中）"
+    return f"Scoped plan: {described}; stocks outside it are not in this plan."
+
+
+def sub_merchant_title(lang: Lang) -> str:
+    if lang == "zh":
+        return "按子商户（资金落在何处；均为上限，同一批次可用于多个子商户时分别计入）："
+    return "Per sub-merchant (where the money lands; ceilings that may overlap):"
+
+
+def sub_merchant_lines(plan: Plan, lang: Lang) -> list[str]:
+    """A service provider's creates per sub-merchant where the money lands."""
+    out = []
+    for s in plan.sub_totals:
+        name = f" {s.name}" if s.name else ""
+        plural = "" if s.creates == 1 else "s"
+        creates = f"新建 {s.creates} 个" if lang == "zh" else f"{s.creates} create{plural}"
+        sep = "：" if lang == "zh" else ": "
+        out.append(
+            f"{s.merchant} → {s.sub_merchant}{name}{sep}{creates}, {money(s.create_budget_fen)}"
+        )
+    return out
+
+
 # --- one stock -------------------------------------------------------------------------------
 
 

@@ -31,6 +31,9 @@ from reconciler.render.review import (
     merchant_lines,
     money_lines,
     reason_lines,
+    scope_line,
+    sub_merchant_lines,
+    sub_merchant_title,
     summary,
     technical_lines,
 )
@@ -152,6 +155,8 @@ def render_text(plan: Plan, *, color: bool = False, lang: Lang = "en") -> str:
     errors = sum(1 for c in plan.changes if c.is_error)
     first = clean(counts_line(plan, lang))
     lines = [_BOLD + first + _RESET if color else first]
+    if plan.scope is not None:
+        lines.append(clean(scope_line(plan.scope.describe(), lang)))
     shown = [c for c in plan.changes if c.action is not Action.NOOP]
     if shown:
         lines += [clean(line) for line in headline(plan, lang)]
@@ -159,6 +164,9 @@ def render_text(plan: Plan, *, color: bool = False, lang: Lang = "en") -> str:
         lines += ["", t(lang, "per_merchant") + colon(lang).rstrip()]
         lines += [f"  {clean(line)}" for line in merchant_lines(plan, lang)]
         lines.append(t(lang, "time", time=duration(plan.estimated_apply_seconds)))
+    if plan.sub_totals and shown:
+        lines += [sub_merchant_title(lang)]
+        lines += [f"  {clean(line)}" for line in sub_merchant_lines(plan, lang)]
     for change in shown:
         lines += ["", *_stock(change, lang, color)]
     if errors:

@@ -3,6 +3,13 @@
 The lock file is written in full to a temporary name and then hard-linked to its real name.
 `link` fails if the name exists, exactly like `open(O_CREAT | O_EXCL)`, but a reader can never
 see a half-written lock file. Where hard links are not supported we fall back to O_EXCL.
+
+A run scoped to merchants (`apply --merchant M`) holds `<state>.lock.<mchid>` for each of its
+merchants instead, so runs on different merchants proceed at once, and a whole-state run waits
+for all of them. Each side creates its own files first and then looks for the other's: of two
+runs starting together at least one sees the other and backs off, so both never hold the
+state. Their saves to the one state file take turns under `serialised` (an `flock` on
+`<state>.lock.save`, which the kernel releases when a process dies).
 """
 
 from __future__ import annotations
@@ -10,9 +17,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -88,18 +96,131 @@ def acquire(
     deadline = time.monotonic() + wait_seconds
     while True:
         if _try_create(path, data, info.lock_id):
-            return
-        try:
-            current = read_lock(path)
-        except StateLockedError:
-            if time.monotonic() >= deadline:
-                raise
+            scoped = merchant_locks(path)
+            if not scoped:
+                return
+            # Runs scoped to merchants hold parts of the state: wait for them like for a lock.
+            _remove(path, "nothing was locked")
+            blocker = scoped[0][1]
         else:
-            if current is None:  # released between our attempt and the read: try again now
-                continue
-            if is_stale(current) or time.monotonic() >= deadline:
-                raise _locked_error(state_path, current, now())
-        time.sleep(max(0.0, min(poll_seconds, deadline - time.monotonic())))
+            blocker = path
+        _held_by_another(blocker, state_path, now, deadline, poll_seconds)
+
+
+def _held_by_another(
+    lock_file: Path,
+    state_path: Path,
+    now: Callable[[], datetime],
+    deadline: float,
+    poll_seconds: float,
+) -> None:
+    """Another run holds `lock_file`: raise when waiting cannot help (a stale lock) or the
+    time is up; else sleep one poll (or return at once when it was released meanwhile)."""
+    try:
+        current = read_lock(lock_file)
+    except StateLockedError:
+        if time.monotonic() >= deadline:
+            raise
+    else:
+        if current is None:  # released between our attempt and the read: try again now
+            return
+        if is_stale(current) or time.monotonic() >= deadline:
+            raise _locked_error(state_path, current, now())
+    time.sleep(max(0.0, min(poll_seconds, deadline - time.monotonic())))
+
+
+_MERCHANT = re.compile(r"[0-9]{5,32}")
+
+
+def merchant_lock_path(path: Path, mchid: str) -> Path:
+    """The lock file of one merchant's part of the state (`<state>.lock.<mchid>`)."""
+    if not _MERCHANT.fullmatch(mchid):
+        raise StateError(f"cannot lock merchant {mchid!r}: not a merchant id (5 to 32 digits)")
+    return path.with_name(f"{path.name}.{mchid}")
+
+
+def merchant_locks(path: Path) -> list[tuple[str, Path]]:
+    """The merchant locks held beside the whole-state lock `path`, by merchant."""
+    prefix = path.name + "."
+    try:
+        names = os.listdir(path.parent)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise StateError(
+            f"cannot list the state folder {path.parent}: {describe_os_error(exc, path.parent)}"
+        ) from exc
+    return sorted(
+        (name[len(prefix) :], path.parent / name)
+        for name in names
+        if name.startswith(prefix) and _MERCHANT.fullmatch(name[len(prefix) :])
+    )
+
+
+def acquire_merchants(
+    path: Path,
+    merchants: Collection[str],
+    info: LockInfo,
+    *,
+    state_path: Path,
+    now: Callable[[], datetime],
+    wait_seconds: float = 0.0,
+    poll_seconds: float = 0.2,
+) -> None:
+    """Create the lock file of each merchant (in order), polling up to `wait_seconds` while
+    another run holds one of them or the whole state (`path`)."""
+    data = info.model_dump_json(indent=2).encode() + b"\n"
+    wanted = [merchant_lock_path(path, m) for m in sorted(set(merchants))]
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        taken: list[Path] = []
+        blocker: Path | None = None
+        for lock_file in wanted:
+            if not _try_create(lock_file, data, info.lock_id):
+                blocker = lock_file
+                break
+            taken.append(lock_file)
+        if blocker is None and not path.exists():
+            return
+        for lock_file in taken:
+            _remove(lock_file, "nothing was locked")
+        _held_by_another(blocker or path, state_path, now, deadline, poll_seconds)
+
+
+def release_merchants(path: Path, merchants: Collection[str], lock_id: str) -> None:
+    """Remove our merchant locks; StateError (after removing the rest) if one was broken."""
+    problem: StateError | None = None
+    for mchid in sorted(set(merchants)):
+        try:
+            release(merchant_lock_path(path, mchid), lock_id)
+        except StateError as exc:
+            problem = problem or exc
+    if problem is not None:
+        raise problem
+
+
+@contextlib.contextmanager
+def serialised(path: Path) -> Iterator[None]:
+    """Hold an exclusive `flock` on `path` (created when missing) for the block: the saves of
+    runs scoped to different merchants take turns. The kernel drops it if the process dies."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not a POSIX system
+        raise StateError(
+            "runs scoped to merchants need POSIX file locks (flock), which this system lacks; "
+            "apply without --merchant"
+        ) from None
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StateError(
+            f"cannot open the save lock {path}: {describe_os_error(exc, path.parent)}"
+        ) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def release(path: Path, lock_id: str) -> None:

@@ -40,7 +40,14 @@ from reconciler.fsutil import (
     write_atomic,
 )
 from reconciler.state import lock as _lock
-from reconciler.state.backend import Delta, Listed, StateMissingError, WallClock, delta
+from reconciler.state.backend import (
+    Delta,
+    Listed,
+    StateMissingError,
+    WallClock,
+    delta,
+    iter_merchants,
+)
 from reconciler.state.journal import Journal, header_line, parse_journal, record_line, replay
 from reconciler.state.lock import LockInfo, is_stale
 from reconciler.state.model import FORMAT_VERSION, State, StateDataError
@@ -91,6 +98,9 @@ class StateStore:
         self._lock_id_source = lock_id_source
         # The lock this instance holds right now: its own lock file is no sign of a lost state.
         self._held_lock_id: str | None = None
+        # The merchants whose locks this instance holds (a scoped run); None: the whole state.
+        self._scoped: frozenset[str] | None = None
+        self.save_lock_path = self.path.with_name(self.path.name + ".lock.save")
         # The lineage `.backup` is known to hold (checked or written by this instance) and the
         # backup's stat when it was known: a save re-reads the backup only when it changed, not
         # on every create.
@@ -109,7 +119,19 @@ class StateStore:
         `--init-state`) starts a new state even then; it implies `create_if_missing`, keeps
         every file it found, and never replaces an existing state file, which is loaded as
         usual.
+
+        Under merchant locks (a scoped run), reading takes turns with the other runs' saves,
+        and a missing state is written at once, so that runs starting together share it.
         """
+        if self._scoped is not None:
+            with _lock.serialised(self.save_lock_path):
+                state = self._load(create_if_missing=create_if_missing, init=init)
+                if state.serial == 0 and not self.path.exists():
+                    state = self._save_whole(state)
+                return state
+        return self._load(create_if_missing=create_if_missing, init=init)
+
+    def _load(self, *, create_if_missing: bool = False, init: bool = False) -> State:
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
@@ -276,7 +298,11 @@ class StateStore:
         `.backup.unreadable.<digest>`) first, and if that name holds other bytes already the
         save is refused. Temporary files of saves by dead processes of this host are removed.
         Every file-system failure is a one-line StateError; the previous file stays intact.
+
+        Under merchant locks, see `_save_scoped`.
         """
+        if self._scoped is not None:
+            return self._save_scoped(state, previous, self._scoped)
         if self._journal:
             base = self._journal_base(state, previous)
             if base is not None:
@@ -287,10 +313,83 @@ class StateStore:
                     written = self._append(state, change)
                     self._known_lists = Listed(written, new.keys, new.values)
                     return written
+        return self._save_whole(state)
+
+    def _save_whole(self, state: State) -> State:
         written = state.model_copy(update={"serial": state.serial + 1})
         self._check_disk(state)
         self._write_snapshot(written)
         return written
+
+    def _save_scoped(self, state: State, previous: State | None, scoped: frozenset[str]) -> State:
+        """A save of a run holding the locks of `scoped` merchants only: other runs, scoped to
+        other merchants, write the same file meanwhile. Under the save lock, the stocks this
+        run changed (all of its merchants) are appended to the journal as the next serial on
+        disk; the rest of the state is theirs and never written from this run's copy."""
+        with _lock.serialised(self.save_lock_path):
+            known = self._known
+            if known is None or (known.lineage, known.serial) != (state.lineage, state.serial):
+                known = previous
+            if known is not None and (known.lineage, known.serial) != (
+                state.lineage,
+                state.serial,
+            ):
+                known = None
+            files = (_signature(self.path), _signature(self.journal_path))
+            if known is not None and files == self._known_files:
+                on_disk = known.serial  # nobody wrote since this run's last save
+            else:
+                on_disk = self._disk_serial(state.lineage)
+            if known is None:
+                current = self._load()
+                change = Delta(
+                    {
+                        **{
+                            k: v
+                            for k, v in state.stocks.items()
+                            if v.merchant in scoped and current.stocks.get(k) != v
+                        },
+                        **{
+                            k: None
+                            for k, v in current.stocks.items()
+                            if v.merchant in scoped and k not in state.stocks
+                        },
+                    },
+                    None,
+                )
+                base = current
+            else:
+                change, base = delta(known, state), known
+            outside = sorted(set(iter_merchants(change, base)) - scoped)
+            if outside or change.retired is not None or change.retired_stock_ids is not None:
+                what = f"stocks of {', '.join(outside)}" if outside else "the retired numbers"
+                raise StateError(
+                    f"refusing to save: this run holds the locks of merchant(s) "
+                    f"{', '.join(sorted(scoped))} only, but changed {what}. Nothing was written."
+                )
+            self._known_lists = None
+            return self._append(state.model_copy(update={"serial": on_disk}), change)
+
+    def _disk_serial(self, lineage: str) -> int:
+        """The serial of the state on disk now (the file and its journal), checking it is of
+        `lineage`; remembers where the journal's complete records end, for the next append."""
+        try:
+            header = _header(self.path.read_bytes())
+        except OSError as exc:
+            raise StateError(
+                f"cannot read state file {self.path}: {describe_os_error(exc, self.path.parent)}"
+            ) from exc
+        if header is None or header[0] != lineage:
+            raise StateError(
+                f"refusing to save: {self.path} is not the state this run loaded (another "
+                "lineage, or unreadable). Nothing was written."
+            )
+        journal = self._read_journal()
+        if journal is None or journal.lineage != lineage or journal.last_serial <= header[1]:
+            self._journal_length = 0 if journal is None else journal.valid_length
+            return header[1]
+        self._journal_length = journal.valid_length
+        return journal.last_serial
 
     def replace(self, state: State, *, force: bool = False) -> State:
         """Write `state` (read from an export) in place of the stored one (`state push`).
@@ -400,9 +499,18 @@ class StateStore:
         state file alone is the state. Returns the state, or None when there was no journal."""
         if not self.journal_path.exists():
             return None
+        if self._scoped is not None:
+            # Other scoped runs wrote this journal too: compact what is on disk, in turn.
+            with _lock.serialised(self.save_lock_path):
+                if not self.journal_path.exists():
+                    return None
+                return self._compact_from(self._load())
         known = self._known
         files = (_signature(self.path), _signature(self.journal_path))
         current = known if known is not None and files == self._known_files else self.load()
+        return self._compact_from(current)
+
+    def _compact_from(self, current: State) -> State:
         self._write_snapshot(current)
         # The file replaced was the run's starting point; the backup's job is to be a recent
         # complete version, so it becomes this one (the journal it replaces held the same).
@@ -585,9 +693,10 @@ class StateStore:
         merchants: Collection[str] | None = None,
     ) -> Iterator[LockInfo]:
         """Hold `<state>.lock` for the block. Contention raises StateLockedError naming the
-        holder and the unlock command, after polling up to `wait_seconds`. A local state has
-        one writer at a time, so `merchants` still locks the whole state. Before the lock is
-        released, the journal is compacted into the state file."""
+        holder and the unlock command, after polling up to `wait_seconds`. With `merchants`,
+        hold only those merchants' locks (`<state>.lock.<mchid>`), so that runs on other
+        merchants proceed at once; their saves take turns (see `_save_scoped`). Before the
+        lock is released, the journal is compacted into the state file."""
         pid, host = os.getpid(), socket.gethostname()
         info = LockInfo(
             lock_id=str(self._lock_id_source()),
@@ -598,14 +707,34 @@ class StateStore:
             pid=pid,
         )
         self._make_folder()
-        _lock.acquire(
-            self.lock_path,
-            info,
-            state_path=self.path,
-            now=self._clock.now,
-            wait_seconds=wait_seconds,
-            poll_seconds=poll_seconds,
-        )
+        if merchants is None:
+            _lock.acquire(
+                self.lock_path,
+                info,
+                state_path=self.path,
+                now=self._clock.now,
+                wait_seconds=wait_seconds,
+                poll_seconds=poll_seconds,
+            )
+
+            def release() -> None:
+                _lock.release(self.lock_path, info.lock_id)
+        else:
+            scope = frozenset(merchants)
+            _lock.acquire_merchants(
+                self.lock_path,
+                scope,
+                info,
+                state_path=self.path,
+                now=self._clock.now,
+                wait_seconds=wait_seconds,
+                poll_seconds=poll_seconds,
+            )
+            self._scoped = scope
+
+            def release() -> None:
+                _lock.release_merchants(self.lock_path, scope, info.lock_id)
+
         self._held_lock_id = info.lock_id
         try:
             yield info
@@ -615,14 +744,17 @@ class StateStore:
             with contextlib.suppress(StateError):
                 self.compact()
             self._held_lock_id = None
+            self._scoped = None
             with contextlib.suppress(StateError):
-                _lock.release(self.lock_path, info.lock_id)
+                release()
             raise
         try:
             self.compact()
         finally:
             self._held_lock_id = None
-            _lock.release(self.lock_path, info.lock_id)
+            self._scoped = None
+            self._known = None  # this run saw its merchants only
+            release()
 
     def _make_folder(self) -> None:
         # The state's folder may not exist yet on a project's first apply.
@@ -638,7 +770,18 @@ class StateStore:
         return _lock.read_lock(self.lock_path)
 
     def unlock(self, lock_id: str) -> LockInfo:
-        """Break the lock whose id is `lock_id`; returns what it said. Refuses another id."""
+        """Break the lock whose id is `lock_id` (the whole state's, or a scoped run's merchant
+        locks); returns what it said. Refuses another id."""
+        found: LockInfo | None = None
+        for _mchid, lock_file in _lock.merchant_locks(self.lock_path):
+            try:
+                info = _lock.read_lock(lock_file)
+            except StateError:
+                continue
+            if info is not None and info.lock_id == lock_id:
+                found = _lock.break_lock(lock_file, lock_id, state_path=self.path)
+        if found is not None:
+            return found
         return _lock.break_lock(self.lock_path, lock_id, state_path=self.path)
 
     # --- messages ---------------------------------------------------------------------------

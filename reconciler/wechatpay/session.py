@@ -193,6 +193,8 @@ class Session:
                 ) from exc
             reached = True
             status = response.status_code
+            if status == 429:
+                self._limiter.note_throttled(self._mchid, call.endpoint)
             if 200 <= status < 300 and verify:
                 self._verify(response)
             if 200 <= status < 300 and status != 202:

@@ -1,0 +1,90 @@
+"""Service-provider (服务商) rules: what a stock may name besides its creating merchant.
+
+The provider creates stocks as itself, on the same paths and bodies as a direct merchant
+(reference §7.5): a 商家券 `belong_merchant` is the sub-merchant the stock is for, and a 免充值
+代金券 `available_merchants` must be the provider's authorised sub-merchants; sub-merchants
+cannot create 代金券 themselves. The sub-merchants come from `reconciler.yaml`
+(`merchants[].sub_merchants`), so these rules run where the project file is known.
+
+Where the sources stop, the choice is the safe one (docs/partners.md): outside the creator,
+its sub-merchants and its declared `brand_merchants`, a 免充值 `available_merchants` entry is
+an error for a merchant that declares either list; a direct merchant that declares neither
+is not checked (the same-brand rule is not documented in a form that can be checked here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+
+from reconciler.spec.findings import Finding, Findings
+from reconciler.spec.stock import BusifavorStock, FavorStock, Stock
+
+
+@dataclass(frozen=True)
+class Relation:
+    """One configured merchant's partners."""
+
+    sub_merchants: Mapping[str, str] = field(default_factory=dict)
+    """Sub-merchant id -> display name."""
+    brand_merchants: Collection[str] = ()
+
+
+def partner_findings(
+    stock: Stock, relations: Mapping[str, Relation], providers_of: Mapping[str, str]
+) -> list[Finding]:
+    """Findings for `stock` against the configured relations (`providers_of`: sub-merchant
+    id -> the provider that declares it). A merchant missing from `relations` is not checked
+    here (its credentials are reported elsewhere)."""
+    out = Findings(("spec",))
+    creator = stock.merchant
+    relation = relations.get(creator)
+    if relation is None:
+        return []
+    subs = relation.sub_merchants
+    if isinstance(stock, BusifavorStock):
+        owner = stock.spec.belong_merchant
+        if owner != creator and owner not in subs:
+            shown = ", ".join(list(subs)[:5]) + (", …" if len(subs) > 5 else "")
+            listed = f" ({shown})" if subs else ""
+            out.error(
+                ("belong_merchant",),
+                f"{owner!r} is neither the creating merchant {creator!r} nor one of its "
+                f"sub_merchants in reconciler.yaml{listed}; WeChat Pay refuses a 商家券 for a "
+                "merchant the creator does not serve",
+                "partner_belong_merchant",
+                fix=f"add {owner} to merchants[{creator}].sub_merchants, or create the stock as its own merchant",
+            )
+    elif isinstance(stock, FavorStock):
+        rule = stock.spec.coupon_use_rule
+        declared = bool(subs) or bool(relation.brand_merchants)
+        if stock.spec.no_cash and declared and rule.available_merchants is not None:
+            allowed = {creator, *subs, *relation.brand_merchants}
+            for i, m in enumerate(rule.available_merchants):
+                if m not in allowed:
+                    out.error(
+                        ("coupon_use_rule", "available_merchants", i),
+                        f"{m!r} is not the creating merchant {creator!r}, one of its "
+                        "sub_merchants or one of its brand_merchants in reconciler.yaml; a "
+                        "免充值 代金券 of a service provider may only be used at its authorised "
+                        "sub-merchants",
+                        "partner_available_merchants",
+                    )
+    top = Findings()
+    if isinstance(stock, FavorStock) and creator in providers_of:
+        top.error(
+            ("merchant",),
+            f"{creator!r} is a sub-merchant of {providers_of[creator]!r} in reconciler.yaml; "
+            "sub-merchants cannot create 代金券 themselves: the service provider creates it",
+            "partner_sub_merchant_creator",
+        )
+    return [*top.items, *out.items]
+
+
+def landing_merchants(stock: Stock) -> tuple[str, ...]:
+    """Where the money of a stock lands: a 商家券's belong_merchant; a 代金券's
+    available_merchants (the creator when it lists none)."""
+    if isinstance(stock, BusifavorStock):
+        return (stock.spec.belong_merchant,)
+    listed = stock.spec.coupon_use_rule.available_merchants
+    return tuple(dict.fromkeys(listed)) if listed else (stock.merchant,)
