@@ -30,6 +30,11 @@ class OpType(StrEnum):
     """Issue again from a paused favor stock (POST .../restart)."""
     STOP = "stop"
     """End a never-activated favor stock, irreversibly (POST .../stop)."""
+    UPLOAD_CODES = "upload_codes"
+    """Upload one batch (1-200) of a 商家券 code pool (POST .../couponcodes); see codes.py."""
+    CALLBACK = "callback"
+    """Set a merchant's notify URL for a kind (POST /v3/marketing/{kind}/callbacks): a
+    per-merchant setting, not a stock; see callbacks.py."""
 
 
 TRANSITIONS = frozenset({OpType.START, OpType.PAUSE, OpType.RESTART, OpType.STOP})

@@ -121,6 +121,8 @@ class Change:
     """Money the activation in this change locks from the merchant's balance (预充值)."""
     ceiling_fen: int | None = None
     """Of `budget_fen`, the money that is only a ceiling and never locked (免充值, 商家券)."""
+    setting: str | None = None
+    """Set for a per-merchant setting rather than a stock: "callback" (reconciler.callbacks)."""
 
     @property
     def is_error(self) -> bool:
@@ -143,6 +145,7 @@ class Change:
             "suggestion": self.suggestion,
             "locked_fen": self.locked_fen,
             "ceiling_fen": self.ceiling_fen,
+            "setting": self.setting,
         }
 
     @classmethod
@@ -163,6 +166,7 @@ class Change:
             suggestion=data["suggestion"],
             locked_fen=data.get("locked_fen"),
             ceiling_fen=data.get("ceiling_fen"),
+            setting=data.get("setting"),
         )
 
 

@@ -86,6 +86,15 @@ class FakeStockApi(StockApi):
     status: dict[str, str] = field(default_factory=dict)
     activations: dict[str, int] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(10000001))
+    codes: dict[str, dict[str, str]] = field(default_factory=dict)
+    """商家券 pools: stock_id -> code -> the upload_request_no that uploaded it."""
+    uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Answers by upload_request_no (a repeated number gets its answer again, or is refused
+    in `reject` mode)."""
+    codes_sent_again: int = 0
+    """Codes that arrived under a second upload_request_no: uploaded twice."""
+    callbacks: dict[str, str] = field(default_factory=dict)
+    """Notify URLs by kind (this fake is one merchant)."""
 
     def fail(self, call: str, error: ApiError, when: When = "before", times: int = 1) -> None:
         self.failures.append(Failure(call, error, when, times))
@@ -200,7 +209,9 @@ class FakeStockApi(StockApi):
                     status=404, method="GET", path=stock_id, code="NOT_FOUND", message="批次不存在"
                 )
             body = {k: v for k, v in self.stocks[stock_id].items() if k != "out_request_no"}
-            return {**copy.deepcopy(body), "stock_id": stock_id, "stock_state": "ONGOING"}
+            return {**copy.deepcopy(body), "stock_id": stock_id, "stock_state": "ONGOING"} | (
+                self._code_count(stock_id)
+            )
 
         result: dict[str, Any] = self._run("busifavor_detail", stock_id, act)
         return result
@@ -304,6 +315,66 @@ class FakeStockApi(StockApi):
             return {"data": goods[offset : offset + limit], "total_count": len(goods)}
 
         result: dict[str, Any] = self._run("favor_items", stock_id, act)
+        return result
+
+    # --- code pools and callbacks (reconciler.codes_apply, reconciler.callbacks_apply) ------
+
+    def _code_count(self, stock_id: str) -> dict[str, Any]:
+        if self.stocks[stock_id].get("coupon_code_mode") != "MERCHANT_UPLOAD":
+            return {}
+        n = len(self.codes.get(stock_id, {}))
+        return {"coupon_code_count": {"total_count": n, "available_count": n}}
+
+    def upload_codes(self, stock_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        number = str(body["upload_request_no"])
+
+        def act() -> dict[str, Any]:
+            if number in self.uploads:
+                if self.reuse == "reject":
+                    raise already_exists()
+                return copy.deepcopy(self.uploads[number])
+            pool = self.codes.setdefault(stock_id, {})
+            success, existing = [], []
+            for code in body["coupon_code_list"]:
+                if code in pool:
+                    existing.append(code)
+                    self.codes_sent_again += pool[code] != number
+                else:
+                    pool[code] = number
+                    success.append(code)
+            answer = {
+                "stock_id": stock_id,
+                "success_codes": success,
+                "already_exist_codes": existing,
+                "fail_codes": [],
+            }
+            self.uploads[number] = answer
+            return copy.deepcopy(answer)
+
+        result: dict[str, Any] = self._run("busifavor_upload_codes", number, act)
+        return result
+
+    def list_codes(self, stock_id: str, offset: int, limit: int) -> dict[str, Any]:
+        def act() -> dict[str, Any]:
+            codes = list(self.codes.get(stock_id, {}))
+            page = [{"code": c} for c in codes[offset : offset + limit]]
+            return {"data": page, "total_count": len(codes), "offset": offset, "limit": limit}
+
+        result: dict[str, Any] = self._run("busifavor_codes", stock_id, act)
+        return result
+
+    def get_callback(self, kind: str, mchid: str) -> str | None:
+        result: str | None = self._run(
+            f"{kind}_callback_get", mchid, lambda: self.callbacks.get(kind)
+        )
+        return result
+
+    def set_callback(self, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        def act() -> dict[str, Any]:
+            self.callbacks[kind] = str(body["notify_url"])
+            return {"notify_url": body["notify_url"]}
+
+        result: dict[str, Any] = self._run(f"{kind}_callback", str(body["notify_url"]), act)
         return result
 
     # --- for assertions --------------------------------------------------------------------

@@ -71,7 +71,8 @@ def busifavor_view(stock: StoredStock, style: TimeStyle) -> dict[str, Any]:
         "today_send_amount": 0,
     }
     if view["coupon_code_mode"] == "MERCHANT_UPLOAD":
-        view["coupon_code_count"] = {"total_count": 0, "available_count": 0}
+        count = len(stock.codes)
+        view["coupon_code_count"] = {"total_count": count, "available_count": count}
     return view
 
 

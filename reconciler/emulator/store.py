@@ -54,6 +54,11 @@ class StoredStock:
     status: str
     body: dict[str, Any]
     events: dict[str, str] = field(default_factory=dict)
+    codes: dict[str, str] = field(default_factory=dict)
+    """商家券 code pool: code -> the upload_request_no that uploaded it (routes_codes)."""
+    codes_sent_again: int = 0
+    """Codes that arrived again under another upload_request_no than the one that uploaded
+    them: a client that uploads a code twice (the tests expect 0)."""
 
     def snapshot(self) -> StoredStock:
         return copy.deepcopy(self)
@@ -76,6 +81,8 @@ class Store:
     # (mchid, scope) -> request number -> record; scope is an endpoint name.
     request_numbers: dict[tuple[str, str], dict[str, RequestRecord]] = field(default_factory=dict)
     next_stock_id: int = FIRST_STOCK_ID
+    callbacks: dict[str, str] = field(default_factory=dict)
+    """Notify URLs by `<kind>:<mchid>` (routes_callbacks)."""
 
     def allocate_stock_id(self) -> str:
         stock_id = str(self.next_stock_id)
@@ -109,6 +116,8 @@ class Store:
                     "status": s.status,
                     "body": s.body,
                     "events": s.events,
+                    "codes": s.codes,
+                    "codes_sent_again": s.codes_sent_again,
                 }
                 for s in self.stocks.values()
             ],
@@ -125,6 +134,7 @@ class Store:
                 for (mchid, scope), records in sorted(self.request_numbers.items())
                 for number, r in sorted(records.items())
             ],
+            "callbacks": dict(sorted(self.callbacks.items())),
         }
 
     @classmethod
@@ -141,6 +151,7 @@ class Store:
             )
         for s in data["stocks"]:
             store.stocks[s["stock_id"]] = StoredStock(**s)
+        store.callbacks = dict(data.get("callbacks") or {})
         for r in data["request_numbers"]:
             store.numbers(r["mchid"], r["scope"])[r["number"]] = RequestRecord(
                 digest_json=r["digest_json"],

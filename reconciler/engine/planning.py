@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from reconciler import __version__
+from reconciler import __version__, callbacks_apply
+from reconciler.callbacks import Observed
 from reconciler.engine.preflight import preflight
 from reconciler.engine.workspace import (
     Workspace,
@@ -42,10 +43,17 @@ def plan(ws: Workspace, refresh_mode: str = "changing", refresh_note: str = "") 
     now = ws.runtime.clock.now()
     ids = refresh_targets(state, ws.desired, refresh_mode, now)
     observed: dict[str, dict[str, Any]] = {}
-    if ids:
-        clients = clients_for(ws, [state.stock(i).merchant for i in ids])
+    wanted = ws.project.callback_urls()
+    seen_callbacks: dict[str, Observed] | None = None
+    if ids or (wanted and refresh_mode != "none"):
+        merchants = [state.stock(i).merchant for i in ids]
+        if refresh_mode != "none":
+            merchants += [k.split("/", 1)[0] for k in wanted]
+        clients = clients_for(ws, merchants)
         try:
-            observed = refresh(ws, state, ids, clients)
+            observed = refresh(ws, state, ids, clients) if ids else {}
+            if refresh_mode != "none":
+                seen_callbacks = callbacks_apply.read_all(clients, wanted)
         finally:
             for c in clients.values():
                 c.close()
@@ -62,6 +70,8 @@ def plan(ws: Workspace, refresh_mode: str = "changing", refresh_note: str = "") 
             rate_limits={
                 m.mchid: ws.project.rate_limits(m.mchid) for m in ws.project.project.merchants
             },
+            callbacks=wanted,
+            observed_callbacks=seen_callbacks,
         )
     )
     return Planned(result, state)

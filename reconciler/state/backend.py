@@ -21,7 +21,7 @@ from typing import Protocol
 
 from reconciler.errors import StateError
 from reconciler.state.lock import LockInfo
-from reconciler.state.model import State, StockState
+from reconciler.state.model import CallbackRecord, State, StockState
 
 
 class WallClock(Protocol):
@@ -103,10 +103,16 @@ class Delta:
     retired: Mapping[str, str] | None
     retired_stock_ids: Mapping[str, str] | None = None
     """The remote stock_ids of retired numbers, when they changed (with `retired`)."""
+    callbacks: Mapping[str, CallbackRecord] | None = None
+    """The merchants' notify URLs, when they changed (reconciler.callbacks)."""
 
     @property
     def size(self) -> int:
-        return len(self.stocks) + (0 if self.retired is None else 1)
+        return (
+            len(self.stocks)
+            + (0 if self.retired is None else 1)
+            + (0 if self.callbacks is None else 1)
+        )
 
 
 @dataclass(frozen=True)
@@ -152,7 +158,9 @@ def delta(base: State | Listed, new: State | Listed) -> Delta:
     retired = None if new_retired is old_retired or new_retired == old_retired else new_retired
     old_ids, new_ids = b.state.retired_stock_ids, n.state.retired_stock_ids
     retired_ids = None if new_ids is old_ids or new_ids == old_ids else new_ids
-    return Delta(changed, retired, retired_ids)
+    old_cb, new_cb = b.state.callbacks, n.state.callbacks
+    callbacks = None if new_cb is old_cb or new_cb == old_cb else new_cb
+    return Delta(changed, retired, retired_ids, callbacks)
 
 
 def _differing(a: list[object], b: list[object], lo: int, hi: int, out: list[int]) -> None:

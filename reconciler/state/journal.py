@@ -52,6 +52,8 @@ def record_line(serial: int, delta: Delta) -> bytes:
         record["retired"] = dict(delta.retired)
     if delta.retired_stock_ids is not None:
         record["retired_stock_ids"] = dict(delta.retired_stock_ids)
+    if delta.callbacks is not None:
+        record["callbacks"] = {k: v.model_dump(mode="json") for k, v in delta.callbacks.items()}
     return _line(record)
 
 
@@ -155,6 +157,7 @@ def replay(data: dict[str, Any], journal: Journal) -> dict[str, Any]:
     stocks = dict(data.get("stocks") or {})
     retired = data.get("retired")
     retired_ids = data.get("retired_stock_ids")
+    callbacks = data.get("callbacks")
     for record in journal.records:
         if record["serial"] <= serial:
             continue
@@ -167,10 +170,13 @@ def replay(data: dict[str, Any], journal: Journal) -> dict[str, Any]:
             retired = record["retired"]
         if "retired_stock_ids" in record:
             retired_ids = record["retired_stock_ids"]
+        if "callbacks" in record:
+            callbacks = record["callbacks"]
     return {
         **data,
         "serial": journal.last_serial,
         "stocks": stocks,
         "retired": retired or {},
         "retired_stock_ids": retired_ids or {},
+        "callbacks": callbacks or {},
     }

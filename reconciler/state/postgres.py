@@ -61,6 +61,8 @@ _DDL = [
         merchant text NOT NULL,
         data text NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS stocks_merchant ON {s}.stocks (merchant)",
+    # Notify URLs (reconciler.callbacks); added to schemas made before them.
+    "ALTER TABLE {s}.state ADD COLUMN IF NOT EXISTS callbacks text NOT NULL DEFAULT '{{}}'",
     """CREATE TABLE IF NOT EXISTS {s}.locks (
         scope text PRIMARY KEY,
         lock_id text NOT NULL,
@@ -234,7 +236,7 @@ class PostgresStateStore:
         with self._session() as conn, conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             head = conn.execute(
-                f"SELECT lineage, serial, retired, retired_stock_ids FROM {s}.state"
+                f"SELECT lineage, serial, retired, retired_stock_ids, callbacks FROM {s}.state"
             ).fetchone()
             if head is None:
                 return self._missing(conn, create_if_missing=create_if_missing, init=init)
@@ -249,6 +251,7 @@ class PostgresStateStore:
             "serial": int(head[1]),
             "retired": json.loads(head[2]),
             "retired_stock_ids": json.loads(head[3]),
+            "callbacks": json.loads(head[4]),
             "stocks": stocks,
         }
         try:
@@ -332,6 +335,7 @@ class PostgresStateStore:
                         mine,
                         state.retired if scoped is None else None,
                         state.retired_stock_ids if scoped is None else None,
+                        state.callbacks,
                     )
                     full = True
                 else:
@@ -353,6 +357,13 @@ class PostgresStateStore:
                 if change.retired_stock_ids is not None:
                     sets.append("retired_stock_ids = %s")
                     values.append(_dumps(dict(change.retired_stock_ids)))  # type: ignore[arg-type]
+                if change.callbacks is not None:
+                    text = _dumps(
+                        {k: v.model_dump(mode="json") for k, v in change.callbacks.items()}
+                    )
+                    text_check(text)
+                    sets.append("callbacks = %s")
+                    values.append(text)  # type: ignore[arg-type]
                 conn.execute(f"UPDATE {s}.state SET {', '.join(sets)}", tuple(values))
         written = state.model_copy(update={"serial": serial})
         self._known = written
@@ -431,10 +442,12 @@ class PostgresStateStore:
         check(retired_ids)
         conn.execute(f"DELETE FROM {s}.stocks")
         self._write_delta(conn, Delta(dict(state.stocks), None), check, replace_all=False)
+        callbacks = _dumps({k: v.model_dump(mode="json") for k, v in state.callbacks.items()})
+        check(callbacks)
         conn.execute(
-            f"INSERT INTO {s}.state (one, lineage, serial, retired, retired_stock_ids) "
-            "VALUES (true, %s, %s, %s, %s)",
-            (state.lineage, serial, retired, retired_ids),
+            f"INSERT INTO {s}.state (one, lineage, serial, retired, retired_stock_ids, callbacks) "
+            "VALUES (true, %s, %s, %s, %s, %s)",
+            (state.lineage, serial, retired, retired_ids, callbacks),
         )
 
     def replace(self, state: State, *, force: bool = False) -> State:
@@ -469,7 +482,7 @@ class PostgresStateStore:
         """Keep the whole current state (as its JSON export) before a push replaces it."""
         s = self.schema
         head = conn.execute(
-            f"SELECT lineage, serial, retired, retired_stock_ids FROM {s}.state"
+            f"SELECT lineage, serial, retired, retired_stock_ids, callbacks FROM {s}.state"
         ).fetchone()
         assert head is not None
         stocks = {}
@@ -482,6 +495,7 @@ class PostgresStateStore:
             "serial": int(head[1]),
             "retired": json.loads(head[2]),
             "retired_stock_ids": json.loads(head[3]),
+            "callbacks": json.loads(head[4]),
             "stocks": stocks,
         }
         conn.execute(
