@@ -276,9 +276,12 @@ class Applier:
                 stock_id = self._create(api, kind, change, op)
                 done.append(f"created stock_id {stock_id} (批次号)")
                 continue
+            if op.type is OpType.CALLBACK:  # a merchant's setting: no stock
+                done.append(self._setting_or_codes(api, kind, change, op, i))
+                continue
             assert stock_id is not None
             op = replace(op, stock_id=stock_id)
-            if op.type in (OpType.UPLOAD_CODES, OpType.CALLBACK):
+            if op.type is OpType.UPLOAD_CODES:
                 done.append(self._setting_or_codes(api, kind, change, op, i))
                 detail = None
                 continue

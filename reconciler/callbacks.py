@@ -110,7 +110,7 @@ def _one(
         if applied == url and in_doubt is None:
             return Change(**base, action=Action.NOOP, reason="set as recorded (not read back)")
         note = f" (could not read it back: {seen.message})" if seen.message else ""
-        return _set(base, path, mchid, kind, applied, url, f"set the {kind} notify URL{note}")
+        return _set(base, path, mchid, kind, applied, url, f"callback {kind}{note}")
     if seen == url:
         if applied == url and in_doubt is None:
             return Change(**base, action=Action.NOOP, reason="in sync")
@@ -128,7 +128,7 @@ def _one(
             fields=(FieldChange(path, url, seen),),
             suggestion="to keep WeChat Pay's URL, write it in reconciler.yaml",
         )
-    return _set(base, path, mchid, kind, seen, url, f"set the {kind} notify URL")
+    return _set(base, path, mchid, kind, seen, url, f"callback {kind}")
 
 
 def _set(
