@@ -114,6 +114,11 @@ def _send(
                     raise InDoubt(_doubt(number, exc)) from None
                 attempt += 1
                 continue
+            if exc.code in NOT_READY_CODES and fresh:
+                rec.save(lambda s: s.forget_code_batch(sid, number))
+                raise ReconcilerError(
+                    f"code batch {number} not taken: WeChat Pay is still setting the stock up ({exc}); the next apply uploads it"
+                ) from None
             if exc.code in USED_NUMBER_CODES:
                 return None
             if exc.outcome_unknown or exc.retryable:
