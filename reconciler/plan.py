@@ -145,8 +145,7 @@ class Change:
             "suggestion": self.suggestion,
             "locked_fen": self.locked_fen,
             "ceiling_fen": self.ceiling_fen,
-            "setting": self.setting,
-        }
+        } | ({"setting": self.setting} if self.setting else {})
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Change:

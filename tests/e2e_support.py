@@ -370,9 +370,7 @@ def _callback_lines(urls: dict[str, str]) -> str:
     return "    callbacks:\n" + "".join(f"      {k}: {v}\n" for k, v in sorted(urls.items()))
 
 
-def write_code_stock(
-    dest: Path, index: int, codes: Sequence[str], merchant: str = MCHID
-) -> Path:
+def write_code_stock(dest: Path, index: int, codes: Sequence[str], merchant: str = MCHID) -> Path:
     """A 商家券 in MERCHANT_UPLOAD mode whose pool is `codes` (stocks/busifavor/codes/*.txt),
     with max_coupons equal to the number of codes; returns the stock file."""
     data = generated_stock("busifavor", index, merchant)

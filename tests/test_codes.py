@@ -44,6 +44,18 @@ def upload_stock(codes: list[str]) -> DesiredStock:
 CODES = [f"LATTE{i:05d}" for i in range(450)]
 
 
+class Waits(threading.Event):
+    """A stop event that records the back-off waits asked of it, and does not wait."""
+
+    def __init__(self, waits: list[float]) -> None:
+        super().__init__()
+        self.waits = waits
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout or 0.0)
+        return super().wait(0)
+
+
 class World:
     def __init__(self, root: Path, reuse: str = "idempotent") -> None:
         self.api = FakeStockApi(M, reuse=reuse)  # type: ignore[arg-type]
@@ -56,14 +68,7 @@ class World:
         return make_plan(PlanInputs(desired=list(desired), state=self.state, observed={}, now=NOW))
 
     def apply(self, plan: Plan, delays: tuple[float, ...] = (0.5, 1.0, 2.0)) -> Report:
-        stop = threading.Event()
-        real_wait = stop.wait
-
-        def wait(seconds: float | None = None) -> bool:
-            self.waits.append(seconds or 0.0)
-            return real_wait(0)
-
-        stop.wait = wait  # type: ignore[method-assign]
+        stop = Waits(self.waits)
         applier = Applier(
             self.store, self.state, {M: self.api}, lambda: NOW, stop=stop, code_retry_delays=delays
         )
