@@ -358,9 +358,25 @@ class PostgresStateStore:
                     sets.append("retired_stock_ids = %s")
                     values.append(_dumps(dict(change.retired_stock_ids)))  # type: ignore[arg-type]
                 if change.callbacks is not None:
-                    text = _dumps(
-                        {k: v.model_dump(mode="json") for k, v in change.callbacks.items()}
-                    )
+                    wanted: dict[str, Any] = {
+                        name: record.model_dump(mode="json")
+                        for name, record in change.callbacks.items()
+                    }
+                    if scoped is not None:
+                        # Runs scoped to other merchants write theirs meanwhile: only this
+                        # run's merchants' entries are replaced (keys are `<mchid>/<kind>`).
+                        row = conn.execute(f"SELECT callbacks FROM {s}.state").fetchone()
+                        stored: dict[str, Any] = json.loads(row[0]) if row else {}
+                        wanted = {
+                            name: record
+                            for name, record in stored.items()
+                            if name.split("/")[0] not in scoped
+                        } | {
+                            name: record
+                            for name, record in wanted.items()
+                            if name.split("/")[0] in scoped
+                        }
+                    text = _dumps(wanted)
                     text_check(text)
                     sets.append("callbacks = %s")
                     values.append(text)  # type: ignore[arg-type]
