@@ -380,14 +380,13 @@ def check_codes_and_callbacks(ws: Workspace, emulator: EmulatorProcess) -> None:
             assert (record.url, record.pending) == (url, None)
 
 
-def test_code_uploads_and_callbacks_killed_at_random_moments(
-    ws: Workspace, emulator: EmulatorProcess, children: CliChildren
-) -> None:
+def code_crash_test(
+    ws: Workspace, emulator: EmulatorProcess, children: CliChildren, runs: int
+) -> Tally:
     write_generated_stocks(ws.stocks_dir, 4, merchants=MERCHANTS)
     for i, mchid in enumerate(MERCHANTS):
         write_code_stock(ws.stocks_dir, i, [f"seed-{mchid}-{n:04d}" for n in range(1000)], mchid)
     rng = random.Random(SEED)
-
     in_doubt = []
 
     def between(run: int) -> None:
@@ -397,9 +396,25 @@ def test_code_uploads_and_callbacks_killed_at_random_moments(
         if run % 3 == 0:
             more_codes_and_callbacks(ws, emulator, run // 3)
 
-    tally = crash_runs(ws, emulator, children, 9, rng, between)
+    tally = crash_runs(ws, emulator, children, runs, rng, between)
     print(f"seed {SEED}: {tally}; code batches in doubt after each run: {in_doubt}")
     settle(ws, emulator, tally)
     check_converged(ws, emulator)
     check_codes_and_callbacks(ws, emulator)
-    assert tally.killed >= 4, tally
+    return tally
+
+
+def test_code_uploads_and_callbacks_killed_at_random_moments(
+    ws: Workspace, emulator: EmulatorProcess, children: CliChildren
+) -> None:
+    tally = code_crash_test(ws, emulator, children, runs=6)
+    assert tally.killed >= 3, tally
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("emulator", ["idempotent", "reject"], indirect=True)
+def test_code_uploads_and_callbacks_killed_at_random_moments_long(
+    ws: Workspace, emulator: EmulatorProcess, children: CliChildren
+) -> None:
+    tally = code_crash_test(ws, emulator, children, runs=60)
+    assert tally.killed >= 30, tally
