@@ -259,6 +259,12 @@ def with_uploads(change: Change, pool: CodePool | None, st: StockState | None) -
         notes.append(
             f"{len(gone):,} uploaded code(s) no longer in {pool.file} stay in WeChat Pay's pool and may still be issued ({shown}); reconciler does not delete codes"
         )
+    refused = refused_codes(st)
+    if refused:
+        shown = "; ".join(f"{c}: {why}" for c, why in sorted(refused.items())[:3])
+        notes.append(
+            f"{len(refused):,} code(s) WeChat Pay refused are not sent again ({shown}); fix or remove them in {pool.file}"
+        )
     if not batches:
         if not notes:
             return change

@@ -92,6 +92,8 @@ class FakeStockApi(StockApi):
     """Answers by upload_request_no (a repeated number gets its answer again, or is refused
     in `reject` mode)."""
     codes_sent_again: int = 0
+    refuse_codes: dict[str, str] = field(default_factory=dict)
+    """Codes an upload refuses (in `fail_codes`), with the message."""
     """Codes that arrived under a second upload_request_no: uploaded twice."""
     callbacks: dict[str, str] = field(default_factory=dict)
     """Notify URLs by kind (this fake is one merchant)."""
@@ -334,9 +336,17 @@ class FakeStockApi(StockApi):
                     raise already_exists()
                 return copy.deepcopy(self.uploads[number])
             pool = self.codes.setdefault(stock_id, {})
-            success, existing = [], []
+            success, existing, failed = [], [], []
             for code in body["coupon_code_list"]:
-                if code in pool:
+                if code in self.refuse_codes:
+                    failed.append(
+                        {
+                            "coupon_code": code,
+                            "code": "INVALID_CODE",
+                            "message": self.refuse_codes[code],
+                        }
+                    )
+                elif code in pool:
                     existing.append(code)
                     self.codes_sent_again += pool[code] != number
                 else:
@@ -346,7 +356,7 @@ class FakeStockApi(StockApi):
                 "stock_id": stock_id,
                 "success_codes": success,
                 "already_exist_codes": existing,
-                "fail_codes": [],
+                "fail_codes": failed,
             }
             self.uploads[number] = answer
             return copy.deepcopy(answer)

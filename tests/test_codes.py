@@ -297,3 +297,17 @@ def test_codes_removed_from_the_file_are_reported_not_deleted(tmp_path: Path) ->
     change = plan.changes[0]
     assert change.action is Action.NOOP and not change.operations
     assert "2 uploaded code(s) no longer in" in change.reason
+
+
+def test_codes_wechat_pay_refused_are_reported_and_not_resent(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    only(w.apply(w.plan(upload_stock(CODES[:3]))))
+    stock_id = w.state.stock(ID).stock_id
+    assert stock_id is not None
+    w.api.refuse_codes = {CODES[4]: "code已被使用"}
+    result = only(w.apply(w.plan(upload_stock(CODES[:5]))))
+    assert result.outcome is Outcome.FAILED and "refused 1 of 2 code(s)" in result.message
+    assert CODES[4] + ": INVALID_CODE code已被使用" in result.message
+    plan = w.plan(upload_stock(CODES[:5]))
+    assert not plan.has_changes
+    assert "1 code(s) WeChat Pay refused are not sent again" in plan.changes[0].reason
