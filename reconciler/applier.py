@@ -18,14 +18,17 @@ import heapq
 import itertools
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from reconciler import callbacks_apply, codes_apply
+from reconciler.callbacks_apply import CallbackApi
+from reconciler.codes_apply import DEFAULT_DELAYS, CodeApi, InDoubt, NotSent, Recorder
 from reconciler.errors import ApiError, ReconcilerError
 from reconciler.ids import body_digest
 from reconciler.kinds import StockApi, StockKind, kind_of
@@ -137,10 +140,12 @@ class Applier:
         activation: Activation | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         root: Path | None = None,
+        code_retry_delays: Sequence[float] = DEFAULT_DELAYS,
     ) -> None:
         self.root = root
         """Where the image files of upload operations are (the repository root)."""
         self._uploading: dict[tuple[str, str], threading.Lock] = {}
+        self.code_retry_delays = code_retry_delays
         self.activation = activation or Activation()
         self._monotonic = monotonic
         self.store = store
@@ -309,8 +314,15 @@ class Applier:
                 stock_id = self._create(api, kind, change, op)
                 done.append(f"created stock_id {stock_id} (批次号)")
                 continue
+            if op.type is OpType.CALLBACK:  # a merchant's setting: no stock
+                done.append(self._setting_or_codes(api, kind, change, op, i))
+                continue
             assert stock_id is not None
             op = replace(op, stock_id=stock_id)
+            if op.type is OpType.UPLOAD_CODES:
+                done.append(self._setting_or_codes(api, kind, change, op, i))
+                detail = None
+                continue
             if op.type in TRANSITIONS:
                 wait_for = self._transition(api, kind, change, op, detail, attempts)
                 if wait_for is not None:
@@ -324,6 +336,31 @@ class Applier:
                 done.append(f"{op.type.value} sent ({op.request_no})")
             detail = None
         return Result(change.id, change.merchant, Outcome.SUCCEEDED, "; ".join(done), stock_id)
+
+    def _setting_or_codes(
+        self, api: StockApi, kind: StockKind, change: Change, op: Operation, index: int
+    ) -> str:
+        """A code batch (reconciler.codes_apply) or a callback (reconciler.callbacks_apply);
+        after a change's last batch, the pool's count is checked against the state."""
+        rec = Recorder(
+            lambda: self.state, self._update, self.now, self.stop.wait, self.code_retry_delays
+        )
+        try:
+            if op.type is OpType.CALLBACK:
+                return callbacks_apply.send(rec, cast(CallbackApi, api), change, op)
+            said = codes_apply.upload(rec, cast(CodeApi, api), change, op)
+            if all(o.type is not OpType.UPLOAD_CODES for o in change.operations[index + 1 :]):
+                assert op.stock_id is not None
+                seen = self._read(api, kind, change, op.stock_id)
+                if seen is not None:
+                    self._note(lambda s: s.record_observed(change.id, seen, self.now()))
+                    count = codes_apply.count_check(seen, rec, change)
+                    said += f"; {count}" if count else ""
+            return said
+        except InDoubt as exc:
+            raise _Unresolved(str(exc), "reconciler apply") from None
+        except NotSent as exc:
+            raise _Skipped(str(exc)) from None
 
     def _check_identity(
         self, api: StockApi, kind: StockKind, change: Change, stock_id: str

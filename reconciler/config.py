@@ -106,6 +106,47 @@ class SubMerchant(Strict):
     """For display in plans only."""
 
 
+CALLBACK_URL_MAX = 256
+"""Longest notify URL accepted (the callback docs give no limit; real URLs are far shorter)."""
+
+
+def _check_callback_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    if len(value) > CALLBACK_URL_MAX:
+        raise ValueError(f"has {len(value)} characters; at most {CALLBACK_URL_MAX}")
+    if re.search(r"[\s\x00-\x1f\x7f]", value):
+        raise ValueError("must not contain spaces or control characters")
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError as exc:
+        raise ValueError(f"is not a URL ({exc})") from None
+    if parts.scheme != "https":
+        raise ValueError("must be an https URL (WeChat Pay refuses http and other schemes)")
+    if not host:
+        raise ValueError("has no host; write it as https://host/path")
+    if parts.query or "?" in value:
+        raise ValueError(
+            "must have no query string (WeChat Pay refuses `?...`); put it in the path"
+        )
+    if parts.fragment or "#" in value:
+        raise ValueError("must have no fragment (`#...`)")
+    return value
+
+
+CallbackUrl = Annotated[str, AfterValidator(_check_callback_url)]
+
+
+class Callbacks(Strict):
+    """A merchant's notify URLs (reconciler.callbacks): set by apply, read back by plan."""
+
+    favor: CallbackUrl | None = None
+    """代金券 events (POST /v3/marketing/favor/callbacks)."""
+    busifavor: CallbackUrl | None = None
+    """商家券 events (POST /v3/marketing/busifavor/callbacks); needs 营销事件推送."""
+
+
 class Merchant(Strict):
     mchid: Mchid
     serial_no: str = Field(pattern=r"^[0-9A-Fa-f]{1,64}$")
@@ -145,6 +186,9 @@ class Merchant(Strict):
         if self.mchid in ids:
             raise ValueError(f"sub_merchants lists the merchant {self.mchid} itself")
         return self
+
+    callbacks: Callbacks | None = None
+    """Notify URLs by kind, kept as desired state (reconciler.callbacks)."""
 
     @model_validator(mode="after")
     def _verification(self) -> Merchant:
@@ -299,6 +343,15 @@ class ProjectFile:
 
     def merchant(self, mchid: str) -> Merchant | None:
         return next((m for m in self.project.merchants if m.mchid == mchid), None)
+
+    def callback_urls(self) -> dict[str, str]:
+        """Every configured notify URL by `<mchid>/<kind>`."""
+        return {
+            f"{m.mchid}/{kind}": url
+            for m in self.project.merchants
+            if m.callbacks is not None
+            for kind, url in m.callbacks.model_dump(exclude_none=True).items()
+        }
 
     def rate_limits(self, mchid: str) -> dict[str, Limit]:
         m = self.merchant(mchid)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from reconciler.codes import CodePool
 from reconciler.spec.stock import Stock
 
 
@@ -38,6 +39,9 @@ class Summary:
     line: int
     spec_key: str
     """sha256 over merchant, kind and spec: equal keys mean identical stocks."""
+    merchant: str = ""
+    codes: CodePool | None = None
+    """The stock's code pool, for the checks across stocks (reconciler.codes)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class DesiredStock:
     """sha256 of the file's bytes: a saved plan records it to notice edits."""
     lines: FieldLines = field(default_factory=lambda: FieldLines(), compare=False, repr=False)
     """Where each field is in the file, so that a plan can point at the field it is about."""
+    codes: CodePool | None = field(default=None, compare=False, repr=False)
+    """The code pool named by `codes: {file: ...}` (reconciler.codes), read with the file."""
 
     def line_of(self, path: str) -> int:
         """The line of `path`, or of its nearest parent in the file; else the `id:` line."""
@@ -64,5 +70,10 @@ class DesiredStock:
     def summary(self) -> Summary:
         key = f"{self.stock.merchant}\0{self.stock.kind}\0{self.stock.spec.model_dump_json()}"
         return Summary(
-            self.stock.id, self.file, self.line, hashlib.sha256(key.encode()).hexdigest()
+            self.stock.id,
+            self.file,
+            self.line,
+            hashlib.sha256(key.encode()).hexdigest(),
+            self.stock.merchant,
+            self.codes,
         )

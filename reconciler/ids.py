@@ -91,6 +91,8 @@ PURPOSE_CODES: Final[Mapping[str, str]] = {
     "pause": "P",
     "restart": "R",
     "stop": "S",
+    "upload_codes": "U",
+    "callback": "N",
 }
 """One letter per request purpose: the create call, busifavor modify (`out_request_no` of the
 PATCH) and busifavor budget (`modify_budget_request_no`, Q for quota); favor modify-goods-id

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from reconciler.codes import CodePool, capacity_problems, duplicates_across, read_pool
 from reconciler.desired import DesiredStock, FieldLines, Summary
 from reconciler.diagnostics import Diagnostic, Severity, sort_diagnostics
 from reconciler.kinds import KINDS
@@ -88,6 +89,7 @@ def _load_stock(
     size: int | None = None,
     positions: bool = True,
     source: Path | None = None,
+    folder: Path | None = None,
 ) -> tuple[DesiredStock | None, list[Diagnostic], Any]:
     """`load_stock_file`, plus the plain data the stock was validated from. `positions`:
     keep the line of every field (for the plan; validate needs none of a valid stock).
@@ -116,12 +118,36 @@ def _load_stock(
 
         found = image_findings(stock, file, root_of(source, file))
         diagnostics += findings_to_diagnostics(doc, found)
-    if any(d.severity is Severity.ERROR for d in diagnostics):
+    pool, digest = None, hashlib.sha256(raw).hexdigest()
+    ref = getattr(stock, "codes", None)
+    if ref is not None and folder is not None and not diagnostics_have_errors(diagnostics):
+        pool, problems = read_pool(folder, file, ref.file, doc.locate(("codes", "file"), key=False))
+        diagnostics += problems
+        if pool is not None:
+            digest = hashlib.sha256(f"{digest}\0{pool.digest}".encode()).hexdigest()
+            rule = ("spec", "stock_send_rule", "max_coupons")
+            where = doc.locate(rule) if _has(doc.data, rule) else doc.locate(("codes",))
+            diagnostics += capacity_problems(
+                pool, stock_kind.code_capacity(stock), (file, where[0], where[1])
+            )
+    if diagnostics_have_errors(diagnostics):
         return None, diagnostics, None
     line = doc.locate(("id",))[0]
     lines = _field_lines(*key_lines(doc.node)) if positions else FieldLines()
-    loaded = DesiredStock(stock, file, line, hashlib.sha256(raw).hexdigest(), lines)
+    loaded = DesiredStock(stock, file, line, digest, lines, pool)
     return loaded, diagnostics, doc.data
+
+
+def diagnostics_have_errors(diagnostics: Iterable[Diagnostic]) -> bool:
+    return any(d.severity is Severity.ERROR for d in diagnostics)
+
+
+def _has(data: Any, path: tuple[str, ...]) -> bool:
+    for part in path:
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
 
 
 _LAYOUTS: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -168,11 +194,12 @@ class _Shipped:
     digest: str
     summary: Summary
     lines: FieldLines
+    codes: CodePool | None = None
 
     def unpack(self) -> DesiredStock:
         stock = KINDS[self.kind].model.model_validate(self.data)
         lines = _field_lines(self.lines.paths, self.lines.lines)
-        return DesiredStock(stock, self.file, self.line, self.digest, lines)
+        return DesiredStock(stock, self.file, self.line, self.digest, lines, self.codes)
 
 
 _Outcome = tuple[DesiredStock | _Shipped | Summary | None, list[Diagnostic]]
@@ -185,7 +212,9 @@ def _load_path(path: Path, file: str, keep: bool, ship: bool) -> _Outcome:
         return None, [
             Diagnostic(file, 0, 0, Severity.ERROR, (), f"cannot read: {exc.strerror}", "unreadable")
         ]
-    loaded, diagnostics, data = _load_stock(raw, file, size, positions=keep, source=path)
+    loaded, diagnostics, data = _load_stock(
+        raw, file, size, positions=keep, source=path, folder=path.parent
+    )
     if loaded is None:
         return None, diagnostics
     if not keep:
@@ -199,6 +228,7 @@ def _load_path(path: Path, file: str, keep: bool, ship: bool) -> _Outcome:
             loaded.digest,
             loaded.summary(),
             loaded.lines,
+            loaded.codes,
         )
         return shipped, diagnostics
     return loaded, diagnostics
@@ -250,6 +280,9 @@ def load_stocks(
             summaries.append(loaded)
     result.valid = len(summaries)
     result.diagnostics += _cross_file(summaries)
+    result.diagnostics += duplicates_across(
+        (s.merchant, s.id, s.codes) for s in summaries if s.codes is not None
+    )
     result.diagnostics = sort_diagnostics(result.diagnostics)
     result.stocks.sort(key=lambda s: s.stock.id)
     return result

@@ -34,6 +34,11 @@ class OpType(StrEnum):
     """Upload an image file (POST /v3/marketing/favor/media/image-upload) for the media URL
     the create or modify after it uses. `request_no` is the file's sha256 (the upload takes no
     number); `body` names the file and what it is."""
+    UPLOAD_CODES = "upload_codes"
+    """Upload one batch (1-200) of a 商家券 code pool (POST .../couponcodes); see codes.py."""
+    CALLBACK = "callback"
+    """Set a merchant's notify URL for a kind (POST /v3/marketing/{kind}/callbacks): a
+    per-merchant setting, not a stock; see callbacks.py."""
 
 
 TRANSITIONS = frozenset({OpType.START, OpType.PAUSE, OpType.RESTART, OpType.STOP})

@@ -153,6 +153,8 @@ class Change:
     """Of `budget_fen`, the money that is only a ceiling and never locked (免充值, 商家券)."""
     budget_deltas: tuple[BudgetDelta, ...] = ()
     """Budget changes this update makes, as money (a ceiling: nothing is locked)."""
+    setting: str | None = None
+    """Set for a per-merchant setting rather than a stock: "callback" (reconciler.callbacks)."""
 
     @property
     def is_error(self) -> bool:
@@ -176,7 +178,7 @@ class Change:
             "locked_fen": self.locked_fen,
             "ceiling_fen": self.ceiling_fen,
             "budget_deltas": [d.to_data() for d in self.budget_deltas],
-        }
+        } | ({"setting": self.setting} if self.setting else {})
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Change:
@@ -197,6 +199,7 @@ class Change:
             locked_fen=data.get("locked_fen"),
             ceiling_fen=data.get("ceiling_fen"),
             budget_deltas=tuple(BudgetDelta.from_data(d) for d in data.get("budget_deltas", [])),
+            setting=data.get("setting"),
         )
 
 

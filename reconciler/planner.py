@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from reconciler import images_plan
+from reconciler.callbacks import Observed, plan_callbacks
+from reconciler.codes import with_uploads
 from reconciler.desired import DesiredStock
 from reconciler.ids import out_request_no
 from reconciler.kinds import FieldDiff, Lifecycle, StockKind, Verdict, kind_of
@@ -52,6 +54,10 @@ class PlanInputs:
     """Per merchant overrides of the documented limits, for the time estimate."""
     images: Mapping[str, ImageFacts] | None = None
     """The facts of the image files the stocks name, by root-relative path."""
+    callbacks: Mapping[str, str] = field(default_factory=dict)
+    """Notify URLs from reconciler.yaml by `<mchid>/<kind>` (reconciler.callbacks)."""
+    observed_callbacks: Mapping[str, Observed] | None = None
+    """What the refresh read for them (None: not read)."""
 
 
 def _field(change: FieldDiff, note: str = "") -> FieldChange:
@@ -116,9 +122,11 @@ class _Planner:
         desired_ids = {d.stock.id for d in self.i.desired}
         orphans = [s for s in self.i.state.stocks.values() if s.id not in desired_ids]
         for loaded in self.i.desired:
-            self.changes.append(self._one(loaded, orphans))
+            st = self.i.state.stocks.get(loaded.stock.id)
+            self.changes.append(with_uploads(self._one(loaded, orphans), loaded.codes, st))
         for orphan in orphans:
             self.changes.append(self._orphan(orphan))
+        self.changes += plan_callbacks(self.i.callbacks, self.i.state, self.i.observed_callbacks)
         self.changes.sort(key=lambda c: c.id)
         totals = self._totals()
         return Plan(

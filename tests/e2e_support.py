@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -246,6 +246,8 @@ class Workspace:
     would make these tests take minutes)."""
     transport: httpx.BaseTransport | None = None
     """Set by an in-memory LocalEmulator: in-process runs reach it instead of the network."""
+    callbacks: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Notify URLs by merchant, then kind, written under each merchant (reconciler.callbacks)."""
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -297,6 +299,7 @@ class Workspace:
             "    rate_limits:\n"
             f"      favor_create: {{count: {self.creates_per_second}, per_seconds: 1}}\n"
             f"      busifavor_create: {{count: {self.creates_per_second}, per_seconds: 1}}\n"
+            + _callback_lines(self.callbacks.get(m, {}))
             for m in self.mchids
         )
         self.project_file.write_text(
@@ -362,6 +365,36 @@ class Workspace:
     def stock_ids(self) -> dict[str, str | None]:
         """id -> remote stock_id as the state records it."""
         return {s.id: s.stock_id for s in self.state().stocks.values()}
+
+
+def _callback_lines(urls: dict[str, str]) -> str:
+    if not urls:
+        return ""
+    return "    callbacks:\n" + "".join(f"      {k}: {v}\n" for k, v in sorted(urls.items()))
+
+
+def write_code_stock(dest: Path, index: int, codes: Sequence[str], merchant: str = MCHID) -> Path:
+    """A 商家券 in MERCHANT_UPLOAD mode whose pool is `codes` (stocks/busifavor/codes/*.txt),
+    with max_coupons equal to the number of codes; returns the stock file."""
+    data = generated_stock("busifavor", index, merchant)
+    data["id"] = f"gen-codes-{index:03d}"
+    data["spec"]["coupon_code_mode"] = "MERCHANT_UPLOAD"
+    rule = data["spec"]["stock_send_rule"]
+    rule["max_coupons"] = len(codes)
+    rule.pop("max_coupons_by_day", None)
+    data["codes"] = {"file": f"codes/{data['id']}.txt"}
+    path = dest / "busifavor" / f"{data['id']}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dump_yaml(data), encoding="utf-8")
+    write_codes(path, codes)
+    return path
+
+
+def write_codes(stock_file: Path, codes: Sequence[str]) -> None:
+    """Write the codes file a stock file names."""
+    target = stock_file.parent / load_yaml(stock_file)["codes"]["file"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("".join(f"{c}\n" for c in codes), encoding="utf-8")
 
 
 def make_workspace(root: Path, clock: VirtualClock | None = None, **settings: Any) -> Workspace:
@@ -711,6 +744,7 @@ def serve(argv: Sequence[str]) -> None:
         out_request_no_reuse=ns.reuse,
         rate_limiting=False,
         faults=Faults(latency_ms=ns.latency_ms),
+        code_upload_delay_seconds=0.0,
     )
     emu = Emulator(settings, clock=Runtime.from_environment().clock.time, data_path=ns.data)
     done = threading.Event()

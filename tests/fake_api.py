@@ -89,6 +89,17 @@ class FakeStockApi(StockApi):
     uploads: dict[str, int] = field(default_factory=dict)
     """How many times each image content (sha256) reached the upload."""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(10000001))
+    codes: dict[str, dict[str, str]] = field(default_factory=dict)
+    """商家券 pools: stock_id -> code -> the upload_request_no that uploaded it."""
+    code_answers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Answers by upload_request_no (a repeated number gets its answer again, or is refused
+    in `reject` mode)."""
+    codes_sent_again: int = 0
+    """Codes that arrived under a second upload_request_no: uploaded twice."""
+    refuse_codes: dict[str, str] = field(default_factory=dict)
+    """Codes an upload refuses (in `fail_codes`), with the message."""
+    callbacks: dict[str, str] = field(default_factory=dict)
+    """Notify URLs by kind (this fake is one merchant)."""
 
     def fail(self, call: str, error: ApiError, when: When = "before", times: int = 1) -> None:
         self.failures.append(Failure(call, error, when, times))
@@ -203,7 +214,9 @@ class FakeStockApi(StockApi):
                     status=404, method="GET", path=stock_id, code="NOT_FOUND", message="批次不存在"
                 )
             body = {k: v for k, v in self.stocks[stock_id].items() if k != "out_request_no"}
-            return {**copy.deepcopy(body), "stock_id": stock_id, "stock_state": "ONGOING"}
+            return {**copy.deepcopy(body), "stock_id": stock_id, "stock_state": "ONGOING"} | (
+                self._code_count(stock_id)
+            )
 
         result: dict[str, Any] = self._run("busifavor_detail", stock_id, act)
         return result
@@ -331,6 +344,74 @@ class FakeStockApi(StockApi):
             return {"data": merchants[offset : offset + limit], "total_count": len(merchants)}
 
         result: dict[str, Any] = self._run("favor_merchants", stock_id, act)
+        return result
+
+    # --- code pools and callbacks (reconciler.codes_apply, reconciler.callbacks_apply) ------
+
+    def _code_count(self, stock_id: str) -> dict[str, Any]:
+        if self.stocks[stock_id].get("coupon_code_mode") != "MERCHANT_UPLOAD":
+            return {}
+        n = len(self.codes.get(stock_id, {}))
+        return {"coupon_code_count": {"total_count": n, "available_count": n}}
+
+    def upload_codes(self, stock_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        number = str(body["upload_request_no"])
+
+        def act() -> dict[str, Any]:
+            if number in self.code_answers:
+                if self.reuse == "reject":
+                    raise already_exists()
+                return copy.deepcopy(self.code_answers[number])
+            pool = self.codes.setdefault(stock_id, {})
+            success, existing, failed = [], [], []
+            for code in body["coupon_code_list"]:
+                if code in self.refuse_codes:
+                    failed.append(
+                        {
+                            "coupon_code": code,
+                            "code": "INVALID_CODE",
+                            "message": self.refuse_codes[code],
+                        }
+                    )
+                elif code in pool:
+                    existing.append(code)
+                    self.codes_sent_again += pool[code] != number
+                else:
+                    pool[code] = number
+                    success.append(code)
+            answer = {
+                "stock_id": stock_id,
+                "success_codes": success,
+                "already_exist_codes": existing,
+                "fail_codes": failed,
+            }
+            self.code_answers[number] = answer
+            return copy.deepcopy(answer)
+
+        result: dict[str, Any] = self._run("busifavor_upload_codes", number, act)
+        return result
+
+    def list_codes(self, stock_id: str, offset: int, limit: int) -> dict[str, Any]:
+        def act() -> dict[str, Any]:
+            codes = list(self.codes.get(stock_id, {}))
+            page = [{"code": c} for c in codes[offset : offset + limit]]
+            return {"data": page, "total_count": len(codes), "offset": offset, "limit": limit}
+
+        result: dict[str, Any] = self._run("busifavor_codes", stock_id, act)
+        return result
+
+    def get_callback(self, kind: str, mchid: str) -> str | None:
+        result: str | None = self._run(
+            f"{kind}_callback_get", mchid, lambda: self.callbacks.get(kind)
+        )
+        return result
+
+    def set_callback(self, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        def act() -> dict[str, Any]:
+            self.callbacks[kind] = str(body["notify_url"])
+            return {"notify_url": body["notify_url"]}
+
+        result: dict[str, Any] = self._run(f"{kind}_callback", str(body["notify_url"]), act)
         return result
 
     # --- for assertions --------------------------------------------------------------------

@@ -23,7 +23,7 @@ import random
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from multiprocessing.process import BaseProcess
@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.codes import uploaded
 from reconciler.emulator.settings import ReuseMode
 from reconciler.state.lock import is_stale
 from reconciler.state.store import StateStore, parse_state
@@ -48,6 +49,8 @@ from tests.e2e_support import (
     remote_by_request_no,
     stopped,
     wait_for,
+    write_code_stock,
+    write_codes,
     write_generated_stocks,
 )
 
@@ -167,11 +170,13 @@ def crash_runs(
     children: CliChildren,
     runs: int,
     rng: random.Random,
+    between: Callable[[int], None] = lambda run: None,
 ) -> Tally:
     tally = Tally()
     window = FIRST_WINDOW_SECONDS
     for run in range(runs):
         churn(ws, rng, run)
+        between(run)
         proc = children.start(ws, "apply", "--yes", log=ws.root / f"apply-{run:03d}.log")
         try:
             wait_for(partial(lock_taken_or_exited, ws, proc), "the apply to take the lock")
@@ -403,3 +408,85 @@ def test_apply_with_image_uploads_killed_at_random_moments(
         with_images += logo is not None
     assert with_images == IMAGE_STOCKS
     print(f"image uploads {uploads}, in doubt after kills {in_doubt}")
+
+
+# --- code pools and callbacks ------------------------------------------------------------------
+
+
+def code_stock_files(ws: Workspace) -> list[Path]:
+    return sorted((ws.stocks_dir / "busifavor").glob("gen-codes-*.yaml"))
+
+
+def more_codes_and_callbacks(ws: Workspace, emulator: EmulatorProcess, chunk: int) -> None:
+    """Between chunks of killed runs: each code stock gets new codes (one batch or more), and
+    every merchant's callback URLs change."""
+    for path in code_stock_files(ws):
+        codes = (path.parent / load_yaml(path)["codes"]["file"]).read_text().split()
+        start = len(codes)
+        write_codes(path, codes + [f"{path.stem}-{i:05d}" for i in range(start, start + 1000)])
+    urls = {
+        m: {k: f"https://shop.example.com/{m}/{k}/v{chunk}" for k in ("favor", "busifavor")}
+        for m in MERCHANTS
+    }
+    ws.write_project(emulator.base_url, callbacks=urls)
+
+
+def check_codes_and_callbacks(ws: Workspace, emulator: EmulatorProcess) -> None:
+    """No code reached WeChat Pay under two numbers, and the state is WeChat Pay's truth."""
+    state = ws.state()
+    remote = {s["stock_id"]: s for s in emulator.stocks()}
+    for path in code_stock_files(ws):
+        data = load_yaml(path)
+        wanted = set((path.parent / data["codes"]["file"]).read_text().split())
+        st = state.stock(data["id"])
+        assert st.stock_id is not None
+        there = remote[st.stock_id]
+        assert there["codes_sent_again"] == 0, path
+        assert set(there["codes"]) == wanted, path
+        assert uploaded(st) == wanted and all(b.done for b in st.code_batches.values()), path
+    data = json.loads(ws.emulator_data.read_text(encoding="utf-8"))
+    for mchid, urls in ws.callbacks.items():
+        for kind, url in urls.items():
+            assert data["callbacks"][f"{kind}:{mchid}"] == url
+            record = state.callbacks[f"{mchid}/{kind}"]
+            assert (record.url, record.pending) == (url, None)
+
+
+def code_crash_test(
+    ws: Workspace, emulator: EmulatorProcess, children: CliChildren, runs: int
+) -> Tally:
+    write_generated_stocks(ws.stocks_dir, 4, merchants=MERCHANTS)
+    for i, mchid in enumerate(MERCHANTS):
+        write_code_stock(ws.stocks_dir, i, [f"seed-{mchid}-{n:04d}" for n in range(1000)], mchid)
+    rng = random.Random(SEED)
+    in_doubt = []
+
+    def between(run: int) -> None:
+        if ws.state_path.exists():  # what the previous (killed) run left
+            batches = [b for s in ws.state().stocks.values() for b in s.code_batches.values()]
+            in_doubt.append(sum(1 for b in batches if not b.done))
+        if run % 3 == 0:
+            more_codes_and_callbacks(ws, emulator, run // 3)
+
+    tally = crash_runs(ws, emulator, children, runs, rng, between)
+    print(f"seed {SEED}: {tally}; code batches in doubt after each run: {in_doubt}")
+    settle(ws, emulator, tally)
+    check_converged(ws, emulator)
+    check_codes_and_callbacks(ws, emulator)
+    return tally
+
+
+def test_code_uploads_and_callbacks_killed_at_random_moments(
+    ws: Workspace, emulator: EmulatorProcess, children: CliChildren
+) -> None:
+    tally = code_crash_test(ws, emulator, children, runs=6)
+    assert tally.killed >= 3, tally
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("emulator", ["idempotent", "reject"], indirect=True)
+def test_code_uploads_and_callbacks_killed_at_random_moments_long(
+    ws: Workspace, emulator: EmulatorProcess, children: CliChildren
+) -> None:
+    tally = code_crash_test(ws, emulator, children, runs=60)
+    assert tally.killed >= 30, tally

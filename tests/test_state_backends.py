@@ -331,3 +331,38 @@ def test_uploaded_images_survive_per_merchant(factory: Factory) -> None:
     assert loaded.media_urls(M2) == {sha2: "https://img.example/2"}
     # A state with images only changed is a save of its own (one journal line, a few rows).
     assert delta(state, state.record_upload_intent(M1, "c" * 64, "x.png", T0)).size == 1
+
+
+def test_code_batches_and_callbacks_survive_every_save(factory: Factory) -> None:
+    store = factory()
+    state = store.save(store.load(create_if_missing=True).with_stock(stock("a")))
+    state = store.save(state.record_code_batch("a", "1900000001_BU0_a_x1", ["C1", "C2"], T0))
+    state = store.save(state.set_callback(f"{M1}/favor", pending="https://a.example.com/n"))
+    intent = factory().load()
+    assert not intent.stock("a").code_batches["1900000001_BU0_a_x1"].done
+    assert intent.callbacks[f"{M1}/favor"].pending == "https://a.example.com/n"
+    state = store.save(state.record_code_batch_done("a", "1900000001_BU0_a_x1", ["C1", "C2"], {}))
+    state = store.save(
+        state.set_callback(f"{M1}/favor", url="https://a.example.com/n", pending=None)
+    )
+    loaded = factory().load()
+    assert loaded.stocks == state.stocks and loaded.callbacks == state.callbacks
+    assert loaded.callbacks[f"{M1}/favor"].url == "https://a.example.com/n"
+    assert loaded.stock("a").code_batches["1900000001_BU0_a_x1"].uploaded == ["C1", "C2"]
+
+
+def test_merchant_scoped_runs_each_keep_their_callbacks(factory: Factory, kind: str) -> None:
+    """Two runs on different merchants both set a callback; neither save drops the other's
+    (each replaces only its own merchants' entries)."""
+    store = factory()
+    store.save(store.load(create_if_missing=True).with_stock(stock("a", M1)))
+    one, two = factory(), factory()
+    with one.lock("apply", merchants=[M1]), two.lock("apply", merchants=[M2]):
+        s1, s2 = one.load(), two.load()
+        one.save(s1.set_callback(f"{M1}/favor", url="https://one.example.com/n", pending=None))
+        two.save(s2.set_callback(f"{M2}/favor", url="https://two.example.com/n", pending=None))
+    final = factory().load()
+    assert {k: v.url for k, v in final.callbacks.items()} == {
+        f"{M1}/favor": "https://one.example.com/n",
+        f"{M2}/favor": "https://two.example.com/n",
+    }

@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from reconciler.emulator import routes_busifavor, routes_favor, routes_media, store
+from reconciler.emulator import (
+    routes_busifavor,
+    routes_callbacks,
+    routes_codes,
+    routes_favor,
+    routes_media,
+    store,
+)
 from reconciler.emulator.auth import authenticate, request_target, signed_response
 from reconciler.emulator.context import Reply, RequestContext
 from reconciler.emulator.failures import ApiFailure, system_error
@@ -36,7 +43,13 @@ from reconciler.emulator.store import EmulatedMerchant, MerchantSigning, Store, 
 if TYPE_CHECKING:
     from reconciler.emulator.server import EmulatorServer
 
-HANDLERS = {**routes_favor.HANDLERS, **routes_busifavor.HANDLERS, **routes_media.HANDLERS}
+HANDLERS = {
+    **routes_favor.HANDLERS,
+    **routes_busifavor.HANDLERS,
+    **routes_media.HANDLERS,
+    **routes_codes.HANDLERS,
+    **routes_callbacks.HANDLERS,
+}
 NO_CERTIFICATE = "无可用的平台证书,请在商户平台-API安全申请使用微信支付公钥"
 DISCONNECTED = "Server disconnected without sending a response."
 

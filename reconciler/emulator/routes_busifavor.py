@@ -66,7 +66,8 @@ def busifavor_view(stock: StoredStock, style: TimeStyle) -> dict[str, Any]:
     view["stock_id"] = stock.stock_id
     view["send_count_information"] = busifavor_send_count(view)
     if view["coupon_code_mode"] == "MERCHANT_UPLOAD":
-        view["coupon_code_count"] = {"total_count": 0, "available_count": 0}
+        count = len(stock.codes)
+        view["coupon_code_count"] = {"total_count": count, "available_count": count}
     return view
 
 

@@ -37,6 +37,12 @@ ROUTES: tuple[Route, ...] = (
     _route("busifavor.modify", "PATCH", f"{_BUSI}/{_ID}"),
     _route("busifavor.budget", "PATCH", f"{_BUSI}/{_ID}/budget"),
     _route("media.image_upload", "POST", f"{_FAVOR}/media/image-upload"),
+    _route("busifavor.upload_codes", "POST", f"{_BUSI}/{_ID}/couponcodes"),
+    _route("busifavor.codes", "GET", f"{_BUSI}/{_ID}/couponcodes"),
+    _route("favor.callback_set", "POST", f"{_FAVOR}/callbacks"),
+    _route("favor.callback_get", "GET", f"{_FAVOR}/callbacks"),
+    _route("busifavor.callback_set", "POST", "/v3/marketing/busifavor/callbacks"),
+    _route("busifavor.callback_get", "GET", "/v3/marketing/busifavor/callbacks"),
     _route("certificates", "GET", "/v3/certificates"),
 )
 

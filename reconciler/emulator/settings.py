@@ -81,6 +81,10 @@ class EmulatorSettings:
       in-process emulators (tests) to 0.
     - `max_running_stocks`: a start beyond this many running stocks of the merchant answers
       403 RULE_LIMIT (the limit is reported as 500; the code is UNCONFIRMED).
+    - `code_upload_delay_seconds`: a 商家券 code upload this soon after the create answers 400
+      STATEMENT_CREATING (reported by developers; the length is UNCONFIRMED).
+    - `marketing_event_denied`: merchants without the 营销事件推送 permission: their busifavor
+      callback calls answer 403 NO_AUTH.
     """
 
     signing_key: SigningKeyMode = "by_merchant"
@@ -100,3 +104,5 @@ class EmulatorSettings:
     faults: Faults = field(default_factory=Faults)
     activation_delay_seconds: float = 0.0
     max_running_stocks: int = 500
+    code_upload_delay_seconds: float = 3.0
+    marketing_event_denied: frozenset[str] = frozenset()

@@ -72,6 +72,11 @@ class StoredStock:
     status: str
     body: dict[str, Any]
     events: dict[str, str] = field(default_factory=dict)
+    codes: dict[str, str] = field(default_factory=dict)
+    """商家券 code pool: code -> the upload_request_no that uploaded it (routes_codes)."""
+    codes_sent_again: int = 0
+    """Codes that arrived again under another upload_request_no than the one that uploaded
+    them: a client that uploads a code twice (the tests expect 0)."""
 
     def snapshot(self) -> StoredStock:
         return copy.deepcopy(self)
@@ -104,6 +109,9 @@ class Store:
 
     def provider_of(self, mchid: str) -> str | None:
         return next((p for p, subs in sorted(self.sub_merchants.items()) if mchid in subs), None)
+
+    callbacks: dict[str, str] = field(default_factory=dict)
+    """Notify URLs by `<kind>:<mchid>` (routes_callbacks)."""
 
     def allocate_stock_id(self) -> str:
         stock_id = str(self.next_stock_id)
@@ -141,6 +149,8 @@ class Store:
                     "status": s.status,
                     "body": s.body,
                     "events": s.events,
+                    "codes": s.codes,
+                    "codes_sent_again": s.codes_sent_again,
                 }
                 for s in self.stocks.values()
             ],
@@ -158,6 +168,7 @@ class Store:
                 for number, r in sorted(records.items())
             ],
             "sub_merchants": {p: sorted(subs) for p, subs in sorted(self.sub_merchants.items())},
+            "callbacks": dict(sorted(self.callbacks.items())),
         }
 
     @classmethod
@@ -180,6 +191,7 @@ class Store:
             store.stocks[s["stock_id"]] = StoredStock(**s)
         for provider, subs in (data.get("sub_merchants") or {}).items():
             store.sub_merchants[provider] = set(subs)
+        store.callbacks = dict(data.get("callbacks") or {})
         for r in data["request_numbers"]:
             store.numbers(r["mchid"], r["scope"])[r["number"]] = RequestRecord(
                 digest_json=r["digest_json"],

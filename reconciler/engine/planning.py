@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from reconciler import __version__
+from reconciler import __version__, callbacks_apply
+from reconciler.callbacks import Observed
 from reconciler.engine.partners import with_sub_totals
 from reconciler.engine.preflight import preflight
 from reconciler.engine.scope import Scope, plan_scope, scoped_desired, scoped_state
@@ -53,10 +54,25 @@ def plan(
     now = ws.runtime.clock.now()
     ids = refresh_targets(view, desired, refresh_mode, now)
     observed: dict[str, dict[str, Any]] = {}
-    if ids:
-        clients = clients_for(ws, [state.stock(i).merchant for i in ids])
+    wanted = ws.project.callback_urls()
+    if scope is not None:
+        # Notify URLs are per merchant, not stock files: a merchant scope keeps its own, a
+        # scope by paths alone covers stocks only.
+        wanted = {
+            k: v
+            for k, v in wanted.items()
+            if scope.merchants and not scope.paths and k.split("/", 1)[0] in scope.merchants
+        }
+    seen_callbacks: dict[str, Observed] | None = None
+    if ids or (wanted and refresh_mode != "none"):
+        merchants = [state.stock(i).merchant for i in ids]
+        if refresh_mode != "none":
+            merchants += [k.split("/", 1)[0] for k in wanted]
+        clients = clients_for(ws, merchants)
         try:
-            observed = refresh(ws, view, ids, clients)
+            observed = refresh(ws, view, ids, clients) if ids else {}
+            if refresh_mode != "none":
+                seen_callbacks = callbacks_apply.read_all(clients, wanted)
         finally:
             for c in clients.values():
                 c.close()
@@ -74,6 +90,8 @@ def plan(
                 m.mchid: ws.project.rate_limits(m.mchid) for m in ws.project.project.merchants
             },
             images=image_catalog(ws),
+            callbacks=wanted,
+            observed_callbacks=seen_callbacks,
         )
     )
     if scope is not None:

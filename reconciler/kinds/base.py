@@ -130,6 +130,9 @@ class StockKind(ABC):
     labels: ClassVar[Mapping[str, Label]]
     """Every create-body field's label (the documentation's Chinese name, an English name, its
     group), by path: `reconciler.spec.labels_<kind>`."""
+    callback_permission: ClassVar[str] = ""
+    """What a merchant must have enabled before WeChat Pay takes its notify URL for this kind
+    (reconciler.callbacks names it when WeChat Pay answers "no permission")."""
 
     # --- the create --------------------------------------------------------------------------
 
@@ -411,6 +414,15 @@ class StockKind(ABC):
     def ceiling(self, stock: Stock) -> int:
         """Money (fen) of a create that is only a ceiling: never locked from a balance."""
         return self.committed_budget(stock) or 0
+
+    def callback_body(self, mchid: str, url: str) -> dict[str, Any]:
+        """The body of POST /v3/marketing/{kind}/callbacks."""
+        return {"mchid": mchid, "notify_url": url}
+
+    def code_capacity(self, stock: Stock) -> int | None:
+        """For a stock whose codes the merchant uploads: how many coupons it can issue (each
+        needs a code); None when the kind has no code pool or the stock does not upload."""
+        return None
 
     def not_ready(self, exc: Exception) -> bool:
         """Whether a failed activation may succeed later (WeChat Pay still registering the

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
+from reconciler.diagnostics import Severity
 from reconciler.i18n import Lang, date_range, pick
 from reconciler.kinds.base import StockApi, StockKind, count_text, offer_text
 from reconciler.mapping import get_path, leaves
@@ -51,6 +52,7 @@ class BusifavorKind(StockKind):
     )
     creator_path = "belong_merchant"
     labels = BUSIFAVOR_LABELS
+    callback_permission = "the 营销事件推送 (marketing-event push) permission, and an APIv3 key set in 商户平台 (账户中心 → API安全)"
 
     def committed_budget(self, stock: Stock) -> int | None:
         """NORMAL coupons: discount × max_coupons, the most the stock can give away."""
@@ -114,7 +116,25 @@ class BusifavorKind(StockKind):
     def rules(self, stock: Stock) -> list[Finding]:
         out = Findings(("spec",))
         busifavor_rules(_busifavor(stock).spec, stock.merchant, out)
+        if _busifavor(stock).codes is not None and not self._uploads(stock):
+            out.items.append(
+                Finding(
+                    ("codes",),
+                    Severity.ERROR,
+                    "a code pool is uploaded only for spec.coupon_code_mode: MERCHANT_UPLOAD",
+                    "codes_mode",
+                    "set coupon_code_mode: MERCHANT_UPLOAD, or remove `codes`",
+                )
+            )
         return out.items
+
+    def _uploads(self, stock: Stock) -> bool:
+        return _busifavor(stock).spec.coupon_code_mode == "MERCHANT_UPLOAD"
+
+    def code_capacity(self, stock: Stock) -> int | None:
+        if not self._uploads(stock):
+            return None
+        return _busifavor(stock).spec.stock_send_rule.max_coupons
 
     def creation_rules(self, stock: Stock, now: datetime) -> list[Finding]:
         out = Findings(("spec",))

@@ -118,6 +118,7 @@ def _favor(stock: Stock) -> FavorStock:
 
 class FavorKind(StockKind):
     name = "favor"
+    callback_permission = "the 代金券 (cash coupon) product, and the callback set by the merchant that creates the stocks"
     label = "代金券"
     model = FavorStock
     spec_model = FavorSpec
@@ -412,6 +413,10 @@ class FavorKind(StockKind):
         if seen == wanted:
             return ""
         return f"WeChat Pay lists the goods {sorted(seen)}, the file wants {sorted(wanted)}"
+
+    def callback_body(self, mchid: str, url: str) -> dict[str, Any]:
+        # switch=false is not supported (reference §7.2): the URL is always switched on.
+        return {**super().callback_body(mchid, url), "switch": True}
 
     def detail(self, api: StockApi, stock_id: str, merchant: str) -> dict[str, Any]:
         return api.favor_detail(stock_id, merchant)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from reconciler.i18n import Lang, t
-from reconciler.plan import Action, Change, Plan
+from reconciler.plan import ACTING, Action, Change, Plan
 from reconciler.render.images import upload_lines
 from reconciler.render.review import (
     SYMBOLS,
@@ -136,7 +136,7 @@ def _details(c: Change, lang: Lang) -> str:
     parts = [f"<details><summary>{_h(head)}</summary>", _where(c, lang)]
     if not c.is_error:
         parts += [md(line) for line in reason_lines(c, lang)]
-    if c.fields:
+    if c.fields and not (c.setting and c.action in ACTING):  # a setting's line says it
         items = []
         for name, values, note in (changed_field(c, f, lang) for f in c.fields):
             items.append(f"- {md(name)}{sep}{md(values)}" + (f" — {md(note)}" if note else ""))

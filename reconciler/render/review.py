@@ -47,6 +47,8 @@ CALL_WORDS: dict[str, tuple[str, str]] = {
     "restart": ("restart", "重启"),
     "stop": ("stop for good", "终止"),
     "upload_image": ("upload an image", "上传图片"),
+    "upload_codes": ("upload codes", "上传券码"),
+    "callback": ("set the notify URL", "设置回调通知地址"),
 }
 """(English, Chinese) of each operation type; an unknown type is shown by its own name."""
 
@@ -331,13 +333,37 @@ def shows_reason(change: Change) -> bool:
 
 def reason_lines(change: Change, lang: Lang) -> list[str]:
     """Why an error or orphan is one: in Chinese, what it means in Chinese and the planner's
-    specific reason (English) as details; in English, the reason."""
+    specific reason (English) as details; in English, the reason. For an acting change, the
+    work beside its fields: code batches to upload, a notify URL to set."""
+    if not change.is_error and change.action in ACTING:
+        return work_lines(change, lang)
     if not (change.reason and shows_reason(change)):
         return []
     key = f"explain.{change.action.value}"
     if lang == "zh" and key in MESSAGES:
         return [t(lang, key), t(lang, "details_en", reason=change.reason)]
     return [change.reason]
+
+
+def work_lines(change: Change, lang: Lang) -> list[str]:
+    """A notify URL set, and the code pool batches uploaded, in plain words."""
+    out = []
+    if change.setting == "callback":
+        for f in change.fields:
+            kind = f.path.rsplit(".", 1)[-1]
+            before = f.before or ("（无）" if lang == "zh" else "(none)")
+            if lang == "zh":
+                out.append(f"回调通知地址（{kind_label(kind)}）：{before} → {f.after}")
+            else:
+                out.append(f"callback {kind}: {before} → {f.after}")
+    batches = [o for o in change.operations if o.type.value == "upload_codes"]
+    if batches:
+        codes = sum(len(o.body.get("coupon_code_list") or ()) for o in batches)
+        if lang == "zh":
+            out.append(f"上传券码 {codes:,} 个，分 {len(batches)} 批（每批至多 200 个）")
+        else:
+            out.append(f"upload {codes:,} code(s) in {len(batches)} batch(es) of at most 200 each")
+    return out
 
 
 def kind_label(kind: str) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from reconciler.i18n import Lang, count, t
 from reconciler.money import money
-from reconciler.plan import Action, Change, MerchantTotals, Plan
+from reconciler.plan import ACTING, Action, Change, MerchantTotals, Plan
 from reconciler.render.images import upload_lines
 from reconciler.render.review import (
     SYMBOLS,
@@ -129,7 +129,8 @@ def _stock(change: Change, lang: Lang, color: bool) -> list[str]:
         where.append(t(lang, "stock_id", stock_id=change.stock_id))
     lines.append("    " + " · ".join(where))
     lines += [f"    {line}" for line in reason_lines(change, lang)]
-    for name, values, note in (changed_field(change, f, lang) for f in change.fields):
+    shown_fields = () if change.setting and change.action in ACTING else change.fields
+    for name, values, note in (changed_field(change, f, lang) for f in shown_fields):
         lines.append(f"    {name}{sep}{values}" + (f"  ({note})" if note else ""))
     lines += [f"    {m}" for m in money_lines(change, lang)]
     lines += [f"    {u}" for u in upload_lines(change, lang)]

@@ -54,11 +54,20 @@ class FavorStock(_StockBase):
     spec: FavorSpec
 
 
+class CodesFile(Strict):
+    """Where a code pool is kept: a text file, one code per line (reconciler.codes)."""
+
+    file: str = Field(min_length=1, max_length=1024)
+    """Relative to the stock file's folder."""
+
+
 class BusifavorStock(_StockBase):
     """A 商家券 stock (POST /v3/marketing/busifavor/stocks)."""
 
     kind: Literal["busifavor"]
     spec: BusifavorSpec
+    codes: CodesFile | None = None
+    """The code pool of a `coupon_code_mode: MERCHANT_UPLOAD` stock; apply uploads it."""
 
 
 Stock = FavorStock | BusifavorStock

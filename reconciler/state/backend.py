@@ -21,7 +21,7 @@ from typing import Protocol
 
 from reconciler.errors import StateError
 from reconciler.state.lock import LockInfo
-from reconciler.state.model import MediaImage, State, StockState
+from reconciler.state.model import CallbackRecord, MediaImage, State, StockState
 
 
 class WallClock(Protocol):
@@ -105,10 +105,18 @@ class Delta:
     """The remote stock_ids of retired numbers, when they changed (with `retired`)."""
     images: Mapping[str, Mapping[str, MediaImage]] | None = None
     """The uploaded images of each merchant whose images changed (all of that merchant's)."""
+    callbacks: Mapping[str, CallbackRecord] | None = None
+    """The merchants' notify URLs that changed, by `<mchid>/<kind>` (reconciler.callbacks);
+    merged into the stored ones, never replacing them."""
 
     @property
     def size(self) -> int:
-        return len(self.stocks) + (0 if self.retired is None else 1) + (1 if self.images else 0)
+        return (
+            len(self.stocks)
+            + (0 if self.retired is None else 1)
+            + (1 if self.images else 0)
+            + (0 if self.callbacks is None else 1)
+        )
 
 
 @dataclass(frozen=True)
@@ -158,7 +166,13 @@ def delta(base: State | Listed, new: State | Listed) -> Delta:
     images = None
     if new_images is not old_images and new_images != old_images:
         images = {m: v for m, v in new_images.items() if old_images.get(m) != v}
-    return Delta(changed, retired, retired_ids, images)
+    old_cb, new_cb = b.state.callbacks, n.state.callbacks
+    callbacks = None
+    if new_cb is not old_cb and new_cb != old_cb:
+        # Only the entries that changed: entries are never removed, and runs scoped to other
+        # merchants write theirs meanwhile.
+        callbacks = {k: v for k, v in new_cb.items() if old_cb.get(k) != v}
+    return Delta(changed, retired, retired_ids, images, callbacks)
 
 
 def _differing(a: list[object], b: list[object], lo: int, hi: int, out: list[int]) -> None:
@@ -179,3 +193,4 @@ def iter_merchants(d: Delta, base: State) -> Iterator[str]:
         if entry is not None:
             yield entry.merchant
     yield from d.images or ()
+    yield from (key.split("/", 1)[0] for key in d.callbacks or ())

@@ -57,6 +57,8 @@ def record_line(serial: int, delta: Delta) -> bytes:
             merchant: {sha: image.model_dump(mode="json") for sha, image in mine.items()}
             for merchant, mine in delta.images.items()
         }
+    if delta.callbacks is not None:
+        record["callbacks"] = {k: v.model_dump(mode="json") for k, v in delta.callbacks.items()}
     return _line(record)
 
 
@@ -161,6 +163,7 @@ def replay(data: dict[str, Any], journal: Journal) -> dict[str, Any]:
     retired = data.get("retired")
     retired_ids = data.get("retired_stock_ids")
     images = dict(data.get("images") or {})
+    callbacks = data.get("callbacks")
     for record in journal.records:
         if record["serial"] <= serial:
             continue
@@ -175,6 +178,8 @@ def replay(data: dict[str, Any], journal: Journal) -> dict[str, Any]:
             retired_ids = record["retired_stock_ids"]
         if "images" in record:
             images = {**images, **record["images"]}
+        if "callbacks" in record:
+            callbacks = {**(callbacks or {}), **record["callbacks"]}
     return {
         **data,
         **({"images": images} if images else {}),
@@ -182,4 +187,5 @@ def replay(data: dict[str, Any], journal: Journal) -> dict[str, Any]:
         "stocks": stocks,
         "retired": retired or {},
         "retired_stock_ids": retired_ids or {},
+        "callbacks": callbacks or {},
     }

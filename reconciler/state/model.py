@@ -89,6 +89,30 @@ class Pending(_Frozen):
     number was already used but gave no stock id ("already_exists")."""
 
 
+class CodeBatch(_Frozen):
+    """One upload of a 商家券 code pool batch, recorded *before* it is sent (`done` False) and
+    again once WeChat Pay answered (`done` True, with the codes it holds and those it refused).
+
+    An entry that is not done after a crash is resent with the same `upload_request_no` and
+    the same codes (reconciler.codes), so no code is ever sent under two numbers."""
+
+    codes: list[str] = Field(min_length=1, max_length=200)
+    done: bool = False
+    started_at: AwareDatetime
+    uploaded: list[str] = Field(default_factory=list)
+    """Codes WeChat Pay holds after this batch (accepted now, or already there)."""
+    failed: dict[str, str] = Field(default_factory=dict)
+    """Refused codes and WeChat Pay's reason; not uploaded."""
+
+
+class CallbackRecord(_Frozen):
+    """A merchant's notify URL for one kind: what apply last set (`url`), and the URL of a
+    set whose outcome is not known yet (`pending`)."""
+
+    url: str | None = None
+    pending: str | None = None
+
+
 class StockState(_Frozen):
     """What we know about one stock, keyed by its id (the YAML slug)."""
 
@@ -112,6 +136,10 @@ class StockState(_Frozen):
     the applied body holds the file's value there, not a known one. A change to such a field
     is shown as set for the first time; it leaves the list once an update records it. Left
     out of the data when empty, so records of stocks never imported are unchanged."""
+    code_batches: dict[RequestNo, CodeBatch] = Field(
+        default_factory=dict, exclude_if=lambda v: not v
+    )
+    """商家券 code pool uploads by upload_request_no (reconciler.codes)."""
 
     @classmethod
     def new(cls, id: str, kind: Kind, merchant: str, generation: int = 0) -> StockState:
@@ -167,6 +195,8 @@ class State(_Frozen):
     images: dict[str, dict[str, MediaImage]] = Field(default_factory=dict)
     """Per merchant, each uploaded image's sha256 (hex) and its media URL: a file is uploaded
     once per merchant, whatever stocks and runs use it."""
+    callbacks: dict[str, CallbackRecord] = Field(default_factory=dict)
+    """Notify URLs by `<mchid>/<kind>` (reconciler.callbacks)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> State:
@@ -384,6 +414,45 @@ class State(_Frozen):
         pending = stock.pending.model_copy(update={"outcome": outcome})
         return self.with_stock(_update(stock, pending=pending))
 
+    def record_code_batch(self, id: str, request_no: str, codes: list[str], at: datetime) -> State:
+        """Record a code batch about to be sent. The same batch again keeps its first record;
+        a different content under a recorded number is refused (it would be a second upload)."""
+        stock = self.stock(id)
+        current = stock.code_batches.get(request_no)
+        if current is not None:
+            if current.codes != codes:
+                raise StateError(
+                    f"stock {id!r}: upload_request_no {request_no} is recorded with other codes"
+                )
+            return self
+        batch = CodeBatch(codes=list(codes), started_at=at)
+        return self.with_stock(
+            _update(stock, code_batches={**stock.code_batches, request_no: batch})
+        )
+
+    def record_code_batch_done(
+        self, id: str, request_no: str, uploaded: list[str], failed: Mapping[str, str]
+    ) -> State:
+        stock = self.stock(id)
+        batch = stock.code_batches[request_no].model_copy(
+            update={"done": True, "uploaded": list(uploaded), "failed": dict(failed)}
+        )
+        return self.with_stock(
+            _update(stock, code_batches={**stock.code_batches, request_no: batch})
+        )
+
+    def forget_code_batch(self, id: str, request_no: str) -> State:
+        """WeChat Pay refused the batch outright (or it never left): nothing was uploaded."""
+        stock = self.stock(id)
+        batches = {k: v for k, v in stock.code_batches.items() if k != request_no}
+        return self.with_stock(_update(stock, code_batches=batches))
+
+    def set_callback(self, key: str, *, url: str | None = None, pending: str | None) -> State:
+        """`pending`: a set about to be sent; `url` (with pending None): the URL WeChat Pay holds."""
+        current = self.callbacks.get(key, CallbackRecord())
+        record = CallbackRecord(url=url if url is not None else current.url, pending=pending)
+        return self.model_copy(update={"callbacks": {**self.callbacks, key: record}})
+
     def record_observed(self, id: str, details: Mapping[str, Any], at: datetime) -> State:
         return self.with_stock(_update(self.stock(id), observed=dict(details), observed_at=at))
 
@@ -445,6 +514,7 @@ class State(_Frozen):
             if retired_stock_ids is None
             else retired_stock_ids,
             images=self.images,
+            callbacks=self.callbacks,
         )
 
 

@@ -66,6 +66,8 @@ _DDL = [
         sha256 text NOT NULL,
         data text NOT NULL,
         PRIMARY KEY (merchant, sha256))""",
+    # Notify URLs (reconciler.callbacks); added to schemas made before them.
+    "ALTER TABLE {s}.state ADD COLUMN IF NOT EXISTS callbacks text NOT NULL DEFAULT '{{}}'",
     """CREATE TABLE IF NOT EXISTS {s}.locks (
         scope text PRIMARY KEY,
         lock_id text NOT NULL,
@@ -239,7 +241,7 @@ class PostgresStateStore:
         with self._session() as conn, conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             head = conn.execute(
-                f"SELECT lineage, serial, retired, retired_stock_ids FROM {s}.state"
+                f"SELECT lineage, serial, retired, retired_stock_ids, callbacks FROM {s}.state"
             ).fetchone()
             if head is None:
                 return self._missing(conn, create_if_missing=create_if_missing, init=init)
@@ -255,6 +257,7 @@ class PostgresStateStore:
             "serial": int(head[1]),
             "retired": json.loads(head[2]),
             "retired_stock_ids": json.loads(head[3]),
+            "callbacks": json.loads(head[4]),
             "stocks": stocks,
             "images": images,
         }
@@ -340,6 +343,7 @@ class PostgresStateStore:
                         state.retired if scoped is None else None,
                         state.retired_stock_ids if scoped is None else None,
                         {m: v for m, v in state.images.items() if scoped is None or m in scoped},
+                        state.callbacks,
                     )
                     full = True
                 else:
@@ -361,6 +365,25 @@ class PostgresStateStore:
                 if change.retired_stock_ids is not None:
                     sets.append("retired_stock_ids = %s")
                     values.append(_dumps(dict(change.retired_stock_ids)))  # type: ignore[arg-type]
+                if change.callbacks is not None:
+                    wanted: dict[str, Any] = {
+                        name: record.model_dump(mode="json")
+                        for name, record in change.callbacks.items()
+                    }
+                    # Merged into the stored entries (keys `<mchid>/<kind>`): a delta holds
+                    # only what changed, and runs scoped to other merchants write theirs
+                    # meanwhile, so only this run's merchants' entries are replaced.
+                    row = conn.execute(f"SELECT callbacks FROM {s}.state").fetchone()
+                    stored: dict[str, Any] = json.loads(row[0]) if row else {}
+                    wanted = stored | {
+                        name: record
+                        for name, record in wanted.items()
+                        if scoped is None or name.split("/")[0] in scoped
+                    }
+                    text = _dumps(wanted)
+                    text_check(text)
+                    sets.append("callbacks = %s")
+                    values.append(text)  # type: ignore[arg-type]
                 conn.execute(f"UPDATE {s}.state SET {', '.join(sets)}", tuple(values))
         written = state.model_copy(update={"serial": serial})
         self._known = written
@@ -456,10 +479,12 @@ class PostgresStateStore:
         self._write_delta(
             conn, Delta(dict(state.stocks), None, images=state.images), check, replace_all=False
         )
+        callbacks = _dumps({k: v.model_dump(mode="json") for k, v in state.callbacks.items()})
+        check(callbacks)
         conn.execute(
-            f"INSERT INTO {s}.state (one, lineage, serial, retired, retired_stock_ids) "
-            "VALUES (true, %s, %s, %s, %s)",
-            (state.lineage, serial, retired, retired_ids),
+            f"INSERT INTO {s}.state (one, lineage, serial, retired, retired_stock_ids, callbacks) "
+            "VALUES (true, %s, %s, %s, %s, %s)",
+            (state.lineage, serial, retired, retired_ids, callbacks),
         )
 
     def replace(self, state: State, *, force: bool = False) -> State:
@@ -494,7 +519,7 @@ class PostgresStateStore:
         """Keep the whole current state (as its JSON export) before a push replaces it."""
         s = self.schema
         head = conn.execute(
-            f"SELECT lineage, serial, retired, retired_stock_ids FROM {s}.state"
+            f"SELECT lineage, serial, retired, retired_stock_ids, callbacks FROM {s}.state"
         ).fetchone()
         assert head is not None
         stocks = {}
@@ -507,6 +532,7 @@ class PostgresStateStore:
             "serial": int(head[1]),
             "retired": json.loads(head[2]),
             "retired_stock_ids": json.loads(head[3]),
+            "callbacks": json.loads(head[4]),
             "stocks": stocks,
             "images": _read_images(conn, s),
         }

@@ -233,6 +233,33 @@ class WeChatPayClient:
             )
         return url
 
+    def upload_codes(self, stock_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /v3/marketing/busifavor/stocks/{stock_id}/couponcodes: one batch of a 商家券
+        code pool ({coupon_code_list, upload_request_no})."""
+        target = f"{_BUSIFAVOR}/stocks/{_segment(stock_id)}/couponcodes"
+        return self._object(Call("busifavor_upload_codes", "POST", target, json_body(body)))
+
+    def list_codes(self, stock_id: str, offset: int, limit: int) -> dict[str, Any]:
+        """GET /v3/marketing/busifavor/stocks/{stock_id}/couponcodes: one page of the pool."""
+        target = f"{_BUSIFAVOR}/stocks/{_segment(stock_id)}/couponcodes" + _query(
+            offset=offset, limit=limit
+        )
+        return self._object(Call("busifavor_codes", "GET", target))
+
+    # callbacks (notify URLs), per merchant and kind
+
+    def get_callback(self, kind: str, mchid: str) -> str | None:
+        """GET /v3/marketing/{kind}/callbacks?mchid=: the notify URL, None when none is set."""
+        target = f"/v3/marketing/{_segment(kind)}/callbacks" + _query(mchid=mchid)
+        data = self._object(Call(f"{kind}_callback_get", "GET", target))
+        url = data.get("notify_url")
+        return url if isinstance(url, str) and url else None
+
+    def set_callback(self, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /v3/marketing/{kind}/callbacks with the kind's body (StockKind.callback_body)."""
+        target = f"/v3/marketing/{_segment(kind)}/callbacks"
+        return self._object(Call(f"{kind}_callback", "POST", target, json_body(body)))
+
     # helpers
 
     def _favor_state(self, action: str, stock_id: str, creator: str) -> dict[str, Any]:
