@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    PrivateAttr,
     StrictInt,
     ValidationError,
     model_validator,
@@ -146,10 +147,47 @@ class State(_Frozen):
     """The remote stock_id of each retired number that had created one, so that a later plan
     can name the stock a second create would duplicate."""
 
+    # Change tracking (not data): the state the pure updates started from, and the ids they
+    # touched since, so that a save writes O(changed) without comparing every stock. A state
+    # built any other way (validated, copied, constructed) is its own root with no changes.
+    _root: State | None = PrivateAttr(default=None)
+    _touched: _Touched | None = PrivateAttr(default=None)
+    # The numbers and remote ids of `stocks`, for O(1) invariant checks; handed on to the
+    # state an update derives (see `_Index`).
+    _index_box: list[_Index] = PrivateAttr(default_factory=list)
+
     @model_validator(mode="after")
     def _consistent(self) -> State:
         _check_stocks(self.stocks, self.retired)
         return self
+
+    def __eq__(self, other: object) -> bool:
+        # The data only: change tracking and the index are not part of a state's value.
+        if not isinstance(other, State):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> State:
+        """A copy is its own root: no change tracking and no index carry over."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy._root = None
+        copy._touched = None
+        copy._index_box = []
+        return copy
+
+    def changed_since(self, base: State) -> set[str] | None:
+        """The ids whose entries may differ from `base`'s, when this state was derived from
+        exactly `base` (the same object) by pure updates; None when that is not known."""
+        if self is base:
+            return set()
+        if self._root is not base:
+            return None
+        ids: set[str] = set()
+        node = self._touched
+        while node is not None:
+            ids.update(node.ids)
+            node = node.previous
+        return ids
 
     # --- data -----------------------------------------------------------------------------
 
@@ -178,9 +216,13 @@ class State(_Frozen):
 
     def request_no_in_use(self, number: str) -> bool:
         """True if `number` is the create number of any stock in this state, present or removed."""
-        return number in self.retired or any(
-            s.out_request_no == number for s in self.stocks.values()
-        )
+        if number in self.retired:
+            return True
+        index = self._take_index()
+        try:
+            return number in index.numbers
+        finally:
+            self._index_box.append(index)
 
     def retired_for(
         self, merchant: str, kind: Kind, id: str, below: int
@@ -205,7 +247,7 @@ class State(_Frozen):
 
     def with_stock(self, stock: StockState) -> State:
         """Add `stock` or replace the entry with the same id."""
-        return self._with_stocks({**self.stocks, stock.id: stock})
+        return self._with_stocks({**self.stocks, stock.id: stock}, touched=(stock.id,))
 
     def without_stock(self, id: str) -> State:
         """Forget a stock (`state rm`); its create number is retired, never given out again."""
@@ -222,7 +264,9 @@ class State(_Frozen):
             if stock.stock_id is not None
             else self.retired_stock_ids
         )
-        return self._with_stocks(stocks, {**self.retired, stock.out_request_no: id}, remote)
+        return self._with_stocks(
+            stocks, {**self.retired, stock.out_request_no: id}, remote, touched=(id,)
+        )
 
     def renamed(self, old: str, new: str) -> State:
         """Move a stock to a new id (`state mv`), keeping its request numbers and stock_id."""
@@ -232,7 +276,7 @@ class State(_Frozen):
             raise StateError(f"cannot rename {old!r} to {new!r}: {new!r} is already in the state")
         stocks = {(new if k == old else k): v for k, v in self.stocks.items()}
         stocks[new] = _update(stock, id=new)
-        return self._with_stocks(stocks)
+        return self._with_stocks(stocks, touched=(old, new))
 
     def set_pending(
         self, id: str, action: OpType, request_no: str, body_digest: str, at: datetime
@@ -347,16 +391,24 @@ class State(_Frozen):
         stocks: dict[str, StockState],
         retired: dict[str, str] | None = None,
         retired_stock_ids: dict[str, str] | None = None,
+        *,
+        touched: tuple[str, ...],
     ) -> State:
         # Every StockState is already valid (built through validation), so only the invariants
-        # across stocks are checked; re-validating each stock would make a single update cost
-        # a digest of every body in the state.
+        # across stocks are checked, and only for the touched ids (against the index of the
+        # others); re-validating each stock would cost a digest of every body in the state.
         retired = self.retired if retired is None else retired
+        index = self._take_index()
         try:
-            _check_stocks(stocks, retired)
-        except ValueError as exc:
-            raise StateDataError([str(exc)]) from None
-        return State.model_construct(
+            index.update(self.stocks, stocks, touched, retired, self.retired)
+        except ValueError:
+            # The index may be half updated: drop it, and let the full check name the problem.
+            try:
+                _check_stocks(stocks, retired)
+            except ValueError as exc:
+                raise StateDataError([str(exc)]) from None
+            index = _Index.of(stocks)
+        state = State.model_construct(
             format_version=FORMAT_VERSION,
             lineage=self.lineage,
             serial=self.serial,
@@ -366,6 +418,82 @@ class State(_Frozen):
             if retired_stock_ids is None
             else retired_stock_ids,
         )
+        state._root = self if self._root is None else self._root
+        state._touched = _Touched(touched, self._touched)
+        state._index_box.append(index)
+        return state
+
+    def _take_index(self) -> _Index:
+        """This state's index, taken out of its box (an atomic pop, so two threads never share
+        one); built when another state took it or it was never made."""
+        try:
+            return self._index_box.pop()
+        except IndexError:
+            return _Index.of(self.stocks)
+
+
+class _Touched:
+    """One pure update's touched ids, linked to the updates before it since the root."""
+
+    __slots__ = ("ids", "previous")
+
+    def __init__(self, ids: tuple[str, ...], previous: _Touched | None) -> None:
+        self.ids = ids
+        self.previous = previous
+
+
+class _Index:
+    """The create numbers (number -> id) and remote stocks ((kind, stock_id) -> id) of one
+    state's stocks. An update moves it on to the state it derives, changed for the touched ids
+    only; the older state builds a new one if it is asked again."""
+
+    __slots__ = ("numbers", "owners")
+
+    def __init__(self, numbers: dict[str, str], owners: dict[tuple[str, str], str]) -> None:
+        self.numbers = numbers
+        self.owners = owners
+
+    @classmethod
+    def of(cls, stocks: Mapping[str, StockState]) -> _Index:
+        numbers = {s.out_request_no: k for k, s in stocks.items()}
+        owners = {(s.kind, s.stock_id): k for k, s in stocks.items() if s.stock_id is not None}
+        return cls(numbers, owners)
+
+    def update(
+        self,
+        old: Mapping[str, StockState],
+        new: Mapping[str, StockState],
+        touched: tuple[str, ...],
+        retired: Mapping[str, str],
+        old_retired: Mapping[str, str],
+    ) -> None:
+        """From `old` to `new`, which differ in the `touched` ids only; ValueError when `new`
+        breaks an invariant (the index is then unusable)."""
+        for key in touched:
+            before = old.get(key)
+            if before is not None:
+                if self.numbers.get(before.out_request_no) == key:
+                    del self.numbers[before.out_request_no]
+                if before.stock_id is not None and self.owners.get(
+                    (before.kind, before.stock_id)
+                ) == key:
+                    del self.owners[(before.kind, before.stock_id)]
+        for key in touched:
+            stock = new.get(key)
+            if stock is None:
+                continue
+            if key != stock.id:
+                raise ValueError(key)
+            number = stock.out_request_no
+            if self.numbers.setdefault(number, key) != key or number in retired:
+                raise ValueError(number)
+            if stock.stock_id is not None:
+                if self.owners.setdefault((stock.kind, stock.stock_id), key) != key:
+                    raise ValueError(stock.stock_id)
+        if retired is not old_retired:
+            for number in retired.keys() - old_retired.keys():
+                if number in self.numbers:
+                    raise ValueError(number)
 
 
 def _check_stocks(stocks: Mapping[str, StockState], retired: Mapping[str, str]) -> None:

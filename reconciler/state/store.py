@@ -40,7 +40,14 @@ from reconciler.fsutil import (
     write_atomic,
 )
 from reconciler.state import lock as _lock
-from reconciler.state.backend import Delta, Listed, StateMissingError, WallClock, delta
+from reconciler.state.backend import (
+    Delta,
+    Listed,
+    StateMissingError,
+    WallClock,
+    delta,
+    tracked_delta,
+)
 from reconciler.state.journal import Journal, header_line, parse_journal, record_line, replay
 from reconciler.state.lock import LockInfo, is_stale
 from reconciler.state.model import FORMAT_VERSION, State, StateDataError
@@ -280,12 +287,18 @@ class StateStore:
         if self._journal:
             base = self._journal_base(state, previous)
             if base is not None:
-                listed = self._known_lists
-                new = Listed.of(state)
-                change = delta(listed if listed is not None and listed.state is base else base, new)
+                new: Listed | None = None
+                change = tracked_delta(base, state)
+                if change is None:  # not derived from `base` by pure updates: compare all
+                    listed = self._known_lists
+                    new = Listed.of(state)
+                    known = listed if listed is not None and listed.state is base else base
+                    change = delta(known, new)
                 if change.size <= max(JOURNAL_MAX_RECORD_STOCKS, len(state.stocks) // 4):
                     written = self._append(state, change)
-                    self._known_lists = Listed(written, new.keys, new.values)
+                    self._known_lists = (
+                        None if new is None else Listed(written, new.keys, new.values)
+                    )
                     return written
         written = state.model_copy(update={"serial": state.serial + 1})
         self._check_disk(state)
