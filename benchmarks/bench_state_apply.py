@@ -167,7 +167,9 @@ def run_once(count: int, backend: str, dsn: str | None) -> dict[str, float]:
             for c in clients.values():
                 c.close()
             assert report.ok, report.results[:3]
-            created = sum(1 for e in emu.request_log if e.path.endswith("/stocks") and e.status == 200)
+            created = sum(
+                1 for e in emu.request_log if e.path.endswith("/stocks") and e.status == 200
+            )
             store.close()
     return {
         "total": total,

@@ -155,6 +155,8 @@ class Applier:
                 return self.state
         # Group commit: the save is written under the lock, its durability awaited outside
         # it, so saves of other workers share one fsync. Nothing is sent before it returns.
+        state: State
+        durable: Callable[[], None]
         with self._lock:
             state, durable = deferred(change(self.state))
             self.state = state

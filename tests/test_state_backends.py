@@ -378,3 +378,41 @@ def parse_state_line(line: bytes) -> dict[str, Any]:
     value = json.loads(line.partition(b" ")[2])
     assert isinstance(value, dict)
     return value
+
+
+def test_group_commit_shares_fsyncs_and_a_failed_one_acknowledges_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = StateStore(tmp_path / "state.json", Clock(), lineages(), journal=True)
+    state = store.save(store.load(create_if_missing=True).with_stock(stock("a")))
+    state = store.save(state.with_stock(stock("b")))  # the journal exists now
+    fsyncs: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(
+        "reconciler.state.store.os.fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd))[1]
+    )
+    waits = []
+    for i in range(5):  # five saves written before anyone waits, as five workers would
+        state, durable = store.save_deferred(state.record_observed("a", {"n": i}, T0))
+        waits.append(durable)
+    for durable in waits:
+        durable()
+    assert len(fsyncs) == 1  # one fsync made all five durable
+    assert StateStore(tmp_path / "state.json", Clock()).load() == state
+    durable_state = state
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("reconciler.state.store.os.fsync", full_disk)
+    state, first = store.save_deferred(sent(state, "a"))
+    state, second = store.save_deferred(state.record_observed("b", {}, T0))
+    for durable in (first, second):
+        with pytest.raises(StateError, match="could not make the journal"):
+            durable()  # neither is acknowledged: nothing may be sent on them
+    # Their lines are cut off: what is on disk is the last acknowledged save.
+    assert StateStore(tmp_path / "state.json", Clock()).load() == durable_state
+    monkeypatch.undo()
+    # A save begun from the unacknowledged state after the cut writes the state whole.
+    after = store.save(state.record_observed("a", {"again": True}, T0))
+    assert StateStore(tmp_path / "state.json", Clock()).load() == after

@@ -449,14 +449,16 @@ class _Index:
 
     __slots__ = ("numbers", "owners")
 
-    def __init__(self, numbers: dict[str, str], owners: dict[tuple[str, str], str]) -> None:
+    def __init__(self, numbers: dict[str, str], owners: dict[tuple[Kind, str | None], str]) -> None:
         self.numbers = numbers
         self.owners = owners
 
     @classmethod
     def of(cls, stocks: Mapping[str, StockState]) -> _Index:
         numbers = {s.out_request_no: k for k, s in stocks.items()}
-        owners = {(s.kind, s.stock_id): k for k, s in stocks.items() if s.stock_id is not None}
+        owners: dict[tuple[Kind, str | None], str] = {
+            (s.kind, s.stock_id): k for k, s in stocks.items() if s.stock_id is not None
+        }
         return cls(numbers, owners)
 
     def update(
@@ -474,9 +476,10 @@ class _Index:
             if before is not None:
                 if self.numbers.get(before.out_request_no) == key:
                     del self.numbers[before.out_request_no]
-                if before.stock_id is not None and self.owners.get(
-                    (before.kind, before.stock_id)
-                ) == key:
+                if (
+                    before.stock_id is not None
+                    and self.owners.get((before.kind, before.stock_id)) == key
+                ):
                     del self.owners[(before.kind, before.stock_id)]
         for key in touched:
             stock = new.get(key)
@@ -487,13 +490,13 @@ class _Index:
             number = stock.out_request_no
             if self.numbers.setdefault(number, key) != key or number in retired:
                 raise ValueError(number)
-            if stock.stock_id is not None:
-                if self.owners.setdefault((stock.kind, stock.stock_id), key) != key:
-                    raise ValueError(stock.stock_id)
-        if retired is not old_retired:
-            for number in retired.keys() - old_retired.keys():
-                if number in self.numbers:
-                    raise ValueError(number)
+            remote = (stock.kind, stock.stock_id)
+            if stock.stock_id is not None and self.owners.setdefault(remote, key) != key:
+                raise ValueError(stock.stock_id)
+        if retired is not old_retired and any(
+            number in self.numbers for number in retired.keys() - old_retired.keys()
+        ):
+            raise ValueError("retired")
 
 
 def _check_stocks(stocks: Mapping[str, StockState], retired: Mapping[str, str]) -> None:

@@ -383,9 +383,7 @@ class StateStore:
             return None
         return known
 
-    def _append(
-        self, state: State, change: Delta, cuts: int
-    ) -> tuple[State, tuple[int, int]]:
+    def _append(self, state: State, change: Delta, cuts: int) -> tuple[State, tuple[int, int]]:
         """Append `change` as one journal line (not fsynced: see `_sync`); returns what was
         written and the (epoch, length) the journal must be durable to."""
         written = state.model_copy(update={"serial": state.serial + 1})
