@@ -39,6 +39,33 @@ def _as_cluster_user(args: list[str]) -> list[str]:
 def throwaway_cluster() -> Iterator[str]:
     """Start a cluster in a temporary folder; yields its DSN; stops and deletes it after.
     Raises RuntimeError saying why when it cannot be started."""
+    with cluster() as started:
+        yield started.dsn
+
+
+class Cluster:
+    """A running throwaway cluster: its DSN, and a restart as an operator would do it."""
+
+    def __init__(self, dsn: str, pg_ctl: list[str], data: Path) -> None:
+        self.dsn = dsn
+        self._pg_ctl = pg_ctl
+        self._data = data
+
+    def restart(self, mode: str = "fast") -> None:
+        """`pg_ctl restart`: every connection is ended; returns once the server accepts
+        connections again."""
+        run = subprocess.run(
+            _as_cluster_user([*self._pg_ctl, "-D", str(self._data), "-m", mode, "-w", "restart"]),
+            capture_output=True,
+            text=True,
+        )
+        if run.returncode != 0:
+            raise RuntimeError(f"pg_ctl restart failed: {run.stderr.strip()[-300:]}")
+
+
+@contextlib.contextmanager
+def cluster() -> Iterator[Cluster]:
+    """`throwaway_cluster`, yielding the Cluster (for tests that restart it)."""
     bin_dir = find_bin()
     if bin_dir is None:
         raise RuntimeError("no PostgreSQL binaries (pg_ctl) found")
@@ -100,7 +127,11 @@ def throwaway_cluster() -> Iterator[str]:
             )
             raise RuntimeError(f"pg_ctl start failed: {run.stderr.strip()[-300:]} {log}")
         try:
-            yield f"host={folder} dbname=postgres user=postgres"
+            yield Cluster(
+                f"host={folder} dbname=postgres user=postgres",
+                [str(bin_dir / "pg_ctl"), "-o", options, "-l", str(folder / "log")],
+                data,
+            )
         finally:
             subprocess.run(
                 _as_cluster_user(
