@@ -388,9 +388,12 @@ def test_group_commit_shares_fsyncs_and_a_failed_one_acknowledges_nothing(
     state = store.save(state.with_stock(stock("b")))  # the journal exists now
     fsyncs: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(
-        "reconciler.state.store.os.fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd))[1]
-    )
+
+    def counted_fsync(fd: int) -> None:
+        fsyncs.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr("reconciler.state.store.os.fsync", counted_fsync)
     waits = []
     for i in range(5):  # five saves written before anyone waits, as five workers would
         state, durable = store.save_deferred(state.record_observed("a", {"n": i}, T0))

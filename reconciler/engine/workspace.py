@@ -20,6 +20,7 @@ from reconciler.diagnostics import Diagnostic
 from reconciler.errors import ApiError, ConfigError, DiagnosedError
 from reconciler.kinds import kind_of
 from reconciler.loader import LoadResult, load_stocks
+from reconciler.parsecache import open_cache
 from reconciler.runtime import Runtime, is_loopback
 from reconciler.state.backend import StateBackend
 from reconciler.state.factory import open_backend
@@ -100,7 +101,11 @@ def open_workspace(
                 if read_state
                 else None
             )
-            loaded = load_stocks([project.stocks_dir], base=project.root)
+            loaded = load_stocks(
+                [project.stocks_dir],
+                base=project.root,
+                cache=open_cache(project.root, runtime.environ),
+            )
             count = len(loaded.stocks)
             if not loaded.ok:
                 raise PlanInvalid(loaded.diagnostics)
