@@ -419,3 +419,16 @@ def test_group_commit_shares_fsyncs_and_a_failed_one_acknowledges_nothing(
     # A save begun from the unacknowledged state after the cut writes the state whole.
     after = store.save(state.record_observed("a", {"again": True}, T0))
     assert StateStore(tmp_path / "state.json", Clock()).load() == after
+
+
+def test_a_value_json_cannot_hold_is_refused_by_every_save(factory: Factory) -> None:
+    store = factory()
+    state = store.save(store.load(create_if_missing=True).with_stock(stock("a")))
+    for odd in ({"tags": {1, 2}}, {"ratio": float("nan")}):
+        with pytest.raises(StateError, match="a body must be JSON"):
+            state.record_observed("a", odd, T0)
+    # A state made some other way is refused by the save, and nothing is written.
+    bad = state.stock("a").model_copy(update={"observed": {"tags": object()}, "observed_at": T0})
+    with pytest.raises(StateError, match="refusing to save"):
+        store.save(state.with_stock(bad))
+    assert factory().load() == state

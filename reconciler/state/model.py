@@ -7,6 +7,7 @@ treated as read-only too.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal, TypeVar
@@ -18,7 +19,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    JsonValue,
     PrivateAttr,
     StrictInt,
     ValidationError,
@@ -56,7 +56,10 @@ def _check_lineage(value: str) -> str:
 
 RequestNo = Annotated[str, AfterValidator(_check_request_no)]
 Slug = Annotated[str, AfterValidator(check_slug)]
-JsonObject = dict[str, JsonValue]
+JsonObject = dict[str, Any]
+"""A JSON object (request and response bodies). Not validated value by value on load: the
+values come from JSON there, and validating every value of every body was most of the cost
+of loading a large state; a save refuses (StateError) anything JSON cannot hold."""
 _M = TypeVar("_M", bound=BaseModel)
 
 
@@ -332,7 +335,7 @@ class State(_Frozen):
                 f"{stock.out_request_no}; resend the recorded body (sent_body) until the "
                 "create is settled"
             )
-        sent = _update(stock, sent_body=dict(body), sent_digest=digest)
+        sent = _update(stock, sent_body=_own(body), sent_digest=digest)
         return self.with_stock(sent).set_pending(
             id, OpType.CREATE, stock.out_request_no, digest, at
         )
@@ -353,7 +356,7 @@ class State(_Frozen):
 
     def record_applied(self, id: str, body: Mapping[str, Any]) -> State:
         """An update succeeded: `body` (a full create body) is what WeChat Pay now holds."""
-        return self.with_stock(_update(self.stock(id), applied_body=dict(body), pending=None))
+        return self.with_stock(_update(self.stock(id), applied_body=_own(body), pending=None))
 
     def adopt(self, id: str, stock_id: str, body: Mapping[str, Any]) -> State:
         """Track an existing remote stock (`state import`) for an entry that was never created:
@@ -365,7 +368,7 @@ class State(_Frozen):
             raise StateError(
                 f"stock {id!r} has a pending {stock.pending.action}; settle it with record_created"
             )
-        return self.with_stock(_update(stock, stock_id=stock_id, applied_body=dict(body)))
+        return self.with_stock(_update(stock, stock_id=stock_id, applied_body=_own(body)))
 
     def forget_sent(self, id: str) -> State:
         """WeChat Pay refused the create outright (a 4xx about the body): nothing was created,
@@ -384,7 +387,7 @@ class State(_Frozen):
         return self.with_stock(_update(stock, pending=pending))
 
     def record_observed(self, id: str, details: Mapping[str, Any], at: datetime) -> State:
-        return self.with_stock(_update(self.stock(id), observed=dict(details), observed_at=at))
+        return self.with_stock(_update(self.stock(id), observed=_own(details), observed_at=at))
 
     def _with_stocks(
         self,
@@ -521,6 +524,16 @@ def _check_stocks(stocks: Mapping[str, StockState], retired: Mapping[str, str]) 
                     f"{stock.kind} stock_id {stock.stock_id} is recorded for both {owner} and "
                     f"{key}; one remote stock belongs to one id only"
                 )
+
+
+def _own(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy through JSON: a body kept in the state is JSON (checked here, where bodies come
+    in, rather than on every load) and does not change when the caller's does."""
+    try:
+        value = json.loads(json.dumps(dict(body), allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise StateDataError([f"a body must be JSON: {exc}"]) from None
+    return dict(value)
 
 
 def _update(stock: StockState, **changes: Any) -> StockState:

@@ -82,9 +82,12 @@ def advisory_key(schema: str, scope: str) -> int:
 
 
 def _dumps(value: object) -> str:
-    return json.dumps(
-        value, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-    )
+    try:
+        return json.dumps(
+            value, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        )
+    except (ValueError, TypeError) as exc:
+        raise StateError(f"refusing to save the state: {exc}; nothing was written") from None
 
 
 class PostgresStateStore:
@@ -421,7 +424,13 @@ class PostgresStateStore:
             if value is None:
                 removed.append(key)
                 continue
-            text = _dumps(value.model_dump(mode="json"))
+            try:
+                data = value.model_dump(mode="json")
+            except ValueError as exc:  # pydantic's serialisation error is one
+                raise StateError(
+                    f"refusing to save the state: {exc}; nothing was written"
+                ) from None
+            text = _dumps(data)
             check(text)
             rows.append((key, value.merchant, text))
         if change.retired is not None:

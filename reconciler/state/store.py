@@ -389,7 +389,7 @@ class StateStore:
         written = state.model_copy(update={"serial": state.serial + 1})
         try:
             line = record_line(written.serial, change)
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             raise StateError(f"refusing to save the state: {exc}; nothing was written") from exc
         if SECRET_MARKER.encode() in line:
             _refuse_secrets(json.loads(line.partition(b" ")[2]), "")
@@ -532,7 +532,7 @@ class StateStore:
         data = written.to_data()
         try:
             text = render_state(data)
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             raise StateError(f"refusing to save the state: {exc}; nothing was written") from exc
         if SECRET_MARKER in text:  # the marker needs no JSON escaping, so this finds them all
             _refuse_secrets(data, "")
