@@ -42,26 +42,27 @@ class LoadResult:
 
 def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Diagnostic]]:
     """Every .yaml/.yml file under the given files or directories, sorted; hidden dirs skipped."""
-    found: set[Path] = set()
+    # Keyed by the path as text: building and comparing Path objects for every file of a
+    # large tree cost more than reading it.
+    found: dict[str, Path] = {}
     problems: list[Diagnostic] = []
     for root in paths:
         if root.is_file():
-            found.add(root)
+            found[str(root)] = root
         elif root.is_dir():
             for dirpath, dirnames, filenames in os.walk(root):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                found.update(
-                    Path(dirpath) / f
-                    for f in filenames
-                    if f.endswith(SUFFIXES) and not f.startswith(".")
-                )
+                folder = Path(dirpath)
+                for f in filenames:
+                    if f.endswith(SUFFIXES) and not f.startswith("."):
+                        found[os.path.join(dirpath, f)] = folder / f
         else:
             problems.append(
                 Diagnostic(
                     str(root), 0, 0, Severity.ERROR, (), "no such file or directory", "not_found"
                 )
             )
-    return sorted(found), problems
+    return [found[p] for p in sorted(found, key=lambda p: p.split(os.sep))], problems
 
 
 def display_path(path: Path, base: Path | None) -> str:
@@ -71,6 +72,19 @@ def display_path(path: Path, base: Path | None) -> str:
         if not rel.startswith(".."):
             return Path(rel).as_posix()
     return path.as_posix()
+
+
+def _with_display_paths(files: list[Path], base: Path | None) -> list[tuple[Path, str]]:
+    """Each file with its display path; computed once per folder, not once per file."""
+    folders: dict[Path, str] = {}
+    out = []
+    for path in files:
+        parent = path.parent
+        shown = folders.get(parent)
+        if shown is None:
+            shown = folders[parent] = display_path(parent, base)
+        out.append((path, path.name if shown == "." else f"{shown}/{path.name}"))
+    return out
 
 
 def load_stock_file(
@@ -215,8 +229,9 @@ def _cached_stock(entry: Entry, file: str, digest: str) -> tuple[DesiredStock, S
         if (
             stock.kind != kind.name
             or len(paths) != len(lines)
-            or not all(isinstance(p, str) for p in paths)
-            or not all(type(n) is int for n in (*lines, line))
+            or not set(map(type, paths)) <= {str}
+            or not set(map(type, lines)) <= {int}
+            or type(line) is not int
             or not isinstance(spec_key, str)
         ):
             return None
@@ -287,7 +302,7 @@ def load_stocks(
     valid without any diagnostic are added to it (see `parsecache`)."""
     files, problems = discover(paths)
     result = LoadResult(diagnostics=problems, files=len(files))
-    jobs = [(path, display_path(path, base)) for path in files]
+    jobs = _with_display_paths(files, base)
     summaries: list[Summary] = []
     if cache is not None and keep:
         jobs = _from_cache(jobs, cache, result, summaries)
