@@ -393,9 +393,15 @@ class StateStore:
             raise StateError(f"refusing to save the state: {exc}; nothing was written") from exc
         if SECRET_MARKER.encode() in line:
             _refuse_secrets(json.loads(line.partition(b" ")[2]), "")
-        # `_journal_base` found the files as this instance left them.
-        assert self._known_files is not None
-        state_file, journal = self._known_files
+        # `_journal_base` found the files as this instance left them (unless a failed group
+        # commit cut the journal since).
+        known_files = self._known_files
+        if known_files is None or self._cuts != cuts:
+            raise StateError(
+                "refusing to save: an earlier save of this run did not become durable; "
+                "nothing was written"
+            )
+        state_file, journal = known_files
         try:
             if journal is None:
                 head = header_line(state.lineage, state.serial)
