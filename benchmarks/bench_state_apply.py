@@ -180,6 +180,17 @@ def run_once(count: int, backend: str, dsn: str | None) -> dict[str, float]:
     }
 
 
+def share(count: int, runs: int) -> dict[str, float]:
+    """The local state's share of applying `count` creates: medians with and without it."""
+    without = statistics.median(run_once(count, "none", None)["total"] for _ in range(runs))
+    with_state = statistics.median(run_once(count, "local", None)["total"] for _ in range(runs))
+    return {
+        "with": with_state,
+        "without": without,
+        "share": (with_state - without) / with_state * 100,
+    }
+
+
 @contextlib.contextmanager
 def postgres() -> Iterator[str | None]:
     from bench_state_backends import postgres as started

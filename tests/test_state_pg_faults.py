@@ -28,17 +28,15 @@ from reconciler.state.postgres import PostgresStateStore
 from tests.e2e_support import (
     MCHID,
     LocalEmulator,
-    Workspace,
     assert_one_remote_per_id,
     emulator_stocks,
     make_workspace,
     write_generated_stocks,
 )
-from tests.pg_support import Cluster, cluster, fresh_schema
+from tests.pg_support import Cluster, cluster, fresh_schema, use_postgres
 
 T0 = datetime(2027, 2, 1, 1, 0, tzinfo=UTC)
 M1, M2 = "1900000001", "1900000002"
-DSN_ENV = "RECONCILER_TEST_STATE_DSN"
 ROOT = Path(__file__).resolve().parent.parent
 _schemas = itertools.count()
 
@@ -207,24 +205,6 @@ def own_cluster() -> Iterator[Cluster]:
             yield started
     except RuntimeError as exc:
         pytest.skip(f"no PostgreSQL cluster could be started: {exc}")
-
-
-def use_postgres(ws: Workspace, dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the workspace's state in PostgreSQL, whatever write_project writes later."""
-    monkeypatch.setenv(DSN_ENV, dsn)
-    original = ws.write_project
-
-    def write_project(*args: object, **changes: object) -> None:
-        original(*args, **changes)  # type: ignore[arg-type]
-        text = ws.project_file.read_text(encoding="utf-8")
-        text = text.replace(
-            "state: state.json\n",
-            f"state:\n  postgres:\n    dsn: {{env: {DSN_ENV}}}\n    schema: {schema}\n",
-        )
-        ws.project_file.write_text(text, encoding="utf-8")
-
-    ws.write_project = write_project  # type: ignore[method-assign]
-    write_project()
 
 
 def test_a_postgres_restart_during_apply_fails_cleanly_and_the_next_apply_converges(
