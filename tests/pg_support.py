@@ -246,3 +246,8 @@ def with_backend(
         name = f"ws_{os.getpid()}_{abs(hash(str(ws.root))) % 10**8}"
         use_postgres(ws, dsn, fresh_schema(dsn, name), monkeypatch)
     return ws
+
+
+def stock_ids_of(ws: Workspace) -> dict[str, str | None]:
+    """id -> remote stock_id as the workspace's state records it, wherever it is kept."""
+    return {s.id: s.stock_id for s in current_state(ws).stocks.values()}

@@ -34,7 +34,7 @@ from tests.e2e_support import (
     remote_by_request_no,
     write_generated_stocks,
 )
-from tests.pg_support import BACKENDS, current_state, with_backend
+from tests.pg_support import BACKENDS, current_state, stock_ids_of, with_backend
 
 ROUNDS = 6
 FAULTED_REQUESTS = 5
@@ -202,7 +202,7 @@ def test_busifavor_updates_settle_under_fault(
     converge(ws, local, reuse)
 
     assert local.emu.faults_remaining == 0, "the fault never fired"
-    stock_id = ws.stock_ids()[stock]
+    stock_id = stock_ids_of(ws)[stock]
     assert stock_id is not None
     body = local.stocks[stock_id].body
     assert body["comment"] == "changed under fault"
@@ -245,7 +245,7 @@ def test_favor_look_up_never_takes_another_ids_stock(ws: Workspace, local: Local
     ids = sorted(ws.kinds())
     assert_one_remote_per_id(current_state(ws), emulator_stocks(local.emu), ids)
     comments = {s.stock_id: s.body["comment"] for s in local.stocks.values()}
-    assert {i: comments[str(ws.stock_ids()[i])] for i in ids} == {
+    assert {i: comments[str(stock_ids_of(ws)[i])] for i in ids} == {
         twin_a["id"]: "twin a",
         twin_b["id"]: "twin b",
     }
