@@ -21,6 +21,8 @@ import bench_client  # noqa: E402
 import bench_import  # noqa: E402
 import bench_merchants  # noqa: E402
 import bench_plan_apply  # noqa: E402
+import bench_plan_scale  # noqa: E402
+import bench_state_apply  # noqa: E402
 import bench_validate  # noqa: E402
 
 
@@ -43,6 +45,12 @@ def main() -> None:
         row(
             f"plan {n:,} stocks, --refresh=false",
             f"{m['seconds']:.2f} s, peak {m['peak_rss_mb']:.0f} MB",
+        )
+    for n in (10000,) if quick else (10000, 50000):
+        m = bench_plan_scale.bench(n, runs=1 if quick or n > 10000 else 3)
+        row(
+            f"plan {n:,} stocks: bare CSafeLoader read / no cache / warm cache, 1 file changed",
+            f"{m['bare']:.2f} / {m['cold']:.2f} / {m['warm']:.2f} s, peak {m['peak']:.0f} MB",
         )
     m = bench_plan_apply.bench_refresh(200 if quick else 1000)
     row(
@@ -75,6 +83,11 @@ def main() -> None:
     row(
         f"apply 4 merchants × {creates} favor creates at 60/min",
         f"{many['seconds']:.1f} s ({many['seconds'] / one['seconds']:.3f}× one merchant), {many['http_429']:.0f} × 429",
+    )
+    m = bench_state_apply.share(200 if quick else 1000, runs=1 if quick else 3)
+    row(
+        f"apply {200 if quick else 1000:,} busifavor creates: state's share of the run",
+        f"{m['share']:.1f} % ({m['with']:.2f} s with the local state, {m['without']:.2f} s without)",
     )
     signing = subprocess.run(
         [sys.executable, str(HERE / "bench_signing.py"), "--runs", "300" if quick else "2000"],

@@ -161,10 +161,22 @@ class Applier:
     # --- state, one writer at a time --------------------------------------------------------
 
     def _update(self, change: Callable[[State], State]) -> State:
+        deferred = getattr(self.store, "save_deferred", None)
+        if deferred is None:
+            with self._lock:
+                self.state = self.store.save(change(self.state))
+                self._unsaved = False
+                return self.state
+        # Group commit: the save is written under the lock, its durability awaited outside
+        # it, so saves of other workers share one fsync. Nothing is sent before it returns.
+        state: State
+        durable: Callable[[], None]
         with self._lock:
-            self.state = self.store.save(change(self.state))
+            state, durable = deferred(change(self.state))
+            self.state = state
             self._unsaved = False
-            return self.state
+        durable()
+        return state
 
     def _note(self, change: Callable[[State], State]) -> None:
         """A change that loses nothing if a crash drops it (observed details): kept in memory

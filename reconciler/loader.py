@@ -16,6 +16,7 @@ from reconciler.codes import CodePool, capacity_problems, duplicates_across, rea
 from reconciler.desired import DesiredStock, FieldLines, Summary
 from reconciler.diagnostics import Diagnostic, Severity, sort_diagnostics
 from reconciler.kinds import KINDS
+from reconciler.parsecache import Entry, ParseCache
 from reconciler.spec.findings import Findings
 from reconciler.spec.images import image_files
 from reconciler.spec.rules_common import four_byte_text
@@ -43,26 +44,27 @@ class LoadResult:
 
 def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Diagnostic]]:
     """Every .yaml/.yml file under the given files or directories, sorted; hidden dirs skipped."""
-    found: set[Path] = set()
+    # Keyed by the path as text: building and comparing Path objects for every file of a
+    # large tree cost more than reading it.
+    found: dict[str, Path] = {}
     problems: list[Diagnostic] = []
     for root in paths:
         if root.is_file():
-            found.add(root)
+            found[str(root)] = root
         elif root.is_dir():
             for dirpath, dirnames, filenames in os.walk(root):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                found.update(
-                    Path(dirpath) / f
-                    for f in filenames
-                    if f.endswith(SUFFIXES) and not f.startswith(".")
-                )
+                folder = Path(dirpath)
+                for f in filenames:
+                    if f.endswith(SUFFIXES) and not f.startswith("."):
+                        found[os.path.join(dirpath, f)] = folder / f
         else:
             problems.append(
                 Diagnostic(
                     str(root), 0, 0, Severity.ERROR, (), "no such file or directory", "not_found"
                 )
             )
-    return sorted(found), problems
+    return [found[p] for p in sorted(found, key=lambda p: p.split(os.sep))], problems
 
 
 def display_path(path: Path, base: Path | None) -> str:
@@ -72,6 +74,19 @@ def display_path(path: Path, base: Path | None) -> str:
         if not rel.startswith(".."):
             return Path(rel).as_posix()
     return path.as_posix()
+
+
+def _with_display_paths(files: list[Path], base: Path | None) -> list[tuple[Path, str]]:
+    """Each file with its display path; computed once per folder, not once per file."""
+    folders: dict[Path, str] = {}
+    out = []
+    for path in files:
+        parent = path.parent
+        shown = folders.get(parent)
+        if shown is None:
+            shown = folders[parent] = display_path(parent, base)
+        out.append((path, path.name if shown == "." else f"{shown}/{path.name}"))
+    return out
 
 
 def load_stock_file(
@@ -201,6 +216,80 @@ class _Shipped:
         lines = _field_lines(self.lines.paths, self.lines.lines)
         return DesiredStock(stock, self.file, self.line, self.digest, lines, self.codes)
 
+    def entry(self) -> Entry:
+        """What the parse cache keeps of it (the file's name is not part of it)."""
+        return {
+            "kind": self.kind,
+            "data": self.data,
+            "line": self.line,
+            "paths": list(self.lines.paths),
+            "lines": list(self.lines.lines),
+            "spec_key": self.summary.spec_key,
+        }
+
+
+def _names_files(data: Any) -> bool:
+    """Whether a stock names other files (`{file: ...}`: images, a code pool). Such a stock is
+    never cached: its checks read those files, whose content the cache key does not cover."""
+    if isinstance(data, dict):
+        if "file" in data and len(data) == 1:
+            return True
+        return any(_names_files(v) for v in data.values())
+    if isinstance(data, list):
+        return any(_names_files(v) for v in data)
+    return False
+
+
+def _from_cache(
+    jobs: list[tuple[Path, str]],
+    cache: ParseCache,
+    result: LoadResult,
+    summaries: list[Summary],
+) -> list[tuple[Path, str]]:
+    """Load the files the cache holds into `result`; returns the jobs left to parse."""
+    left = []
+    for path, file in jobs:
+        try:
+            raw, _ = read_source(path)
+        except OSError:
+            left.append((path, file))  # parsing reports it
+            continue
+        digest = hashlib.sha256(raw).hexdigest()
+        key = cache.key(digest)
+        entry = cache.get(key)
+        loaded = _cached_stock(entry, file, digest) if entry is not None else None
+        if loaded is None:
+            if entry is not None:
+                cache.drop(key)
+            left.append((path, file))
+            continue
+        result.stocks.append(loaded[0])
+        summaries.append(loaded[1])
+    return left
+
+
+def _cached_stock(entry: Entry, file: str, digest: str) -> tuple[DesiredStock, Summary] | None:
+    """A cache entry as the stock it stands for; None when it does not fit (never trusted
+    further than the model's own validation)."""
+    try:
+        kind = KINDS[entry["kind"]]
+        stock = kind.model.model_validate(entry["data"])
+        paths, lines, line = tuple(entry["paths"]), tuple(entry["lines"]), entry["line"]
+        spec_key = entry["spec_key"]
+        if (
+            stock.kind != kind.name
+            or len(paths) != len(lines)
+            or not set(map(type, paths)) <= {str}
+            or not set(map(type, lines)) <= {int}
+            or type(line) is not int
+            or not isinstance(spec_key, str)
+        ):
+            return None
+    except (KeyError, TypeError, ValueError):  # pydantic's ValidationError is a ValueError
+        return None
+    loaded = DesiredStock(stock, file, line, digest, _field_lines(paths, lines))
+    return loaded, Summary(stock.id, file, line, spec_key)
+
 
 _Outcome = tuple[DesiredStock | _Shipped | Summary | None, list[Diagnostic]]
 
@@ -252,25 +341,36 @@ def _load_parallel(jobs: list[tuple[Path, str]], workers: int, keep: bool) -> li
 
 
 def load_stocks(
-    paths: Sequence[Path], base: Path | None = None, workers: int | None = None, keep: bool = True
+    paths: Sequence[Path],
+    base: Path | None = None,
+    workers: int | None = None,
+    keep: bool = True,
+    cache: ParseCache | None = None,
 ) -> LoadResult:
     """Load every stock file under `paths`, reporting all problems of all files at once.
 
     `workers` > 1 splits the files across processes; by default that happens only for trees
-    of at least PARALLEL_THRESHOLD files, where it pays for the process start-up."""
+    of at least PARALLEL_THRESHOLD files, where it pays for the process start-up. `cache`
+    (with `keep`): files whose content it holds are not parsed again, and files that load
+    valid without any diagnostic are added to it (see `parsecache`)."""
     files, problems = discover(paths)
     result = LoadResult(diagnostics=problems, files=len(files))
-    jobs = [(path, display_path(path, base)) for path in files]
+    jobs = _with_display_paths(files, base)
+    summaries: list[Summary] = []
+    if cache is not None and keep:
+        jobs = _from_cache(jobs, cache, result, summaries)
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if len(jobs) >= PARALLEL_THRESHOLD else 1
     parallel = workers > 1 and len(jobs) > 1
-    outcomes = _load_parallel(jobs, workers, keep) if parallel else _load_chunk(jobs, keep)
-    summaries: list[Summary] = []
+    ship = cache is not None and keep
+    outcomes = _load_parallel(jobs, workers, keep) if parallel else _load_chunk(jobs, keep, ship)
     for outcome, diagnostics in outcomes:
         result.diagnostics += diagnostics
         if isinstance(outcome, _Shipped):
             result.stocks.append(outcome.unpack())
             summaries.append(outcome.summary)
+            if cache is not None and not diagnostics and not _names_files(outcome.data):
+                cache.put(cache.key(outcome.digest), outcome.entry())
             continue
         loaded = outcome
         if isinstance(loaded, DesiredStock):
@@ -278,6 +378,8 @@ def load_stocks(
             summaries.append(loaded.summary())
         elif loaded is not None:
             summaries.append(loaded)
+    if cache is not None and keep:
+        cache.save()
     result.valid = len(summaries)
     result.diagnostics += _cross_file(summaries)
     result.diagnostics += duplicates_across(

@@ -17,6 +17,18 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from reconciler.state.backend import StateMissingError
+from reconciler.state.lock import LockInfo
+from reconciler.state.model import State
+from reconciler.state.store import StateStore
+
+if TYPE_CHECKING:
+    from reconciler.state.postgres import PostgresStateStore
+    from tests.e2e_support import Workspace
 
 DSN_VARIABLE = "RECONCILER_TEST_POSTGRES_DSN"
 
@@ -39,6 +51,33 @@ def _as_cluster_user(args: list[str]) -> list[str]:
 def throwaway_cluster() -> Iterator[str]:
     """Start a cluster in a temporary folder; yields its DSN; stops and deletes it after.
     Raises RuntimeError saying why when it cannot be started."""
+    with cluster() as started:
+        yield started.dsn
+
+
+class Cluster:
+    """A running throwaway cluster: its DSN, and a restart as an operator would do it."""
+
+    def __init__(self, dsn: str, pg_ctl: list[str], data: Path) -> None:
+        self.dsn = dsn
+        self._pg_ctl = pg_ctl
+        self._data = data
+
+    def restart(self, mode: str = "fast") -> None:
+        """`pg_ctl restart`: every connection is ended; returns once the server accepts
+        connections again."""
+        run = subprocess.run(
+            _as_cluster_user([*self._pg_ctl, "-D", str(self._data), "-m", mode, "-w", "restart"]),
+            capture_output=True,
+            text=True,
+        )
+        if run.returncode != 0:
+            raise RuntimeError(f"pg_ctl restart failed: {run.stderr.strip()[-300:]}")
+
+
+@contextlib.contextmanager
+def cluster() -> Iterator[Cluster]:
+    """`throwaway_cluster`, yielding the Cluster (for tests that restart it)."""
     bin_dir = find_bin()
     if bin_dir is None:
         raise RuntimeError("no PostgreSQL binaries (pg_ctl) found")
@@ -100,7 +139,11 @@ def throwaway_cluster() -> Iterator[str]:
             )
             raise RuntimeError(f"pg_ctl start failed: {run.stderr.strip()[-300:]} {log}")
         try:
-            yield f"host={folder} dbname=postgres user=postgres"
+            yield Cluster(
+                f"host={folder} dbname=postgres user=postgres",
+                [str(bin_dir / "pg_ctl"), "-o", options, "-l", str(folder / "log")],
+                data,
+            )
         finally:
             subprocess.run(
                 _as_cluster_user(
@@ -119,3 +162,92 @@ def fresh_schema(dsn: str, name: str) -> str:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
     return name
+
+
+# --- a workspace whose state is in PostgreSQL ---------------------------------------------------
+
+STATE_DSN_VARIABLE = "RECONCILER_TEST_STATE_DSN"
+_postgres_states: dict[Path, tuple[str, str]] = {}
+"""Project root -> (DSN, schema) of the workspaces whose state `use_postgres` moved there."""
+
+
+def use_postgres(ws: Workspace, dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the workspace's state in PostgreSQL (the DSN in an environment variable, as a
+    pipeline has it), whatever `write_project` writes later; `state_of` and `lock_of` read it."""
+    monkeypatch.setenv(STATE_DSN_VARIABLE, dsn)
+    original = ws.write_project
+
+    def write_project(*args: Any, **changes: Any) -> None:
+        original(*args, **changes)
+        text = ws.project_file.read_text(encoding="utf-8")
+        text = text.replace(
+            "state: state.json\n",
+            f"state:\n  postgres:\n    dsn: {{env: {STATE_DSN_VARIABLE}}}\n    schema: {schema}\n",
+        )
+        ws.project_file.write_text(text, encoding="utf-8")
+
+    ws.write_project = write_project  # type: ignore[method-assign]
+    _postgres_states[ws.root] = (dsn, schema)
+    if ws.project_file.exists():
+        write_project()
+
+
+def _postgres_store(ws: Workspace) -> PostgresStateStore | None:
+    where = _postgres_states.get(ws.root)
+    if where is None:
+        return None
+    from reconciler.state.postgres import PostgresStateStore
+
+    return PostgresStateStore(where[0], schema=where[1], clock=ws.clock.clock())
+
+
+def state_of(ws: Workspace) -> State | None:
+    """The workspace's state wherever it is kept; None when there is none yet."""
+    store = _postgres_store(ws)
+    if store is None:
+        return ws.state() if ws.state_path.exists() else None
+    try:
+        return store.load()
+    except StateMissingError:
+        return None
+    finally:
+        store.close()
+
+
+def lock_of(ws: Workspace) -> LockInfo | None:
+    """The lock on the workspace's state, wherever it is kept."""
+    store = _postgres_store(ws)
+    if store is None:
+        return StateStore(ws.state_path, ws.clock.clock()).read_lock()
+    try:
+        return store.read_lock()
+    finally:
+        store.close()
+
+
+def current_state(ws: Workspace) -> State:
+    """The workspace's state, which must exist."""
+    state = state_of(ws)
+    assert state is not None, f"no state for {ws.root}"
+    return state
+
+
+BACKENDS = ["local", pytest.param("postgres", marks=pytest.mark.long)]
+"""Both backends as parameters; PostgreSQL's need RECONCILER_LONG=1 (the default suite keeps
+a few PostgreSQL crash cases of its own)."""
+
+
+def with_backend(
+    ws: Workspace, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Workspace:
+    """`ws`, its state moved to a fresh PostgreSQL schema when `backend` is "postgres"."""
+    if backend == "postgres":
+        dsn = request.getfixturevalue("postgres_dsn")
+        name = f"ws_{os.getpid()}_{abs(hash(str(ws.root))) % 10**8}"
+        use_postgres(ws, dsn, fresh_schema(dsn, name), monkeypatch)
+    return ws
+
+
+def stock_ids_of(ws: Workspace) -> dict[str, str | None]:
+    """id -> remote stock_id as the workspace's state records it, wherever it is kept."""
+    return {s.id: s.stock_id for s in current_state(ws).stocks.values()}

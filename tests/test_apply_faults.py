@@ -34,6 +34,7 @@ from tests.e2e_support import (
     remote_by_request_no,
     write_generated_stocks,
 )
+from tests.pg_support import BACKENDS, current_state, stock_ids_of, with_backend
 
 ROUNDS = 6
 FAULTED_REQUESTS = 5
@@ -66,9 +67,16 @@ FAULTS: dict[str, Fault] = {
 }
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    return make_workspace(tmp_path / "project")
+def ws(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Workspace:
+    return with_backend(make_workspace(tmp_path / "project"), backend, request, monkeypatch)
 
 
 def both_kinds(ws: Workspace) -> list[str]:
@@ -103,7 +111,7 @@ def check_reported(run: Run, kinds: dict[str, str], reuse: str) -> set[str]:
 
 def import_from_remote(ws: Workspace, local: LocalEmulator, stock: str) -> None:
     """What a person does with the suggestion: find the stock_id, import it."""
-    number = ws.state().stock(stock).out_request_no
+    number = current_state(ws).stock(stock).out_request_no
     found = remote_by_request_no(emulator_stocks(local.emu)).get(number)
     assert found is not None and len(found) == 1, (stock, found)
     run = ws.cli("state", "import", stock, found[0])
@@ -152,7 +160,7 @@ def test_creates_settle_under_fault(
     counted = [e.endpoint for e in local.emu.request_log if e.endpoint is not None]
     faulted = set(counted[: FAULTS[fault].faults.next_requests or 0])
     assert {"favor.create", "busifavor.create"} <= faulted, f"the fault missed a kind: {faulted}"
-    assert_one_remote_per_id(ws.state(), emulator_stocks(local.emu), ids)
+    assert_one_remote_per_id(current_state(ws), emulator_stocks(local.emu), ids)
     final = ws.cli("plan", "--detailed-exitcode")
     assert final.exit_code == 0, str(final)
 
@@ -194,13 +202,13 @@ def test_busifavor_updates_settle_under_fault(
     converge(ws, local, reuse)
 
     assert local.emu.faults_remaining == 0, "the fault never fired"
-    stock_id = ws.stock_ids()[stock]
+    stock_id = stock_ids_of(ws)[stock]
     assert stock_id is not None
     body = local.stocks[stock_id].body
     assert body["comment"] == "changed under fault"
     assert body["stock_send_rule"]["max_coupons"] == 60000
-    assert ws.state().stock(stock).pending is None
-    assert_one_remote_per_id(ws.state(), emulator_stocks(local.emu), ids)
+    assert current_state(ws).stock(stock).pending is None
+    assert_one_remote_per_id(current_state(ws), emulator_stocks(local.emu), ids)
     final = ws.cli("plan", "--detailed-exitcode")
     assert final.exit_code == 0, str(final)
 
@@ -235,9 +243,9 @@ def test_favor_look_up_never_takes_another_ids_stock(ws: Workspace, local: Local
     converge(ws, local, local.settings.out_request_no_reuse)
 
     ids = sorted(ws.kinds())
-    assert_one_remote_per_id(ws.state(), emulator_stocks(local.emu), ids)
+    assert_one_remote_per_id(current_state(ws), emulator_stocks(local.emu), ids)
     comments = {s.stock_id: s.body["comment"] for s in local.stocks.values()}
-    assert {i: comments[str(ws.stock_ids()[i])] for i in ids} == {
+    assert {i: comments[str(stock_ids_of(ws)[i])] for i in ids} == {
         twin_a["id"]: "twin a",
         twin_b["id"]: "twin b",
     }
@@ -275,8 +283,8 @@ def test_activations_settle_under_fault(
     converge(ws, local, reuse)
 
     assert local.emu.faults_remaining == 0, "the fault never fired"
-    assert_one_remote_per_id(ws.state(), emulator_stocks(local.emu), ids)
-    state = ws.state()
+    assert_one_remote_per_id(current_state(ws), emulator_stocks(local.emu), ids)
+    state = current_state(ws)
     favors = [s for s in local.stocks.values() if s.kind == "favor"]
     assert favors and all(s.status == "running" for s in favors)
     for s in favors:

@@ -11,6 +11,7 @@ middle of its apply (lock held, intents saved, creates in flight) while the othe
 
 Afterwards the state file is valid, each stock id has exactly one remote stock, and
 `plan --detailed-exitcode` exits 0. No sleeps: every wait polls a condition with a deadline.
+The lock-holder and saved-plan cases run against the PostgreSQL state too (RECONCILER_LONG=1).
 The applies that contend for the lock are real processes (each its own pid and lock); the
 plans before and after run in this process, through the emulator's in-memory transport.
 """
@@ -38,9 +39,12 @@ from reconciler.emulator import Answer, DemoMerchant, Emulator, EmulatorSettings
 from reconciler.emulator.keys import public_key_pem
 from reconciler.loader import load_stocks
 from reconciler.runtime import NOW_VARIABLE, Clock, Runtime
+from reconciler.state.model import State
+from reconciler.state.postgres import PostgresStateStore
 from reconciler.state.store import parse_state
 from tests.cli_invoke import invoke
 from tests.conftest import ROOT
+from tests.pg_support import BACKENDS, STATE_DSN_VARIABLE, fresh_schema
 
 MCHID = "1900000001"
 DEADLINE = 60.0
@@ -82,6 +86,22 @@ class Project:
     root: Path
     emulator: GatedEmulator
     clock: Clock
+    postgres: tuple[str, str] | None = None
+    """(DSN, schema) when the state is kept in PostgreSQL."""
+
+    def store(self) -> PostgresStateStore:
+        assert self.postgres is not None
+        dsn, schema = self.postgres
+        return PostgresStateStore(dsn, schema=schema, clock=self.clock)
+
+    def state(self) -> State:
+        if self.postgres is None:
+            return parse_state(self.state_path.read_bytes())
+        store = self.store()
+        try:
+            return store.load()
+        finally:
+            store.close()
 
     @property
     def state_path(self) -> Path:
@@ -119,6 +139,13 @@ class Project:
         return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
 
     def lock_holder_pid(self) -> int | None:
+        if self.postgres is not None:
+            store = self.store()
+            try:
+                info = store.read_lock()
+            finally:
+                store.close()
+            return None if info is None else info.pid
         try:
             text = (self.state_path.parent / "state.json.lock").read_text("utf-8")
         except FileNotFoundError:
@@ -128,7 +155,23 @@ class Project:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Iterator[Project]:
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "local"))
+
+
+@pytest.fixture
+def project(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Project]:
+    postgres: tuple[str, str] | None = None
+    state_setting = "state/state.json"
+    if backend == "postgres":
+        dsn = request.getfixturevalue("postgres_dsn")
+        postgres = (dsn, fresh_schema(dsn, f"concurrent_{os.getpid()}"))
+        monkeypatch.setenv(STATE_DSN_VARIABLE, dsn)
+        state_setting = (
+            f"{{postgres: {{dsn: {{env: {STATE_DSN_VARIABLE}}}, schema: {postgres[1]}}}}}"
+        )
     clock = Clock.starting_at(BEGIN - dt.timedelta(days=1))
     settings = EmulatorSettings(rate_limiting=False, faults=Faults(latency_ms=50))
     emu = GatedEmulator(settings, clock=clock.time)
@@ -150,7 +193,7 @@ def project(tmp_path: Path) -> Iterator[Project]:
     with emu.serve("127.0.0.1", 0) as server:
         (root / "reconciler.yaml").write_text(
             "stocks: stocks\n"
-            "state: state/state.json\n"
+            f"state: {state_setting}\n"
             f"api: {{base_url: '{server.base_url}', max_attempts: 1, read_timeout_seconds: {DEADLINE:.0f}}}\n"
             "merchants:\n"
             f"  - mchid: '{MCHID}'\n"
@@ -164,7 +207,7 @@ def project(tmp_path: Path) -> Iterator[Project]:
             encoding="utf-8",
         )
         try:
-            yield Project(root, emu, clock)
+            yield Project(root, emu, clock, postgres)
         finally:
             emu.open_gate()  # never leave a server thread parked at the gate
         assert server.errors == []
@@ -202,7 +245,7 @@ def stock_ids() -> list[str]:
 def assert_settled(project: Project) -> None:
     """A valid state, one remote stock per id (the one the state names), and nothing to do."""
     ids = stock_ids()
-    state = parse_state(project.state_path.read_bytes())
+    state = project.state()
     remote = project.emulator.stocks
     by_number: dict[str, list[str]] = {}
     for stock_id, stock in remote.items():
@@ -215,7 +258,7 @@ def assert_settled(project: Project) -> None:
         assert by_number[entry.out_request_no] == [entry.stock_id]
     if (project.state_path.parent / "state.json.backup").exists():
         parse_state((project.state_path.parent / "state.json.backup").read_bytes())
-    assert not (project.state_path.parent / "state.json.lock").exists()
+    assert project.lock_holder_pid() is None
     again = project.run("plan", "--detailed-exitcode")
     assert again.returncode == 0, again.stdout + again.stderr
 
@@ -233,6 +276,7 @@ def holder_in_the_middle(project: Project) -> int:
     return pid
 
 
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 @pytest.mark.parametrize("lock_wait", ["0", "0.5"])
 def test_the_second_apply_fails_naming_the_lock_holder(project: Project, lock_wait: str) -> None:
     args = ["apply", "--yes", "--lock-wait", lock_wait]
@@ -272,6 +316,7 @@ def test_the_second_apply_waits_for_the_lock(project: Project) -> None:
     assert_settled(project)
 
 
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 def test_two_applies_of_one_saved_plan_apply_it_once(project: Project) -> None:
     planned = project.run("plan", "--out", "plan.json")
     assert planned.returncode == 0, planned.stdout + planned.stderr

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.state.store import StateStore
 from tests.e2e_support import (
     CliChildren,
     LocalEmulator,
@@ -26,6 +25,7 @@ from tests.e2e_support import (
     wait_for,
     write_generated_stocks,
 )
+from tests.pg_support import BACKENDS, current_state, lock_of, with_backend
 
 STOCKS = 100
 CONCURRENCY = 8
@@ -37,11 +37,19 @@ def children() -> CliChildren:
     return CliChildren()
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    return make_workspace(
+def ws(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Workspace:
+    ws = make_workspace(
         tmp_path / "project", concurrency=CONCURRENCY, creates_per_second=2, max_attempts=1
     )
+    return with_backend(ws, backend, request, monkeypatch)
 
 
 @pytest.fixture
@@ -72,14 +80,15 @@ def test_no_new_request_starts_after_the_signal(
     assert after < STOCKS
     assert "Interrupted: no new request starts" in output, output
     assert "skipped" in output, output
-    assert StateStore(ws.state_path, ws.clock.clock()).read_lock() is None
-    recorded = {i: sid for i, sid in ws.stock_ids().items() if sid is not None}
+    assert lock_of(ws) is None
+    recorded = {s.id: s.stock_id for s in current_state(ws).stocks.values() if s.stock_id}
     assert len(recorded) == after, "every stock created is in the state"
-    assert not [s for s in ws.state().stocks.values() if s.pending is not None], output
+    assert not [s for s in current_state(ws).stocks.values() if s.pending is not None], output
 
     ws.write_project(creates_per_second=1000)
     rest = ws.cli("apply", "--yes")
     assert rest.exit_code == 0, str(rest)
     assert len(local.stocks) == STOCKS
-    assert sorted(ws.stock_ids()) == sorted(ids)
-    assert len(set(ws.stock_ids().values())) == STOCKS
+    stock_ids = {s.id: s.stock_id for s in current_state(ws).stocks.values()}
+    assert sorted(stock_ids) == sorted(ids)
+    assert len(set(stock_ids.values())) == STOCKS

@@ -54,7 +54,7 @@ def favor(status: str = "running", mutate: Any = None) -> Any:
 def observed(stock: Any, status: str, **more: Any) -> dict[str, Any]:
     body = applied_state(stock).stock(ID).sent_body or {}
     detail = {**_favor_detail(body), "status": status, **more}
-    use: dict[str, Any] = body["coupon_use_rule"]  # type: ignore[assignment]
+    use: dict[str, Any] = body["coupon_use_rule"]
     for key in ("trade_type", "combine_use"):  # as sent: this file's values, not the helper's
         detail["stock_use_rule"].pop(key)
         if key in use:

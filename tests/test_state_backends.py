@@ -366,3 +366,116 @@ def test_merchant_scoped_runs_each_keep_their_callbacks(factory: Factory, kind: 
         f"{M1}/favor": "https://one.example.com/n",
         f"{M2}/favor": "https://two.example.com/n",
     }
+
+
+def test_pure_updates_record_the_ids_they_touch() -> None:
+    base = State.new(str(UUID(int=1)))
+    for i in range(5):
+        base = base.with_stock(stock(f"s-{i}"))
+    base = base.model_copy()  # a copy is its own root, as a loaded or saved state is
+    assert base.changed_since(base) == set()
+    changed = sent(base, "s-1").renamed("s-2", "two").without_stock("s-4")
+    assert changed.changed_since(base) == {"s-1", "s-2", "two", "s-4"}
+    assert changed.changed_since(changed.model_copy()) is None  # not derived from it
+    assert changed.model_copy().changed_since(base) is None
+    # The recorded ids give the same delta as comparing every stock.
+    change = delta(base, changed)
+    assert set(change.stocks) == {"s-1", "s-2", "two", "s-4"}
+    assert change.stocks["s-2"] is None and change.stocks["s-4"] is None
+    assert change.stocks["two"] == base.stock("s-2").model_copy(update={"id": "two"})
+    # A touched id that is in neither state is not written (nor removed).
+    back = base.renamed("s-0", "zero").renamed("zero", "s-0")
+    assert back.changed_since(base) == {"s-0", "zero"}
+    assert list(delta(base, back).stocks) == ["s-0"]
+
+
+def test_invariants_hold_for_updates_from_a_state_whose_index_moved_on() -> None:
+    base = State.new(str(UUID(int=1))).with_stock(stock("a")).with_stock(stock("b"))
+    first = created(base, "a", 1)  # takes base's index with it
+    # A second update from `base` (not from `first`) is checked against base's own stocks.
+    second = created(base, "b", 1)
+    assert second.stock("b").stock_id == "1000000001"
+    with pytest.raises(StateError, match="one remote stock belongs to one id"):
+        created(first, "b", 1)
+    with pytest.raises(StateError, match="used by both"):
+        base.with_stock(stock("a").model_copy(update={"id": "c"}))
+    gone = base.without_stock("a")
+    assert gone.request_no_in_use(base.stock("a").out_request_no)
+    with pytest.raises(StateError, match="retired"):
+        gone.with_stock(stock("a"))
+    assert not first.request_no_in_use("not-a-number")
+
+
+def test_a_journal_save_writes_only_the_touched_stocks(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.json", Clock(), lineages(), journal=True)
+    state = store.load(create_if_missing=True)
+    for i in range(300):
+        state = state.with_stock(stock(f"s-{i}"))
+    state = store.save(state)
+    state = store.save(created(sent(state, "s-7"), "s-7", 7).record_observed("s-9", {}, T0))
+    last = (tmp_path / "state.json.journal").read_bytes().splitlines()[-1]
+    record = parse_state_line(last)
+    assert sorted(record["stocks"]) == ["s-7", "s-9"] and record["serial"] == state.serial
+    assert StateStore(tmp_path / "state.json", Clock()).load() == state
+
+
+def parse_state_line(line: bytes) -> dict[str, Any]:
+    import json
+
+    value = json.loads(line.partition(b" ")[2])
+    assert isinstance(value, dict)
+    return value
+
+
+def test_group_commit_shares_fsyncs_and_a_failed_one_acknowledges_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = StateStore(tmp_path / "state.json", Clock(), lineages(), journal=True)
+    state = store.save(store.load(create_if_missing=True).with_stock(stock("a")))
+    state = store.save(state.with_stock(stock("b")))  # the journal exists now
+    fsyncs: list[int] = []
+    real_fsync = os.fsync
+
+    def counted_fsync(fd: int) -> None:
+        fsyncs.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr("reconciler.state.store.os.fsync", counted_fsync)
+    waits = []
+    for i in range(5):  # five saves written before anyone waits, as five workers would
+        state, durable = store.save_deferred(state.record_observed("a", {"n": i}, T0))
+        waits.append(durable)
+    for durable in waits:
+        durable()
+    assert len(fsyncs) == 1  # one fsync made all five durable
+    assert StateStore(tmp_path / "state.json", Clock()).load() == state
+    durable_state = state
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("reconciler.state.store.os.fsync", full_disk)
+    state, first = store.save_deferred(sent(state, "a"))
+    state, second = store.save_deferred(state.record_observed("b", {}, T0))
+    for durable in (first, second):
+        with pytest.raises(StateError, match="could not make the journal"):
+            durable()  # neither is acknowledged: nothing may be sent on them
+    # Their lines are cut off: what is on disk is the last acknowledged save.
+    assert StateStore(tmp_path / "state.json", Clock()).load() == durable_state
+    monkeypatch.undo()
+    # A save begun from the unacknowledged state after the cut writes the state whole.
+    after = store.save(state.record_observed("a", {"again": True}, T0))
+    assert StateStore(tmp_path / "state.json", Clock()).load() == after
+
+
+def test_a_value_json_cannot_hold_is_refused_by_every_save(factory: Factory) -> None:
+    store = factory()
+    state = store.save(store.load(create_if_missing=True).with_stock(stock("a")))
+    for odd in ({"tags": {1, 2}}, {"ratio": float("nan")}):
+        with pytest.raises(StateError, match="a body must be JSON"):
+            state.record_observed("a", odd, T0)
+    # A state made some other way is refused by the save, and nothing is written.
+    bad = state.stock("a").model_copy(update={"observed": {"tags": object()}, "observed_at": T0})
+    with pytest.raises(StateError, match="refusing to save"):
+        store.save(state.with_stock(bad))
+    assert factory().load() == state

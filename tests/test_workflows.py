@@ -427,7 +427,12 @@ def _actions(w: World) -> dict[str, Any]:
         assert len(body) <= 65536, "GitHub refuses longer comments"
         w.comments[(w.pr_number, inputs["header"])] = body  # one per header: updated in place
 
+    def cache(inputs: Mapping[str, str], job: Job) -> None:
+        # Nothing is kept between these runs: the parse cache starts empty, as on a cache miss.
+        assert inputs["path"] == ".reconciler/cache"
+
     return {
+        "actions/cache": cache,
         "actions/checkout": checkout,
         "actions/setup-python": setup_python,
         "actions/upload-artifact": upload,

@@ -21,6 +21,7 @@ from reconciler.engine.partners import partner_diagnostics
 from reconciler.errors import ApiError, ConfigError, DiagnosedError
 from reconciler.kinds import kind_of
 from reconciler.loader import LoadResult, load_stocks
+from reconciler.parsecache import open_cache
 from reconciler.runtime import Runtime, is_loopback
 from reconciler.state.backend import StateBackend
 from reconciler.state.factory import open_backend
@@ -101,7 +102,11 @@ def open_workspace(
                 if read_state
                 else None
             )
-            loaded = load_stocks([project.stocks_dir], base=project.root)
+            loaded = load_stocks(
+                [project.stocks_dir],
+                base=project.root,
+                cache=open_cache(project.root, runtime.environ),
+            )
             count = len(loaded.stocks)
             if not loaded.ok:
                 raise PlanInvalid(loaded.diagnostics)

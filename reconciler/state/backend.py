@@ -6,9 +6,11 @@ same guarantees: lineage and serial, a save is durable when it returns (so an in
 before a send survives a crash), never torn, and never an empty state made up while
 something shows that one existed (`StateMissingError`).
 
-`delta` (pure) is how a backend writes O(changed stocks): pure updates of `State` keep every
-untouched `StockState` object as it was, so the stocks that changed are those that are not
-the same object any more.
+`delta` (pure) is how a backend writes O(changed stocks): the pure updates of `State` record
+the ids they touch since the state they started from (`State.changed_since`), so when that
+state is the stored one only those ids are looked at. Otherwise (a state derived some other
+way) untouched `StockState` objects are still the same objects, and a comparison by identity
+over every stock finds the changed ones.
 """
 
 from __future__ import annotations
@@ -132,11 +134,61 @@ class Listed:
         return cls(state, list(state.stocks), list(state.stocks.values()))
 
 
+def tracked_delta(base: State, new: State) -> Delta | None:
+    """The changes from `base` to `new` from the ids `new`'s pure updates recorded, in
+    O(changed); None when `new` was not derived from `base` itself by pure updates."""
+    ids = new.changed_since(base)
+    if ids is None:
+        return None
+    old, cur = base.stocks, new.stocks
+    changed: dict[str, StockState | None] = {}
+    for key in sorted(ids):
+        value = cur.get(key)
+        if value is None:
+            if key in old:
+                changed[key] = None
+        elif old.get(key) is not value:
+            changed[key] = value
+    return Delta(changed, *_side_changes(base, new))
+
+
+def _side_changes(
+    base: State, new: State
+) -> tuple[
+    Mapping[str, str] | None,
+    Mapping[str, str] | None,
+    Mapping[str, Mapping[str, MediaImage]] | None,
+    Mapping[str, CallbackRecord] | None,
+]:
+    """What changed beside the stocks: the retired numbers (whole), the images of each
+    merchant whose images changed, and the notify URLs that changed (entries are never
+    removed, and runs scoped to other merchants write theirs meanwhile)."""
+    old_retired, new_retired = base.retired, new.retired
+    retired = None if new_retired is old_retired or new_retired == old_retired else new_retired
+    old_ids, new_ids = base.retired_stock_ids, new.retired_stock_ids
+    retired_ids = None if new_ids is old_ids or new_ids == old_ids else new_ids
+    old_images, new_images = base.images, new.images
+    images = None
+    if new_images is not old_images and new_images != old_images:
+        images = {m: v for m, v in new_images.items() if old_images.get(m) != v}
+    old_cb, new_cb = base.callbacks, new.callbacks
+    callbacks = None
+    if new_cb is not old_cb and new_cb != old_cb:
+        callbacks = {k: v for k, v in new_cb.items() if old_cb.get(k) != v}
+    return retired, retired_ids, images, callbacks
+
+
 def delta(base: State | Listed, new: State | Listed) -> Delta:
     """The changes from `base` to `new`: the stocks that are not the same (or an equal)
     object. For the common shapes (the same ids in the same order, or new ids appended, which
     is what `with_stock` produces) the unchanged runs are skipped by list comparisons in C,
     whose identity shortcut makes them cost a pointer compare per stock."""
+    tracked = tracked_delta(
+        base.state if isinstance(base, Listed) else base,
+        new.state if isinstance(new, Listed) else new,
+    )
+    if tracked is not None:
+        return tracked
     b = base if isinstance(base, Listed) else Listed.of(base)
     n = new if isinstance(new, Listed) else Listed.of(new)
     old, cur = b.state.stocks, n.state.stocks
@@ -158,21 +210,7 @@ def delta(base: State | Listed, new: State | Listed) -> Delta:
                     changed[key] = value
             for key in old.keys() - cur.keys():
                 changed[key] = None
-    old_retired, new_retired = b.state.retired, n.state.retired
-    retired = None if new_retired is old_retired or new_retired == old_retired else new_retired
-    old_ids, new_ids = b.state.retired_stock_ids, n.state.retired_stock_ids
-    retired_ids = None if new_ids is old_ids or new_ids == old_ids else new_ids
-    old_images, new_images = b.state.images, n.state.images
-    images = None
-    if new_images is not old_images and new_images != old_images:
-        images = {m: v for m, v in new_images.items() if old_images.get(m) != v}
-    old_cb, new_cb = b.state.callbacks, n.state.callbacks
-    callbacks = None
-    if new_cb is not old_cb and new_cb != old_cb:
-        # Only the entries that changed: entries are never removed, and runs scoped to other
-        # merchants write theirs meanwhile.
-        callbacks = {k: v for k, v in new_cb.items() if old_cb.get(k) != v}
-    return Delta(changed, retired, retired_ids, images, callbacks)
+    return Delta(changed, *_side_changes(b.state, n.state))
 
 
 def _differing(a: list[object], b: list[object], lo: int, hi: int, out: list[int]) -> None:

@@ -7,6 +7,7 @@ treated as read-only too.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal, TypeVar
@@ -18,7 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    JsonValue,
+    PrivateAttr,
     StrictInt,
     ValidationError,
     model_validator,
@@ -56,7 +57,10 @@ def _check_lineage(value: str) -> str:
 
 RequestNo = Annotated[str, AfterValidator(_check_request_no)]
 Slug = Annotated[str, AfterValidator(check_slug)]
-JsonObject = dict[str, JsonValue]
+JsonObject = dict[str, Any]
+"""A JSON object (request and response bodies). Not validated value by value on load: the
+values come from JSON there, and validating every value of every body was most of the cost
+of loading a large state; a save refuses (StateError) anything JSON cannot hold."""
 _M = TypeVar("_M", bound=BaseModel)
 
 
@@ -198,10 +202,47 @@ class State(_Frozen):
     callbacks: dict[str, CallbackRecord] = Field(default_factory=dict)
     """Notify URLs by `<mchid>/<kind>` (reconciler.callbacks)."""
 
+    # Change tracking (not data): the state the pure updates started from, and the ids they
+    # touched since, so that a save writes O(changed) without comparing every stock. A state
+    # built any other way (validated, copied, constructed) is its own root with no changes.
+    _root: State | None = PrivateAttr(default=None)
+    _touched: _Touched | None = PrivateAttr(default=None)
+    # The numbers and remote ids of `stocks`, for O(1) invariant checks; handed on to the
+    # state an update derives (see `_Index`).
+    _index_box: list[_Index] = PrivateAttr(default_factory=list)
+
     @model_validator(mode="after")
     def _consistent(self) -> State:
         _check_stocks(self.stocks, self.retired)
         return self
+
+    def __eq__(self, other: object) -> bool:
+        # The data only: change tracking and the index are not part of a state's value.
+        if not isinstance(other, State):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> State:
+        """A copy is its own root: no change tracking and no index carry over."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy._root = None
+        copy._touched = None
+        copy._index_box = []
+        return copy
+
+    def changed_since(self, base: State) -> set[str] | None:
+        """The ids whose entries may differ from `base`'s, when this state was derived from
+        exactly `base` (the same object) by pure updates; None when that is not known."""
+        if self is base:
+            return set()
+        if self._root is not base:
+            return None
+        ids: set[str] = set()
+        node = self._touched
+        while node is not None:
+            ids.update(node.ids)
+            node = node.previous
+        return ids
 
     # --- data -----------------------------------------------------------------------------
 
@@ -230,9 +271,13 @@ class State(_Frozen):
 
     def request_no_in_use(self, number: str) -> bool:
         """True if `number` is the create number of any stock in this state, present or removed."""
-        return number in self.retired or any(
-            s.out_request_no == number for s in self.stocks.values()
-        )
+        if number in self.retired:
+            return True
+        index = self._take_index()
+        try:
+            return number in index.numbers
+        finally:
+            self._index_box.append(index)
 
     def retired_for(
         self, merchant: str, kind: Kind, id: str, below: int
@@ -257,12 +302,14 @@ class State(_Frozen):
 
     def with_stock(self, stock: StockState) -> State:
         """Add `stock` or replace the entry with the same id."""
-        return self._with_stocks({**self.stocks, stock.id: stock})
+        return self._with_stocks({**self.stocks, stock.id: stock}, touched=(stock.id,))
 
     def with_stocks(self, stocks: Sequence[StockState]) -> State:
         """Add (or replace) several entries at once, checking the invariants across stocks
         once (an import of thousands of stocks)."""
-        return self._with_stocks({**self.stocks, **{s.id: s for s in stocks}})
+        return self._with_stocks(
+            {**self.stocks, **{s.id: s for s in stocks}}, touched=tuple(s.id for s in stocks)
+        )
 
     def without_stock(self, id: str) -> State:
         """Forget a stock (`state rm`); its create number is retired, never given out again."""
@@ -279,7 +326,9 @@ class State(_Frozen):
             if stock.stock_id is not None
             else self.retired_stock_ids
         )
-        return self._with_stocks(stocks, {**self.retired, stock.out_request_no: id}, remote)
+        return self._with_stocks(
+            stocks, {**self.retired, stock.out_request_no: id}, remote, touched=(id,)
+        )
 
     def renamed(self, old: str, new: str) -> State:
         """Move a stock to a new id (`state mv`), keeping its request numbers and stock_id."""
@@ -289,7 +338,7 @@ class State(_Frozen):
             raise StateError(f"cannot rename {old!r} to {new!r}: {new!r} is already in the state")
         stocks = {(new if k == old else k): v for k, v in self.stocks.items()}
         stocks[new] = _update(stock, id=new)
-        return self._with_stocks(stocks)
+        return self._with_stocks(stocks, touched=(old, new))
 
     def set_pending(
         self, id: str, action: OpType, request_no: str, body_digest: str, at: datetime
@@ -345,7 +394,7 @@ class State(_Frozen):
                 f"{stock.out_request_no}; resend the recorded body (sent_body) until the "
                 "create is settled"
             )
-        sent = _update(stock, sent_body=dict(body), sent_digest=digest)
+        sent = _update(stock, sent_body=_own(body), sent_digest=digest)
         return self.with_stock(sent).set_pending(
             id, OpType.CREATE, stock.out_request_no, digest, at
         )
@@ -368,7 +417,7 @@ class State(_Frozen):
         """An update succeeded: `body` (a full create body) is what WeChat Pay now holds. A
         field unknown at import that the update changed is known from now on."""
         stock = self.stock(id)
-        changes: dict[str, Any] = {"applied_body": dict(body), "pending": None}
+        changes: dict[str, Any] = {"applied_body": _own(body), "pending": None}
         if stock.unknown_at_import:
             before = stock.applied_body or stock.sent_body or {}
             changes["unknown_at_import"] = tuple(
@@ -393,7 +442,7 @@ class State(_Frozen):
             _update(
                 stock,
                 stock_id=stock_id,
-                applied_body=dict(body),
+                applied_body=_own(body),
                 unknown_at_import=tuple(unknown),
             )
         )
@@ -454,7 +503,7 @@ class State(_Frozen):
         return self.model_copy(update={"callbacks": {**self.callbacks, key: record}})
 
     def record_observed(self, id: str, details: Mapping[str, Any], at: datetime) -> State:
-        return self.with_stock(_update(self.stock(id), observed=dict(details), observed_at=at))
+        return self.with_stock(_update(self.stock(id), observed=_own(details), observed_at=at))
 
     # --- uploaded images ------------------------------------------------------------------
 
@@ -495,16 +544,24 @@ class State(_Frozen):
         stocks: dict[str, StockState],
         retired: dict[str, str] | None = None,
         retired_stock_ids: dict[str, str] | None = None,
+        *,
+        touched: tuple[str, ...],
     ) -> State:
         # Every StockState is already valid (built through validation), so only the invariants
-        # across stocks are checked; re-validating each stock would make a single update cost
-        # a digest of every body in the state.
+        # across stocks are checked, and only for the touched ids (against the index of the
+        # others); re-validating each stock would cost a digest of every body in the state.
         retired = self.retired if retired is None else retired
+        index = self._take_index()
         try:
-            _check_stocks(stocks, retired)
-        except ValueError as exc:
-            raise StateDataError([str(exc)]) from None
-        return State.model_construct(
+            index.update(self.stocks, stocks, touched, retired, self.retired)
+        except ValueError:
+            # The index may be half updated: drop it, and let the full check name the problem.
+            try:
+                _check_stocks(stocks, retired)
+            except ValueError as exc:
+                raise StateDataError([str(exc)]) from None
+            index = _Index.of(stocks)
+        state = State.model_construct(
             format_version=FORMAT_VERSION,
             lineage=self.lineage,
             serial=self.serial,
@@ -516,6 +573,85 @@ class State(_Frozen):
             images=self.images,
             callbacks=self.callbacks,
         )
+        state._root = self if self._root is None else self._root
+        state._touched = _Touched(touched, self._touched)
+        state._index_box.append(index)
+        return state
+
+    def _take_index(self) -> _Index:
+        """This state's index, taken out of its box (an atomic pop, so two threads never share
+        one); built when another state took it or it was never made."""
+        try:
+            return self._index_box.pop()
+        except IndexError:
+            return _Index.of(self.stocks)
+
+
+class _Touched:
+    """One pure update's touched ids, linked to the updates before it since the root."""
+
+    __slots__ = ("ids", "previous")
+
+    def __init__(self, ids: tuple[str, ...], previous: _Touched | None) -> None:
+        self.ids = ids
+        self.previous = previous
+
+
+class _Index:
+    """The create numbers (number -> id) and remote stocks ((kind, stock_id) -> id) of one
+    state's stocks. An update moves it on to the state it derives, changed for the touched ids
+    only; the older state builds a new one if it is asked again."""
+
+    __slots__ = ("numbers", "owners")
+
+    def __init__(self, numbers: dict[str, str], owners: dict[tuple[Kind, str | None], str]) -> None:
+        self.numbers = numbers
+        self.owners = owners
+
+    @classmethod
+    def of(cls, stocks: Mapping[str, StockState]) -> _Index:
+        numbers = {s.out_request_no: k for k, s in stocks.items()}
+        owners: dict[tuple[Kind, str | None], str] = {
+            (s.kind, s.stock_id): k for k, s in stocks.items() if s.stock_id is not None
+        }
+        return cls(numbers, owners)
+
+    def update(
+        self,
+        old: Mapping[str, StockState],
+        new: Mapping[str, StockState],
+        touched: tuple[str, ...],
+        retired: Mapping[str, str],
+        old_retired: Mapping[str, str],
+    ) -> None:
+        """From `old` to `new`, which differ in the `touched` ids only; ValueError when `new`
+        breaks an invariant (the index is then unusable)."""
+        for key in touched:
+            before = old.get(key)
+            if before is not None:
+                if self.numbers.get(before.out_request_no) == key:
+                    del self.numbers[before.out_request_no]
+                if (
+                    before.stock_id is not None
+                    and self.owners.get((before.kind, before.stock_id)) == key
+                ):
+                    del self.owners[(before.kind, before.stock_id)]
+        for key in touched:
+            stock = new.get(key)
+            if stock is None:
+                continue
+            if key != stock.id:
+                raise ValueError(key)
+            number = stock.out_request_no
+            if self.numbers.setdefault(number, key) != key or number in retired:
+                raise ValueError(number)
+            remote = (stock.kind, stock.stock_id)
+            if stock.stock_id is not None and self.owners.setdefault(remote, key) != key:
+                raise ValueError(stock.stock_id)
+        if retired is not old_retired and any(
+            number in self.numbers for number in retired.keys() - old_retired.keys()
+        ):
+            raise ValueError("retired")
 
 
 def _check_stocks(stocks: Mapping[str, StockState], retired: Mapping[str, str]) -> None:
@@ -540,6 +676,16 @@ def _check_stocks(stocks: Mapping[str, StockState], retired: Mapping[str, str]) 
                     f"{stock.kind} stock_id {stock.stock_id} is recorded for both {owner} and "
                     f"{key}; one remote stock belongs to one id only"
                 )
+
+
+def _own(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy through JSON: a body kept in the state is JSON (checked here, where bodies come
+    in, rather than on every load) and does not change when the caller's does."""
+    try:
+        value = json.loads(json.dumps(dict(body), allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise StateDataError([f"a body must be JSON: {exc}"]) from None
+    return dict(value)
 
 
 def _update(stock: StockState, **changes: Any) -> StockState:

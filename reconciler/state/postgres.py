@@ -89,9 +89,12 @@ def advisory_key(schema: str, scope: str) -> int:
 
 
 def _dumps(value: object) -> str:
-    return json.dumps(
-        value, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-    )
+    try:
+        return json.dumps(
+            value, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        )
+    except (ValueError, TypeError) as exc:
+        raise StateError(f"refusing to save the state: {exc}; nothing was written") from None
 
 
 class PostgresStateStore:
@@ -130,6 +133,9 @@ class PostgresStateStore:
         self._conn_lock = threading.RLock()
         self._known: State | None = None
         self._held: tuple[str, frozenset[str] | None] | None = None  # lock id, merchants
+        # The server process of the lock's connection: a save checks it still holds the
+        # advisory locks (a server restart ends it, and with it the locks).
+        self._lock_pid: int | None = None
         self._ready = False
 
     def __repr__(self) -> str:  # never the DSN
@@ -319,6 +325,7 @@ class PostgresStateStore:
         scoped = self._held[1] if self._held is not None else None
         with self._session() as conn, conn.transaction():
             head = conn.execute(f"SELECT lineage, serial FROM {s}.state FOR UPDATE").fetchone()
+            self._check_lock_held(conn)
             if head is None:
                 if state.serial != 0:
                     raise StateError(
@@ -389,6 +396,24 @@ class PostgresStateStore:
         self._known = written
         return written
 
+    def _check_lock_held(self, conn: psycopg.Connection[Any]) -> None:
+        """Refuse to save under a lock that is gone: the lock's connection ended (a server
+        restart, a dropped connection), so another run may hold it now."""
+        pid = self._lock_pid
+        if pid is None:
+            return
+        held = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = %s",
+            (pid,),
+        ).fetchone()
+        if held is None or int(held[0]) == 0:
+            raise StateError(
+                f"refusing to save: this run's lock on the PostgreSQL state (schema "
+                f"{self.schema}) is gone (the server restarted or dropped its connection), so "
+                "another run may hold it now. Nothing of this step was written; run the "
+                "command again: requests in doubt are retried under their recorded numbers."
+            )
+
     def _guard(
         self, lineage: str, serial: int, state: State, scoped: frozenset[str] | None
     ) -> None:
@@ -430,7 +455,13 @@ class PostgresStateStore:
             if value is None:
                 removed.append(key)
                 continue
-            text = _dumps(value.model_dump(mode="json"))
+            try:
+                data = value.model_dump(mode="json")
+            except ValueError as exc:  # pydantic's serialisation error is one
+                raise StateError(
+                    f"refusing to save the state: {exc}; nothing was written"
+                ) from None
+            text = _dumps(data)
             check(text)
             rows.append((key, value.merchant, text))
         if change.retired is not None:
@@ -581,10 +612,12 @@ class PostgresStateStore:
                 poll_seconds=poll_seconds,
             )
             self._held = (info.lock_id, None if merchants is None else frozenset(merchants))
+            self._lock_pid = conn.info.backend_pid
             try:
                 yield info
             finally:
                 self._held = None
+                self._lock_pid = None
                 with contextlib.suppress(Exception):
                     conn.execute(
                         f"DELETE FROM {self.schema}.locks WHERE lock_id = %s", (info.lock_id,)

@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import socket
+import threading
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ from reconciler.state.backend import (
     WallClock,
     delta,
     iter_merchants,
+    tracked_delta,
 )
 from reconciler.state.journal import Journal, header_line, parse_journal, record_line, replay
 from reconciler.state.lock import LockInfo, is_stale
@@ -93,6 +95,15 @@ class StateStore:
         self._known_lists: Listed | None = None  # the same, listed, for the next delta
         self._known_files: tuple[_Signature, _Signature] | None = None
         self._journal_length = 0
+        # Group commit (`save_deferred`): journal lines written but maybe not yet fsynced. The
+        # epoch counts journals (a snapshot or a new journal is durable when written, so a
+        # line of an older epoch is durable); `_synced` is how much of this one surely is.
+        self._sync_lock = threading.Lock()
+        self._fsync_lock = threading.Lock()
+        self._epoch = 0
+        self._synced = 0
+        self._sync_failure: tuple[int, int, str] | None = None  # (epoch, durable length, why)
+        self._cuts = 0  # journals cut after a failed fsync: a save begun before one refuses
         self._clock = clock
         self._lineage_source = lineage_source
         self._lock_id_source = lock_id_source
@@ -197,7 +208,10 @@ class StateStore:
     def _remember(self, state: State, journal: Journal | None) -> None:
         self._known = state
         self._known_lists = None
-        self._journal_length = 0 if journal is None else journal.valid_length
+        with self._sync_lock:
+            self._journal_length = 0 if journal is None else journal.valid_length
+            self._epoch += 1
+            self._synced = self._journal_length  # what was read back is what is there
         self._known_files = (_signature(self.path), _signature(self.journal_path))
 
     def _new_state(self, *, init: bool) -> State:
@@ -283,7 +297,21 @@ class StateStore:
     # --- writing ----------------------------------------------------------------------------
 
     def save(self, state: State, *, previous: State | None = None) -> State:
-        """Durably write `state` with serial + 1 and return what was written.
+        written, durable = self.save_deferred(state, previous=previous)
+        durable()
+        return written
+
+    def save_deferred(
+        self, state: State, *, previous: State | None = None
+    ) -> tuple[State, Callable[[], None]]:
+        """`save`, in two steps for group commit: write `state` (serial + 1) and return what
+        was written with a function that returns once it is durable. Saves are made one at a
+        time, as ever; their waits may overlap, so one fsync makes several appended saves
+        durable at once. Nothing may act on a save (send its request) before its wait returned.
+        A failed wait raises StateError for every save not durable yet; those lines are cut
+        off the journal, and the next save writes the state whole.
+
+        What `save` does:
 
         Refuses (StateError) when the state on disk belongs to another lineage or has a
         higher serial than `state` (someone else wrote it since it was loaded), when it cannot
@@ -302,20 +330,28 @@ class StateStore:
         Under merchant locks, see `_save_scoped`.
         """
         if self._scoped is not None:
-            return self._save_scoped(state, previous, self._scoped)
+            return self._save_scoped(state, previous, self._scoped), _durable
         if self._journal:
+            cuts = self._cuts
             base = self._journal_base(state, previous)
             if base is not None:
-                listed = self._known_lists
-                new = Listed.of(state)
-                change = delta(listed if listed is not None and listed.state is base else base, new)
+                new: Listed | None = None
+                change = tracked_delta(base, state)
+                if change is None:  # not derived from `base` by pure updates: compare all
+                    listed = self._known_lists
+                    new = Listed.of(state)
+                    known = listed if listed is not None and listed.state is base else base
+                    change = delta(known, new)
                 if change.size <= max(JOURNAL_MAX_RECORD_STOCKS, len(state.stocks) // 4):
-                    written = self._append(state, change)
-                    self._known_lists = Listed(written, new.keys, new.values)
-                    return written
-        return self._save_whole(state)
+                    written, ticket = self._append(state, change, cuts)
+                    self._known_lists = (
+                        None if new is None else Listed(written, new.keys, new.values)
+                    )
+                    return written, lambda: self._sync(ticket)
+        return self._save_whole(state), _durable
 
     def _save_whole(self, state: State) -> State:
+        """Rewrite the state file whole (serial + 1), durable when it returns."""
         written = state.model_copy(update={"serial": state.serial + 1})
         self._check_disk(state)
         self._write_snapshot(written)
@@ -368,7 +404,24 @@ class StateStore:
                     f"{', '.join(sorted(scoped))} only, but changed {what}. Nothing was written."
                 )
             self._known_lists = None
-            return self._append(state.model_copy(update={"serial": on_disk}), change)
+            self._known_files = (_signature(self.path), _signature(self.journal_path))
+            written, _ = self._append(
+                state.model_copy(update={"serial": on_disk}), change, self._cuts
+            )
+            # Durable before the save lock passes to another run's save, which follows it.
+            try:
+                fd = os.open(self.journal_path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise StateError(
+                    f"could not make the journal {self.journal_path} durable: "
+                    f"{describe_os_error(exc, self.path.parent)}. Nothing more is sent; fix "
+                    "the cause and run the command again."
+                ) from exc
+            return written
 
     def _disk_serial(self, lineage: str) -> int:
         """The serial of the state on disk now (the file and its journal), checking it is of
@@ -436,44 +489,64 @@ class StateStore:
             known = previous  # what the caller says is stored, when this instance knows nothing
         if known is None or (known.lineage, known.serial) != (state.lineage, state.serial):
             return None
-        if not self.path.exists() or self._known_files != (
-            _signature(self.path),
-            _signature(self.journal_path),
-        ):
+        files = (_signature(self.path), _signature(self.journal_path))
+        if files[0] is None or self._known_files != files:
             return None
         return known
 
-    def _append(self, state: State, change: Delta) -> State:
+    def _append(self, state: State, change: Delta, cuts: int) -> tuple[State, tuple[int, int]]:
+        """Append `change` as one journal line (not fsynced: see `_sync`); returns what was
+        written and the (epoch, length) the journal must be durable to."""
         written = state.model_copy(update={"serial": state.serial + 1})
         try:
             line = record_line(written.serial, change)
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             raise StateError(f"refusing to save the state: {exc}; nothing was written") from exc
         if SECRET_MARKER.encode() in line:
             _refuse_secrets(json.loads(line.partition(b" ")[2]), "")
-        new_file = not self.journal_path.exists()
+        # `_journal_base` found the files as this instance left them (unless a failed group
+        # commit cut the journal since).
+        known_files = self._known_files
+        if known_files is None or self._cuts != cuts:
+            raise StateError(
+                "refusing to save: an earlier save of this run did not become durable; "
+                "nothing was written"
+            )
+        state_file, journal = known_files
         try:
-            if new_file:
-                self._create_journal(header_line(state.lineage, state.serial) + line)
-                length = len(header_line(state.lineage, state.serial)) + len(line)
-            else:
-                length = self._append_line(line)
+            if journal is None:
+                head = header_line(state.lineage, state.serial)
+                self._create_journal(head + line)  # durable when written
+                with self._sync_lock:
+                    self._epoch += 1
+                    self._synced = self._journal_length = len(head) + len(line)
+                    ticket = (self._epoch, self._journal_length)
+                    self._known = written
+                    self._known_files = (state_file, _signature(self.journal_path))
+                return written, ticket
+            with self._sync_lock:  # not while a failed group commit cuts the journal
+                if self._cuts != cuts:
+                    raise StateError(
+                        "refusing to save: an earlier save of this run did not become "
+                        "durable; nothing was written"
+                    )
+                self._journal_length, journal = self._append_line(line)
+                ticket = (self._epoch, self._journal_length)
+                self._known = written
+                self._known_files = (state_file, journal)
+            return written, ticket
         except OSError as exc:
             raise StateError(
                 f"could not write the journal {self.journal_path}: "
                 f"{describe_os_error(exc, self.path.parent)}. The previous state is intact; "
                 "fix the cause and run the command again."
             ) from exc
-        self._known = written
-        self._journal_length = length
-        self._known_files = (_signature(self.path), _signature(self.journal_path))
-        return written
 
     def _create_journal(self, content: bytes) -> None:
         # Written whole under a temporary name and renamed: a journal never lacks its header.
         write_atomic(self.journal_path, content)
 
-    def _append_line(self, line: bytes) -> int:
+    def _append_line(self, line: bytes) -> tuple[int, _Signature]:
         fd = os.open(self.journal_path, os.O_WRONLY)
         try:
             # Cut off a torn last line of an interrupted save (and anything a failed append
@@ -485,14 +558,65 @@ class StateStore:
                 view = memoryview(line)
                 while view:
                     view = view[os.write(fd, view) :]
-                os.fsync(fd)
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.ftruncate(fd, self._journal_length)
                 raise
+            st = os.fstat(fd)
         finally:
             os.close(fd)
-        return self._journal_length + len(line)
+        return self._journal_length + len(line), (
+            st.st_dev,
+            st.st_ino,
+            st.st_size,
+            st.st_mtime_ns,
+        )
+
+    def _sync(self, ticket: tuple[int, int]) -> None:
+        """Return once the journal is durable up to `ticket`. One fsync covers every line
+        written before it, so saves that wait together share it (group commit)."""
+        epoch, length = ticket
+        with self._fsync_lock:  # one fsync at a time; who waited for it may need none
+            with self._sync_lock:
+                failed = self._sync_failure
+                if failed is not None and failed[0] == epoch and length > failed[1]:
+                    raise StateError(failed[2])
+                if epoch != self._epoch or self._synced >= length:
+                    return  # durable already, or held by a later (durable) snapshot
+                target = self._journal_length
+            try:
+                fd = os.open(self.journal_path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                message = (
+                    f"could not make the journal {self.journal_path} durable: "
+                    f"{describe_os_error(exc, self.path.parent)}. Saves since the last durable "
+                    "one may be lost, so nothing more is sent. Fix the cause and run the "
+                    "command again: requests in doubt are retried under their recorded numbers."
+                )
+                self._cut_after_failure(epoch, message)
+                raise StateError(message) from exc
+            with self._sync_lock:
+                if epoch == self._epoch:
+                    self._synced = max(self._synced, target)
+
+    def _cut_after_failure(self, epoch: int, message: str) -> None:
+        # The lines after the durable length were never acknowledged: nothing acted on them.
+        # Cut them off, so the journal says what is durable, and write whole next time.
+        with self._sync_lock:
+            if epoch != self._epoch:
+                return
+            self._sync_failure = (epoch, self._synced, message)
+            self._cuts += 1
+            with contextlib.suppress(OSError):
+                os.truncate(self.journal_path, self._synced)
+            self._journal_length = self._synced
+            self._known = None
+            self._known_lists = None
+            self._known_files = None
 
     def compact(self) -> State | None:
         """Write the state whole and remove the journal (when there is one): afterwards the
@@ -526,10 +650,15 @@ class StateStore:
         return current
 
     def _write_snapshot(self, written: State) -> None:
+        # Not while a group commit fsyncs the journal this may remove.
+        with self._fsync_lock:
+            self._write_snapshot_now(written)
+
+    def _write_snapshot_now(self, written: State) -> None:
         data = written.to_data()
         try:
             text = render_state(data)
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             raise StateError(f"refusing to save the state: {exc}; nothing was written") from exc
         if SECRET_MARKER in text:  # the marker needs no JSON escaping, so this finds them all
             _refuse_secrets(data, "")
@@ -888,6 +1017,10 @@ def _refuse_secrets(value: Any, path: str) -> None:
 
 
 _Signature = tuple[int, int, int, int] | None
+
+
+def _durable() -> None:
+    """The wait of a save that was durable when it returned."""
 
 
 def _signature(path: Path) -> _Signature:

@@ -1,0 +1,179 @@
+"""The parse cache: a warm cache gives the very stocks a fresh parse gives; files with
+diagnostics are never cached (their errors keep file:line:col); a damaged, foreign or
+tampered cache is ignored; concurrent writers leave a readable cache."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from reconciler.desired import DesiredStock
+from reconciler.diagnostics import Severity
+from reconciler.loader import LoadResult, load_stocks
+from reconciler.parsecache import CACHE_FILE, ParseCache, cache_dir
+from tests.conftest import dump, example
+
+
+def write(stocks: Path, count: int) -> list[str]:
+    ids = []
+    for i in range(count):
+        kind = ("favor", "busifavor")[i % 2]
+        data = example(kind)
+        data["id"] = f"cached-{i:03d}"
+        data["spec"]["stock_name"] = f"缓存 {i}"
+        (stocks / f"s{i:03d}.yaml").write_text(dump(data), encoding="utf-8")
+        ids.append(data["id"])
+    return ids
+
+
+def load(root: Path, folder: Path | None) -> tuple[LoadResult, ParseCache | None]:
+    cache = ParseCache(folder) if folder is not None else None
+    return load_stocks([root / "stocks"], base=root, workers=1, cache=cache), cache
+
+
+def same(a: list[DesiredStock], b: list[DesiredStock]) -> None:
+    assert [s.stock for s in a] == [s.stock for s in b]
+    assert [(s.file, s.line, s.digest) for s in a] == [(s.file, s.line, s.digest) for s in b]
+    assert [(s.lines.paths, s.lines.lines) for s in a] == [
+        (s.lines.paths, s.lines.lines) for s in b
+    ]
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    (tmp_path / "stocks").mkdir()
+    write(tmp_path / "stocks", 6)
+    return tmp_path
+
+
+def test_a_warm_cache_gives_what_a_fresh_parse_gives(root: Path) -> None:
+    fresh, _ = load(root, None)
+    first, cache = load(root, root / "cache")
+    assert cache is not None and (cache.hits, cache.misses) == (0, 6)
+    warm, cache = load(root, root / "cache")
+    assert cache is not None and (cache.hits, cache.misses) == (6, 0)
+    same(fresh.stocks, first.stocks)
+    same(fresh.stocks, warm.stocks)
+    assert warm.diagnostics == fresh.diagnostics and warm.valid == 6
+    # One file changed: only it is parsed again, and its new content is what loads.
+    changed = root / "stocks" / "s002.yaml"
+    changed.write_text(changed.read_text(encoding="utf-8").replace("缓存 2", "缓存 二"))
+    again, cache = load(root, root / "cache")
+    assert cache is not None and (cache.hits, cache.misses) == (5, 1)
+    assert (
+        next(s for s in again.stocks if s.stock.id == "cached-002").stock.spec.stock_name
+        == "缓存 二"
+    )
+
+
+def test_files_with_diagnostics_are_parsed_every_time_and_keep_their_places(root: Path) -> None:
+    bad = root / "stocks" / "bad.yaml"
+    data = example("busifavor")
+    data["id"] = "bad-one"
+    data["spec"]["stock_send_rule"]["max_coupons"] = -1
+    bad.write_text(dump(data), encoding="utf-8")
+    runs = [load(root, root / "cache") for _ in range(2)]
+    errors = [
+        [(d.file, d.line, d.col, d.code) for d in r.diagnostics if d.severity is Severity.ERROR]
+        for r, _ in runs
+    ]
+    assert errors[0] and errors[0] == errors[1]
+    assert errors[0][0][0] == "stocks/bad.yaml" and errors[0][0][1] > 1
+    cache = runs[1][1]
+    assert cache is not None and (cache.hits, cache.misses) == (6, 1)
+
+
+def test_a_damaged_or_foreign_cache_is_ignored(root: Path) -> None:
+    fresh, _ = load(root, None)
+    load(root, root / "cache")
+    path = root / "cache" / CACHE_FILE
+    good = path.read_bytes()
+    for damaged in (
+        good[: len(good) // 2],  # torn
+        good.replace(b'"format": 1', b'"format": 99'),  # another format
+        good.replace(b"cached-001", b"cached-00X"),  # body no longer matches its checksum
+        b"\x00\xff not a cache",
+    ):
+        path.write_bytes(damaged)
+        loaded, cache = load(root, root / "cache")
+        assert cache is not None and cache.hits == 0
+        same(fresh.stocks, loaded.stocks)
+    # Another reconciler (a different fingerprint) finds nothing either.
+    path.write_bytes(good)
+    header, _, body = good.partition(b"\n")
+    head = json.loads(header)
+    head["fingerprint"] = "0" * 64
+    path.write_bytes(json.dumps(head).encode() + b"\n" + body)
+    _, cache = load(root, root / "cache")
+    assert cache is not None and cache.hits == 0
+
+
+def test_an_entry_that_does_not_validate_is_a_miss(root: Path) -> None:
+    load(root, root / "cache")
+    path = root / "cache" / CACHE_FILE
+    header, _, body = path.read_bytes().partition(b"\n")
+    entries = json.loads(body)
+    for entry in entries.values():
+        if entry["kind"] == "busifavor":
+            entry["data"]["spec"]["stock_send_rule"]["max_coupons"] = "many"
+    import hashlib
+
+    body = json.dumps(entries).encode()
+    head = json.loads(header)
+    head["sha256"] = hashlib.sha256(body).hexdigest()
+    path.write_bytes(json.dumps(head).encode() + b"\n" + body)
+    fresh, _ = load(root, None)
+    loaded, cache = load(root, root / "cache")
+    assert cache is not None and (cache.hits, cache.misses) == (3, 3)  # three dropped
+    same(fresh.stocks, loaded.stocks)
+
+
+def test_concurrent_writers_leave_a_readable_cache(root: Path) -> None:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            for _ in range(5):
+                (root / "cache" / CACHE_FILE).unlink(missing_ok=True)
+                load(root, root / "cache")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    _, cache = load(root, root / "cache")
+    assert cache is not None and cache.hits == 6
+
+
+def test_the_cache_folder_is_configurable_and_can_be_turned_off(tmp_path: Path) -> None:
+    assert cache_dir(tmp_path, {}) == tmp_path / ".reconciler" / "cache"
+    assert cache_dir(tmp_path, {"RECONCILER_CACHE_DIR": "ci-cache"}) == tmp_path / "ci-cache"
+    assert cache_dir(tmp_path, {"RECONCILER_CACHE_DIR": "/abs"}) == Path("/abs")
+    assert cache_dir(tmp_path, {"RECONCILER_CACHE_DIR": "off"}) is None
+
+
+def test_a_stock_naming_an_image_file_is_checked_again_every_time(root: Path) -> None:
+    """The cache key covers the stock file only, so a stock that names another file is never
+    cached: an image replaced by a wrong one is reported on the next load."""
+    from tests.media_support import write_image
+
+    logo = root / "stocks" / "img" / "logo.png"
+    write_image(logo)
+    data = example("busifavor")
+    data["id"] = "with-logo"
+    data["spec"]["display_pattern_info"]["merchant_logo_url"] = {"file": "img/logo.png"}
+    (root / "stocks" / "logo.yaml").write_text(dump(data), encoding="utf-8")
+    first, _ = load(root, root / "cache")
+    assert not [d for d in first.diagnostics if d.severity is Severity.ERROR]
+    logo.write_bytes(b"not an image at all")
+    again, cache = load(root, root / "cache")
+    assert cache is not None and cache.hits == 6  # the six plain stocks only
+    errors = [d for d in again.diagnostics if d.severity is Severity.ERROR]
+    assert [d.file for d in errors] == ["stocks/logo.yaml"], errors
