@@ -410,11 +410,7 @@ class StateStore:
             )
             # Durable before the save lock passes to another run's save, which follows it.
             try:
-                fd = os.open(self.journal_path, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                _fsync(self.journal_path)
             except OSError as exc:
                 raise StateError(
                     f"could not make the journal {self.journal_path} durable: "
@@ -585,11 +581,7 @@ class StateStore:
                     return  # durable already, or held by a later (durable) snapshot
                 target = self._journal_length
             try:
-                fd = os.open(self.journal_path, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                _fsync(self.journal_path)
             except OSError as exc:
                 message = (
                     f"could not make the journal {self.journal_path} durable: "
@@ -1017,6 +1009,14 @@ def _refuse_secrets(value: Any, path: str) -> None:
 
 
 _Signature = tuple[int, int, int, int] | None
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _durable() -> None:
