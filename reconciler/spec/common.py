@@ -9,6 +9,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
+from reconciler.diagnostic_messages import Msg, msg
+
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
 )
@@ -78,23 +80,23 @@ def weighted_length_ok(text: str, max_cjk: int, max_other: int) -> bool:
     return cjk * max_other + other * max_cjk <= max_cjk * max_other
 
 
-def weighted_length_problem(text: str, max_cjk: int, max_other: int) -> str | None:
+def weighted_length_problem(text: str, max_cjk: int, max_other: int) -> Msg | None:
     """None when `text` fits "at most max_cjk Chinese characters or max_other letters", else
-    what it counts and the limit, e.g. "is 12 Chinese characters; at most 9 Chinese characters
-    or 20 letters"."""
+    what it counts and the limit, e.g. "'…' is 12 Chinese characters; at most 9 Chinese
+    characters or 20 letters"."""
     if weighted_length_ok(text, max_cjk, max_other):
         return None
     cjk = sum(1 for ch in text if is_cjk(ch))
     other = len(text) - cjk
-    limit = f"at most {max_cjk} Chinese characters or {max_other} letters"
+    counts = {"text": shown(text), "cjk": f"{cjk:,}", "other": f"{other:,}"}
+    limit = {"max_cjk": max_cjk, "max_other": max_other}
     if not other:
-        return f"is {cjk:,} Chinese characters; {limit}: shorten it"
+        return msg("weighted.cjk", **counts, **limit)
     if not cjk:
-        return f"is {other:,} characters; {limit}: shorten it"
+        return msg("weighted.other", **counts, **limit)
     used = (cjk * max_other + other * max_cjk) / max_cjk
-    return (
-        f"is {cjk:,} Chinese characters and {other:,} others, which count as {used:.1f} letters "
-        f"(a Chinese character counts as {max_other / max_cjk:.1f}); {limit}: shorten it"
+    return msg(
+        "weighted.mixed", **counts, **limit, used=f"{used:.1f}", ratio=f"{max_other / max_cjk:.1f}"
     )
 
 

@@ -1,0 +1,279 @@
+"""The validation messages in both languages: a message id with named parameters. Pure.
+
+A check says `msg("range.between", lo="5", ...)`; the English sentence it stores in the
+diagnostic is the catalogue's English filled in, and `reconciler.i18n.diagnostic_message`
+shows the Chinese one from the same id and parameters. Numbers are formatted once, by the
+check, so both languages show the same figures. Another field named in a message carries its
+API name in both languages and its documented Chinese name in Chinese.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Msg:
+    """One message: its catalogue id and the values its wording takes."""
+
+    id: str
+    params: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def en(self) -> str:
+        return CATALOGUE[self.id][0].format(**self.params)
+
+
+def msg(message_id: str, /, **params: object) -> Msg:
+    return Msg(message_id, params)
+
+
+CATALOGUE: dict[str, tuple[str, str]] = {
+    # --- shape (reconciler.validation) -------------------------------------------------------
+    "missing": ("required field {name!r} is missing", "缺少必填字段 '{name}'"),
+    "unknown_field": ("unknown field {name!r}", "未知字段 '{name}'"),
+    "unknown_field.out_request_no": (
+        "unknown field {name!r}; reconciler derives it from the merchant, kind and id, so remove it",
+        "未知字段 '{name}'：reconciler 会根据商户、类型和 id 生成它，请删除",
+    ),
+    "unknown_field.hint": (
+        "unknown field {name!r}; did you mean {hint!r}?",
+        "未知字段 '{name}'；是否应为 '{hint}'？",
+    ),
+    "unknown_field.known": (
+        "unknown field {name!r}; expected one of: {known}",
+        "未知字段 '{name}'；可用字段：{known}",
+    ),
+    "type.int_type": ("expected an integer, got {got}", "应为整数，实际为 {got}"),
+    "type.int_parsing": ("expected an integer, got {got}", "应为整数，实际为 {got}"),
+    "type.string_type": (
+        "expected a string (quote it), got {got}",
+        "应为字符串（请加引号），实际为 {got}",
+    ),
+    "type.bool_type": ("expected true or false, got {got}", "应为 true 或 false，实际为 {got}"),
+    "type.list_type": ("expected a list, got {got}", "应为列表，实际为 {got}"),
+    "type.model_type": ("expected a mapping, got {got}", "应为映射（键值对），实际为 {got}"),
+    "type.dict_type": ("expected a mapping, got {got}", "应为映射（键值对），实际为 {got}"),
+    "type.model_attributes_type": (
+        "expected a mapping, got {got}",
+        "应为映射（键值对），实际为 {got}",
+    ),
+    "bound.greater_than_equal": ("must be at least {bound}; is {value}", "不得小于 {bound}；当前为 {value}"),
+    "bound.greater_than": ("must be more than {bound}; is {value}", "必须大于 {bound}；当前为 {value}"),
+    "bound.less_than_equal": ("must be at most {bound}; is {value}", "不得大于 {bound}；当前为 {value}"),
+    "bound.less_than": ("must be less than {bound}; is {value}", "必须小于 {bound}；当前为 {value}"),
+    "too_long": (
+        "{text} is {n} characters; at most {max}: shorten it",
+        "{text} 共 {n} 个字符；最多 {max} 个：请缩短",
+    ),
+    "empty": ("must not be empty", "不能为空"),
+    "one_of": ("must be one of {expected}; got {got}", "必须是 {expected} 之一；实际为 {got}"),
+    # --- rules of both kinds (reconciler.spec.rules_common) ----------------------------------
+    "list_size.exactly_one": (
+        "must have exactly 1 entry, has {n}",
+        "必须恰好有 1 项；当前有 {n} 项",
+    ),
+    "list_size.exactly": (
+        "must have exactly {lo} entries, has {n}",
+        "必须恰好有 {lo} 项；当前有 {n} 项",
+    ),
+    "list_size.between": (
+        "must have {lo} to {hi} entries, has {n}",
+        "必须有 {lo} 到 {hi} 项；当前有 {n} 项",
+    ),
+    "duplicate_entry": ("{item} is listed twice", "{item} 重复出现"),
+    "time_order.after": (
+        "must be later than {other} ({begin})",
+        "必须晚于 {other}（{begin}）",
+    ),
+    "time_order": ("must be later than begin_time", "必须晚于开始时间 begin_time"),
+    "not_open": (
+        "the docs say this field is not open yet (暂未开放); WeChat Pay may ignore or refuse it",
+        "文档注明此字段暂未开放；微信支付可能忽略或拒绝它",
+    ),
+    "four_byte_char": (
+        "contains characters WeChat Pay refuses (4-byte UTF-8, e.g. emoji): {chars}",
+        "含有微信支付拒收的字符（4 字节 UTF-8，如表情符号）：{chars}",
+    ),
+    "begin_in_past": (
+        "{begin} is in the past; a stock must start now or later when it is created",
+        "{begin} 已经过去；批次创建时的开始时间须为现在或之后",
+    ),
+    "begin_too_far": (
+        "{begin} is {days} days ahead; WeChat Pay refuses a begin time more than {max} days ahead",
+        "{begin} 在 {days} 天之后；微信支付拒绝晚于 {max} 天之后的开始时间",
+    ),
+    "weekday": ("{day} is not a weekday (0 = Sunday … 6)", "{day} 不是星期数（0 = 星期日 … 6）"),
+    "required_when": ("is required when {switch} is {value}", "当 {switch} 为 {value} 时必填"),
+    "ignored_unless": (
+        "has no effect unless {switch} is {value}",
+        "仅当 {switch} 为 {value} 时有效，此处不起作用",
+    ),
+    "wrong_kind": (
+        "belongs to stock_type {other}, but stock_type is {stock_type}",
+        "属于批次类型 stock_type {other}，但当前批次类型为 {stock_type}",
+    ),
+    "above.max_coupons": (
+        "{value} is above max_coupons ({limit})",
+        "{value} 超过发放总上限 max_coupons（{limit}）",
+    ),
+    "above.max_amount": (
+        "{value} is above max_amount ({limit})",
+        "{value} 超过总预算 max_amount（{limit}）",
+    ),
+    "above.send_max_coupons": (
+        "{value} is above max_coupons ({limit})",
+        "{value} 超过批次最大发放个数 max_coupons（{limit}）",
+    ),
+    "colour": (
+        "{value} is not a colour; use one of {colours}",
+        "{value} 不是可用的颜色；请使用以下之一：{colours}",
+    ),
+    # --- 代金券 (reconciler.spec.rules_favor) -------------------------------------------------
+    "weighted.cjk": (
+        "{text} is {cjk} Chinese characters; at most {max_cjk} Chinese characters or {max_other} letters: shorten it",
+        "{text} 共 {cjk} 个汉字；最多 {max_cjk} 个汉字或 {max_other} 个字母：请缩短",
+    ),
+    "weighted.other": (
+        "{text} is {other} characters; at most {max_cjk} Chinese characters or {max_other} letters: shorten it",
+        "{text} 共 {other} 个字符；最多 {max_cjk} 个汉字或 {max_other} 个字母：请缩短",
+    ),
+    "weighted.mixed": (
+        "{text} is {cjk} Chinese characters and {other} others, which count as {used} letters "
+        "(a Chinese character counts as {ratio}); at most {max_cjk} Chinese characters or {max_other} letters: shorten it",
+        "{text} 含 {cjk} 个汉字和 {other} 个其他字符，折合 {used} 个字母（一个汉字按 {ratio} 个字母计）；"
+        "最多 {max_cjk} 个汉字或 {max_other} 个字母：请缩短",
+    ),
+    "forbidden_char": (
+        "must not contain {chars} (the docs forbid _ , ; |)",
+        "不得包含 {chars}（文档禁止 _ , ; |）",
+    ),
+    "belong_merchant": (
+        "must be the creating merchant {merchant!r}; other values are not supported yet",
+        "必须是创建批次的商户 {merchant!r}；暂不支持其他值",
+    ),
+    "window_too_long": (
+        "the usable window is {days} days; at most 90 days are allowed",
+        "可用时间为 {days} 天；最多 90 天",
+    ),
+    "stock_type": (
+        "the docs support only NORMAL through this API; {stock_type} may be refused",
+        "文档中此接口只支持 NORMAL；{stock_type} 可能被拒绝",
+    ),
+    "not_json": (
+        "must be a JSON string, e.g. '{{\"key\": \"value\"}}'",
+        "必须是 JSON 字符串，例如 '{{\"key\": \"value\"}}'",
+    ),
+    "range.between": ("must be between {lo} and {hi}, is {value}", "必须在 {lo} 到 {hi} 之间；当前为 {value}"),
+    "budget_mismatch": (
+        "must equal coupon_amount × max_coupons = {amount} × {coupons} = {expected}; is {value}",
+        "必须等于 面额 × 发放总上限 = {amount} × {coupons} = {expected}；当前为 {value}",
+    ),
+    "max_amount.cap": (
+        "{value} is above the cap of {cap}",
+        "{value} 超过上限 {cap}",
+    ),
+    "max_amount.cap_strict": (
+        "{value} is above {cap}, the cap some versions of the docs give",
+        "{value} 超过 {cap}，即部分版本文档给出的上限",
+    ),
+    "max_amount_by_day.zero": (
+        "must not be 0; leave it out for no daily cap",
+        "不能为 0；不设单天上限时请省略此字段",
+    ),
+    "description_too_long": ("is {n} characters; at most 1000", "共 {n} 个字符；最多 1000 个"),
+    "enum_case.upper": (
+        "write it upper case ({value}) as the API's enum does",
+        "请按接口枚举值写成大写（{value}）",
+    ),
+    "coupon_amount.range": (
+        "must be more than {lo} and at most {hi}; is {value}",
+        "必须大于 {lo} 且不超过 {hi}；当前为 {value}",
+    ),
+    "coupon_amount.strict": (
+        "is {value}; some docs allow only more than {lo} and at most {hi}, so WeChat Pay may refuse it",
+        "当前为 {value}；部分文档只允许大于 {lo} 且不超过 {hi}，微信支付可能拒绝",
+    ),
+    "transaction_minimum": (
+        "must be greater than coupon_amount ({amount}); is {value}",
+        "必须大于面额 coupon_amount（{amount}）；当前为 {value}",
+    ),
+    "goods_tag": (
+        "{tag}: letters, digits and _ only, at most 128",
+        "{tag}：只能含字母、数字和 _，最多 128 个",
+    ),
+    "card_name": ("at most 4 Chinese characters", "最多 4 个汉字"),
+    "card_bin": ("{bin}: a card BIN is 6 to 9 digits", "{bin}：卡 BIN 为 6 到 9 位数字"),
+    "limit_card.ignored": (
+        "takes effect only together with limit_pay",
+        "仅在同时设置指定付款方式 limit_pay 时生效",
+    ),
+    "item_code": ("each item code is 1 to 128 characters", "每个商品编码为 1 到 128 个字符"),
+    "available_merchants.old": (
+        "older docs require it (1 to 50 merchant ids); give it unless you know it is optional for you",
+        "旧版文档要求此字段（1 到 50 个商户号）；除非确认对你可选，否则请填写",
+    ),
+    # --- 商家券 (reconciler.spec.rules_busifavor) ---------------------------------------------
+    "busifavor.name_bytes": (
+        "is more than 24 UTF-8 bytes, the limit of the 2020 docs (today's docs allow 21 characters)",
+        "超过 24 个 UTF-8 字节，即 2020 年文档的上限（现行文档允许 21 个字符）",
+    ),
+    "busifavor.belong_merchant_short": (
+        "is shorter than 8 characters, the minimum in the 2020 docs",
+        "少于 8 个字符，即 2020 年文档的下限",
+    ),
+    "busifavor.max_coupons_old": (
+        "most sources require it (1 to 1,000,000,000)",
+        "多数资料要求此字段（1 到 1,000,000,000）",
+    ),
+    "enum_case.capitalized": (
+        "write it as {value} as the API's enum does",
+        "请按接口枚举值写成 {value}",
+    ),
+    "busifavor.merchant_name_ignored": (
+        "WeChat Pay takes the name from the brand or merchant short name; this value may be ignored",
+        "微信支付使用品牌名或商户简称；此值可能被忽略",
+    ),
+    "busifavor.window_too_long": (
+        "the validity period is longer than one year, the documented maximum",
+        "有效期超过一年，即文档规定的上限",
+    ),
+    "busifavor.wait_days": (
+        "needs available_day_after_receive as well",
+        "须同时设置生效后N天内有效 available_day_after_receive",
+    ),
+    "busifavor.required_kind": (
+        "is required when stock_type is {stock_type} (give exactly one of fixed_normal_coupon, discount_coupon, exchange_coupon)",
+        "批次类型 stock_type 为 {stock_type} 时必填（fixed_normal_coupon、discount_coupon、exchange_coupon 恰好给出一个）",
+    ),
+    "busifavor.threshold": (
+        "{minimum} is below the discount ({discount}); check the values are in fen",
+        "{minimum} 低于优惠金额（{discount}）；请确认金额以分为单位",
+    ),
+    "busifavor.self_consume": (
+        "SELF_CONSUME is not supported yet per the docs",
+        "文档注明暂不支持 SELF_CONSUME",
+    ),
+    # --- service providers (reconciler.spec.rules_partner) ----------------------------------
+    "partner.belong_merchant": (
+        "{owner!r} is neither the creating merchant {creator!r} nor one of its sub_merchants in "
+        "reconciler.yaml{listed}; WeChat Pay refuses a 商家券 for a merchant the creator does not serve",
+        "{owner!r} 既不是创建商户 {creator!r}，也不是它在 reconciler.yaml 中的子商户 sub_merchants{listed}；"
+        "微信支付拒绝为创建者未服务的商户创建商家券",
+    ),
+    "partner.available_merchants": (
+        "{merchant!r} is not the creating merchant {creator!r}, one of its sub_merchants or one of "
+        "its brand_merchants in reconciler.yaml; a 免充值 代金券 of a service provider may only be "
+        "used at its authorised sub-merchants",
+        "{merchant!r} 不是创建商户 {creator!r}，也不在它于 reconciler.yaml 中的子商户 sub_merchants "
+        "或品牌商户 brand_merchants 之列；服务商的免充值代金券只能在其授权的子商户使用",
+    ),
+    "partner.sub_merchant_creator": (
+        "{creator!r} is a sub-merchant of {provider!r} in reconciler.yaml; sub-merchants cannot "
+        "create 代金券 themselves: the service provider creates it",
+        "{creator!r} 在 reconciler.yaml 中是 {provider!r} 的子商户；子商户不能自行创建代金券，须由服务商创建",
+    ),
+}
+"""Message id -> (English, Chinese). Both take the same named parameters
+(tests/test_i18n_diagnostics.py checks)."""
