@@ -59,10 +59,22 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "expected a mapping, got {got}",
         "应为映射（键值对），实际为 {got}",
     ),
-    "bound.greater_than_equal": ("must be at least {bound}; is {value}", "不得小于 {bound}；当前为 {value}"),
-    "bound.greater_than": ("must be more than {bound}; is {value}", "必须大于 {bound}；当前为 {value}"),
-    "bound.less_than_equal": ("must be at most {bound}; is {value}", "不得大于 {bound}；当前为 {value}"),
-    "bound.less_than": ("must be less than {bound}; is {value}", "必须小于 {bound}；当前为 {value}"),
+    "bound.greater_than_equal": (
+        "must be at least {bound}; is {value}",
+        "不得小于 {bound}；当前为 {value}",
+    ),
+    "bound.greater_than": (
+        "must be more than {bound}; is {value}",
+        "必须大于 {bound}；当前为 {value}",
+    ),
+    "bound.less_than_equal": (
+        "must be at most {bound}; is {value}",
+        "不得大于 {bound}；当前为 {value}",
+    ),
+    "bound.less_than": (
+        "must be less than {bound}; is {value}",
+        "必须小于 {bound}；当前为 {value}",
+    ),
     "too_long": (
         "{text} is {n} characters; at most {max}: shorten it",
         "{text} 共 {n} 个字符；最多 {max} 个：请缩短",
@@ -162,10 +174,13 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "文档中此接口只支持 NORMAL；{stock_type} 可能被拒绝",
     ),
     "not_json": (
-        "must be a JSON string, e.g. '{{\"key\": \"value\"}}'",
-        "必须是 JSON 字符串，例如 '{{\"key\": \"value\"}}'",
+        'must be a JSON string, e.g. \'{{"key": "value"}}\'',
+        '必须是 JSON 字符串，例如 \'{{"key": "value"}}\'',
     ),
-    "range.between": ("must be between {lo} and {hi}, is {value}", "必须在 {lo} 到 {hi} 之间；当前为 {value}"),
+    "range.between": (
+        "must be between {lo} and {hi}, is {value}",
+        "必须在 {lo} 到 {hi} 之间；当前为 {value}",
+    ),
     "budget_mismatch": (
         "must equal coupon_amount × max_coupons = {amount} × {coupons} = {expected}; is {value}",
         "必须等于 面额 × 发放总上限 = {amount} × {coupons} = {expected}；当前为 {value}",

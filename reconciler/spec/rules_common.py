@@ -19,7 +19,11 @@ def list_size(
     if not lo <= len(items) <= hi:
         n = len(items)
         if lo == hi:
-            said = msg("list_size.exactly_one", n=n) if lo == 1 else msg("list_size.exactly", lo=lo, n=n)
+            said = (
+                msg("list_size.exactly_one", n=n)
+                if lo == 1
+                else msg("list_size.exactly", lo=lo, n=n)
+            )
         else:
             said = msg("list_size.between", lo=lo, hi=hi, n=n)
         out.error(path, said, "list_size")

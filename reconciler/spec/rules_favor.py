@@ -10,8 +10,8 @@ import json
 import re
 from datetime import datetime, timedelta
 
-from reconciler.money import money, yuan
 from reconciler.diagnostic_messages import Msg, msg
+from reconciler.money import money, yuan
 from reconciler.spec.common import shown, weighted_length_problem
 from reconciler.spec.favor import FAVOR_COLORS, FavorCouponUseRule, FavorPatternInfo, FavorSpec
 from reconciler.spec.findings import Findings
@@ -132,9 +132,7 @@ def _stock_use_rule(spec: FavorSpec, out: Findings) -> None:
         )
     if rule.max_amount_by_day is not None:
         if rule.max_amount_by_day == 0:
-            out.error(
-                (*p, "max_amount_by_day"), msg("max_amount_by_day.zero"), "range"
-            )
+            out.error((*p, "max_amount_by_day"), msg("max_amount_by_day.zero"), "range")
         elif rule.max_amount_by_day > rule.max_amount:
             out.error(
                 (*p, "max_amount_by_day"),
@@ -158,9 +156,7 @@ def _pattern_info(info: FavorPatternInfo, out: Findings) -> None:
         if info.background_color.upper() not in FAVOR_COLORS:
             out.error(
                 (*p, "background_color"),
-                msg(
-                    "colour", value=shown(info.background_color), colours=", ".join(FAVOR_COLORS)
-                ),
+                msg("colour", value=shown(info.background_color), colours=", ".join(FAVOR_COLORS)),
                 "enum",
             )
         elif info.background_color not in FAVOR_COLORS:
@@ -259,9 +255,7 @@ def _coupon_use_rule(spec: FavorSpec, rule: FavorCouponUseRule, out: Findings) -
     list_size(out, (*p, "available_items"), rule.available_items, 1, 50)
     for i, item in enumerate(rule.available_items or []):
         if not 1 <= len(item) <= 128:
-            out.error(
-                (*p, "available_items", i), msg("item_code"), "too_long"
-            )
+            out.error((*p, "available_items", i), msg("item_code"), "too_long")
     not_open(out, (*p, "unavailable_items"), rule.unavailable_items)
     if rule.available_merchants is None:
         out.warning(
