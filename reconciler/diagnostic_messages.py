@@ -22,11 +22,29 @@ class Msg:
 
     @property
     def en(self) -> str:
-        return CATALOGUE[self.id][0].format(**self.params)
+        return self.text(0)
+
+    def text(self, lang: int) -> str:
+        """The wording at `lang` (0 English, 1 Chinese); a parameter that is itself a `Msg`
+        (a phrase such as "a list") is worded in the same language."""
+        values = {k: v.text(lang) if isinstance(v, Msg) else v for k, v in self.params.items()}
+        return CATALOGUE[self.id][lang].format(**values)
 
 
 def msg(message_id: str, /, **params: object) -> Msg:
     return Msg(message_id, params)
+
+
+def coded(message: Msg, code: str) -> tuple[str, str, str, Mapping[str, object]]:
+    """A diagnostic's message, code, message id and parameters, in `Diagnostic`'s order."""
+    return message.en, code, message.id, message.params
+
+
+def said(message: str | Msg) -> tuple[str, str, Mapping[str, object]]:
+    """A diagnostic's message, message id and parameters, from a `Msg` or plain English."""
+    if isinstance(message, Msg):
+        return message.en, message.id, message.params
+    return message, "", {}
 
 
 CATALOGUE: dict[str, tuple[str, str]] = {
@@ -81,6 +99,119 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     ),
     "empty": ("must not be empty", "不能为空"),
     "one_of": ("must be one of {expected}; got {got}", "必须是 {expected} 之一；实际为 {got}"),
+    # --- reading a file (reconciler.yamlsource, reconciler.yamlnodes, reconciler.loader) -----
+    "contents.stock": ("a stock file", "批次文件"),
+    "contents.stock_keys": ("id, kind, merchant and spec", "id、kind、merchant 和 spec"),
+    "contents.project": ("a project file", "项目文件"),
+    "contents.project_keys": (
+        "stocks, state, api and merchants",
+        "stocks、state、api 和 merchants",
+    ),
+    "value.nothing": ("nothing", "空值"),
+    "value.list": ("a list", "列表"),
+    "value.text": ("text", "文本"),
+    "value.number": ("a number", "数字"),
+    "value.bool": ("a boolean", "布尔值"),
+    "value.other": ("a value", "单个值"),
+    "file.too_large": (
+        "file is {size} bytes; a stock or project file may be at most {max}",
+        "文件有 {size} 字节；批次文件或项目文件最多 {max} 字节",
+    ),
+    "file.wide": (
+        "file is {encoding} (it starts with a {encoding} byte order mark); save it as UTF-8",
+        "文件编码为 {encoding}（以 {encoding} 字节顺序标记开头）；请另存为 UTF-8",
+    ),
+    "file.binary": (
+        "file looks binary (it contains NUL bytes); expected UTF-8 YAML text",
+        "文件似乎是二进制文件（含有 NUL 字节）；应为 UTF-8 编码的 YAML 文本",
+    ),
+    "file.not_utf8": (
+        "file is not UTF-8 (invalid byte {byte}); save it as UTF-8",
+        "文件不是 UTF-8 编码（无效字节 {byte}）；请另存为 UTF-8",
+    ),
+    "file.empty": (
+        "file is empty; {what} holds one mapping with {keys}",
+        "文件为空；{what}应包含一个映射，其中有 {keys}",
+    ),
+    "file.not_mapping": (
+        "top level is {shown}; expected a mapping with {keys}",
+        "顶层是{shown}；应为包含 {keys} 的映射",
+    ),
+    "file.unreadable": ("cannot read: {reason}", "无法读取：{reason}"),
+    "file.not_found": ("no such file or directory", "文件或目录不存在"),
+    "yaml.version": (
+        "%YAML {version} directive: only YAML 1.2 is read; remove the directive (1.1 changes what yes, no and 010 mean)",
+        "%YAML {version} 指令：只读取 YAML 1.2；请删除该指令（1.1 会改变 yes、no 和 010 的含义）",
+    ),
+    "yaml.tab": (
+        "tab character in the indentation: YAML indents with spaces only; replace the tab with spaces",
+        "缩进中有制表符：YAML 只能用空格缩进；请把制表符换成空格",
+    ),
+    "yaml.syntax": ("YAML syntax error: {problem}", "YAML 语法错误（解析器原文）：{problem}"),
+    "yaml.syntax_odd_break": (
+        "YAML syntax error: {problem}; note: the file holds {char} at {at}, which this YAML "
+        "reader takes as a line break unless it is inside double quotes: remove it, or quote the value",
+        "YAML 语法错误（解析器原文）：{problem}；注意：文件在 {at} 处有 {char}，"
+        "除非位于双引号内，本 YAML 读取器会把它当作换行：请删除它，或给值加上引号",
+    ),
+    "yaml.character": (
+        "character {char} is not allowed in YAML (a control or non-character); remove it",
+        "YAML 中不允许字符 {char}（控制字符或非字符）；请删除",
+    ),
+    "yaml.unreadable": ("cannot read YAML: {error}", "无法读取 YAML：{error}"),
+    "yaml.documents": (
+        "file holds {n} YAML documents; put one per file",
+        "文件包含 {n} 个 YAML 文档；每个文件只放一个",
+    ),
+    "yaml.too_many_nodes": (
+        "expands to more than {max} values (through anchors and aliases?); refusing to read it",
+        "展开后超过 {max} 个值（是否通过锚点和别名？）；拒绝读取",
+    ),
+    "yaml.too_deep": ("nested more than {max} levels deep", "嵌套超过 {max} 层"),
+    "yaml.not_null": (
+        "{value!r} is tagged !!null but is not null",
+        "{value!r} 标记为 !!null，但不是空值",
+    ),
+    "yaml.not_bool": (
+        "{value!r} is not a boolean; write true or false",
+        "{value!r} 不是布尔值；请写 true 或 false",
+    ),
+    "yaml.long_number": (
+        "a number written with {n} characters; no field takes one that long",
+        "数字写了 {n} 个字符；没有字段接受这么长的数字",
+    ),
+    "yaml.bad_number": ("{value!r} is not a usable number", "{value!r} 不是可用的数字"),
+    "yaml.tag": ("unsupported YAML tag {tag!r}; remove it", "不支持的 YAML 标签 {tag!r}；请删除"),
+    "yaml.recursive": ("an alias refers to its own anchor", "别名引用了它自己的锚点"),
+    "yaml.key": (
+        "a mapping key must be a plain value, not a list or mapping",
+        "映射的键必须是简单值，不能是列表或映射",
+    ),
+    "yaml.duplicate_key": (
+        "duplicate key {key!r} (first on line {first}); each key may appear once",
+        "重复的键 {key!r}（首次出现在第 {first} 行）；每个键只能出现一次",
+    ),
+    "yaml.node": ("unsupported YAML node", "不支持的 YAML 节点"),
+    "yaml.merge": (
+        "a merge key (<<) takes a mapping or a list of mappings",
+        "合并键（<<）只接受一个映射或映射列表",
+    ),
+    "kind.missing": (
+        "required field 'kind' is missing: favor (代金券) or busifavor (商家券)",
+        "缺少必填字段 'kind'：favor（代金券）或 busifavor（商家券）",
+    ),
+    "kind.unknown": (
+        "must be favor (代金券) or busifavor (商家券); got {kind!r}",
+        "必须是 favor（代金券）或 busifavor（商家券）；实际为 {kind!r}",
+    ),
+    "duplicate_id": (
+        "id {stock_id!r} is also used by {others}; ids must be unique",
+        "id {stock_id!r} 也被 {others} 使用；id 必须唯一",
+    ),
+    "duplicate_spec": (
+        "same merchant, kind and spec as {other!r} ({file}); creating both locks the budget twice",
+        "与 {other!r}（{file}）的商户、类型和 spec 相同；两者都创建会锁定两次预算",
+    ),
     # --- rules of both kinds (reconciler.spec.rules_common) ----------------------------------
     "list_size.exactly_one": (
         "must have exactly 1 entry, has {n}",

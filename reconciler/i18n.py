@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
-from reconciler.diagnostic_messages import CATALOGUE
+from reconciler.diagnostic_messages import CATALOGUE, Msg
 
 Lang = Literal["zh", "en"]
 LANGS: tuple[Lang, ...] = ("zh", "en")
@@ -262,7 +262,7 @@ def diagnostic_message(
     the message as the check wrote it (the catalogue's English filled in, or more)."""
     if lang == "zh" and message_id in DIAGNOSTICS:
         try:
-            return DIAGNOSTICS[message_id][1].format(**params)
+            return Msg(message_id, params).text(1)
         except (KeyError, IndexError):
             return message
     return message

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from reconciler.diagnostic_messages import Msg
+from reconciler.diagnostic_messages import Msg, said
 from reconciler.diagnostics import FieldPath, Severity
 
 
@@ -50,9 +50,7 @@ class Findings:
     def _add(
         self, path: FieldPath, severity: Severity, message: str | Msg, code: str, fix: str
     ) -> None:
-        full = self.prefix + path
-        if isinstance(message, Msg):
-            finding = Finding(full, severity, message.en, code, fix, message.id, message.params)
-        else:
-            finding = Finding(full, severity, message, code, fix)
-        self.items.append(finding)
+        text, message_id, params = said(message)
+        self.items.append(
+            Finding(self.prefix + path, severity, text, code, fix, message_id, params)
+        )
