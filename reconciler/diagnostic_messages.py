@@ -35,12 +35,20 @@ def msg(message_id: str, /, **params: object) -> Msg:
     return Msg(message_id, params)
 
 
+class MsgError(ValueError):
+    """A validator's refusal that carries its catalogue message (pydantic keeps the error)."""
+
+    def __init__(self, message: Msg) -> None:
+        super().__init__(message.en)
+        self.message = message
+
+
 def coded(message: Msg, code: str) -> tuple[str, str, str, Mapping[str, object]]:
     """A diagnostic's message, code, message id and parameters, in `Diagnostic`'s order."""
     return message.en, code, message.id, message.params
 
 
-def said(message: str | Msg) -> tuple[str, str, Mapping[str, object]]:
+def parts(message: str | Msg) -> tuple[str, str, Mapping[str, object]]:
     """A diagnostic's message, message id and parameters, from a `Msg` or plain English."""
     if isinstance(message, Msg):
         return message.en, message.id, message.params
@@ -212,6 +220,51 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "same merchant, kind and spec as {other!r} ({file}); creating both locks the budget twice",
         "与 {other!r}（{file}）的商户、类型和 spec 相同；两者都创建会锁定两次预算",
     ),
+    "unknown_field.missing": (
+        "unknown field {name!r}; did you mean {wanted!r} (required, and missing)? Rename the key",
+        "未知字段 '{name}'；是否应为必填但缺少的 '{wanted}'？请改正键名",
+    ),
+    "type.fen": (
+        "expected an integer, got {got}; amounts are in 分 (fen), whole numbers: write {fen} for {yuan}",
+        "应为整数，实际为 {got}；金额以分为单位，须为整数：{yuan} 应写作 {fen}",
+    ),
+    "type.fen_or": (
+        "expected an integer, got {got}; amounts are in 分 (fen), whole numbers: write {fen} for "
+        "{yuan} (or {whole} for {whole_yuan})",
+        "应为整数，实际为 {got}；金额以分为单位，须为整数：{yuan} 应写作 {fen}"
+        "（若指 {whole_yuan} 则写 {whole}）",
+    ),
+    "pattern.id": (
+        "{value} is not a valid id: use lower-case letters a-z, digits and hyphens (not first or "
+        "last), 1 to 64 characters, e.g. 'spring-sale-10-off-100'",
+        "{value} 不是有效的 id：请使用小写字母 a-z、数字和连字符（不能在首尾），1 到 64 个字符，"
+        "例如 'spring-sale-10-off-100'",
+    ),
+    "pattern.mchid": (
+        "{value} is not a valid merchant id (mchid): use 5 to 32 ASCII digits, quoted, e.g. '1900000001'",
+        "{value} 不是有效的商户号（mchid）：请使用 5 到 32 位半角数字并加引号，例如 '1900000001'",
+    ),
+    "did_you_mean": ("{message}; did you mean {fix!r}?", "{message}；是否应为 {fix!r}？"),
+    "key_not_allowed": (
+        "{key!r} is not allowed here: {message}",
+        "此处不允许键 {key!r}：{message}",
+    ),
+    "invalid_key": ("keys should be strings; got {got}", "键应为字符串；实际为 {got}"),
+    "too_short": ("is {n} characters; at least {min}", "共 {n} 个字符；至少 {min} 个"),
+    "time.not_rfc3339": (
+        "{value} is not an RFC3339 time with an offset; write it like '2026-05-20T10:00:00+08:00'",
+        "{value} 不是带时区偏移的 RFC3339 时间；请写成 '2026-05-20T10:00:00+08:00' 这样的格式",
+    ),
+    "time.not_real": (
+        "{value} is not a real date and time: {reason}",
+        "{value} 不是真实存在的日期时间（{reason}）",
+    ),
+    "got.null": ("nothing (null)", "空值（null）"),
+    "got.bool": ("boolean {value}", "布尔值 {value}"),
+    "got.string": ("string {value!r}", "字符串 {value!r}"),
+    "got.number": ("number {value}", "数字 {value}"),
+    "got.mapping": ("a mapping", "映射"),
+    "got.type": ("{name}", "{name}"),
     # --- rules of both kinds (reconciler.spec.rules_common) ----------------------------------
     "list_size.exactly_one": (
         "must have exactly 1 entry, has {n}",

@@ -22,7 +22,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
-from reconciler.diagnostic_messages import Msg, msg, said
+from reconciler.diagnostic_messages import Msg, msg, parts
 from reconciler.diagnostics import Diagnostic, FieldPath, Severity
 from reconciler.yamlnodes import (
     PRESCAN_ABOVE_BYTES,
@@ -73,7 +73,7 @@ class Document:
     def error(
         self, line: int, col: int, message: str | Msg, code: str, path: FieldPath = ()
     ) -> None:
-        text, message_id, params = said(message)
+        text, message_id, params = parts(message)
         self.diagnostics.append(
             Diagnostic(self.file, line, col, Severity.ERROR, path, text, code, message_id, params)
         )

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from reconciler.diagnostic_messages import Msg, msg
+from reconciler.diagnostic_messages import Msg, MsgError, msg
 
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
@@ -32,10 +32,7 @@ def parse_rfc3339(value: str) -> datetime:
     """Parse an RFC3339 time that carries an explicit offset (`+08:00` or `Z`)."""
     m = _RFC3339.match(value)
     if m is None:
-        raise ValueError(
-            f"{shown(value)} is not an RFC3339 time with an offset; write it like "
-            "'2026-05-20T10:00:00+08:00'"
-        )
+        raise MsgError(msg("time.not_rfc3339", value=shown(value)))
     text = value[:-1] + "+00:00" if value.endswith("Z") else value
     frac = m.group(7)
     if frac and len(frac) > 7:
@@ -44,7 +41,7 @@ def parse_rfc3339(value: str) -> datetime:
     try:
         return datetime.fromisoformat(text)
     except ValueError as exc:
-        raise ValueError(f"{shown(value)} is not a real date and time: {exc}") from None
+        raise MsgError(msg("time.not_real", value=shown(value), reason=str(exc))) from None
 
 
 def _check_rfc3339(value: str) -> str:

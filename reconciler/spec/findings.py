@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from reconciler.diagnostic_messages import Msg, said
+from reconciler.diagnostic_messages import Msg, parts
 from reconciler.diagnostics import FieldPath, Severity
 
 
@@ -50,7 +50,7 @@ class Findings:
     def _add(
         self, path: FieldPath, severity: Severity, message: str | Msg, code: str, fix: str
     ) -> None:
-        text, message_id, params = said(message)
+        text, message_id, params = parts(message)
         self.items.append(
             Finding(self.prefix + path, severity, text, code, fix, message_id, params)
         )
