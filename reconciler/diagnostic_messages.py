@@ -326,6 +326,57 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "{value} is not a colour; use one of {colours}",
         "{value} 不是可用的颜色；请使用以下之一：{colours}",
     ),
+    # --- image files (reconciler.spec.images, reconciler.media) -----------------------------
+    "either": ("{a} or {b}", "{a} 或 {b}"),
+    "image_role.logo": ("logo", "商户 logo"),
+    "image_role.coupon_image": ("coupon image", "券详情图片"),
+    "image_role.finder_video_cover": ("finder video cover", "视频号封面"),
+    "image.no_suffix": ("no suffix", "无后缀"),
+    "image.format": (
+        "{name} is a {format} image; the upload takes JPG, BMP or PNG only: convert it to PNG or JPG",
+        "{name} 是 {format} 图片；上传只接受 JPG、BMP 或 PNG：请转换为 PNG 或 JPG",
+    ),
+    "image.suffix": (
+        "{name} is really a {format} image, but its name ends in {suffix}; WeChat Pay wants the "
+        "suffix to match: rename it to end in {wanted}",
+        "{name} 实际是 {format} 图片，但文件名以 {suffix} 结尾；微信支付要求后缀与格式一致："
+        "请改名为以 {wanted} 结尾",
+    ),
+    "image.too_large": (
+        "{name} is {size}; the upload takes at most 2 MB: compress or shrink it",
+        "{name} 为 {size}；上传最多 2 MB：请压缩或缩小",
+    ),
+    "image.role_too_large": (
+        "{name} is {size}; a {role} must be under {max}: compress or shrink it",
+        "{name} 为 {size}；{role}必须小于 {max}：请压缩或缩小",
+    ),
+    "image.pixels": (
+        "{name} is {pixels} px; the docs say a {role} should be {wanted} px: resize it, or "
+        "WeChat Pay may scale or crop it",
+        "{name} 为 {pixels} 像素；文档要求{role}为 {wanted} 像素：请调整尺寸，否则微信支付可能缩放或裁剪",
+    ),
+    "image.outside": (
+        "{key} leads outside the repository (a link); copy the image in",
+        "{key} 指向仓库之外（链接）；请把图片复制到仓库内",
+    ),
+    "image.not_file": ("{key} is not a file", "{key} 不是文件"),
+    "image.missing": (
+        "{key} does not exist; check the path (relative to the stock file)",
+        "{key} 不存在；请检查路径（相对于批次文件）",
+    ),
+    "image.cannot_read": ("{key} cannot be read: {reason}", "无法读取 {key}：{reason}"),
+    "image.unreadable": (
+        "{name} is not an image that can be read (JPG, BMP or PNG wanted)",
+        "{name} 不是可读取的图片（应为 JPG、BMP 或 PNG）",
+    ),
+    "image.path": (
+        "{file!r} leaves the repository or is absolute; give a path relative to the stock file, inside the repository",
+        "{file!r} 超出仓库范围或是绝对路径；请给出相对于批次文件、位于仓库内的路径",
+    ),
+    "image.changed": (
+        "{key} changed since the plan was made (its sha256 is no longer {sha}…); make a new plan",
+        "{key} 在生成计划后已被修改（其 sha256 不再是 {sha}…）；请重新生成计划",
+    ),
     # --- 代金券 (reconciler.spec.rules_favor) -------------------------------------------------
     "weighted.cjk": (
         "{text} is {cjk} Chinese characters; at most {max_cjk} Chinese characters or {max_other} letters: shorten it",

@@ -22,6 +22,14 @@ class Finding:
     params: Mapping[str, object] = field(default_factory=dict)
 
 
+def finding(
+    path: FieldPath, severity: Severity, message: str | Msg, code: str, fix: str = ""
+) -> Finding:
+    """A finding whose message is a catalogue message (`msg(...)`) or plain English."""
+    text, message_id, params = parts(message)
+    return Finding(path, severity, text, code, fix, message_id, params)
+
+
 class Findings:
     """Collects findings under a path prefix, so rules name fields relative to their object."""
 
@@ -50,7 +58,4 @@ class Findings:
     def _add(
         self, path: FieldPath, severity: Severity, message: str | Msg, code: str, fix: str
     ) -> None:
-        text, message_id, params = parts(message)
-        self.items.append(
-            Finding(self.prefix + path, severity, text, code, fix, message_id, params)
-        )
+        self.items.append(finding(self.prefix + path, severity, message, code, fix))
