@@ -328,7 +328,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     ),
     # --- image files (reconciler.spec.images, reconciler.media) -----------------------------
     "either": ("{a} or {b}", "{a} 或 {b}"),
-    "image_role.logo": ("logo", "商户 logo"),
+    "image_role.logo": ("logo", "商户logo"),
     "image_role.coupon_image": ("coupon image", "券详情图片"),
     "image_role.finder_video_cover": ("finder video cover", "视频号封面"),
     "image.no_suffix": ("no suffix", "无后缀"),
@@ -376,6 +376,53 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "image.changed": (
         "{key} changed since the plan was made (its sha256 is no longer {sha}…); make a new plan",
         "{key} 在生成计划后已被修改（其 sha256 不再是 {sha}…）；请重新生成计划",
+    ),
+    # --- code pools (reconciler.codes) ------------------------------------------------------
+    # The characters the upload documentation lists for a code (docs page D14 as read; see
+    # docs/codes-and-callbacks.md).
+    "codes.allowed": (
+        "0-9 a-z A-Z, space, and - _ \\ / = |",
+        "0-9 a-z A-Z、空格，以及 - _ \\ / = |",
+    ),
+    "codes.space": (
+        "code {code!r} has a leading or trailing space; remove it",
+        "券码 {code!r} 首尾有空格；请删除",
+    ),
+    "codes.character": (
+        "code {code!r}: character {char!r} is not allowed; codes use {allowed}",
+        "券码 {code!r}：不允许字符 {char!r}；券码只能使用 {allowed}",
+    ),
+    "codes.length": (
+        "code {code!r} has {n} characters; at most {max}",
+        "券码 {code!r} 共 {n} 个字符；最多 {max} 个",
+    ),
+    "codes.duplicate": (
+        "code {code!r} is also on line {first}; each code once",
+        "券码 {code!r} 也出现在第 {first} 行；每个券码只能出现一次",
+    ),
+    "codes.path": (
+        "give the codes file relative to the stock file's folder",
+        "请给出相对于批次文件所在文件夹的券码文件路径",
+    ),
+    "codes.size": (
+        "{file} has {size} bytes; at most {max}",
+        "{file} 有 {size} 字节；最多 {max} 字节",
+    ),
+    "codes.unreadable": (
+        "cannot read the codes file {file}: {reason}",
+        "无法读取券码文件 {file}：{reason}",
+    ),
+    "codes.encoding": ("not UTF-8 text", "不是 UTF-8 文本"),
+    "codes.empty": ("the codes file {file} holds no code", "券码文件 {file} 中没有券码"),
+    "codes.fewer": (
+        "{file} holds {n} codes, fewer than max_coupons ({capacity}): each coupon needs a code, "
+        "so the stock stops issuing after {n}",
+        "{file} 有 {n} 个券码，少于批次最大发放个数 max_coupons（{capacity}）：每张券需要一个券码，"
+        "发放 {n} 张后批次将停止发放",
+    ),
+    "codes.other_stock": (
+        "code {code!r} is also in {where} (stock {stock!r}) of merchant {merchant}; a code belongs to one stock",
+        "券码 {code!r} 也出现在商户 {merchant} 的 {where}（批次 {stock!r}）中；一个券码只属于一个批次",
     ),
     # --- 代金券 (reconciler.spec.rules_favor) -------------------------------------------------
     "weighted.cjk": (

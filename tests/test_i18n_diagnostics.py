@@ -12,11 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.codes import parse_codes
 from reconciler.diagnostic_messages import CATALOGUE, Msg, msg
 from reconciler.diagnostics import Diagnostic, Severity
 from reconciler.engine.workspace import validate
 from reconciler.i18n import diagnostic_message
 from reconciler.loader import load_stock_file
+from reconciler.spec.findings import finding
+from reconciler.spec.images import COUPON_IMAGE, LOGO, ImageFacts, check_image
 from reconciler.spec.stock import PATTERN_HELP
 from tests.cli_invoke import invoke
 
@@ -29,7 +32,8 @@ error, Python's date error): shown as they are, in either language."""
 
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|`[^`]*`")
 _TOKEN = re.compile(r"\S*[_./:\\\d@<>\[\]{}=+~]\S*")  # field paths, files, numbers, code
-_ENGLISH = re.compile(r"\b[A-Za-z]+(?:[ ,;()-]+[A-Za-z]+){2,}\b")
+_WORD = r"(?:[A-Za-z]{2,}(?:-[A-Za-z]+)*|a)\b"  # not the `a-z` of a character range
+_ENGLISH = re.compile(rf"\b{_WORD}(?:[ ,;()]+{_WORD}){{2,}}")
 
 
 def _plain(message: str) -> str:
@@ -194,4 +198,41 @@ def test_rule_messages_keep_their_numbers_in_chinese() -> None:
     assert (nested.en, nested.text(1)) == (
         "3 is not allowed here: must not be empty",
         "此处不允许键 3：不能为空",
+    )
+
+
+def test_code_pool_and_image_messages_read_in_chinese() -> None:
+    _, _, problems = parse_codes(" A1\nB#2\n" + "C" * 40 + "\nD4\nD4\n", "codes.txt")
+    assert [d.code for d in problems] == [
+        "code_space",
+        "code_character",
+        "code_length",
+        "code_duplicate",
+    ]
+    facts = ImageFacts("logo.jpg", "0" * 64, 3 * 1024 * 1024, "PNG", 100, 90)
+    images = [
+        finding((), Severity.ERROR, problem.said, "image_limits")
+        for problem in check_image(facts, LOGO) + check_image(facts, COUPON_IMAGE)
+    ]
+    assert len(images) == 6
+    for f in images:
+        problems.append(
+            Diagnostic(
+                "s.yaml", 1, 1, f.severity, f.path, f.message, f.code, f.message_id, f.params
+            )
+        )
+    for d in problems:
+        assert _leftover_english(d) is None, (d.message, _leftover_english(d))
+    zh = [diagnostic_message(d.message, d.message_id, d.params, "zh") for d in problems]
+    assert zh[1] == "券码 'B#2'：不允许字符 '#'；券码只能使用 0-9 a-z A-Z、空格，以及 - _ \\ / = |"
+    assert zh[3] == "券码 'D4' 也出现在第 4 行；每个券码只能出现一次"
+    assert zh[4] == (
+        "logo.jpg 实际是 PNG 图片，但文件名以 .jpg 结尾；微信支付要求后缀与格式一致：请改名为以 .png 结尾"
+    )
+    assert zh[6] == (
+        "logo.jpg 为 100×90 像素；文档要求商户logo为 120×120 像素：请调整尺寸，否则微信支付可能缩放或裁剪"
+    )
+    assert problems[6].message == (
+        "logo.jpg is 100×90 px; the docs say a logo should be 120×120 px: resize it, or WeChat "
+        "Pay may scale or crop it"
     )
