@@ -22,6 +22,7 @@ from reconciler.spec.findings import finding
 from reconciler.spec.images import COUPON_IMAGE, LOGO, ImageFacts, check_image
 from reconciler.spec.stock import PATTERN_HELP
 from tests.cli_invoke import invoke
+from tests.e2e_support import copy_stocks, edit_stock, make_workspace
 
 PACKAGE = Path(__file__).resolve().parent.parent / "reconciler"
 NASTY_STOCKS = Path(__file__).resolve().parent / "nasty" / "stocks"
@@ -235,4 +236,19 @@ def test_code_pool_and_image_messages_read_in_chinese() -> None:
     assert problems[6].message == (
         "logo.jpg is 100×90 px; the docs say a logo should be 120×120 px: resize it, or WeChat "
         "Pay may scale or crop it"
+    )
+
+
+def test_plan_and_apply_show_a_broken_stock_in_the_chosen_language(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "project")
+    ws.write_project("http://127.0.0.1:9")  # never reached: the stock is refused first
+    favor = copy_stocks(ws.stocks_dir, ("favor",))[0]
+    edit_stock(ws.stock_file(favor), lambda d: d["spec"].update(stock_name="春季_特惠"))
+    for args in (("plan", "--lang", "zh"), ("apply", "--yes", "--lang", "zh")):
+        run = ws.cli(*args)
+        assert run.exit_code == 1, str(run)
+        assert "错误: spec.stock_name（批次名称）: 不得包含 '_'（文档禁止 _ , ; |）" in run.stderr
+    english = ws.cli("plan", "--lang", "en")
+    assert (
+        "error: spec.stock_name: must not contain '_' (the docs forbid _ , ; |)" in english.stderr
     )
