@@ -298,7 +298,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     ),
     "begin_too_far": (
         "{begin} is {days} days ahead; WeChat Pay refuses a begin time more than {max} days ahead",
-        "{begin} 在 {days} 天之后；微信支付拒绝晚于 {max} 天之后的开始时间",
+        "{begin} 在 {days} 天之后；微信支付不接受 {max} 天以后的开始时间",
     ),
     "weekday": ("{day} is not a weekday (0 = Sunday … 6)", "{day} 不是星期数（0 = 星期日 … 6）"),
     "required_when": ("is required when {switch} is {value}", "当 {switch} 为 {value} 时必填"),

@@ -161,7 +161,9 @@ def _diagnostic(model: type[BaseModel], doc: Document, prefix: FieldPath, err: A
             need = ctx["min_length"]
             said = msg("empty") if need == 1 else msg("too_short", n=len(text), min=need)
     elif kind == "literal_error":
-        said = msg("one_of", expected=err["ctx"]["expected"], got=got)
+        head, sep, last = str(err["ctx"]["expected"]).rpartition(" or ")
+        expected = msg("either", a=head, b=last) if sep else last  # "'a', 'b' or 'c'"
+        said = msg("one_of", expected=expected, got=got)
     elif kind == "value_error":
         error = err["ctx"]["error"]
         said = error.message if isinstance(error, MsgError) else str(error)

@@ -252,3 +252,20 @@ def test_plan_and_apply_show_a_broken_stock_in_the_chosen_language(tmp_path: Pat
     assert (
         "error: spec.stock_name: must not contain '_' (the docs forbid _ , ; |)" in english.stderr
     )
+
+
+def test_a_choice_reads_in_chinese_and_stays_exact_in_english() -> None:
+    raw = (NASTY_STOCKS / "kind-wrong.yaml").read_bytes()
+    _, diagnostics = load_stock_file(raw, "k.yaml")
+    d = diagnostics[0]
+    assert d.message == "must be favor (代金券) or busifavor (商家券); got 'Favor'"
+    assert diagnostic_message(d.message, d.message_id, d.params, "zh") == (
+        "必须是 favor（代金券）或 busifavor（商家券）；实际为 'Favor'"
+    )
+    said = msg(
+        "one_of",
+        expected=msg("either", a="'NORMAL', 'DISCOUNT'", b="'EXCHANGE'"),
+        got=msg("got.string", value="x"),
+    )
+    assert said.en == "must be one of 'NORMAL', 'DISCOUNT' or 'EXCHANGE'; got string 'x'"
+    assert said.text(1) == "必须是 'NORMAL', 'DISCOUNT' 或 'EXCHANGE' 之一；实际为 字符串 'x'"
