@@ -57,19 +57,19 @@ def parts(message: str | Msg) -> tuple[str, str, Mapping[str, object]]:
 
 CATALOGUE: dict[str, tuple[str, str]] = {
     # --- shape (reconciler.validation) -------------------------------------------------------
-    "missing": ("required field {name!r} is missing", "缺少必填字段 '{name}'"),
-    "unknown_field": ("unknown field {name!r}", "未知字段 '{name}'"),
+    "missing": ("required field {name!r} is missing", "缺少必填字段 {name!r}"),
+    "unknown_field": ("unknown field {name!r}", "未知字段 {name!r}"),
     "unknown_field.out_request_no": (
         "unknown field {name!r}; reconciler derives it from the merchant, kind and id, so remove it",
-        "未知字段 '{name}'：reconciler 会根据商户、类型和 id 生成它，请删除",
+        "未知字段 {name!r}：reconciler 会根据商户、类型和 id 生成它，请删除",
     ),
     "unknown_field.hint": (
         "unknown field {name!r}; did you mean {hint!r}?",
-        "未知字段 '{name}'；是否应为 '{hint}'？",
+        "未知字段 {name!r}；是否应为 {hint!r}？",
     ),
     "unknown_field.known": (
         "unknown field {name!r}; expected one of: {known}",
-        "未知字段 '{name}'；可用字段：{known}",
+        "未知字段 {name!r}；可用字段：{known}",
     ),
     "type.int_type": ("expected an integer, got {got}", "应为整数，实际为 {got}"),
     "type.int_parsing": ("expected an integer, got {got}", "应为整数，实际为 {got}"),
@@ -222,7 +222,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     ),
     "unknown_field.missing": (
         "unknown field {name!r}; did you mean {wanted!r} (required, and missing)? Rename the key",
-        "未知字段 '{name}'；是否应为必填但缺少的 '{wanted}'？请改正键名",
+        "未知字段 {name!r}；是否应为必填但缺少的 {wanted!r}？请改正键名",
     ),
     "type.fen": (
         "expected an integer, got {got}; amounts are in 分 (fen), whole numbers: write {fen} for {yuan}",
