@@ -212,7 +212,7 @@ def main(argv: Sequence[str] | None = None, runtime: Runtime | None = None) -> i
         click.echo("Interrupted.", err=True)
         return EXIT_INTERRUPTED
     except DiagnosedError as exc:
-        click.echo(render_diagnostics.text(exc.diagnostics), err=True)
+        click.echo(render_diagnostics.text(exc.diagnostics, exc.lang), err=True)
         click.echo(f"error: {exc}", err=True)
         return exc.exit_code
     except ReconcilerError as exc:

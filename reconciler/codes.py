@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from reconciler.diagnostic_messages import Msg, coded, msg
 from reconciler.diagnostics import Diagnostic, Severity
 from reconciler.ids import update_request_no
 from reconciler.operation import Operation, OpType
@@ -26,9 +27,6 @@ MAX_BATCH = 200
 """Codes per upload call (reference §7.4: 1-200)."""
 MAX_CODE_LENGTH = 32
 MAX_FILE_BYTES = 64 * 1024 * 1024
-CODE_CHARACTERS = "0-9 a-z A-Z, space, and - _ \\ / = |"
-"""The characters the upload documentation lists for a code (docs page D14 as read; see
-docs/codes-and-callbacks.md)."""
 _CODE = re.compile(r"[0-9A-Za-z \-_\\/=|]+")
 _BAD = re.compile(r"[^0-9A-Za-z \-_\\/=|]")
 
@@ -52,8 +50,10 @@ def parse_codes(text: str, file: str) -> tuple[list[str], list[int], list[Diagno
     problems: list[Diagnostic] = []
     first: dict[str, int] = {}
 
-    def error(line: int, col: int, message: str, code: str) -> None:
-        problems.append(Diagnostic(file, line, col, Severity.ERROR, ("codes",), message, code))
+    def error(line: int, col: int, message: Msg, code: str) -> None:
+        problems.append(
+            Diagnostic(file, line, col, Severity.ERROR, ("codes",), *coded(message, code))
+        )
 
     for number, raw in enumerate(text.split("\n"), start=1):
         value = raw.removesuffix("\r")
@@ -64,7 +64,7 @@ def parse_codes(text: str, file: str) -> tuple[list[str], list[int], list[Diagno
             error(
                 number,
                 col,
-                f"code {value.strip()!r} has a leading or trailing space; remove it",
+                msg("codes.space", code=value.strip()),
                 "code_space",
             )
             continue
@@ -73,7 +73,7 @@ def parse_codes(text: str, file: str) -> tuple[list[str], list[int], list[Diagno
             error(
                 number,
                 bad.start() + 1,
-                f"code {value!r}: character {bad.group()!r} is not allowed; codes use {CODE_CHARACTERS}",
+                msg("codes.character", code=value, char=bad.group(), allowed=msg("codes.allowed")),
                 "code_character",
             )
             continue
@@ -81,7 +81,7 @@ def parse_codes(text: str, file: str) -> tuple[list[str], list[int], list[Diagno
             error(
                 number,
                 MAX_CODE_LENGTH + 1,
-                f"code {value!r} has {len(value)} characters; at most {MAX_CODE_LENGTH}",
+                msg("codes.length", code=value, n=len(value), max=MAX_CODE_LENGTH),
                 "code_length",
             )
             continue
@@ -89,7 +89,7 @@ def parse_codes(text: str, file: str) -> tuple[list[str], list[int], list[Diagno
             error(
                 number,
                 1,
-                f"code {value!r} is also on line {first[value]}; each code once",
+                msg("codes.duplicate", code=value, first=first[value]),
                 "code_duplicate",
             )
             continue
@@ -108,34 +108,40 @@ def read_pool(
     shown = where.as_posix()
     path = folder / ref
 
-    def refuse(message: str, code: str) -> tuple[None, list[Diagnostic]]:
+    def refuse(message: Msg, code: str) -> tuple[None, list[Diagnostic]]:
         diagnostic = Diagnostic(
-            stock_file, at[0], at[1], Severity.ERROR, ("codes", "file"), message, code
+            stock_file, at[0], at[1], Severity.ERROR, ("codes", "file"), *coded(message, code)
         )
         return None, [diagnostic]
 
     if Path(ref).is_absolute():
-        return refuse("give the codes file relative to the stock file's folder", "codes_path")
+        return refuse(msg("codes.path"), "codes_path")
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            return refuse(f"{shown} has {size} bytes; at most {MAX_FILE_BYTES}", "codes_size")
+            return refuse(
+                msg("codes.size", file=shown, size=size, max=MAX_FILE_BYTES), "codes_size"
+            )
         raw = path.read_bytes()
     except OSError as exc:
-        return refuse(
-            f"cannot read the codes file {shown}: {exc.strerror or exc}", "codes_unreadable"
-        )
+        said = msg("codes.unreadable", file=shown, reason=str(exc.strerror or exc))
+        return refuse(said, "codes_unreadable")
     try:
         text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         problem = Diagnostic(
-            shown, line, 1, Severity.ERROR, ("codes",), "not UTF-8 text", "codes_encoding"
+            shown,
+            line,
+            1,
+            Severity.ERROR,
+            ("codes",),
+            *coded(msg("codes.encoding"), "codes_encoding"),
         )
         return None, [problem]
     codes, lines, problems = parse_codes(text, shown)
     if not codes and not problems:
-        return refuse(f"the codes file {shown} holds no code", "codes_empty")
+        return refuse(msg("codes.empty", file=shown), "codes_empty")
     pool = CodePool(shown, tuple(codes), tuple(lines), hashlib.sha256(raw).hexdigest())
     return pool, problems
 
@@ -154,8 +160,15 @@ def capacity_problems(
             at[2],
             Severity.WARNING,
             ("codes",),
-            f"{pool.file} holds {len(pool.codes):,} codes, fewer than max_coupons ({capacity:,}): each coupon needs a code, so the stock stops issuing after {len(pool.codes):,}",
-            "codes_fewer",
+            *coded(
+                msg(
+                    "codes.fewer",
+                    file=pool.file,
+                    n=f"{len(pool.codes):,}",
+                    capacity=f"{capacity:,}",
+                ),
+                "codes_fewer",
+            ),
         )
     ]
 
@@ -175,8 +188,16 @@ def duplicates_across(pools: Iterable[tuple[str, str, CodePool]]) -> list[Diagno
                         1,
                         Severity.ERROR,
                         ("codes",),
-                        f"code {code!r} is also in {earlier[1].file}:{earlier[2]} (stock {earlier[0]!r}) of merchant {merchant}; a code belongs to one stock",
-                        "code_duplicate_stock",
+                        *coded(
+                            msg(
+                                "codes.other_stock",
+                                code=code,
+                                where=f"{earlier[1].file}:{earlier[2]}",
+                                stock=earlier[0],
+                                merchant=merchant,
+                            ),
+                            "code_duplicate_stock",
+                        ),
                     )
                 )
     return out

@@ -20,7 +20,7 @@ from reconciler.spec.stock import Mchid
 from reconciler.validation import validate_model
 from reconciler.wechatpay.client import DEFAULT_BASE_URL
 from reconciler.wechatpay.credentials import MerchantCredentials, load_merchant_credentials
-from reconciler.yamlsource import Document, read_document, read_source
+from reconciler.yamlsource import PROJECT_CONTENTS, Document, read_document, read_source
 
 PROJECT_FILE = "reconciler.yaml"
 BACKUP_BASE_URL = "https://api2.mch.weixin.qq.com"
@@ -407,7 +407,7 @@ def load_project(
                 "unreadable",
             )
         ]
-    doc = read_document(raw, file, ("a project file", "stocks, state, api and merchants"), size)
+    doc = read_document(raw, file, PROJECT_CONTENTS, size)
     if doc.data is None:
         return None, doc.diagnostics
     project, diagnostics = validate_model(Project, doc)

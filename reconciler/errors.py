@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from reconciler.diagnostics import Diagnostic
+
+if TYPE_CHECKING:
+    from reconciler.i18n import Lang
 
 
 class ReconcilerError(Exception):
@@ -30,3 +35,5 @@ class DiagnosedError(ReconcilerError):
     def __init__(self, message: str, diagnostics: list[Diagnostic]) -> None:
         super().__init__(message)
         self.diagnostics = diagnostics
+        self.lang: Lang = "en"
+        """The language the diagnostics are shown in (the command's, once it knows it)."""

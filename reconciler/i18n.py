@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
+from reconciler.diagnostic_messages import CATALOGUE, Msg
+
 Lang = Literal["zh", "en"]
 LANGS: tuple[Lang, ...] = ("zh", "en")
 DEFAULT_LANG: Lang = "en"
@@ -248,45 +250,19 @@ def date_range(begin: object, end: object) -> str:
     return f"{b[1]}月{b[2]}日–{e[1]}月{e[2]}日"
 
 
-DIAGNOSTICS: dict[str, str] = {
-    "missing": "缺少必填字段 '{name}'",
-    "unknown_field": "未知字段 '{name}'",
-    "unknown_field.out_request_no": "未知字段 '{name}'：reconciler 会根据商户、类型和 id 生成它，请删除",
-    "unknown_field.hint": "未知字段 '{name}'；是否应为 '{hint}'？",
-    "unknown_field.known": "未知字段 '{name}'；可用字段：{known}",
-    "type.int_type": "应为整数，实际为 {got}",
-    "type.int_parsing": "应为整数，实际为 {got}",
-    "type.string_type": "应为字符串（请加引号），实际为 {got}",
-    "type.bool_type": "应为 true 或 false，实际为 {got}",
-    "type.list_type": "应为列表，实际为 {got}",
-    "type.model_type": "应为映射（键值对），实际为 {got}",
-    "type.dict_type": "应为映射（键值对），实际为 {got}",
-    "type.model_attributes_type": "应为映射（键值对），实际为 {got}",
-    "bound.greater_than_equal": "不得小于 {bound}；当前为 {value}",
-    "bound.greater_than": "必须大于 {bound}；当前为 {value}",
-    "bound.less_than_equal": "不得大于 {bound}；当前为 {value}",
-    "bound.less_than": "必须小于 {bound}；当前为 {value}",
-    "too_long": "{text} 共 {n} 个字符；最多 {max} 个：请缩短",
-    "empty": "不能为空",
-    "one_of": "必须是 {expected} 之一；实际为 {got}",
-    "favor_name_too_long": "{text} 过长：批次名称最多 9 个汉字或 20 个字母，请缩短",
-    "forbidden_char": "不得包含 {chars}（文档禁止 _ , ; |）",
-    "window_too_long": "可用时间为 {days} 天；最多 90 天",
-    "budget_mismatch": (
-        "必须等于 面额 × 发放总上限 = {amount} × {coupons} = {expected}；当前为 {value}"
-    ),
-}
-"""Chinese wording of the diagnostics that carry a `message_id` (the English is built where
-the check is); a diagnostic without one is shown in English."""
+DIAGNOSTICS = CATALOGUE
+"""Both wordings of the diagnostics that carry a `message_id`
+(`reconciler.diagnostic_messages`); a diagnostic without one is shown as written."""
 
 
 def diagnostic_message(
     message: str, message_id: str, params: Mapping[str, object], lang: Lang
 ) -> str:
-    """A diagnostic's message in `lang`: the catalogue's wording when it has one."""
+    """A diagnostic's message in `lang`: the catalogue's wording when it has one. English is
+    the message as the check wrote it (the catalogue's English filled in, or more)."""
     if lang == "zh" and message_id in DIAGNOSTICS:
         try:
-            return DIAGNOSTICS[message_id].format(**params)
+            return Msg(message_id, params).text(1)
         except (KeyError, IndexError):
             return message
     return message

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from reconciler.codes import CodePool, capacity_problems, duplicates_across, read_pool
 from reconciler.desired import DesiredStock, FieldLines, Summary
+from reconciler.diagnostic_messages import coded, msg
 from reconciler.diagnostics import Diagnostic, Severity, sort_diagnostics
 from reconciler.kinds import KINDS
 from reconciler.parsecache import Entry, ParseCache
@@ -61,7 +62,7 @@ def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Diagnostic]]:
         else:
             problems.append(
                 Diagnostic(
-                    str(root), 0, 0, Severity.ERROR, (), "no such file or directory", "not_found"
+                    str(root), 0, 0, Severity.ERROR, (), *coded(msg("file.not_found"), "not_found")
                 )
             )
     return [found[p] for p in sorted(found, key=lambda p: p.split(os.sep))], problems
@@ -182,8 +183,7 @@ def _kind_problem(doc: Document, kind: object) -> Diagnostic:
             col,
             Severity.ERROR,
             ("kind",),
-            "required field 'kind' is missing: favor (代金券) or busifavor (商家券)",
-            "missing",
+            *coded(msg("kind.missing"), "missing"),
         )
     line, col = doc.locate(("kind",), key=False)
     return Diagnostic(
@@ -192,8 +192,7 @@ def _kind_problem(doc: Document, kind: object) -> Diagnostic:
         col,
         Severity.ERROR,
         ("kind",),
-        f"must be favor (代金券) or busifavor (商家券); got {kind!r}",
-        "literal_error",
+        *coded(msg("kind.unknown", kind=kind), "literal_error"),
     )
 
 
@@ -299,7 +298,14 @@ def _load_path(path: Path, file: str, keep: bool, ship: bool) -> _Outcome:
         raw, size = read_source(path)
     except OSError as exc:
         return None, [
-            Diagnostic(file, 0, 0, Severity.ERROR, (), f"cannot read: {exc.strerror}", "unreadable")
+            Diagnostic(
+                file,
+                0,
+                0,
+                Severity.ERROR,
+                (),
+                *coded(msg("file.unreadable", reason=exc.strerror), "unreadable"),
+            )
         ]
     loaded, diagnostics, data = _load_stock(
         raw, file, size, positions=keep, source=path, folder=path.parent
@@ -409,8 +415,9 @@ def _cross_file(stocks: Iterable[Summary]) -> list[Diagnostic]:
                         1,
                         Severity.ERROR,
                         ("id",),
-                        f"id {stock_id!r} is also used by {others}; ids must be unique",
-                        "duplicate_id",
+                        *coded(
+                            msg("duplicate_id", stock_id=stock_id, others=others), "duplicate_id"
+                        ),
                     )
                 )
     for group in by_body.values():
@@ -423,8 +430,10 @@ def _cross_file(stocks: Iterable[Summary]) -> list[Diagnostic]:
                         1,
                         Severity.WARNING,
                         ("spec",),
-                        f"same merchant, kind and spec as {group[0].id!r} ({group[0].file}); creating both locks the budget twice",
-                        "duplicate_spec",
+                        *coded(
+                            msg("duplicate_spec", other=group[0].id, file=group[0].file),
+                            "duplicate_spec",
+                        ),
                     )
                 )
     return out

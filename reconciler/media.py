@@ -17,8 +17,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from reconciler.desired import DesiredStock
+from reconciler.diagnostic_messages import Msg, msg
 from reconciler.diagnostics import Severity
-from reconciler.spec.findings import Finding
+from reconciler.spec.findings import Finding, finding
 from reconciler.spec.images import (
     MAX_UPLOAD_BYTES,
     ImageFacts,
@@ -35,6 +36,10 @@ READ_LIMIT = 8 * MAX_UPLOAD_BYTES
 
 class ImageFileError(Exception):
     """The file cannot be used: missing, unreadable, not an image. The message says which."""
+
+    def __init__(self, message: Msg) -> None:
+        super().__init__(message.en)
+        self.message = message
 
 
 def root_of(path: Path, file: str) -> Path:
@@ -55,22 +60,19 @@ def read_facts(root: Path, key: str) -> ImageFacts:
     real_root = os.path.realpath(root)
     real = os.path.realpath(path)
     if os.path.commonpath([real_root, real]) != real_root:
-        raise ImageFileError(f"{key} leads outside the repository (a link); copy the image in")
+        raise ImageFileError(msg("image.outside", key=key))
     try:
         size = path.stat().st_size
         if not path.is_file():
-            raise ImageFileError(f"{key} is not a file")
+            raise ImageFileError(msg("image.not_file", key=key))
         if size > READ_LIMIT:
-            raise ImageFileError(
-                f"{key} is {size_text(size)} ({size:,} bytes); the upload takes at most 2 MB: compress or shrink it"
-            )
+            counted = f"{size_text(size)} ({size:,} bytes)"
+            raise ImageFileError(msg("image.too_large", name=key, size=counted))
         content = path.read_bytes()
     except FileNotFoundError:
-        raise ImageFileError(
-            f"{key} does not exist; check the path (relative to the stock file)"
-        ) from None
+        raise ImageFileError(msg("image.missing", key=key)) from None
     except OSError as exc:
-        raise ImageFileError(f"{key} cannot be read: {exc.strerror or exc}") from None
+        raise ImageFileError(_unreadable(key, exc)) from None
     return facts_of(key, content)
 
 
@@ -86,9 +88,7 @@ def facts_of(key: str, content: bytes) -> ImageFacts:
                 width, height = image.size
                 found = image.format or "unknown"
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        raise ImageFileError(
-            f"{posixpath.basename(key)} is not an image that can be read (JPG, BMP or PNG wanted)"
-        ) from None
+        raise ImageFileError(msg("image.unreadable", name=posixpath.basename(key))) from None
     return ImageFacts(key, digest, len(content), found, width, height)
 
 
@@ -100,23 +100,17 @@ def image_findings(stock: Stock, file: str, root: Path) -> list[Finding]:
         where = ("spec", *path.split("."), "file")
         key = file_key(file, ref.file)
         if key is None:
-            out.append(
-                Finding(
-                    where,
-                    Severity.ERROR,
-                    f"{ref.file!r} leaves the repository or is absolute; give a path relative to the stock file, inside the repository",
-                    "image_path",
-                )
-            )
+            said = msg("image.path", file=ref.file)
+            out.append(finding(where, Severity.ERROR, said, "image_path"))
             continue
         try:
             facts = read_facts(root, key)
         except ImageFileError as exc:
-            out.append(Finding(where, Severity.ERROR, str(exc), "image_file"))
+            out.append(finding(where, Severity.ERROR, exc.message, "image_file"))
             continue
         for problem in check_image(facts, role):
             severity = Severity.ERROR if problem.error else Severity.WARNING
-            out.append(Finding(where, severity, problem.message, "image_limits"))
+            out.append(finding(where, severity, problem.said, "image_limits"))
     return out
 
 
@@ -141,9 +135,11 @@ def read_upload(root: Path, key: str, sha256: str) -> bytes:
     try:
         content = root.joinpath(*key.split("/")).read_bytes()
     except OSError as exc:
-        raise ImageFileError(f"{key} cannot be read: {exc.strerror or exc}") from None
+        raise ImageFileError(_unreadable(key, exc)) from None
     if hashlib.sha256(content).hexdigest() != sha256:
-        raise ImageFileError(
-            f"{key} changed since the plan was made (its sha256 is no longer {sha256[:12]}…); make a new plan"
-        )
+        raise ImageFileError(msg("image.changed", key=key, sha=sha256[:12]))
     return content
+
+
+def _unreadable(key: str, exc: OSError) -> Msg:
+    return msg("image.cannot_read", key=key, reason=str(exc.strerror or exc))

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from reconciler.diagnostic_messages import Msg, MsgError, coded, msg, parts
 from reconciler.diagnostics import Diagnostic, FieldPath, Severity
 from reconciler.mapping import MONEY_FIELDS
 from reconciler.money import money, yuan
@@ -21,16 +22,18 @@ from reconciler.yamlsource import Document
 
 M = TypeVar("M", bound=BaseModel)
 
-_TYPE_NAMES = {
-    "int_type": "an integer",
-    "int_parsing": "an integer",
-    "string_type": "a string (quote it)",
-    "bool_type": "true or false",
-    "list_type": "a list",
-    "model_type": "a mapping",
-    "dict_type": "a mapping",
-    "model_attributes_type": "a mapping",
-}
+_TYPE_KINDS = frozenset(
+    {
+        "int_type",
+        "int_parsing",
+        "string_type",
+        "bool_type",
+        "list_type",
+        "model_type",
+        "dict_type",
+        "model_attributes_type",
+    }
+)
 
 
 def validate_model(
@@ -93,12 +96,9 @@ def _misspelled(errors: list[Any]) -> dict[FieldPath, FieldPath]:
 
 
 def _misspelling(doc: Document, loc: FieldPath, wanted: str) -> Diagnostic:
-    name = str(loc[-1])
-    message = (
-        f"unknown field {name!r}; did you mean {wanted!r} (required, and missing)? Rename the key"
-    )
+    said = msg("unknown_field.missing", name=str(loc[-1]), wanted=wanted)
     line, col = doc.locate(loc, key=True)
-    return Diagnostic(doc.file, line, col, Severity.ERROR, loc, message, "unknown_field")
+    return Diagnostic(doc.file, line, col, Severity.ERROR, loc, *coded(said, "unknown_field"))
 
 
 def findings_to_diagnostics(doc: Document, findings: Iterable[Finding]) -> list[Diagnostic]:
@@ -119,82 +119,75 @@ def _diagnostic(model: type[BaseModel], doc: Document, prefix: FieldPath, err: A
     loc: FieldPath = prefix + _clean(err["loc"])
     kind: str = err["type"]
     got = _describe(err.get("input"))
+    said: Msg | str
     if kind == "missing":
-        message = f"required field {loc[-1]!r} is missing"
         line, col = doc.locate(loc[:-1])
-        return Diagnostic(
-            doc.file, line, col, Severity.ERROR, loc, message, "missing",
-            "missing", {"name": str(loc[-1])},
-        )  # fmt: skip
+        said = msg("missing", name=str(loc[-1]))
+        return Diagnostic(doc.file, line, col, Severity.ERROR, loc, *coded(said, "missing"))
     if kind == "extra_forbidden":
         name = str(loc[-1])
         known = _fields_at(model, loc[len(prefix) : -1])
         hint = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        message = f"unknown field {name!r}"
-        message_id, params = "unknown_field", {"name": name, "known": ", ".join(sorted(known))}
         if name == "out_request_no":
-            message += "; reconciler derives it from the merchant, kind and id, so remove it"
-            message_id = "unknown_field.out_request_no"
+            said = msg("unknown_field.out_request_no", name=name)
         elif hint:
-            message += f"; did you mean {hint[0]!r}?"
-            message_id, params["hint"] = "unknown_field.hint", hint[0]
+            said = msg("unknown_field.hint", name=name, hint=hint[0])
         elif known:
-            message += f"; expected one of: {', '.join(sorted(known))}"
-            message_id = "unknown_field.known"
+            said = msg("unknown_field.known", name=name, known=", ".join(sorted(known)))
+        else:
+            said = msg("unknown_field", name=name)
         line, col = doc.locate(loc, key=True)
-        return Diagnostic(
-            doc.file, line, col, Severity.ERROR, loc, message, "unknown_field", message_id, params
-        )
-    message_id, params = "", {}
-    if kind in _TYPE_NAMES:
-        message = f"expected {_TYPE_NAMES[kind]}, got {got}"
-        message_id, params = f"type.{kind}", {"got": got}
+        return Diagnostic(doc.file, line, col, Severity.ERROR, loc, *coded(said, "unknown_field"))
+    if kind in _TYPE_KINDS:
+        said = msg(f"type.{kind}", got=got)
         value = err.get("input")
         if kind == "int_type" and isinstance(value, float) and str(loc[-1]) in MONEY_FIELDS:
-            message += f"; {_fen_hint(value)}"
+            said = _fen_hint(value, got)
     elif kind == "string_pattern_mismatch" and err["ctx"]["pattern"] in PATTERN_HELP:
-        noun, rule = PATTERN_HELP[err["ctx"]["pattern"]]
-        message = f"{shown(err.get('input'))} is not a valid {noun}: {rule}"
+        said = msg(PATTERN_HELP[err["ctx"]["pattern"]], value=shown(err.get("input")))
         fix = _slug(err.get("input"))
         if loc[-1] == "id" and fix is not None:
-            message += f"; did you mean {fix!r}?"
+            said = msg("did_you_mean", message=said, fix=fix)
     elif kind in _BOUNDS and isinstance(err.get("input"), int | float):
-        word, key = _BOUNDS[kind]
         is_money = str(loc[-1]) in MONEY_FIELDS
-        bound, value = _amount(err["ctx"][key], is_money), _amount(err["input"], is_money)
-        message = f"must be {word} {bound}; is {value}"
-        message_id, params = f"bound.{kind}", {"bound": bound, "value": value}
+        bound = _amount(err["ctx"][_BOUNDS[kind]], is_money)
+        said = msg(f"bound.{kind}", bound=bound, value=_amount(err["input"], is_money))
     elif kind in ("string_too_short", "string_too_long") and isinstance(err.get("input"), str):
         text, ctx = err["input"], err["ctx"]
         if kind == "string_too_long":
-            message = f"{shown(text)} is {len(text):,} characters; at most {ctx['max_length']:,}: shorten it"
-            message_id = "too_long"
-            params = {"text": shown(text), "n": f"{len(text):,}", "max": f"{ctx['max_length']:,}"}
+            n, most = f"{len(text):,}", f"{ctx['max_length']:,}"
+            said = msg("too_long", text=shown(text), n=n, max=most)
         else:
             need = ctx["min_length"]
-            message = (
-                "must not be empty" if need == 1 else f"is {len(text)} characters; at least {need}"
-            )
-            message_id = "empty" if need == 1 else ""
+            said = msg("empty") if need == 1 else msg("too_short", n=len(text), min=need)
     elif kind == "literal_error":
-        message = f"must be one of {err['ctx']['expected']}; got {got}"
-        message_id, params = "one_of", {"expected": err["ctx"]["expected"], "got": got}
+        head, sep, last = str(err["ctx"]["expected"]).rpartition(" or ")
+        expected = msg("either", a=head, b=last) if sep else last  # "'a', 'b' or 'c'"
+        said = msg("one_of", expected=expected, got=got)
     elif kind == "value_error":
-        message = str(err["ctx"]["error"])
+        error = err["ctx"]["error"]
+        said = error.message if isinstance(error, MsgError) else str(error)
+    elif kind == "invalid_key":
+        said = msg("invalid_key", got=got)
     else:
-        message = f"{err['msg'][0].lower()}{err['msg'][1:]}; got {got}"
+        said = f"{err['msg'][0].lower()}{err['msg'][1:]}; got {got.en}"
     if on_key:
-        message = f"{loc[-1]!r} is not allowed here: {message}"
-        message_id = ""
+        key = loc[-1]
+        said = (
+            msg("key_not_allowed", key=key, message=said)
+            if isinstance(said, Msg)
+            else f"{key!r} is not allowed here: {said}"
+        )
+    message, message_id, params = parts(said)
     line, col = doc.locate(loc, key=on_key)
     return Diagnostic(doc.file, line, col, Severity.ERROR, loc, message, kind, message_id, params)
 
 
 _BOUNDS = {
-    "greater_than_equal": ("at least", "ge"),
-    "greater_than": ("more than", "gt"),
-    "less_than_equal": ("at most", "le"),
-    "less_than": ("less than", "lt"),
+    "greater_than_equal": "ge",
+    "greater_than": "gt",
+    "less_than_equal": "le",
+    "less_than": "lt",
 }
 
 
@@ -204,13 +197,15 @@ def _amount(value: Any, is_money: bool) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def _fen_hint(value: float) -> str:
+def _fen_hint(value: float, got: Msg) -> Msg:
     """Amounts are integer fen; a decimal was most likely meant as yuan."""
     fen = round(value * 100)
-    hint = f"amounts are in 分 (fen), whole numbers: write {fen} for {yuan(fen)}"
     if value.is_integer() and abs(value) < 1e15:
-        hint += f" (or {int(value)} for {yuan(int(value))})"
-    return hint
+        whole = int(value)
+        return msg(
+            "type.fen_or", got=got, fen=fen, yuan=yuan(fen), whole=whole, whole_yuan=yuan(whole)
+        )
+    return msg("type.fen", got=got, fen=fen, yuan=yuan(fen))
 
 
 def _slug(value: object) -> str | None:
@@ -221,21 +216,21 @@ def _slug(value: object) -> str | None:
     return slug if slug and re.fullmatch(ID_PATTERN, slug) else None
 
 
-def _describe(value: object) -> str:
+def _describe(value: object) -> Msg:
     if value is None:
-        return "nothing (null)"
+        return msg("got.null")
     if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
+        return msg("got.bool", value=str(value).lower())
     if isinstance(value, str):
         shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"string {shown!r}"
+        return msg("got.string", value=shown)
     if isinstance(value, int | float):
-        return f"number {value}"
+        return msg("got.number", value=value)
     if isinstance(value, dict):
-        return "a mapping"
+        return msg("got.mapping")
     if isinstance(value, list):
-        return "a list"
-    return type(value).__name__
+        return msg("value.list")
+    return msg("got.type", name=type(value).__name__)
 
 
 def _fields_at(model: type[BaseModel], path: FieldPath) -> list[str]:

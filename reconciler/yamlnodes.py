@@ -23,6 +23,7 @@ from ruamel.yaml.events import (
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.tag import Tag
 
+from reconciler.diagnostic_messages import Msg, msg
 from reconciler.diagnostics import FieldPath
 
 try:
@@ -122,7 +123,7 @@ def prescan(text: str, max_nodes: int = MAX_NODES) -> None:
             depth -= 1
         elif isinstance(event, ScalarEvent | AliasEvent | CollectionStartEvent):
             if depth > MAX_DEPTH:
-                raise BuildError(event, f"nested more than {MAX_DEPTH} levels deep", "too_deep")
+                raise BuildError(event, _too_deep(), "too_deep")
             nodes += 1
             if nodes > max_nodes:
                 raise BuildError(event, _too_many(max_nodes), "too_many_nodes")
@@ -143,8 +144,9 @@ def compose_all(text: str) -> list[Node]:
 class BuildError(Exception):
     """A document that parses as YAML but cannot become data (duplicate key, odd tag, ...)."""
 
-    def __init__(self, node: Node | Event, message: str, code: str) -> None:
-        super().__init__(message)
+    def __init__(self, node: Node | Event, message: str | Msg, code: str) -> None:
+        super().__init__(message.en if isinstance(message, Msg) else message)
+        self.message = message
         self.node = node
         self.line = node.start_mark.line + 1
         self.col = node.start_mark.column + 1
@@ -177,8 +179,12 @@ def node_path(root: Node, target: Node | Event) -> FieldPath:
     return ()
 
 
-def _too_many(max_nodes: int) -> str:
-    return f"expands to more than {max_nodes:,} values (through anchors and aliases?); refusing to read it"
+def _too_many(max_nodes: int) -> Msg:
+    return msg("yaml.too_many_nodes", max=f"{max_nodes:,}")
+
+
+def _too_deep() -> Msg:
+    return msg("yaml.too_deep", max=MAX_DEPTH)
 
 
 def _tag(node: Node) -> str:
@@ -200,17 +206,15 @@ def build(root: Node, max_nodes: int = MAX_NODES) -> Any:
         if tag == NULL:
             if _NULL.match(value):
                 return None
-            raise BuildError(node, f"{value[:40]!r} is tagged !!null but is not null", "yaml_value")
+            raise BuildError(node, msg("yaml.not_null", value=value[:40]), "yaml_value")
         if tag == BOOL:
             if value in _BOOL:
                 return _BOOL[value]
-            raise BuildError(
-                node, f"{value[:40]!r} is not a boolean; write true or false", "yaml_value"
-            )
+            raise BuildError(node, msg("yaml.not_bool", value=value[:40]), "yaml_value")
         if tag in (INT, FLOAT) and len(value) > MAX_NUMBER_CHARS:
             raise BuildError(
                 node,
-                f"a number written with {len(value):,} characters; no field takes one that long",
+                msg("yaml.long_number", n=f"{len(value):,}"),
                 "yaml_value",
             )
         try:
@@ -225,8 +229,8 @@ def build(root: Node, max_nodes: int = MAX_NODES) -> Any:
                     raise ValueError(value)
                 return number
         except ValueError:
-            raise BuildError(node, f"{value[:40]!r} is not a usable number", "yaml_value") from None
-        raise BuildError(node, f"unsupported YAML tag {tag!r}; remove it", "yaml_tag")
+            raise BuildError(node, msg("yaml.bad_number", value=value[:40]), "yaml_value") from None
+        raise BuildError(node, msg("yaml.tag", tag=tag), "yaml_tag")
 
     def walk(node: Node, depth: int) -> Any:
         value, _ = walk_sized(node, depth)
@@ -234,19 +238,19 @@ def build(root: Node, max_nodes: int = MAX_NODES) -> Any:
 
     def walk_sized(node: Node, depth: int) -> tuple[Any, int]:
         if depth > MAX_DEPTH:
-            raise BuildError(node, f"nested more than {MAX_DEPTH} levels deep", "too_deep")
+            raise BuildError(node, _too_deep(), "too_deep")
         if isinstance(node, ScalarNode):
             return scalar(node), 1
         key = id(node)
         if key in memo:
             if sizes[key] < 0:
-                raise BuildError(node, "an alias refers to its own anchor", "yaml_recursive")
+                raise BuildError(node, msg("yaml.recursive"), "yaml_recursive")
             return memo[key], sizes[key]
         sizes[key] = -1
         total = 1
         tag = _tag(node)
         if tag != (SEQ if isinstance(node, SequenceNode) else MAP):
-            raise BuildError(node, f"unsupported YAML tag {tag!r}; remove it", "yaml_tag")
+            raise BuildError(node, msg("yaml.tag", tag=tag), "yaml_tag")
         if isinstance(node, SequenceNode):
             items: list[Any] = []
             memo[key] = items
@@ -275,7 +279,7 @@ def build(root: Node, max_nodes: int = MAX_NODES) -> Any:
                 if not isinstance(knode, ScalarNode):
                     raise BuildError(
                         knode,
-                        "a mapping key must be a plain value, not a list or mapping",
+                        msg("yaml.key"),
                         "yaml_key",
                     )
                 k = scalar(knode)
@@ -283,7 +287,7 @@ def build(root: Node, max_nodes: int = MAX_NODES) -> Any:
                     first = seen[type(k), k].start_mark.line + 1
                     raise BuildError(
                         knode,
-                        f"duplicate key {k!r} (first on line {first}); each key may appear once",
+                        msg("yaml.duplicate_key", key=k, first=first),
                         "duplicate_key",
                     )
                 seen[type(k), k] = knode
@@ -294,7 +298,7 @@ def build(root: Node, max_nodes: int = MAX_NODES) -> Any:
                     raise BuildError(node, _too_many(max_nodes), "too_many_nodes")
             sizes[key] = total
             return mapping, total
-        raise BuildError(node, "unsupported YAML node", "yaml_node")
+        raise BuildError(node, msg("yaml.node"), "yaml_node")
 
     def merge(mapping: dict[Any, Any], vnode: Node, depth: int) -> int:
         """Merge the sources' entries; returns their expanded size, which counts towards the
@@ -305,9 +309,7 @@ def build(root: Node, max_nodes: int = MAX_NODES) -> Any:
             value, n = walk_sized(src, depth + 1)
             size += n
             if not isinstance(value, dict):
-                raise BuildError(
-                    src, "a merge key (<<) takes a mapping or a list of mappings", "yaml_merge"
-                )
+                raise BuildError(src, msg("yaml.merge"), "yaml_merge")
             for k, v in value.items():
                 mapping.setdefault(k, v)
         return size

@@ -22,6 +22,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
+from reconciler.diagnostic_messages import Msg, msg, parts
 from reconciler.diagnostics import Diagnostic, FieldPath, Severity
 from reconciler.yamlnodes import (
     PRESCAN_ABOVE_BYTES,
@@ -48,7 +49,7 @@ _WIDE_BOMS = (
     (codecs.BOM_UTF16_LE, "UTF-16"),
     (codecs.BOM_UTF16_BE, "UTF-16"),
 )
-_SCALAR_NAMES = {str: "text", int: "a number", float: "a number", bool: "a boolean"}
+_SCALAR_NAMES = {str: "value.text", int: "value.number", float: "value.number", bool: "value.bool"}
 _ODD_BREAK = re.compile("[\x85\u2028\u2029]")
 _ODD_BREAK_NAMES = {
     "\x85": "NEXT LINE",
@@ -69,9 +70,12 @@ class Document:
     node: Node | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
-    def error(self, line: int, col: int, message: str, code: str, path: FieldPath = ()) -> None:
+    def error(
+        self, line: int, col: int, message: str | Msg, code: str, path: FieldPath = ()
+    ) -> None:
+        text, message_id, params = parts(message)
         self.diagnostics.append(
-            Diagnostic(self.file, line, col, Severity.ERROR, path, message, code)
+            Diagnostic(self.file, line, col, Severity.ERROR, path, text, code, message_id, params)
         )
 
     def locate(self, path: FieldPath, *, key: bool = True) -> tuple[int, int]:
@@ -121,7 +125,8 @@ def key_lines(root: Node | None) -> tuple[tuple[str, ...], tuple[int, ...]]:
     return tuple(paths), tuple(lines)
 
 
-STOCK_CONTENTS = ("a stock file", "id, kind, merchant and spec")
+STOCK_CONTENTS = (msg("contents.stock"), msg("contents.stock_keys"))
+PROJECT_CONTENTS = (msg("contents.project"), msg("contents.project_keys"))
 
 
 def read_source(path: Path, limit: int = MAX_BYTES) -> tuple[bytes, int]:
@@ -151,7 +156,7 @@ def read_source(path: Path, limit: int = MAX_BYTES) -> tuple[bytes, int]:
 def read_document(
     raw: bytes,
     file: str,
-    contents: tuple[str, str] = STOCK_CONTENTS,
+    contents: tuple[str | Msg, str | Msg] = STOCK_CONTENTS,
     size: int | None = None,
 ) -> Document:
     """Decode and parse one file, turning every way it can be unreadable into a diagnostic.
@@ -166,7 +171,7 @@ def read_document(
         doc.error(
             0,
             0,
-            f"file is {size:,} bytes; a stock or project file may be at most {MAX_BYTES:,}",
+            msg("file.too_large", size=f"{size:,}", max=f"{MAX_BYTES:,}"),
             "too_large",
         )
         return doc
@@ -175,14 +180,12 @@ def read_document(
         doc.error(
             1,
             1,
-            f"file is {wide} (it starts with a {wide} byte order mark); save it as UTF-8",
+            msg("file.wide", encoding=wide),
             "encoding",
         )
         return doc
     if b"\x00" in raw:
-        doc.error(
-            0, 0, "file looks binary (it contains NUL bytes); expected UTF-8 YAML text", "binary"
-        )
+        doc.error(0, 0, msg("file.binary"), "binary")
         return doc
     try:
         text = raw.decode("utf-8")
@@ -190,7 +193,7 @@ def read_document(
         before = raw[: exc.start].decode("utf-8").removeprefix("\ufeff")
         doc.error(
             *_line_col(before, len(before)),
-            f"file is not UTF-8 (invalid byte 0x{raw[exc.start]:02x}); save it as UTF-8",
+            msg("file.not_utf8", byte=f"0x{raw[exc.start]:02x}"),
             "encoding",
         )
         return doc
@@ -201,7 +204,7 @@ def read_document(
         doc.error(
             line,
             1,
-            f"%YAML {version} directive: only YAML 1.2 is read; remove the directive (1.1 changes what yes, no and 010 mean)",
+            msg("yaml.version", version=version),
             "yaml_version",
         )
         return doc
@@ -210,7 +213,7 @@ def read_document(
             prescan(doc.text)
         nodes = compose_all(doc.text)
     except BuildError as exc:
-        doc.error(*_within(doc.text, exc.line, exc.col), str(exc), exc.code)
+        doc.error(*_within(doc.text, exc.line, exc.col), exc.message, exc.code)
         return doc
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -219,22 +222,19 @@ def read_document(
         if tab is not None:
             doc.error(
                 *tab,
-                "tab character in the indentation: YAML indents with spaces only; "
-                "replace the tab with spaces",
+                msg("yaml.tab"),
                 "yaml_tab",
             )
             return doc
         problem = ", ".join(x.strip() for x in (exc.context, exc.problem) if x) or "invalid YAML"
         odd = _ODD_BREAK.search(doc.text)
+        syntax = msg("yaml.syntax", problem=problem)
         if odd is not None:
             # Invisible in an editor, and a line break to libyaml (YAML 1.1): a likely cause.
             at = ":".join(map(str, _line_col(doc.text, odd.start())))
-            problem += (
-                f"; note: the file holds U+{ord(odd.group()):04X} ({_ODD_BREAK_NAMES[odd.group()]})"
-                f" at {at}, which this YAML reader takes as a line break unless it is inside "
-                "double quotes: remove it, or quote the value"
-            )
-        doc.error(*_within(doc.text, line, col), f"YAML syntax error: {problem}", "yaml_syntax")
+            char = f"U+{ord(odd.group()):04X} ({_ODD_BREAK_NAMES[odd.group()]})"
+            syntax = msg("yaml.syntax_odd_break", problem=problem, char=char, at=at)
+        doc.error(*_within(doc.text, line, col), syntax, "yaml_syntax")
         return doc
     except ReaderError as exc:
         # libyaml reports the offset in the UTF-8 bytes it was given; the pure reader in characters.
@@ -243,21 +243,24 @@ def read_document(
             offset = len(doc.text.encode("utf-8")[:offset].decode("utf-8", "ignore"))
         doc.error(
             *_line_col(doc.text, offset),
-            f"character U+{exc.character:04X} is not allowed in YAML (a control or non-character); remove it",
+            msg("yaml.character", char=f"U+{exc.character:04X}"),
             "yaml_character",
         )
         return doc
     except (YAMLError, RecursionError, ValueError, MemoryError) as exc:
         # No position to give (the reader's own errors are handled above): the whole file.
         doc.error(
-            0, 0, f"cannot read YAML: {type(exc).__name__}: {_first_line(exc)}", "yaml_unreadable"
+            0,
+            0,
+            msg("yaml.unreadable", error=f"{type(exc).__name__}: {_first_line(exc)}"),
+            "yaml_unreadable",
         )
         return doc
     if not nodes:
         doc.error(
             0,
             0,
-            f"file is empty; {what} holds one mapping with {keys}",
+            msg("file.empty", what=what, keys=keys),
             "empty",
         )
         return doc
@@ -266,7 +269,7 @@ def read_document(
         doc.error(
             line,
             1,
-            f"file holds {len(nodes)} YAML documents; put one per file",
+            msg("yaml.documents", n=len(nodes)),
             "multiple_documents",
         )
         return doc
@@ -275,18 +278,22 @@ def read_document(
         data = build(nodes[0])
     except BuildError as exc:
         path = () if exc.code in _NO_PATH else node_path(nodes[0], exc.node)
-        doc.error(*_within(doc.text, exc.line, exc.col), str(exc), exc.code, path)
+        doc.error(*_within(doc.text, exc.line, exc.col), exc.message, exc.code, path)
         return doc
     if not isinstance(data, Mapping):
-        shown = (
-            "nothing"
+        shown = msg(
+            "value.nothing"
             if data is None
-            else ("a list" if isinstance(data, list) else _SCALAR_NAMES.get(type(data), "a value"))
+            else (
+                "value.list"
+                if isinstance(data, list)
+                else _SCALAR_NAMES.get(type(data), "value.other")
+            )
         )
         doc.error(
             1,
             1,
-            f"top level is {shown}; expected a mapping with {keys}",
+            msg("file.not_mapping", shown=shown, keys=keys),
             "not_mapping",
         )
         return doc

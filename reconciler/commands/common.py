@@ -7,9 +7,11 @@ one line and an exit code, in one place.
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
@@ -98,12 +100,28 @@ def color_enabled() -> bool:
     return sys.stdout.isatty()
 
 
-lang_option = click.option(
-    "--lang",
-    type=click.Choice(["zh", "en"]),
-    default=None,
-    help="Language of the output (default: reconciler.yaml's language:, then LANG).",
-)
+_LANG_KEY = "reconciler.lang"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def lang_option(command: F) -> F:
+    """`--lang`. Files with problems found after the command has chosen its language
+    (`output_language`) are reported in that language."""
+
+    @functools.wraps(command)
+    def run(*args: object, **kwargs: object) -> object:
+        try:
+            return command(*args, **kwargs)
+        except DiagnosedError as exc:
+            exc.lang = click.get_current_context().meta.get(_LANG_KEY, exc.lang)
+            raise
+
+    return click.option(
+        "--lang",
+        type=click.Choice(["zh", "en"]),
+        default=None,
+        help="Language of the output (default: reconciler.yaml's language:, then LANG).",
+    )(cast("F", run))
 
 
 def output_language(option: str | None, project: ProjectFile | None) -> Lang:
@@ -111,4 +129,6 @@ def output_language(option: str | None, project: ProjectFile | None) -> Lang:
     from reconciler.i18n import resolve_lang
 
     configured = project.project.language if project is not None else None
-    return resolve_lang(option, configured, runtime().environ)
+    chosen = resolve_lang(option, configured, runtime().environ)
+    click.get_current_context().meta[_LANG_KEY] = chosen
+    return chosen

@@ -43,7 +43,9 @@ def partner_diagnostics(project: ProjectFile, desired: Sequence[DesiredStock]) -
         doc = read_document(raw, d.file)
         if doc.data is None:
             out += [
-                Diagnostic(d.file, d.line, 1, f.severity, f.path, f.message, f.code)
+                Diagnostic(
+                    d.file, d.line, 1, f.severity, f.path, f.message, f.code, f.message_id, f.params
+                )
                 for f in findings
             ]
         else:

@@ -9,6 +9,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
+from reconciler.diagnostic_messages import Msg, MsgError, msg
+
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
 )
@@ -30,10 +32,7 @@ def parse_rfc3339(value: str) -> datetime:
     """Parse an RFC3339 time that carries an explicit offset (`+08:00` or `Z`)."""
     m = _RFC3339.match(value)
     if m is None:
-        raise ValueError(
-            f"{shown(value)} is not an RFC3339 time with an offset; write it like "
-            "'2026-05-20T10:00:00+08:00'"
-        )
+        raise MsgError(msg("time.not_rfc3339", value=shown(value)))
     text = value[:-1] + "+00:00" if value.endswith("Z") else value
     frac = m.group(7)
     if frac and len(frac) > 7:
@@ -42,7 +41,7 @@ def parse_rfc3339(value: str) -> datetime:
     try:
         return datetime.fromisoformat(text)
     except ValueError as exc:
-        raise ValueError(f"{shown(value)} is not a real date and time: {exc}") from None
+        raise MsgError(msg("time.not_real", value=shown(value), reason=str(exc))) from None
 
 
 def _check_rfc3339(value: str) -> str:
@@ -78,23 +77,23 @@ def weighted_length_ok(text: str, max_cjk: int, max_other: int) -> bool:
     return cjk * max_other + other * max_cjk <= max_cjk * max_other
 
 
-def weighted_length_problem(text: str, max_cjk: int, max_other: int) -> str | None:
+def weighted_length_problem(text: str, max_cjk: int, max_other: int) -> Msg | None:
     """None when `text` fits "at most max_cjk Chinese characters or max_other letters", else
-    what it counts and the limit, e.g. "is 12 Chinese characters; at most 9 Chinese characters
-    or 20 letters"."""
+    what it counts and the limit, e.g. "'…' is 12 Chinese characters; at most 9 Chinese
+    characters or 20 letters"."""
     if weighted_length_ok(text, max_cjk, max_other):
         return None
     cjk = sum(1 for ch in text if is_cjk(ch))
     other = len(text) - cjk
-    limit = f"at most {max_cjk} Chinese characters or {max_other} letters"
+    counts = {"text": shown(text), "cjk": f"{cjk:,}", "other": f"{other:,}"}
+    limit = {"max_cjk": max_cjk, "max_other": max_other}
     if not other:
-        return f"is {cjk:,} Chinese characters; {limit}: shorten it"
+        return msg("weighted.cjk", **counts, **limit)
     if not cjk:
-        return f"is {other:,} characters; {limit}: shorten it"
+        return msg("weighted.other", **counts, **limit)
     used = (cjk * max_other + other * max_cjk) / max_cjk
-    return (
-        f"is {cjk:,} Chinese characters and {other:,} others, which count as {used:.1f} letters "
-        f"(a Chinese character counts as {max_other / max_cjk:.1f}); {limit}: shorten it"
+    return msg(
+        "weighted.mixed", **counts, **limit, used=f"{used:.1f}", ratio=f"{max_other / max_cjk:.1f}"
     )
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
+from reconciler.diagnostic_messages import Msg, parts
 from reconciler.diagnostics import FieldPath, Severity
 
 
@@ -17,8 +18,16 @@ class Finding:
     fix: str = ""
     """What to change, where the rule knows better than a generic hint (the planner shows it)."""
     message_id: str = ""
-    """The message in the catalogue (`reconciler.i18n.DIAGNOSTICS`) for other languages."""
+    """The message in the catalogue (`reconciler.diagnostic_messages`) for other languages."""
     params: Mapping[str, object] = field(default_factory=dict)
+
+
+def finding(
+    path: FieldPath, severity: Severity, message: str | Msg, code: str, fix: str = ""
+) -> Finding:
+    """A finding whose message is a catalogue message (`msg(...)`) or plain English."""
+    text, message_id, params = parts(message)
+    return Finding(path, severity, text, code, fix, message_id, params)
 
 
 class Findings:
@@ -31,25 +40,22 @@ class Findings:
     def error(
         self,
         path: FieldPath,
-        message: str,
+        message: str | Msg,
         code: str = "rule",
         fix: str = "",
-        *,
-        message_id: str = "",
-        params: Mapping[str, object] | None = None,
     ) -> None:
-        self._add(Finding(path, Severity.ERROR, message, code, fix, message_id, params or {}))
+        """`message` is a catalogue message (`msg(...)`), or plain English where none fits."""
+        self._add(path, Severity.ERROR, message, code, fix)
 
     def warning(
         self,
         path: FieldPath,
-        message: str,
+        message: str | Msg,
         code: str = "rule",
-        *,
-        message_id: str = "",
-        params: Mapping[str, object] | None = None,
     ) -> None:
-        self._add(Finding(path, Severity.WARNING, message, code, "", message_id, params or {}))
+        self._add(path, Severity.WARNING, message, code, "")
 
-    def _add(self, finding: Finding) -> None:
-        self.items.append(replace(finding, path=self.prefix + finding.path))
+    def _add(
+        self, path: FieldPath, severity: Severity, message: str | Msg, code: str, fix: str
+    ) -> None:
+        self.items.append(finding(self.prefix + path, severity, message, code, fix))

@@ -19,13 +19,14 @@ from __future__ import annotations
 import posixpath
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Discriminator, Field, Tag
 
+from reconciler.diagnostic_messages import Msg, msg
 from reconciler.spec.common import Strict
 
 FORMATS: Mapping[str, tuple[str, ...]] = {
@@ -221,7 +222,11 @@ def facts_text(facts: ImageFacts) -> str:
 @dataclass(frozen=True)
 class ImageProblem:
     error: bool
-    message: str
+    said: Msg
+
+    @property
+    def message(self) -> str:
+        return self.said.en
 
 
 def check_image(facts: ImageFacts, role: ImageRole) -> list[ImageProblem]:
@@ -237,41 +242,64 @@ def check_image(facts: ImageFacts, role: ImageRole) -> list[ImageProblem]:
         out.append(
             ImageProblem(
                 True,
-                f"{name} is a {facts.format} image; the upload takes JPG, BMP or PNG only: "
-                "convert it to PNG or JPG",
+                msg("image.format", name=name, format=facts.format),
             )
         )
     elif suffix not in FORMATS[facts.format]:
-        wanted = " or ".join(FORMATS[facts.format])
+        wanted = _either(FORMATS[facts.format])
         out.append(
             ImageProblem(
                 True,
-                f"{name} is really a {facts.format} image, but its name ends in {suffix or 'no suffix'}; "
-                f"WeChat Pay wants the suffix to match: rename it to end in {wanted}",
+                msg(
+                    "image.suffix",
+                    name=name,
+                    format=facts.format,
+                    suffix=suffix or msg("image.no_suffix"),
+                    wanted=wanted,
+                ),
             )
         )
     if facts.size > MAX_UPLOAD_BYTES:
         out.append(
             ImageProblem(
                 True,
-                f"{name} is {counted}; the upload takes at most 2 MB: compress or shrink it",
+                msg("image.too_large", name=name, size=counted),
             )
         )
     elif facts.size >= role.max_bytes if role.strict_bytes else facts.size > role.max_bytes:
         out.append(
             ImageProblem(
                 True,
-                f"{name} is {counted}; a {role.name} must be under {size_text(role.max_bytes)}: "
-                "compress or shrink it",
+                msg(
+                    "image.role_too_large",
+                    name=name,
+                    size=counted,
+                    role=_role(role),
+                    max=size_text(role.max_bytes),
+                ),
             )
         )
     if role.sizes and (facts.width, facts.height) not in role.sizes:
-        wanted = " or ".join(f"{w}×{h}" for w, h in role.sizes)
+        sizes = _either([f"{w}×{h}" for w, h in role.sizes])
         out.append(
             ImageProblem(
                 False,
-                f"{name} is {facts.width}×{facts.height} px; the docs say a {role.name} should "
-                f"be {wanted} px: resize it, or WeChat Pay may scale or crop it",
+                msg(
+                    "image.pixels",
+                    name=name,
+                    pixels=f"{facts.width}×{facts.height}",
+                    role=_role(role),
+                    wanted=sizes,
+                ),
             )
         )
     return out
+
+
+def _role(role: ImageRole) -> Msg:
+    return msg(f"image_role.{role.name.replace(' ', '_')}")
+
+
+def _either(items: Sequence[str]) -> str | Msg:
+    """`a or b or c`, in the reader's language."""
+    return items[0] if len(items) == 1 else msg("either", a=items[0], b=_either(items[1:]))

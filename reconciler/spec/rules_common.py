@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
+from reconciler.diagnostic_messages import msg
 from reconciler.diagnostics import FieldPath
 from reconciler.spec.common import four_byte_chars, parse_rfc3339, shown
 from reconciler.spec.findings import Findings
@@ -16,11 +17,16 @@ def list_size(
     if items is None:
         return
     if not lo <= len(items) <= hi:
+        n = len(items)
         if lo == hi:
-            want = f"exactly {lo} entry" if lo == 1 else f"exactly {lo} entries"
+            said = (
+                msg("list_size.exactly_one", n=n)
+                if lo == 1
+                else msg("list_size.exactly", lo=lo, n=n)
+            )
         else:
-            want = f"{lo} to {hi} entries"
-        out.error(path, f"must have {want}, has {len(items)}", "list_size")
+            said = msg("list_size.between", lo=lo, hi=hi, n=n)
+        out.error(path, said, "list_size")
 
 
 def unique(out: Findings, path: FieldPath, items: Sequence[object] | None) -> None:
@@ -29,7 +35,7 @@ def unique(out: Findings, path: FieldPath, items: Sequence[object] | None) -> No
     seen: set[object] = set()
     for i, item in enumerate(items):
         if item in seen:
-            out.error((*path, i), f"{shown(item)} is listed twice", "duplicate_entry")
+            out.error((*path, i), msg("duplicate_entry", item=shown(item)), "duplicate_entry")
         seen.add(item)
 
 
@@ -39,18 +45,15 @@ def times(
     """Parse a begin/end pair (already format-checked) and require end after begin."""
     b, e = parse_rfc3339(begin), parse_rfc3339(end)
     if e <= b:
-        out.error(end_path, f"must be later than {begin_path[-1]} ({begin})", "time_order")
+        said = msg("time_order.after", other=begin_path[-1], begin=begin)
+        out.error(end_path, said, "time_order")
         return None
     return b, e
 
 
 def not_open(out: Findings, path: FieldPath, value: object) -> None:
     if value is not None:
-        out.warning(
-            path,
-            "the docs say this field is not open yet (暂未开放); WeChat Pay may ignore or refuse it",
-            "not_open",
-        )
+        out.warning(path, msg("not_open"), "not_open")
 
 
 def four_byte_text(out: Findings, data: object, path: FieldPath = ()) -> None:
@@ -59,11 +62,7 @@ def four_byte_text(out: Findings, data: object, path: FieldPath = ()) -> None:
         bad = four_byte_chars(data)
         if bad:
             shown = " ".join(f"U+{ord(c):04X}" for c in dict.fromkeys(bad))
-            out.error(
-                path,
-                f"contains characters WeChat Pay refuses (4-byte UTF-8, e.g. emoji): {shown}",
-                "four_byte_char",
-            )
+            out.error(path, msg("four_byte_char", chars=shown), "four_byte_char")
     elif isinstance(data, Mapping):
         for k, v in data.items():
             four_byte_text(out, v, (*path, str(k)))
@@ -81,7 +80,7 @@ def creation_window(
     if b < now:
         out.error(
             begin_path,
-            f"{begin} is in the past; a stock must start now or later when it is created",
+            msg("begin_in_past", begin=begin),
             "begin_in_past",
             fix=f"move {name} (and the end time with it) later, to now or after",
         )
@@ -89,8 +88,7 @@ def creation_window(
         days = (b - now).total_seconds() / 86400
         out.error(
             begin_path,
-            f"{begin} is {days:.0f} days ahead; WeChat Pay refuses a begin time more than "
-            f"{max_ahead_days} days ahead",
+            msg("begin_too_far", begin=begin, days=f"{days:.0f}", max=max_ahead_days),
             "begin_too_far",
             fix=f"move {name} (and the end time with it) earlier, to at most {max_ahead_days} "
             "days from now; or create the stock later",

@@ -10,6 +10,7 @@ import json
 import re
 from datetime import datetime, timedelta
 
+from reconciler.diagnostic_messages import Msg, msg
 from reconciler.money import money, yuan
 from reconciler.spec.common import shown, weighted_length_problem
 from reconciler.spec.favor import FAVOR_COLORS, FavorCouponUseRule, FavorPatternInfo, FavorSpec
@@ -30,26 +31,15 @@ def favor_rules(spec: FavorSpec, merchant: str, out: Findings) -> None:
     """Time-independent rules; `merchant` is the stock file's creating mchid."""
     too_long = weighted_length_problem(spec.stock_name, 9, 20)
     if too_long:
-        out.error(
-            ("stock_name",),
-            f"{shown(spec.stock_name)} {too_long}",
-            "too_long",
-            message_id="favor_name_too_long",
-            params={"text": shown(spec.stock_name)},
-        )
+        out.error(("stock_name",), too_long, "too_long")
     bad = sorted({c for c in spec.stock_name if c in FORBIDDEN_NAME_CHARS})
     if bad:
-        out.error(
-            ("stock_name",),
-            f"must not contain {' '.join(repr(c) for c in bad)} (the docs forbid _ , ; |)",
-            "forbidden_char",
-            message_id="forbidden_char",
-            params={"chars": " ".join(repr(c) for c in bad)},
-        )
+        chars = " ".join(repr(c) for c in bad)
+        out.error(("stock_name",), msg("forbidden_char", chars=chars), "forbidden_char")
     if spec.belong_merchant != merchant:
         out.error(
             ("belong_merchant",),
-            f"must be the creating merchant {merchant!r}; other values are not supported yet",
+            msg("belong_merchant", merchant=merchant),
             "belong_merchant",
         )
     window = times(
@@ -63,10 +53,8 @@ def favor_rules(spec: FavorSpec, merchant: str, out: Findings) -> None:
         days = (window[1] - window[0]).total_seconds() / 86400
         out.error(
             ("available_end_time",),
-            f"the usable window is {days:.1f} days; at most 90 days are allowed",
+            msg("window_too_long", days=f"{days:.1f}"),
             "window_too_long",
-            message_id="window_too_long",
-            params={"days": f"{days:.1f}"},
         )
     _stock_use_rule(spec, out)
     if spec.pattern_info is not None:
@@ -75,14 +63,14 @@ def favor_rules(spec: FavorSpec, merchant: str, out: Findings) -> None:
     if spec.stock_type != "NORMAL":
         out.warning(
             ("stock_type",),
-            f"the docs support only NORMAL through this API; {spec.stock_type} may be refused",
+            msg("stock_type", stock_type=spec.stock_type),
             "stock_type",
         )
     if spec.ext_info is not None:
         try:
             json.loads(spec.ext_info)
         except ValueError:
-            out.error(("ext_info",), 'must be a JSON string, e.g. \'{"key": "value"}\'', "not_json")
+            out.error(("ext_info",), msg("not_json"), "not_json")
         not_open(out, ("ext_info",), spec.ext_info)
 
 
@@ -96,19 +84,19 @@ def _stock_use_rule(spec: FavorSpec, out: Findings) -> None:
     if not 5 <= rule.max_coupons <= 10_000_000:
         out.error(
             (*p, "max_coupons"),
-            f"must be between 5 and 10,000,000, is {rule.max_coupons:,}",
+            msg("range.between", lo="5", hi="10,000,000", value=f"{rule.max_coupons:,}"),
             "range",
         )
     if not 1 <= rule.max_coupons_per_user <= 60:
         out.error(
             (*p, "max_coupons_per_user"),
-            f"must be between 1 and 60, is {rule.max_coupons_per_user}",
+            msg("range.between", lo="1", hi="60", value=str(rule.max_coupons_per_user)),
             "range",
         )
     elif rule.max_coupons_per_user > rule.max_coupons:
         out.error(
             (*p, "max_coupons_per_user"),
-            f"{rule.max_coupons_per_user} is above max_coupons ({rule.max_coupons})",
+            _above(rule.max_coupons_per_user, "max_coupons", rule.max_coupons),
             "range",
         )
     fixed = spec.coupon_use_rule.fixed_normal_coupon
@@ -117,38 +105,38 @@ def _stock_use_rule(spec: FavorSpec, out: Findings) -> None:
         if rule.max_amount != expected:
             out.error(
                 (*p, "max_amount"),
-                f"must equal coupon_amount × max_coupons = {money(fixed.coupon_amount)} × {rule.max_coupons:,} "
-                f"= {money(expected)}; is {money(rule.max_amount)}",
+                msg(
+                    "budget_mismatch",
+                    amount=money(fixed.coupon_amount),
+                    coupons=f"{rule.max_coupons:,}",
+                    expected=money(expected),
+                    value=money(rule.max_amount),
+                ),
                 "budget_mismatch",
-                message_id="budget_mismatch",
-                params={
-                    "amount": money(fixed.coupon_amount),
-                    "coupons": f"{rule.max_coupons:,}",
-                    "expected": money(expected),
-                    "value": money(rule.max_amount),
-                },
             )
     if rule.max_amount > MAX_AMOUNT_CAP_LOOSE:
         out.error(
             (*p, "max_amount"),
-            f"{money(rule.max_amount)} is above the cap of {money(MAX_AMOUNT_CAP_LOOSE)}",
+            msg("max_amount.cap", value=money(rule.max_amount), cap=money(MAX_AMOUNT_CAP_LOOSE)),
             "range",
         )
     elif rule.max_amount > MAX_AMOUNT_CAP_STRICT:
         out.warning(
             (*p, "max_amount"),
-            f"{money(rule.max_amount)} is above {money(MAX_AMOUNT_CAP_STRICT)}, the cap some versions of the docs give",
+            msg(
+                "max_amount.cap_strict",
+                value=money(rule.max_amount),
+                cap=money(MAX_AMOUNT_CAP_STRICT),
+            ),
             "range_strict",
         )
     if rule.max_amount_by_day is not None:
         if rule.max_amount_by_day == 0:
-            out.error(
-                (*p, "max_amount_by_day"), "must not be 0; leave it out for no daily cap", "range"
-            )
+            out.error((*p, "max_amount_by_day"), msg("max_amount_by_day.zero"), "range")
         elif rule.max_amount_by_day > rule.max_amount:
             out.error(
                 (*p, "max_amount_by_day"),
-                f"{money(rule.max_amount_by_day)} is above max_amount ({money(rule.max_amount)})",
+                _above(money(rule.max_amount_by_day), "max_amount", money(rule.max_amount)),
                 "range",
             )
 
@@ -157,33 +145,33 @@ def _pattern_info(info: FavorPatternInfo, out: Findings) -> None:
     p = ("pattern_info",)
     if len(info.description) > 1000:
         out.error(
-            (*p, "description"), f"is {len(info.description)} characters; at most 1000", "too_long"
+            (*p, "description"), msg("description_too_long", n=len(info.description)), "too_long"
         )
     too_long = (
         None if info.merchant_name is None else weighted_length_problem(info.merchant_name, 12, 36)
     )
     if too_long:
-        out.error((*p, "merchant_name"), f"{shown(info.merchant_name)} {too_long}", "too_long")
+        out.error((*p, "merchant_name"), too_long, "too_long")
     if info.background_color is not None:
         if info.background_color.upper() not in FAVOR_COLORS:
             out.error(
                 (*p, "background_color"),
-                f"{shown(info.background_color)} is not a colour; use one of {', '.join(FAVOR_COLORS)}",
+                msg("colour", value=shown(info.background_color), colours=", ".join(FAVOR_COLORS)),
                 "enum",
             )
         elif info.background_color not in FAVOR_COLORS:
             out.warning(
                 (*p, "background_color"),
-                f"write it upper case ({info.background_color.upper()}) as the API's enum does",
+                msg("enum_case.upper", value=info.background_color.upper()),
                 "enum_case",
             )
     mini = info.jump_target == "MINI_PROGRAM"
     for name in ("mini_program_appid", "mini_program_path"):
         value = getattr(info, name)
         if mini and value is None:
-            out.error((*p, name), "is required when jump_target is MINI_PROGRAM", "required_when")
+            out.error((*p, name), _when("required_when", "jump_target"), "required_when")
         elif not mini and value is not None:
-            out.warning((*p, name), "has no effect unless jump_target is MINI_PROGRAM", "ignored")
+            out.warning((*p, name), _when("ignored_unless", "jump_target"), "ignored")
 
 
 def _coupon_use_rule(spec: FavorSpec, rule: FavorCouponUseRule, out: Findings) -> None:
@@ -197,11 +185,12 @@ def _coupon_use_rule(spec: FavorSpec, rule: FavorCouponUseRule, out: Findings) -
     for stock_type, name in kinds.items():
         present = getattr(rule, name) is not None
         if name == wanted and not present:
-            out.error((*p, name), f"is required when stock_type is {stock_type}", "required_when")
+            said = msg("required_when", switch="stock_type", value=stock_type)
+            out.error((*p, name), said, "required_when")
         elif name != wanted and present:
             out.error(
                 (*p, name),
-                f"belongs to stock_type {stock_type}, but stock_type is {spec.stock_type}",
+                msg("wrong_kind", other=stock_type, stock_type=spec.stock_type),
                 "wrong_kind",
             )
     fixed = rule.fixed_normal_coupon
@@ -212,20 +201,33 @@ def _coupon_use_rule(spec: FavorSpec, rule: FavorCouponUseRule, out: Findings) -
         if not lo <= fixed.coupon_amount <= hi:
             out.error(
                 (*fp, "coupon_amount"),
-                f"must be more than {money(lo - 1)} and at most {money(hi)}; is {money(fixed.coupon_amount)}",
+                msg(
+                    "coupon_amount.range",
+                    lo=money(lo - 1),
+                    hi=money(hi),
+                    value=money(fixed.coupon_amount),
+                ),
                 "range",
             )
         elif not slo <= fixed.coupon_amount <= shi:
             out.warning(
                 (*fp, "coupon_amount"),
-                f"is {money(fixed.coupon_amount)}; some docs allow only more than "
-                f"{yuan(slo - 1)} and at most {yuan(shi)}, so WeChat Pay may refuse it",
+                msg(
+                    "coupon_amount.strict",
+                    value=money(fixed.coupon_amount),
+                    lo=yuan(slo - 1),
+                    hi=yuan(shi),
+                ),
                 "range_strict",
             )
         if fixed.transaction_minimum <= fixed.coupon_amount:
             out.error(
                 (*fp, "transaction_minimum"),
-                f"must be greater than coupon_amount ({money(fixed.coupon_amount)}); is {money(fixed.transaction_minimum)}",
+                msg(
+                    "transaction_minimum",
+                    amount=money(fixed.coupon_amount),
+                    value=money(fixed.transaction_minimum),
+                ),
                 "range",
             )
     if rule.goods_tag is not None:
@@ -235,32 +237,30 @@ def _coupon_use_rule(spec: FavorSpec, rule: FavorCouponUseRule, out: Findings) -
             if not _GOODS_TAG.match(tag):
                 out.error(
                     (*p, "goods_tag", i),
-                    f"{shown(tag)}: letters, digits and _ only, at most 128",
+                    msg("goods_tag", tag=shown(tag)),
                     "format",
                 )
     list_size(out, (*p, "limit_pay"), rule.limit_pay, 1, 1)
     if rule.limit_card is not None:
         cp = (*p, "limit_card")
         if rule.limit_card.name is not None and len(rule.limit_card.name) > 4:
-            out.error((*cp, "name"), "at most 4 Chinese characters", "too_long")
+            out.error((*cp, "name"), msg("card_name"), "too_long")
         list_size(out, (*cp, "bin"), rule.limit_card.bin, 1, 10)
         for i, b in enumerate(rule.limit_card.bin or []):
             if not _BIN.match(b):
-                out.error((*cp, "bin", i), f"{shown(b)}: a card BIN is 6 to 9 digits", "format")
+                out.error((*cp, "bin", i), msg("card_bin", bin=shown(b)), "format")
         if rule.limit_pay is None:
-            out.warning(cp, "takes effect only together with limit_pay", "ignored")
+            out.warning(cp, msg("limit_card.ignored"), "ignored")
     unique(out, (*p, "trade_type"), rule.trade_type)
     list_size(out, (*p, "available_items"), rule.available_items, 1, 50)
     for i, item in enumerate(rule.available_items or []):
         if not 1 <= len(item) <= 128:
-            out.error(
-                (*p, "available_items", i), "each item code is 1 to 128 characters", "too_long"
-            )
+            out.error((*p, "available_items", i), msg("item_code"), "too_long")
     not_open(out, (*p, "unavailable_items"), rule.unavailable_items)
     if rule.available_merchants is None:
         out.warning(
             (*p, "available_merchants"),
-            "older docs require it (1 to 50 merchant ids); give it unless you know it is optional for you",
+            msg("available_merchants.old"),
             "required_old",
         )
     else:
@@ -276,7 +276,7 @@ def _coupon_use_rule(spec: FavorSpec, rule: FavorCouponUseRule, out: Findings) -
                 if not 0 <= day <= 6:
                     out.error(
                         (*tp, "available_week_day", i),
-                        f"{day} is not a weekday (0 = Sunday … 6)",
+                        msg("weekday", day=day),
                         "range",
                     )
             if (
@@ -284,4 +284,12 @@ def _coupon_use_rule(spec: FavorSpec, rule: FavorCouponUseRule, out: Findings) -
                 and fix.end_time is not None
                 and fix.end_time <= fix.begin_time
             ):
-                out.error((*tp, "end_time"), "must be later than begin_time", "time_order")
+                out.error((*tp, "end_time"), msg("time_order"), "time_order")
+
+
+def _above(value: object, other: str, limit: object) -> Msg:
+    return msg(f"above.{other}", value=value, limit=limit)
+
+
+def _when(message_id: str, switch: str) -> Msg:
+    return msg(message_id, switch=switch, value="MINI_PROGRAM")

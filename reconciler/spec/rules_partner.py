@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
+from reconciler.diagnostic_messages import msg
 from reconciler.spec.findings import Finding, Findings
 from reconciler.spec.stock import BusifavorStock, FavorStock, Stock
 
@@ -49,9 +50,7 @@ def partner_findings(
             listed = f" ({shown})" if subs else ""
             out.error(
                 ("belong_merchant",),
-                f"{owner!r} is neither the creating merchant {creator!r} nor one of its "
-                f"sub_merchants in reconciler.yaml{listed}; WeChat Pay refuses a 商家券 for a "
-                "merchant the creator does not serve",
+                msg("partner.belong_merchant", owner=owner, creator=creator, listed=listed),
                 "partner_belong_merchant",
                 fix=f"add {owner} to merchants[{creator}].sub_merchants, or create the stock as its own merchant",
             )
@@ -64,18 +63,14 @@ def partner_findings(
                 if m not in allowed:
                     out.error(
                         ("coupon_use_rule", "available_merchants", i),
-                        f"{m!r} is not the creating merchant {creator!r}, one of its "
-                        "sub_merchants or one of its brand_merchants in reconciler.yaml; a "
-                        "免充值 代金券 of a service provider may only be used at its authorised "
-                        "sub-merchants",
+                        msg("partner.available_merchants", merchant=m, creator=creator),
                         "partner_available_merchants",
                     )
     top = Findings()
     if isinstance(stock, FavorStock) and creator in providers_of:
         top.error(
             ("merchant",),
-            f"{creator!r} is a sub-merchant of {providers_of[creator]!r} in reconciler.yaml; "
-            "sub-merchants cannot create 代金券 themselves: the service provider creates it",
+            msg("partner.sub_merchant_creator", creator=creator, provider=providers_of[creator]),
             "partner_sub_merchant_creator",
         )
     return [*top.items, *out.items]

@@ -13,15 +13,9 @@ from reconciler.spec.favor import FavorSpec
 ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 MCHID_PATTERN = r"^[0-9]{5,32}$"
 
-PATTERN_HELP = {
-    ID_PATTERN: (
-        "id",
-        "use lower-case letters a-z, digits and hyphens (not first or last), 1 to 64 "
-        "characters, e.g. 'spring-sale-10-off-100'",
-    ),
-    MCHID_PATTERN: ("merchant id (mchid)", "use 5 to 32 ASCII digits, quoted, e.g. '1900000001'"),
-}
-"""What a value matching each pattern looks like, for messages (a regex helps nobody)."""
+PATTERN_HELP = {ID_PATTERN: "pattern.id", MCHID_PATTERN: "pattern.mchid"}
+"""The message (`reconciler.diagnostic_messages`) that says what a value matching each
+pattern looks like (a regex helps nobody)."""
 
 StockId = Annotated[str, Field(pattern=ID_PATTERN)]
 """A slug: lower-case letters, digits and inner hyphens, 1 to 64 characters."""
