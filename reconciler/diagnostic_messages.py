@@ -384,6 +384,10 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "0-9 a-z A-Z, space, and - _ \\ / = |",
         "0-9 a-z A-Z、空格，以及 - _ \\ / = |",
     ),
+    "codes.mode": (
+        "a code pool is uploaded only for spec.coupon_code_mode: MERCHANT_UPLOAD",
+        "只有 spec.coupon_code_mode（券code模式）为 MERCHANT_UPLOAD 的批次才能上传券码",
+    ),
     "codes.space": (
         "code {code!r} has a leading or trailing space; remove it",
         "券码 {code!r} 首尾有空格；请删除",

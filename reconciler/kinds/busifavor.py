@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
-from reconciler.diagnostics import Severity
+from reconciler.diagnostic_messages import msg
 from reconciler.i18n import Lang, date_range, pick
 from reconciler.kinds.base import StockApi, StockKind, count_text, offer_text
 from reconciler.mapping import get_path, leaves
@@ -117,15 +117,14 @@ class BusifavorKind(StockKind):
         out = Findings(("spec",))
         busifavor_rules(_busifavor(stock).spec, stock.merchant, out)
         if _busifavor(stock).codes is not None and not self._uploads(stock):
-            out.items.append(
-                Finding(
-                    ("codes",),
-                    Severity.ERROR,
-                    "a code pool is uploaded only for spec.coupon_code_mode: MERCHANT_UPLOAD",
-                    "codes_mode",
-                    "set coupon_code_mode: MERCHANT_UPLOAD, or remove `codes`",
-                )
+            top = Findings(())
+            top.error(
+                ("codes",),
+                msg("codes.mode"),
+                "codes_mode",
+                "set coupon_code_mode: MERCHANT_UPLOAD, or remove `codes`",
             )
+            out.items += top.items
         return out.items
 
     def _uploads(self, stock: Stock) -> bool:
