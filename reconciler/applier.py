@@ -609,6 +609,9 @@ class Applier:
                 exc.outcome_unknown or exc.retryable
             )
             if op.type is OpType.START and (kind.not_ready(exc) or not refused):
+                if attempts + 1 >= self.activation.max_attempts:
+                    self._last_start_failed(api, kind, change, op, exc, attempts)
+                    return None
                 # Re-entrant (幂等重入): a start in doubt, or not accepted yet, is resent.
                 return self._retry_activation(change, op, exc, attempts)
             if not refused:
@@ -631,15 +634,40 @@ class Applier:
         self._settle_transition(api, kind, change, op.stock_id, target, None)
         return None
 
+    def _last_start_failed(
+        self,
+        api: StockApi,
+        kind: StockKind,
+        change: Change,
+        op: Operation,
+        exc: Exception,
+        attempts: int,
+    ) -> None:
+        """The last start allowed failed too. An earlier one may have landed with its answer
+        lost (then WeChat Pay went away), so the stock is read back: running is settled as
+        activated; unreadable keeps the intent in doubt for the next apply to read back."""
+        sid = change.id
+        assert op.stock_id is not None
+        target = kind.status_after(op.type)
+        seen = self._read(api, kind, change, op.stock_id)
+        if seen is not None and kind.status_of(seen) == target:
+            self._settle_transition(api, kind, change, op.stock_id, target, seen)
+            return
+        if seen is None:
+            self._update(lambda s: s.mark_outcome(sid, "unknown"))
+            raise _Unresolved(
+                f"not activated after {attempts + 1} start(s) ({exc}), and the stock could not be read back to see whether one of them activated it; the state keeps the start pending and the next apply reads the stock back and settles it",
+                "reconciler apply",
+            )
+        self._update(lambda s: s.clear_pending(sid))
+        raise ReconcilerError(
+            f"not activated after {attempts + 1} start(s) ({exc}); the stock stays created (unactivated) and the next apply activates it"
+        )
+
     def _retry_activation(
         self, change: Change, op: Operation, exc: Exception, attempts: int
     ) -> tuple[float, str]:
         sid = change.id
-        if attempts + 1 >= self.activation.max_attempts:
-            self._update(lambda s: s.clear_pending(sid))
-            raise ReconcilerError(
-                f"not activated after {attempts + 1} start(s) ({exc}); the stock stays created (unactivated) and the next apply activates it"
-            )
         st = self.state.stock(sid)
         wait_seconds = self.activation.retry_seconds
         if attempts == 0 and st.created_at is not None:

@@ -19,7 +19,7 @@ from reconciler.desired import DesiredStock
 from reconciler.errors import ApiError
 from reconciler.plan import Action, Plan
 from reconciler.planner import PlanInputs, make_plan
-from tests.fake_api import lost_answer, refused, server_error
+from tests.fake_api import lost_answer, refused, refused_connection, server_error
 from tests.test_applier import NOW, World, only
 from tests.test_planner import loaded
 
@@ -122,6 +122,40 @@ def test_an_activation_after_a_create_under_one_failure(
     converge(w, favor())
     assert len(w.api.stocks) == 1 and w.api.activations == {st.stock_id: 1}
     assert remote(w) == "running" == recorded(w)
+
+
+@pytest.mark.parametrize("readable", [True, False])
+def test_a_start_whose_answer_was_lost_then_unreachable_is_never_reported_unactivated(
+    tmp_path: Path, readable: bool
+) -> None:
+    """The first start lands but its answer is lost (WeChat Pay went away mid-answer); every
+    resend then finds no server, until the attempts run out. The stock is running and its
+    budget locked: apply must not drop the intent and call it "not activated", else the state
+    keeps `unactivated` and the next plan, seeing it running, has nothing to correct it."""
+    w = World(tmp_path)
+    w.api.fail("favor_start", lost_answer(), "after")
+    w.api.fail("favor_start", refused_connection(), "before", times=2)
+    if not readable:  # still away when apply reads the stock back
+        w.api.fail("favor_detail", refused_connection("GET"), "before", times=2)
+    result = only(apply(w, plan(w, favor())))
+    st = w.state.stock(ID)
+    assert w.api.count("favor_start") == FAST.max_attempts and remote(w) == "running"
+    if readable:
+        # Read back: running, so activated after all, and recorded as such.
+        assert result.outcome is Outcome.SUCCEEDED, result
+        assert st.pending is None and recorded(w) == "running"
+    else:
+        # Cannot tell: the intent stays in doubt for the next apply to read back.
+        assert result.outcome is Outcome.UNRESOLVED, result
+        assert result.suggestion == "reconciler apply"
+        assert st.pending is not None and st.pending.outcome == "unknown"
+        assert plan(w, favor()).changes[0].action is Action.RECOVER
+        assert only(converge(w, favor())).outcome is Outcome.SUCCEEDED
+        assert w.api.count("favor_start") == 0  # settled by reading it back
+    assert w.state.stock(ID).pending is None
+    assert remote(w) == "running" == recorded(w)
+    assert w.api.activations == {st.stock_id: 1}
+    assert not plan(w, favor()).has_changes
 
 
 def test_status_created_never_activates(tmp_path: Path) -> None:
