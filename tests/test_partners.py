@@ -4,6 +4,8 @@ totals per sub-merchant where the money lands."""
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,9 +14,11 @@ import pytest
 
 from reconciler.emulator import DemoMerchant, Emulator, EmulatorSettings
 from reconciler.errors import ApiError
+from reconciler.runtime import Runtime
 from reconciler.wechatpay.client import WeChatPayClient
 from reconciler.wechatpay.credentials import MerchantCredentials
 from reconciler.wechatpay.retry import RetryPolicy
+from tests.cli_invoke import invoke
 from tests.e2e_support import (
     MCHID,
     LocalEmulator,
@@ -131,10 +135,21 @@ def test_a_provider_plans_and_applies_for_twenty_sub_merchants(
 # --- every partner rule violation, at file:line:col --------------------------------------------
 
 
+_DIAGNOSTIC = re.compile(r"^\S+:\d+:\d+: error: .*$", re.MULTILINE)
+
+
 def _plan_errors(ws: Workspace) -> str:
+    """plan's errors; `validate` reports every one of them too, at the same place with the
+    same words (it checks the partner rules per file as it reads them)."""
     run = ws.cli("plan", "--refresh", "false")
     assert run.exit_code == 1, str(run)
     assert "Traceback" not in run.output
+    planned = set(_DIAGNOSTIC.findall(run.output))
+    # validate has no --project: it reads the reconciler.yaml where it runs.
+    checked = invoke(["validate"], runtime=Runtime(ws.root, dict(os.environ), ws.clock.clock()))
+    assert checked.exit_code == 1, checked.output
+    validated = set(_DIAGNOSTIC.findall(checked.output))
+    assert planned and planned <= validated, (run.output, checked.output)
     return run.output
 
 
