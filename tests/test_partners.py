@@ -280,3 +280,21 @@ def test_add_merchant_registers_a_sub_merchant_of_a_registered_provider(tmp_path
     assert f'sub_merchants: ["{SUBS[0]}"]' in added.output
     assert not (data.parent / f"{SUBS[0]}_key.pem").exists()  # the provider calls for it
     assert Emulator(data_path=data).sub_merchants(PROVIDER) == frozenset({SUBS[0]})
+
+
+def test_validate_checks_the_partner_rules_in_worker_processes_too(tmp_path: Path) -> None:
+    from reconciler.loader import load_stocks
+    from reconciler.spec.rules_partner import Partners, Relation
+
+    for i, owner in enumerate([SUBS[0], "1999999999", PROVIDER]):
+        data = busi_for(i, owner)
+        (tmp_path / f"{data['id']}.yaml").write_text(dump_yaml(data), encoding="utf-8")
+    rules = Partners({PROVIDER: Relation({SUBS[0]: ""})})
+    alone = load_stocks([tmp_path], base=tmp_path, keep=False, workers=1, partners=rules)
+    forked = load_stocks([tmp_path], base=tmp_path, keep=False, workers=2, partners=rules)
+    assert forked.diagnostics == alone.diagnostics and forked.valid == alone.valid == 2
+    (problem,) = alone.diagnostics
+    assert problem.path == ("spec", "belong_merchant") and problem.line > 1
+    assert "'1999999999' is neither the creating merchant" in problem.message
+    unchecked = load_stocks([tmp_path], base=tmp_path, keep=False, workers=1)
+    assert unchecked.ok and unchecked.valid == 3
