@@ -1,4 +1,6 @@
-"""Validate N generated stock files; prints wall time (median of runs) and peak memory.
+"""Validate N generated stock files; prints wall time (median of runs) and peak memory, without
+and with the service-provider rules (as `reconciler validate` beside a reconciler.yaml that
+declares sub_merchants: the rules run on each file as it is read).
 
     .venv/bin/python benchmarks/bench_validate.py            # 1,000 and 10,000 files
     .venv/bin/python benchmarks/bench_validate.py 50000      # any counts
@@ -24,8 +26,11 @@ import json, resource, sys, time
 from pathlib import Path
 t0 = time.perf_counter()
 from reconciler.loader import load_stocks
+from reconciler.spec.rules_partner import Partners, Relation
+subs = {f"19001000{i:02d}": f"store {i}" for i in range(20)}
+partners = Partners({"1900000001": Relation(subs)}) if sys.argv[3] == "partners" else None
 t1 = time.perf_counter()
-r = load_stocks([Path(sys.argv[1])], base=Path(sys.argv[1]), keep=False)  # as `reconciler validate`
+r = load_stocks([Path(sys.argv[1])], base=Path(sys.argv[1]), keep=False, partners=partners)
 t2 = time.perf_counter()
 assert r.ok and r.valid == int(sys.argv[2]), (r.valid, r.diagnostics[:3])
 print(json.dumps({"import": t1 - t0, "validate": t2 - t1,
@@ -49,13 +54,13 @@ def generate(directory: Path, count: int) -> None:
         (sub / f"stock-{i:06d}.yaml").write_text(text, encoding="utf-8")
 
 
-def measure(count: int, runs: int) -> dict[str, float]:
+def measure(count: int, runs: int, mode: str = "none") -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp), count)
         samples = []
         for _ in range(runs):
             out = subprocess.run(
-                [sys.executable, "-c", CHILD, tmp, str(count)],
+                [sys.executable, "-c", CHILD, tmp, str(count), mode],
                 check=True,
                 capture_output=True,
                 text=True,
@@ -70,12 +75,16 @@ def measure(count: int, runs: int) -> dict[str, float]:
 
 def main() -> None:
     counts = [int(a) for a in sys.argv[1:]] or [1000, 10000]
-    print(f"{'files':>8} {'validate (median)':>18} {'per file':>10} {'peak RSS':>10}")
+    print(
+        f"{'files':>8} {'partner rules':>14} {'validate (median)':>18} {'per file':>10} {'peak RSS':>10}"
+    )
     for count in counts:
-        m = measure(count, runs=3 if count <= 10000 else 1)
-        print(
-            f"{count:>8,} {m['validate_s']:>16.2f} s {m['per_file_ms']:>7.3f} ms {m['peak_rss_mb']:>7.0f} MB"
-        )
+        for mode in ("none", "partners"):
+            m = measure(count, 3 if count <= 10000 else 1, mode)
+            print(
+                f"{count:>8,} {'yes' if mode == 'partners' else 'no':>14}"
+                f" {m['validate_s']:>16.2f} s {m['per_file_ms']:>7.3f} ms {m['peak_rss_mb']:>7.0f} MB"
+            )
 
 
 if __name__ == "__main__":

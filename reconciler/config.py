@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 import httpx
 from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
 
+from reconciler.diagnostic_messages import MsgError, coded, msg
 from reconciler.diagnostics import Diagnostic, FieldPath, Severity
 from reconciler.limits import Limit
 from reconciler.spec.common import Strict, shown
@@ -40,9 +41,9 @@ def _check_base_url(value: str) -> str:
     try:
         url = httpx.URL(value)
     except httpx.InvalidURL as exc:
-        raise ValueError(f"{shown(value)} is not a URL: {exc}") from None
+        raise MsgError(msg("project.not_a_url", value=shown(value), reason=str(exc))) from None
     if url.scheme not in ("http", "https") or not url.host or " " in value:
-        raise ValueError(f"{shown(value)} is not an http(s) URL with a host")
+        raise MsgError(msg("project.not_http", value=shown(value)))
     return value
 
 
@@ -64,33 +65,21 @@ class Secret(Strict):
         """A secret pasted where its source belongs must not be echoed in the error: the
         generic messages quote the value they got."""
         if not isinstance(data, Mapping):
-            raise ValueError(
-                "write where the secret is, {env: VARIABLE} or {file: path}; the secret itself "
-                "never goes in the project file (its value is not shown here)"
-            )
+            raise MsgError(msg("project.secret_shape"))
         env, file = data.get("env"), data.get("file")
         if isinstance(env, str) and _LOOKS_LIKE_A_KEY.match(env):
             # A valid name to the pattern, but the error for an unset variable names it.
-            raise ValueError(
-                "env must name an environment variable; this looks like a key itself "
-                "(mixed case and digits, no underscore; its value is not shown here)"
-            )
+            raise MsgError(msg("project.env_looks_like_key"))
         if env is not None and not (isinstance(env, str) and _ENV_NAME.match(env)):
-            raise ValueError(
-                "env must be the name of an environment variable (letters, digits and _), "
-                "not the secret (its value is not shown here)"
-            )
+            raise MsgError(msg("project.env_name"))
         if file is not None and not (isinstance(file, str) and file and not _CONTROL.search(file)):
-            raise ValueError(
-                "file must be a path to the file that holds the secret, not the secret "
-                "(its value is not shown here)"
-            )
+            raise MsgError(msg("project.secret_file"))
         return data
 
     @model_validator(mode="after")
     def _one_source(self) -> Secret:
         if (self.env is None) == (self.file is None):
-            raise ValueError("give exactly one of env (a variable name) or file (a path)")
+            raise MsgError(msg("project.one_source"))
         return self
 
 
@@ -114,24 +103,22 @@ def _check_callback_url(value: str) -> str:
     from urllib.parse import urlsplit
 
     if len(value) > CALLBACK_URL_MAX:
-        raise ValueError(f"has {len(value)} characters; at most {CALLBACK_URL_MAX}")
+        raise MsgError(msg("project.url_long", n=len(value), max=CALLBACK_URL_MAX))
     if re.search(r"[\s\x00-\x1f\x7f]", value):
-        raise ValueError("must not contain spaces or control characters")
+        raise MsgError(msg("project.url_spaces"))
     try:
         parts = urlsplit(value)
         host = parts.hostname
     except ValueError as exc:
-        raise ValueError(f"is not a URL ({exc})") from None
+        raise MsgError(msg("project.url_invalid", reason=str(exc))) from None
     if parts.scheme != "https":
-        raise ValueError("must be an https URL (WeChat Pay refuses http and other schemes)")
+        raise MsgError(msg("project.url_https"))
     if not host:
-        raise ValueError("has no host; write it as https://host/path")
+        raise MsgError(msg("project.url_host"))
     if parts.query or "?" in value:
-        raise ValueError(
-            "must have no query string (WeChat Pay refuses `?...`); put it in the path"
-        )
+        raise MsgError(msg("project.url_query"))
     if parts.fragment or "#" in value:
-        raise ValueError("must have no fragment (`#...`)")
+        raise MsgError(msg("project.url_fragment"))
     return value
 
 
@@ -182,9 +169,9 @@ class Merchant(Strict):
         ids = [s if isinstance(s, str) else s.mchid for s in self.sub_merchants]
         dupes = sorted({m for m in ids if ids.count(m) > 1})
         if dupes:
-            raise ValueError(f"sub_merchants lists {', '.join(dupes)} more than once")
+            raise MsgError(msg("project.subs_twice", mchids=", ".join(dupes)))
         if self.mchid in ids:
-            raise ValueError(f"sub_merchants lists the merchant {self.mchid} itself")
+            raise MsgError(msg("project.subs_self", mchid=self.mchid))
         return self
 
     callbacks: Callbacks | None = None
@@ -193,11 +180,9 @@ class Merchant(Strict):
     @model_validator(mode="after")
     def _verification(self) -> Merchant:
         if self.wechatpay_public_key is None and self.apiv3_key is None:
-            raise ValueError(
-                "give wechatpay_public_key (+ wechatpay_public_key_id) or apiv3_key: responses must be verified"
-            )
+            raise MsgError(msg("project.verification"))
         if (self.wechatpay_public_key is None) != (self.wechatpay_public_key_id is None):
-            raise ValueError("wechatpay_public_key and wechatpay_public_key_id go together")
+            raise MsgError(msg("project.public_key_pair"))
         return self
 
 
@@ -277,7 +262,7 @@ class Project(Strict):
         seen = [m.mchid for m in self.merchants]
         dupes = sorted({m for m in seen if seen.count(m) > 1})
         if dupes:
-            raise ValueError(f"merchant {', '.join(dupes)} is listed more than once")
+            raise MsgError(msg("project.merchant_twice", mchids=", ".join(dupes)))
         return self
 
 
@@ -403,8 +388,7 @@ def load_project(
                 0,
                 Severity.ERROR,
                 (),
-                f"cannot read the project file: {exc.strerror}",
-                "unreadable",
+                *coded(msg("project.unreadable", reason=exc.strerror), "unreadable"),
             )
         ]
     doc = read_document(raw, file, PROJECT_CONTENTS, size)

@@ -575,6 +575,82 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "create 代金券 themselves: the service provider creates it",
         "{creator!r} 在 reconciler.yaml 中是 {provider!r} 的子商户；子商户不能自行创建代金券，须由服务商创建",
     ),
+    # --- the project file (reconciler.config) -------------------------------------------------
+    "project.unreadable": (
+        "cannot read the project file: {reason}",
+        "无法读取项目文件：{reason}",
+    ),
+    "project.not_a_url": ("{value} is not a URL: {reason}", "{value} 不是 URL：{reason}"),
+    "project.not_http": (
+        "{value} is not an http(s) URL with a host",
+        "{value} 不是带主机名的 http(s) URL",
+    ),
+    "project.secret_shape": (
+        "write where the secret is, {{env: VARIABLE}} or {{file: path}}; the secret itself "
+        "never goes in the project file (its value is not shown here)",
+        "请写明密钥所在之处：{{env: 变量名}} 或 {{file: 路径}}；密钥本身绝不写入项目文件（此处不显示其值）",
+    ),
+    "project.env_looks_like_key": (
+        "env must name an environment variable; this looks like a key itself "
+        "(mixed case and digits, no underscore; its value is not shown here)",
+        "env 应为环境变量的名称；这看起来像密钥本身（大小写字母与数字混合、没有下划线；此处不显示其值）",
+    ),
+    "project.env_name": (
+        "env must be the name of an environment variable (letters, digits and _), "
+        "not the secret (its value is not shown here)",
+        "env 应为环境变量的名称（字母、数字和 _），而不是密钥（此处不显示其值）",
+    ),
+    "project.secret_file": (
+        "file must be a path to the file that holds the secret, not the secret "
+        "(its value is not shown here)",
+        "file 应为存放密钥的文件路径，而不是密钥（此处不显示其值）",
+    ),
+    "project.one_source": (
+        "give exactly one of env (a variable name) or file (a path)",
+        "env（变量名）与 file（路径）须且只能写一个",
+    ),
+    "project.url_long": (
+        "has {n} characters; at most {max}",
+        "长度为 {n} 个字符；最多 {max} 个",
+    ),
+    "project.url_spaces": (
+        "must not contain spaces or control characters",
+        "不能包含空格或控制字符",
+    ),
+    "project.url_invalid": ("is not a URL ({reason})", "不是 URL（{reason}）"),
+    "project.url_https": (
+        "must be an https URL (WeChat Pay refuses http and other schemes)",
+        "必须是 https URL（微信支付拒绝 http 及其他协议）",
+    ),
+    "project.url_host": (
+        "has no host; write it as https://host/path",
+        "缺少主机名；请写成 https://host/path",
+    ),
+    "project.url_query": (
+        "must have no query string (WeChat Pay refuses `?...`); put it in the path",
+        "不能带查询串（微信支付拒绝 `?...`）；请放入路径",
+    ),
+    "project.url_fragment": ("must have no fragment (`#...`)", "不能带片段（`#...`）"),
+    "project.subs_twice": (
+        "sub_merchants lists {mchids} more than once",
+        "sub_merchants 中 {mchids} 出现了不止一次",
+    ),
+    "project.subs_self": (
+        "sub_merchants lists the merchant {mchid} itself",
+        "sub_merchants 中列出了商户 {mchid} 自己",
+    ),
+    "project.verification": (
+        "give wechatpay_public_key (+ wechatpay_public_key_id) or apiv3_key: responses must be verified",
+        "请提供 wechatpay_public_key（及 wechatpay_public_key_id）或 apiv3_key：应答必须验签",
+    ),
+    "project.public_key_pair": (
+        "wechatpay_public_key and wechatpay_public_key_id go together",
+        "wechatpay_public_key 与 wechatpay_public_key_id 须同时提供",
+    ),
+    "project.merchant_twice": (
+        "merchant {mchids} is listed more than once",
+        "商户 {mchids} 被列出了不止一次",
+    ),
 }
 """Message id -> (English, Chinese). Both take the same named parameters
 (tests/test_i18n_diagnostics.py checks)."""

@@ -201,6 +201,138 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "outcome.failed": ("failed", "失败"),
     "outcome.unresolved": ("unresolved", "未决"),
     "outcome.skipped": ("skipped", "跳过"),
+    "apply.failed_line": ("  {outcome}: {id}: {message}", "  {outcome}：{id}：{message}"),
+    "apply.and_more": ("{ids} and {n} more", "{ids} 等，另有 {n} 个"),
+    "apply.next": ("      next: {suggestion}", "      下一步：{suggestion}"),
+    "apply.applying": ("applying", "执行中"),
+    "apply.starting": ("starting", "刚开始"),
+    "apply.rate": ("{rate}/min", "{rate} 个/分钟"),
+    "apply.ticker": (
+        "... {done}/{total} done, {rate}; {waiting}",
+        "... 已完成 {done}/{total}，{rate}；{waiting}",
+    ),
+    "apply.waiting": ("waiting for the rate limit: {parts}", "等待限频：{parts}"),
+    "apply.waiting_one": (
+        "{call} {limit}, merchant {merchant} ({count} call{s})",
+        "{call} {limit}，商户 {merchant}（{count} 个请求）",
+    ),
+    "apply.throttled": (
+        "WeChat Pay answered 429 (too many requests) {total} time(s), each retried after a "
+        "back-off: {parts}. Raise api.rate_limit_margin in reconciler.yaml if this repeats.",
+        "微信支付返回 429（请求过多）{total} 次，每次均在退避后重试：{parts}。"
+        "如果反复出现，请调大 reconciler.yaml 中的 api.rate_limit_margin。",
+    ),
+    "apply.lock_wait": (
+        "Waiting up to {seconds} s for the lock held by {holder} ({command}, since {since})...",
+        "最多等待 {seconds} 秒，直到 {holder} 释放锁（{command}，自 {since} 起）……",
+    ),
+    "apply.interrupted": (
+        "Interrupted: no new request starts; finishing the requests on the wire and saving the state (Ctrl-C again to abort).",
+        "已中断：不再发起新请求；正在完成已发出的请求并保存状态（再按 Ctrl-C 强行中止）。",
+    ),
+    "apply.scope": ("  scope: {scope}", "  范围：{scope}"),
+    # --- one stock's result (the applier's English, matched part by part) ---------------------
+    # The English is the applier's wording with its values as {names}; `result_text` finds
+    # the entry a part of a result matches and shows the Chinese with the same values.
+    "result.created": ("created stock_id {stock_id} (批次号)", "已创建，批次号 {stock_id}"),
+    "result.activated": ("activated (start)", "已激活"),
+    "result.paused": ("paused", "已暂停"),
+    "result.restarted": ("restarted", "已重启"),
+    "result.stopped": ("stopped (irreversible)", "已终止（不可撤销）"),
+    "result.sent": ("{op} sent ({number})", "已发送 {op}（请求单号 {number}）"),
+    "result.not_started": ("interrupted before it started", "开始前被中断，未发送"),
+    "result.interrupted_before": ("interrupted before {op}", "在 {op} 之前被中断，未发送"),
+    "result.interrupted_before_sent": (
+        "interrupted before the {op} was sent",
+        "在 {op} 发送之前被中断，未发送",
+    ),
+    "result.interrupted_activation": (
+        "interrupted while waiting to activate ({why}); the next apply activates it",
+        "等待激活时被中断（{why}）；下次 apply 会激活它",
+    ),
+    "result.image_kept": ("{file} already uploaded", "{file} 已上传过"),
+    "result.image_uploaded": ("uploaded {file}", "已上传 {file}"),
+    "result.image_interrupted": ("interrupted while uploading {file}", "上传 {file} 时被中断"),
+    "result.not_activated": (
+        "not activated: {why}; the stock stays created (unactivated) and the next apply activates it",
+        "未激活：{why}；批次保持已创建（未激活），下次 apply 会激活它",
+    ),
+    "result.not_activated_after": (
+        "not activated after {n} start(s) ({why}); the stock stays created (unactivated) and the next apply activates it",
+        "已尝试激活 {n} 次仍未激活（{why}）；批次保持已创建（未激活），下次 apply 会激活它",
+    ),
+    "result.refused": ("{op} refused: {why}", "{op} 被拒绝：{why}"),
+    "result.create_unknown": (
+        "the create's outcome is unknown ({why}); the state keeps it pending and the next apply resends the identical body under the same out_request_no",
+        "创建结果未知（{why}）；状态将其记为待定，下次 apply 会以同一 out_request_no 重发完全相同的请求",
+    ),
+    "result.create_interrupted": (
+        "interrupted while the create's outcome is unknown ({why}); the next apply resends the identical body under the same out_request_no",
+        "创建结果未知时被中断（{why}）；下次 apply 会以同一 out_request_no 重发完全相同的请求",
+    ),
+    "result.update_interrupted": (
+        "interrupted while the {op}'s outcome is unknown ({why}); the next apply reads the stock back and settles it",
+        "{op} 结果未知时被中断（{why}）；下次 apply 会读回批次并确定结果",
+    ),
+    "result.update_unknown": (
+        "the {op}'s outcome is unknown ({why}); the next apply reads the stock back and settles it",
+        "{op} 结果未知（{why}）；下次 apply 会读回批次并确定结果",
+    ),
+    "result.resend_unknown": (
+        "the {op}'s outcome is unknown ({why}); the next apply resends it with the same request number",
+        "{op} 结果未知（{why}）；下次 apply 会以同一请求单号重发",
+    ),
+    "result.read_back_differs": (
+        "{op} was accepted, but reading it back: {differs}; nothing is recorded as applied",
+        "{op} 已被受理，但读回时：{differs}；不记为已执行",
+    ),
+    "result.number_used": (
+        "WeChat Pay says the out_request_no was already used ({why}) and the stock it created cannot be looked up",
+        "微信支付称该 out_request_no 已被使用（{why}），且查不到它创建的批次",
+    ),
+    "result.find_and_import": (
+        "find the stock_id in 商户平台, then: reconciler state import {id} <stock_id>",
+        "在商户平台找到批次号，然后运行：reconciler state import {id} <stock_id>",
+    ),
+    "result.codes_uploaded": ("{n} code(s) uploaded ({number})", "已上传 {n} 个券码（{number}）"),
+    "result.codes_found": (
+        "{n} code(s) found uploaded ({number})",
+        "{n} 个券码已在池中（{number}）",
+    ),
+    "result.codes_refused": (
+        "code batch {number} refused: {why}",
+        "券码批次 {number} 被拒绝：{why}",
+    ),
+    "result.codes_not_sent": (
+        "interrupted before code batch {number} was sent",
+        "券码批次 {number} 发送前被中断，未发送",
+    ),
+    "result.codes_unknown": (
+        "code batch {number}: outcome unknown ({why}); the next apply resends the same codes under the same upload_request_no",
+        "券码批次 {number}：结果未知（{why}）；下次 apply 会以同一 upload_request_no 重发相同的券码",
+    ),
+    "result.codes_elsewhere": (
+        "WeChat Pay counts {total} codes, {recorded} uploaded by reconciler (the others were uploaded elsewhere)",
+        "微信支付券码池共 {total} 个，reconciler 上传了 {recorded} 个（其余在别处上传）",
+    ),
+    "result.codes_mismatch": (
+        "WeChat Pay counts {total} codes in the pool, the state records {recorded} uploaded; check the pool in 商户平台",
+        "微信支付券码池共 {total} 个，状态记录已上传 {recorded} 个；请在商户平台核对券码池",
+    ),
+    "result.callback_set": ("{kind} callback set to {url}", "{kind} 回调地址已设为 {url}"),
+    "result.callback_kept": (
+        "{kind} callback is {url} (read back, nothing sent)",
+        "{kind} 回调地址已是 {url}（已读回，未发送）",
+    ),
+    "result.callback_refused": ("{kind} callback refused: {why}", "{kind} 回调地址被拒绝：{why}"),
+    "result.callback_not_sent": (
+        "interrupted before the {kind} callback was set",
+        "设置 {kind} 回调地址前被中断，未发送",
+    ),
+    "result.callback_unknown": (
+        "the {kind} callback set's outcome is unknown ({why}); the next apply reads it back",
+        "{kind} 回调地址设置结果未知（{why}）；下次 apply 会读回确认",
+    ),
     # --- validate -----------------------------------------------------------------------------
     "severity.error": ("error", "错误"),
     "severity.warning": ("warning", "警告"),

@@ -21,6 +21,7 @@ from reconciler.parsecache import Entry, ParseCache
 from reconciler.spec.findings import Findings
 from reconciler.spec.images import image_files
 from reconciler.spec.rules_common import four_byte_text
+from reconciler.spec.rules_partner import Partners
 from reconciler.spec.stock import Stock
 from reconciler.validation import findings_to_diagnostics, validate_model
 from reconciler.yamlsource import Document, key_lines, read_document, read_source
@@ -106,10 +107,12 @@ def _load_stock(
     positions: bool = True,
     source: Path | None = None,
     folder: Path | None = None,
+    partners: Partners | None = None,
 ) -> tuple[DesiredStock | None, list[Diagnostic], Any]:
     """`load_stock_file`, plus the plain data the stock was validated from. `positions`:
     keep the line of every field (for the plan; validate needs none of a valid stock).
-    `source`: where the file is on disk, to check the image files it names."""
+    `source`: where the file is on disk, to check the image files it names. `partners`: the
+    project's service-provider rules, checked here while the file's positions are at hand."""
     doc = read_document(raw, file, size=size)
     if doc.data is None:
         return None, doc.diagnostics, None
@@ -129,6 +132,8 @@ def _load_stock(
         return None, diagnostics, None
     stock = cast(Stock, valid)
     diagnostics += findings_to_diagnostics(doc, stock_kind.rules(stock))
+    if partners is not None:
+        diagnostics += findings_to_diagnostics(doc, partners.findings(stock))
     if source is not None and any(image_files(stock.spec)):
         from reconciler.media import image_findings, root_of  # Pillow only when needed
 
@@ -293,7 +298,9 @@ def _cached_stock(entry: Entry, file: str, digest: str) -> tuple[DesiredStock, S
 _Outcome = tuple[DesiredStock | _Shipped | Summary | None, list[Diagnostic]]
 
 
-def _load_path(path: Path, file: str, keep: bool, ship: bool) -> _Outcome:
+def _load_path(
+    path: Path, file: str, keep: bool, ship: bool, partners: Partners | None = None
+) -> _Outcome:
     try:
         raw, size = read_source(path)
     except OSError as exc:
@@ -308,7 +315,7 @@ def _load_path(path: Path, file: str, keep: bool, ship: bool) -> _Outcome:
             )
         ]
     loaded, diagnostics, data = _load_stock(
-        raw, file, size, positions=keep, source=path, folder=path.parent
+        raw, file, size, positions=keep, source=path, folder=path.parent, partners=partners
     )
     if loaded is None:
         return None, diagnostics
@@ -330,19 +337,25 @@ def _load_path(path: Path, file: str, keep: bool, ship: bool) -> _Outcome:
 
 
 def _load_chunk(
-    chunk: list[tuple[Path, str]], keep: bool = True, ship: bool = False
+    chunk: list[tuple[Path, str]],
+    keep: bool = True,
+    ship: bool = False,
+    partners: Partners | None = None,
 ) -> list[_Outcome]:
-    return [_load_path(path, file, keep, ship) for path, file in chunk]
+    return [_load_path(path, file, keep, ship, partners) for path, file in chunk]
 
 
-def _load_parallel(jobs: list[tuple[Path, str]], workers: int, keep: bool) -> list[_Outcome]:
+def _load_parallel(
+    jobs: list[tuple[Path, str]], workers: int, keep: bool, partners: Partners | None = None
+) -> list[_Outcome]:
     """Files are independent, so large trees are split across processes (forked on Linux, where
     the parent's imports are shared for free)."""
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     size = -(-len(jobs) // (workers * 4))
     chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-        parts = pool.map(_load_chunk, chunks, [keep] * len(chunks), [True] * len(chunks))
+        n = len(chunks)
+        parts = pool.map(_load_chunk, chunks, [keep] * n, [True] * n, [partners] * n)
         return [outcome for part in parts for outcome in part]
 
 
@@ -352,13 +365,16 @@ def load_stocks(
     workers: int | None = None,
     keep: bool = True,
     cache: ParseCache | None = None,
+    partners: Partners | None = None,
 ) -> LoadResult:
     """Load every stock file under `paths`, reporting all problems of all files at once.
 
     `workers` > 1 splits the files across processes; by default that happens only for trees
     of at least PARALLEL_THRESHOLD files, where it pays for the process start-up. `cache`
     (with `keep`): files whose content it holds are not parsed again, and files that load
-    valid without any diagnostic are added to it (see `parsecache`)."""
+    valid without any diagnostic are added to it (see `parsecache`). `partners`: also check
+    the project's service-provider rules on each file as it is read (validate; plan and
+    apply check them after loading, as cached files are not read again)."""
     files, problems = discover(paths)
     result = LoadResult(diagnostics=problems, files=len(files))
     jobs = _with_display_paths(files, base)
@@ -369,7 +385,11 @@ def load_stocks(
         workers = min(os.cpu_count() or 1, 8) if len(jobs) >= PARALLEL_THRESHOLD else 1
     parallel = workers > 1 and len(jobs) > 1
     ship = cache is not None and keep
-    outcomes = _load_parallel(jobs, workers, keep) if parallel else _load_chunk(jobs, keep, ship)
+    outcomes = (
+        _load_parallel(jobs, workers, keep, partners)
+        if parallel
+        else _load_chunk(jobs, keep, ship, partners)
+    )
     for outcome, diagnostics in outcomes:
         result.diagnostics += diagnostics
         if isinstance(outcome, _Shipped):

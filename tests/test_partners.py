@@ -4,6 +4,8 @@ totals per sub-merchant where the money lands."""
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,9 +14,11 @@ import pytest
 
 from reconciler.emulator import DemoMerchant, Emulator, EmulatorSettings
 from reconciler.errors import ApiError
+from reconciler.runtime import Runtime
 from reconciler.wechatpay.client import WeChatPayClient
 from reconciler.wechatpay.credentials import MerchantCredentials
 from reconciler.wechatpay.retry import RetryPolicy
+from tests.cli_invoke import invoke
 from tests.e2e_support import (
     MCHID,
     LocalEmulator,
@@ -131,10 +135,21 @@ def test_a_provider_plans_and_applies_for_twenty_sub_merchants(
 # --- every partner rule violation, at file:line:col --------------------------------------------
 
 
+_DIAGNOSTIC = re.compile(r"^\S+:\d+:\d+: error: .*$", re.MULTILINE)
+
+
 def _plan_errors(ws: Workspace) -> str:
+    """plan's errors; `validate` reports every one of them too, at the same place with the
+    same words (it checks the partner rules per file as it reads them)."""
     run = ws.cli("plan", "--refresh", "false")
     assert run.exit_code == 1, str(run)
     assert "Traceback" not in run.output
+    planned = set(_DIAGNOSTIC.findall(run.output))
+    # validate has no --project: it reads the reconciler.yaml where it runs.
+    checked = invoke(["validate"], runtime=Runtime(ws.root, dict(os.environ), ws.clock.clock()))
+    assert checked.exit_code == 1, checked.output
+    validated = set(_DIAGNOSTIC.findall(checked.output))
+    assert planned and planned <= validated, (run.output, checked.output)
     return run.output
 
 
@@ -265,3 +280,21 @@ def test_add_merchant_registers_a_sub_merchant_of_a_registered_provider(tmp_path
     assert f'sub_merchants: ["{SUBS[0]}"]' in added.output
     assert not (data.parent / f"{SUBS[0]}_key.pem").exists()  # the provider calls for it
     assert Emulator(data_path=data).sub_merchants(PROVIDER) == frozenset({SUBS[0]})
+
+
+def test_validate_checks_the_partner_rules_in_worker_processes_too(tmp_path: Path) -> None:
+    from reconciler.loader import load_stocks
+    from reconciler.spec.rules_partner import Partners, Relation
+
+    for i, owner in enumerate([SUBS[0], "1999999999", PROVIDER]):
+        data = busi_for(i, owner)
+        (tmp_path / f"{data['id']}.yaml").write_text(dump_yaml(data), encoding="utf-8")
+    rules = Partners({PROVIDER: Relation({SUBS[0]: ""})})
+    alone = load_stocks([tmp_path], base=tmp_path, keep=False, workers=1, partners=rules)
+    forked = load_stocks([tmp_path], base=tmp_path, keep=False, workers=2, partners=rules)
+    assert forked.diagnostics == alone.diagnostics and forked.valid == alone.valid == 2
+    (problem,) = alone.diagnostics
+    assert problem.path == ("spec", "belong_merchant") and problem.line > 1
+    assert "'1999999999' is neither the creating merchant" in problem.message
+    unchecked = load_stocks([tmp_path], base=tmp_path, keep=False, workers=1)
+    assert unchecked.ok and unchecked.valid == 3

@@ -155,6 +155,7 @@ def plan(
     from reconciler.render.json_doc import render_json
     from reconciler.render.markdown import SUMMARY_LIMIT, render_markdown
 
+    output_language(lang, None)  # a broken project file is reported in --lang too
     project = open_project(project_path)
     language = output_language(lang, project)
     # Every merchant's credentials first (all problems at once), before the slow loading.
@@ -232,6 +233,7 @@ def apply(
     from reconciler import engine
     from reconciler.commands.progress import Progress
     from reconciler.engine.preflight import require_credentials
+    from reconciler.i18n import t
     from reconciler.render.text import merchant_line, render_text, summary_line
 
     plan_files = [t for t in targets if t.is_file() and t.suffix not in (".yaml", ".yml")]
@@ -239,6 +241,7 @@ def apply(
         raise ConfigError("give at most one saved plan file")
     plan_file = plan_files[0] if plan_files else None
     paths = tuple(t for t in targets if t not in plan_files)
+    output_language(lang, None)  # a broken project file is reported in --lang too
     project = open_project(project_path)
     language = output_language(lang, project)
     scope = _scope(project, merchants, paths)
@@ -249,9 +252,16 @@ def apply(
     terminal = sys.stdout.isatty()
 
     def waiting(held: LockInfo) -> None:
+        since = held.created_at.isoformat(timespec="seconds")
         click.echo(
-            f"Waiting up to {lock_wait:g} s for the lock held by {held.holder} "
-            f"({held.command}, since {held.created_at.isoformat(timespec='seconds')})...",
+            t(
+                language,
+                "apply.lock_wait",
+                seconds=f"{lock_wait:g}",
+                holder=held.holder,
+                command=held.command,
+                since=since,
+            ),
             err=True,
         )
 
@@ -260,9 +270,9 @@ def apply(
             # CI logs: the reviewed plan is in the pull request; say what is about to happen.
             click.echo(summary_line(chosen, language))
             if chosen.scope is not None:
-                click.echo(f"  scope: {chosen.scope.describe()}")
-            for t in chosen.totals:
-                click.echo(f"  {merchant_line(t, language)}")
+                click.echo(t(language, "apply.scope", scope=chosen.scope.describe()))
+            for row in chosen.totals:
+                click.echo(f"  {merchant_line(row, language)}")
             return
         click.echo(render_text(chosen, color=color_enabled(), lang=language))
 
@@ -273,17 +283,12 @@ def apply(
             raise ConfigError(
                 "not on a terminal: review the plan and pass --yes, or apply a saved plan file"
             )
-        from reconciler.i18n import t
-
         return click.confirm(t(language, "apply.confirm"), default=False)
 
-    progress = Progress(live=terminal and color_enabled())
+    progress = Progress(live=terminal and color_enabled(), lang=language)
 
     def interrupted() -> None:
-        click.echo(
-            "Interrupted: no new request starts; finishing the requests on the wire and saving the state (Ctrl-C again to abort).",
-            err=True,
-        )
+        click.echo(t(language, "apply.interrupted"), err=True)
 
     stop = engine.Stop()
     try:
@@ -304,33 +309,31 @@ def apply(
     finally:
         progress.stop()
     if applied.report is None:
-        from reconciler.i18n import t
-
         click.echo(t(language, "apply.no_changes"))
         return EXIT_OK
     _summarise(applied.report, language)
-    _throttled(applied.throttled)
+    _throttled(applied.throttled, language)
     if applied.report.interrupted:
         return EXIT_TERMINATED if stop.signal == signal.SIGTERM else EXIT_INTERRUPTED
     return EXIT_OK if applied.report.ok else EXIT_ERROR
 
 
-def _throttled(counts: Mapping[tuple[str, str], int]) -> None:
+def _throttled(counts: Mapping[tuple[str, str], int], lang: Lang = "en") -> None:
     """Every 429 shown: the client paces below the documented limits, so one means the
     limits or the margin (api.rate_limit_margin) need a look."""
+    from reconciler.i18n import t
+
     total = sum(counts.values())
     if not total:
         return
-    parts = ", ".join(f"{m} {call} × {n}" for (m, call), n in sorted(counts.items()))
-    click.echo(
-        f"WeChat Pay answered 429 (too many requests) {total} time(s), each retried after a "
-        f"back-off: {parts}. Raise api.rate_limit_margin in reconciler.yaml if this repeats.",
-        err=True,
-    )
+    sep = ", " if lang == "en" else "，"
+    parts = sep.join(f"{m} {call} × {n}" for (m, call), n in sorted(counts.items()))
+    click.echo(t(lang, "apply.throttled", total=total, parts=parts), err=True)
 
 
 def _summarise(report: Report, lang: Lang) -> None:
     from reconciler.applier import Outcome
+    from reconciler.commands.progress import result_text
     from reconciler.i18n import MESSAGES, t
 
     def word(o: Outcome) -> str:
@@ -338,15 +341,20 @@ def _summarise(report: Report, lang: Lang) -> None:
         return t(lang, key) if key in MESSAGES else o.value
 
     parts = [f"{report.count(o)} {word(o)}" for o in Outcome if report.count(o)]
-    click.echo(t(lang, "apply.finished", parts=", ".join(parts) or t(lang, "apply.nothing")))
+    listed = (", " if lang == "en" else "，").join(parts)
+    click.echo(t(lang, "apply.finished", parts=listed or t(lang, "apply.nothing")))
     for r in report.results:
         if r.outcome in (Outcome.FAILED, Outcome.UNRESOLVED):
-            click.echo(f"  {word(r.outcome)}: {r.id}: {r.message}", err=True)
+            message = result_text(lang, r.message)
+            click.echo(
+                t(lang, "apply.failed_line", outcome=word(r.outcome), id=r.id, message=message),
+                err=True,
+            )
     skipped = [r.id for r in report.results if r.outcome is Outcome.SKIPPED]
     if skipped:
-        shown = ", ".join(skipped[:10]) + (
-            f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
-        )
+        shown = ", ".join(skipped[:10])
+        if len(skipped) > 10:
+            shown = t(lang, "apply.and_more", ids=shown, n=len(skipped) - 10)
         click.echo(f"  {t(lang, 'apply.skipped', ids=shown)}", err=True)
     if not report.ok:
         click.echo(t(lang, "apply.left"), err=True)

@@ -10,7 +10,12 @@ from reconciler.config import ProjectFile
 from reconciler.desired import DesiredStock
 from reconciler.diagnostics import Diagnostic
 from reconciler.plan import Action, Plan, SubMerchantTotals
-from reconciler.spec.rules_partner import Relation, landing_merchants, partner_findings
+from reconciler.spec.rules_partner import (
+    Partners,
+    Relation,
+    landing_merchants,
+    partner_findings,
+)
 from reconciler.validation import findings_to_diagnostics
 from reconciler.yamlsource import read_document
 
@@ -25,6 +30,11 @@ def relations(project: ProjectFile) -> tuple[dict[str, Relation], dict[str, str]
         for sub in names:
             providers_of.setdefault(sub, m.mchid)
     return out, providers_of
+
+
+def partner_rules(project: ProjectFile) -> Partners:
+    """The project's partner rules, for the loader to run on each file as it is read."""
+    return Partners(*relations(project))
 
 
 def partner_diagnostics(project: ProjectFile, desired: Sequence[DesiredStock]) -> list[Diagnostic]:

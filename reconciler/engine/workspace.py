@@ -14,10 +14,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.config import ProjectFile
+from reconciler.config import PROJECT_FILE, ProjectFile, load_project
 from reconciler.desired import DesiredStock
 from reconciler.diagnostics import Diagnostic
-from reconciler.engine.partners import partner_diagnostics
+from reconciler.engine.partners import partner_diagnostics, partner_rules
 from reconciler.errors import ApiError, ConfigError, DiagnosedError
 from reconciler.kinds import kind_of
 from reconciler.loader import LoadResult, load_stocks
@@ -46,8 +46,14 @@ class PlanInvalid(DiagnosedError):
 
 
 def validate(paths: Sequence[Path], base: Path) -> LoadResult:
-    """Check every stock file under `paths`; keeps only summaries, so memory stays flat."""
-    return load_stocks(list(paths), base=base, keep=False)
+    """Check every stock file under `paths`; keeps only summaries, so memory stays flat. With
+    a project file in `base` that loads, its service-provider rules are checked too (on each
+    file as it is read, as plan checks them: docs/partners.md)."""
+    project = None
+    if (base / PROJECT_FILE).is_file():
+        project, _ = load_project(base / PROJECT_FILE)
+    partners = partner_rules(project) if project is not None else None
+    return load_stocks(list(paths), base=base, keep=False, partners=partners)
 
 
 @dataclass

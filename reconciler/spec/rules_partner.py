@@ -31,6 +31,19 @@ class Relation:
     brand_merchants: Collection[str] = ()
 
 
+@dataclass(frozen=True)
+class Partners:
+    """The partner rules of one project: each configured merchant's relation, and each
+    sub-merchant's provider. Small and picklable, so the loader's worker processes check
+    every file as it is read (`reconciler validate` keeps no models to check afterwards)."""
+
+    relations: Mapping[str, Relation] = field(default_factory=dict)
+    providers_of: Mapping[str, str] = field(default_factory=dict)
+
+    def findings(self, stock: Stock) -> list[Finding]:
+        return partner_findings(stock, self.relations, self.providers_of)
+
+
 def partner_findings(
     stock: Stock, relations: Mapping[str, Relation], providers_of: Mapping[str, str]
 ) -> list[Finding]:
