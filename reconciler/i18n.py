@@ -261,6 +261,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "not activated after {n} start(s) ({why}); the stock stays created (unactivated) and the next apply activates it",
         "已尝试激活 {n} 次仍未激活（{why}）；批次保持已创建（未激活），下次 apply 会激活它",
     ),
+    "result.not_activated_unread": (
+        "not activated after {n} start(s) ({why}), and the stock could not be read back to see whether one of them activated it; the state keeps the start pending and the next apply reads the stock back and settles it",
+        "已尝试激活 {n} 次（{why}），且无法读回批次确认其中一次是否已激活；状态中保留这次激活待定，下次 apply 会读回批次并确定结果",
+    ),
     "result.refused": ("{op} refused: {why}", "{op} 被拒绝：{why}"),
     "result.create_unknown": (
         "the create's outcome is unknown ({why}); the state keeps it pending and the next apply resends the identical body under the same out_request_no",
