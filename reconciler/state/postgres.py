@@ -5,10 +5,13 @@ one row with lineage, serial and the retired numbers; `stocks` one row per stock
 text, byte for byte what the file backend writes, so digests never move); `locks` who holds
 which lock; `set_aside` a state replaced by `state push --force`.
 
-A save is one transaction: it locks the `state` row, checks lineage and serial, writes the
-changed stocks' rows and raises the serial; it returns after COMMIT, so it is durable (with
-the server's default `synchronous_commit`). A killed client leaves the transaction rolled back:
-the previous state, whole.
+A commit is one transaction: it locks the `state` row, checks lineage and serial (and that the
+run's lock connection still holds its locks), writes the changed stocks' rows and raises the
+serial; a save is acknowledged after COMMIT, so it is durable (with the server's default
+`synchronous_commit`). A killed client leaves the transaction rolled back: the previous state,
+whole. The workers of one apply commit together (`save_deferred`, group commit): saves queued
+while a commit is under way are written by the next one, all in one transaction that raises the
+serial by their number, and a failed commit fails every save in it.
 
 Locks are session advisory locks, held by a connection of their own for the whole run and
 released by the server when that connection ends (a killed run leaves no lock behind). The
@@ -399,18 +402,11 @@ class PostgresStateStore:
             entry.done = True
 
     def _write_batch(self, batch: list[_Queued]) -> None:
-        s = self.schema
         first = batch[0].state
         serial = first.serial + len(batch)
         with self._session() as conn, conn.transaction():
-            head = conn.execute(f"SELECT lineage, serial FROM {s}.state FOR UPDATE").fetchone()
-            self._check_lock_held(conn)
+            head = self._lock_head(conn, first)
             if head is None:
-                if first.serial != 0:
-                    raise StateError(
-                        f"refusing to save: the state row in PostgreSQL schema {s} is gone "
-                        f"although this run loaded serial {first.serial}. Nothing was written."
-                    )
                 self._write_all(conn, batch[-1].state, serial, self._check_secrets)
                 return
             self._guard(str(head[0]), int(head[1]), first, None)
@@ -423,20 +419,26 @@ class PostgresStateStore:
             self._write_delta(conn, merged)
             self._write_head(conn, merged, serial, None)
 
+    def _lock_head(self, conn: psycopg.Connection[Any], state: State) -> tuple[Any, ...] | None:
+        """Lock the state row for this transaction and return its (lineage, serial); None when
+        there is none yet and `state` is a new one. Refuses when the run's locks are gone."""
+        s = self.schema
+        head = conn.execute(f"SELECT lineage, serial FROM {s}.state FOR UPDATE").fetchone()
+        self._check_lock_held(conn)
+        if head is None and state.serial != 0:
+            raise StateError(
+                f"refusing to save: the state row in PostgreSQL schema {s} is gone "
+                f"although this run loaded serial {state.serial}. Nothing was written."
+            )
+        return None if head is None else tuple(head)
+
     def _save_now(self, state: State, previous: State | None) -> State:
         """One save in one transaction, durable when it returns (under merchant locks)."""
         base = self._base(state, previous)
-        s = self.schema
         scoped = self._held[1] if self._held is not None else None
         with self._session() as conn, conn.transaction():
-            head = conn.execute(f"SELECT lineage, serial FROM {s}.state FOR UPDATE").fetchone()
-            self._check_lock_held(conn)
+            head = self._lock_head(conn, state)
             if head is None:
-                if state.serial != 0:
-                    raise StateError(
-                        f"refusing to save: the state row in PostgreSQL schema {s} is gone "
-                        f"although this run loaded serial {state.serial}. Nothing was written."
-                    )
                 self._write_all(conn, state, state.serial + 1, self._check_secrets)
                 serial = state.serial + 1
             else:
