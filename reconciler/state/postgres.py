@@ -404,7 +404,9 @@ class PostgresStateStore:
     def _write_batch(self, batch: list[_Queued]) -> None:
         first = batch[0].state
         serial = first.serial + len(batch)
-        with self._session() as conn, conn.transaction():
+        # Pipelined: statements go out without waiting for each other's results (only the
+        # reads wait), so a commit costs three round trips whatever it writes.
+        with self._session() as conn, conn.pipeline(), conn.transaction():
             head = self._lock_head(conn, first)
             if head is None:
                 self._write_all(conn, batch[-1].state, serial, self._check_secrets)
@@ -423,8 +425,10 @@ class PostgresStateStore:
         """Lock the state row for this transaction and return its (lineage, serial); None when
         there is none yet and `state` is a new one. Refuses when the run's locks are gone."""
         s = self.schema
-        head = conn.execute(f"SELECT lineage, serial FROM {s}.state FOR UPDATE").fetchone()
+        # Both statements are sent before either result is read: one round trip when pipelined.
+        reading = conn.execute(f"SELECT lineage, serial FROM {s}.state FOR UPDATE")
         self._check_lock_held(conn)
+        head = reading.fetchone()
         if head is None and state.serial != 0:
             raise StateError(
                 f"refusing to save: the state row in PostgreSQL schema {s} is gone "
@@ -505,10 +509,11 @@ class PostgresStateStore:
         pid = self._lock_pid
         if pid is None:
             return
-        held = conn.execute(
+        counting = conn.execute(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = %s",
             (pid,),
-        ).fetchone()
+        )
+        held = counting.fetchone()  # pipelined: this round trip brings earlier results too
         if held is None or int(held[0]) == 0:
             raise StateError(
                 f"refusing to save: this run's lock on the PostgreSQL state (schema "
