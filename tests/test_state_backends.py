@@ -479,3 +479,120 @@ def test_a_value_json_cannot_hold_is_refused_by_every_save(factory: Factory) -> 
     with pytest.raises(StateError, match="refusing to save"):
         store.save(state.with_stock(bad))
     assert factory().load() == state
+
+
+def postgres_store(dsn: str) -> Callable[[], Any]:
+    """Handles on one fresh PostgreSQL schema (as other runs would open it)."""
+    from reconciler.state.postgres import PostgresStateStore
+
+    schema = fresh_schema(dsn, f"group_{os.getpid()}_{next(_schemas)}")
+    return lambda: PostgresStateStore(
+        dsn, schema=schema, dsn_source="$TEST_DSN", clock=Clock(), lineage_source=lineages()
+    )
+
+
+def test_postgres_group_commit_writes_concurrent_saves_in_one_transaction(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reconciler.state.postgres import PostgresStateStore
+
+    handle = postgres_store(postgres_dsn)
+    store, reader = handle(), handle()
+    ids = [f"s{i}" for i in range(1, 6)]
+    start = store.load(create_if_missing=True)
+    for id in ids:
+        start = start.with_stock(stock(id))
+    start = store.save(start)
+    assert reader.load() == start  # (its first use sets the schema up)
+    original = PostgresStateStore._write_delta
+    gate = threading.Event()
+    batches: list[list[str]] = []
+
+    def gated(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)  # the rows are written, not committed ...
+        batches.append(sorted(args[1].stocks))
+        gate.wait(10)  # ... until the gate opens
+
+    monkeypatch.setattr(PostgresStateStore, "_write_delta", gated)
+    saving = threading.Lock()  # saves are made one at a time, as the applier makes them
+    current = [start]
+    queued: list[str] = []
+    acted: dict[str, bool] = {}  # id -> its intent was in the stored state when acted on
+
+    def worker(id: str) -> None:
+        with saving:
+            written, durable = store.save_deferred(sent(current[0], id))
+            current[0] = written
+            queued.append(id)
+        durable()
+        acted[id] = reader.load().stock(id).sent_body is not None  # what a crash would leave
+
+    threads = [threading.Thread(target=worker, args=(id,)) for id in ids]
+    threads[0].start()
+    while not batches:  # the first save's commit is under way
+        threads[0].join(0.01)
+    for thread in threads[1:]:
+        thread.start()
+    while len(queued) < len(ids):  # the others queued theirs meanwhile and wait
+        threads[-1].join(0.01)
+    threads[-1].join(0.2)
+    assert acted == {} and reader.load() == start  # nobody returned before its commit
+    gate.set()
+    for thread in threads:
+        thread.join(30)
+    # Five saves, two transactions: the first alone, the four queued behind it together.
+    assert batches == [["s1"], ["s2", "s3", "s4", "s5"]]
+    assert acted == dict.fromkeys(ids, True)
+    loaded = reader.load()
+    assert loaded == current[0] and loaded.serial == start.serial + len(ids)
+    for s in (store, reader):
+        s.close()
+
+
+def test_postgres_a_failed_group_commit_fails_every_save_in_it(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reconciler.state.postgres import PostgresStateStore
+
+    handle = postgres_store(postgres_dsn)
+    store = handle()
+    before = store.save(store.load(create_if_missing=True).with_stock(stock("a")))
+    original = PostgresStateStore._write_delta
+    transactions: list[int] = []
+
+    def broken(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)  # the rows are written ...
+        transactions.append(len(args[1].stocks))
+        raise StateError("the connection broke")  # ... and the transaction never commits
+
+    monkeypatch.setattr(PostgresStateStore, "_write_delta", broken)
+    state, waits = before, []
+    for id in ("b", "c", "d"):  # three saves queued before anyone waits, as three workers
+        state, durable = store.save_deferred(sent(state.with_stock(stock(id)), id))
+        waits.append(durable)
+    failures: list[str] = []
+    acted: list[int] = []
+
+    def wait(durable: Callable[[], None]) -> None:
+        try:
+            durable()
+        except StateError as exc:
+            failures.append(str(exc))
+            return
+        acted.append(1)  # a request would be sent here
+
+    threads = [threading.Thread(target=wait, args=(durable,)) for durable in waits]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert transactions == [3]  # one transaction held all three
+    assert acted == [] and failures == ["the connection broke"] * 3
+    assert handle().load() == before  # none of them was written
+    monkeypatch.undo()
+    # The next save, from the unacknowledged state, writes the state whole.
+    after = store.save(state.with_stock(stock("e")))
+    loaded = handle().load()
+    assert loaded == after and sorted(loaded.stocks) == ["a", "b", "c", "d", "e"]
+    assert loaded.serial > before.serial
+    store.close()

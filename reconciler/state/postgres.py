@@ -5,10 +5,13 @@ one row with lineage, serial and the retired numbers; `stocks` one row per stock
 text, byte for byte what the file backend writes, so digests never move); `locks` who holds
 which lock; `set_aside` a state replaced by `state push --force`.
 
-A save is one transaction: it locks the `state` row, checks lineage and serial, writes the
-changed stocks' rows and raises the serial; it returns after COMMIT, so it is durable (with
-the server's default `synchronous_commit`). A killed client leaves the transaction rolled back:
-the previous state, whole.
+A commit is one transaction: it locks the `state` row, checks lineage and serial (and that the
+run's lock connection still holds its locks), writes the changed stocks' rows and raises the
+serial; a save is acknowledged after COMMIT, so it is durable (with the server's default
+`synchronous_commit`). A killed client leaves the transaction rolled back: the previous state,
+whole. The workers of one apply commit together (`save_deferred`, group commit): saves queued
+while a commit is under way are written by the next one, all in one transaction that raises the
+serial by their number, and a failed commit fails every save in it.
 
 Locks are session advisory locks, held by a connection of their own for the whole run and
 released by the server when that connection ends (a killed run leaves no lock behind). The
@@ -32,6 +35,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
@@ -137,6 +141,11 @@ class PostgresStateStore:
         # advisory locks (a server restart ends it, and with it the locks).
         self._lock_pid: int | None = None
         self._ready = False
+        # Group commit (`save_deferred`): saves queued since the last commit, and the lock
+        # held by the one waiter that commits them.
+        self._queue: list[_Queued] = []
+        self._queue_lock = threading.Lock()
+        self._commit_lock = threading.Lock()
 
     def __repr__(self) -> str:  # never the DSN
         return f"PostgresStateStore(schema={self.schema!r}, dsn from {self._source})"
@@ -315,24 +324,126 @@ class PostgresStateStore:
     # --- writing ---------------------------------------------------------------------------
 
     def save(self, state: State, *, previous: State | None = None) -> State:
+        written, durable = self.save_deferred(state, previous=previous)
+        durable()
+        return written
+
+    def save_deferred(
+        self, state: State, *, previous: State | None = None
+    ) -> tuple[State, Callable[[], None]]:
+        """`save`, in two steps for group commit: queue `state`'s changes (serial + 1) and
+        return what will be written with a function that returns once it is committed.
+
+        Saves are queued one at a time, each on the one before; their waits may overlap, and
+        the first waiter commits everything queued in ONE transaction (one COMMIT), raising the
+        serial by the number of saves it holds. Nothing may act on a save (send its request)
+        before its wait returned. A failed commit raises StateError for every save of that
+        batch and every save queued on it; nothing of them was written, and the next save
+        writes the state whole. The stock rows are serialised and checked for secrets when a
+        save is queued, so a refused value fails only its own save, at once.
+
+        Under merchant locks a save is one transaction of its own (the serial the server holds
+        moves with other runs' saves meanwhile), durable when it returns."""
+        if self._held is not None and self._held[1] is not None:
+            return self._save_now(state, previous), _durable
+        with self._queue_lock:
+            base = self._base(state, previous)
+            if base is None:
+                rows = self._prepare(_everything(state, None), replace_all=True)
+            else:
+                rows = self._prepare(delta(base, state), replace_all=False)
+            entry = _Queued(state, rows)
+            self._queue.append(entry)
+            written = state.model_copy(update={"serial": state.serial + 1})
+            self._known = written
+        return written, lambda: self._wait(entry)
+
+    def _base(self, state: State, previous: State | None) -> State | None:
+        """The stored state `state` was derived from, when known (see StateBackend.save)."""
         base = self._known
         if base is None or (base.lineage, base.serial) != (state.lineage, state.serial):
             base = previous  # what the caller says is stored, when this instance knows nothing
         if base is not None and (base.lineage, base.serial) != (state.lineage, state.serial):
             base = None
-        text_check = self._check_secrets
+        return base
+
+    def _wait(self, entry: _Queued) -> None:
+        with self._commit_lock:
+            if not entry.done:
+                self._commit_queued()
+        if entry.failure is not None:
+            raise StateError(entry.failure)
+
+    def _commit_queued(self) -> None:
+        """Write every queued save in one transaction; mark them done, or all failed."""
+        with self._queue_lock:
+            batch, self._queue = self._queue, []
+        if not batch:
+            return
+        try:
+            self._write_batch(batch)
+        except BaseException as exc:
+            why = (
+                str(exc)
+                if isinstance(exc, StateError)
+                else f"saving the state failed ({type(exc).__name__}); nothing was written"
+            )
+            with self._queue_lock:
+                # Saves queued meanwhile build on the failed ones: they fail too, and the
+                # next save starts again from what is stored (written whole).
+                later, self._queue = self._queue, []
+                self._known = None
+            for failed in (*batch, *later):
+                failed.failure, failed.done = why, True
+            if not isinstance(exc, StateError):
+                raise
+            return
+        for entry in batch:
+            entry.done = True
+
+    def _write_batch(self, batch: list[_Queued]) -> None:
+        first = batch[0].state
+        serial = first.serial + len(batch)
+        # Pipelined: statements go out without waiting for each other's results (only the
+        # reads wait), so a commit costs three round trips whatever it writes.
+        with self._session() as conn, conn.pipeline(), conn.transaction():
+            head = self._lock_head(conn, first)
+            if head is None:
+                self._write_all(conn, batch[-1].state, serial, self._check_secrets)
+                return
+            self._guard(str(head[0]), int(head[1]), first, None)
+            rows = batch[0].rows
+            if not rows.replace_all and int(head[1]) != first.serial:
+                rows = self._prepare(_everything(first, None), replace_all=True)
+            merged = _Rows({}, {})
+            for queued in (rows, *(entry.rows for entry in batch[1:])):
+                merged.then(queued)
+            self._write_delta(conn, merged)
+            self._write_head(conn, merged, serial, None)
+
+    def _lock_head(self, conn: psycopg.Connection[Any], state: State) -> tuple[Any, ...] | None:
+        """Lock the state row for this transaction and return its (lineage, serial); None when
+        there is none yet and `state` is a new one. Refuses when the run's locks are gone."""
         s = self.schema
+        # Both statements are sent before either result is read: one round trip when pipelined.
+        reading = conn.execute(f"SELECT lineage, serial FROM {s}.state FOR UPDATE")
+        self._check_lock_held(conn)
+        head = reading.fetchone()
+        if head is None and state.serial != 0:
+            raise StateError(
+                f"refusing to save: the state row in PostgreSQL schema {s} is gone "
+                f"although this run loaded serial {state.serial}. Nothing was written."
+            )
+        return None if head is None else tuple(head)
+
+    def _save_now(self, state: State, previous: State | None) -> State:
+        """One save in one transaction, durable when it returns (under merchant locks)."""
+        base = self._base(state, previous)
         scoped = self._held[1] if self._held is not None else None
         with self._session() as conn, conn.transaction():
-            head = conn.execute(f"SELECT lineage, serial FROM {s}.state FOR UPDATE").fetchone()
-            self._check_lock_held(conn)
+            head = self._lock_head(conn, state)
             if head is None:
-                if state.serial != 0:
-                    raise StateError(
-                        f"refusing to save: the state row in PostgreSQL schema {s} is gone "
-                        f"although this run loaded serial {state.serial}. Nothing was written."
-                    )
-                self._write_all(conn, state, state.serial + 1, text_check)
+                self._write_all(conn, state, state.serial + 1, self._check_secrets)
                 serial = state.serial + 1
             else:
                 lineage, serial = str(head[0]), int(head[1])
@@ -340,19 +451,7 @@ class PostgresStateStore:
                 if base is None or (scoped is None and serial != state.serial):
                     # Without a base, write every stock (under a merchant lock: every stock
                     # of those merchants; the others' rows belong to other runs).
-                    mine = {
-                        k: v
-                        for k, v in state.stocks.items()
-                        if scoped is None or v.merchant in scoped
-                    }
-                    change = Delta(
-                        mine,
-                        state.retired if scoped is None else None,
-                        state.retired_stock_ids if scoped is None else None,
-                        {m: v for m, v in state.images.items() if scoped is None or m in scoped},
-                        state.callbacks,
-                    )
-                    full = True
+                    change, full = _everything(state, scoped), True
                 else:
                     change, full = delta(base, state), False
                 if scoped is not None:
@@ -363,38 +462,46 @@ class PostgresStateStore:
                             f"{', '.join(sorted(scoped))} only, but changed stocks of "
                             f"{', '.join(outside)}. Nothing was written."
                         )
-                self._write_delta(conn, change, text_check, replace_all=full and scoped is None)
+                rows = self._prepare(change, replace_all=full and scoped is None)
+                self._write_delta(conn, rows)
                 serial += 1
-                sets, values = ["serial = %s"], [serial]
-                if change.retired is not None:
-                    sets.append("retired = %s")
-                    values.append(_dumps(dict(change.retired)))  # type: ignore[arg-type]
-                if change.retired_stock_ids is not None:
-                    sets.append("retired_stock_ids = %s")
-                    values.append(_dumps(dict(change.retired_stock_ids)))  # type: ignore[arg-type]
-                if change.callbacks is not None:
-                    wanted: dict[str, Any] = {
-                        name: record.model_dump(mode="json")
-                        for name, record in change.callbacks.items()
-                    }
-                    # Merged into the stored entries (keys `<mchid>/<kind>`): a delta holds
-                    # only what changed, and runs scoped to other merchants write theirs
-                    # meanwhile, so only this run's merchants' entries are replaced.
-                    row = conn.execute(f"SELECT callbacks FROM {s}.state").fetchone()
-                    stored: dict[str, Any] = json.loads(row[0]) if row else {}
-                    wanted = stored | {
-                        name: record
-                        for name, record in wanted.items()
-                        if scoped is None or name.split("/")[0] in scoped
-                    }
-                    text = _dumps(wanted)
-                    text_check(text)
-                    sets.append("callbacks = %s")
-                    values.append(text)  # type: ignore[arg-type]
-                conn.execute(f"UPDATE {s}.state SET {', '.join(sets)}", tuple(values))
+                self._write_head(conn, rows, serial, scoped)
         written = state.model_copy(update={"serial": serial})
         self._known = written
         return written
+
+    def _write_head(
+        self,
+        conn: psycopg.Connection[Any],
+        rows: _Rows,
+        serial: int,
+        scoped: frozenset[str] | None,
+    ) -> None:
+        """Raise the state row's serial to `serial`, with the side changes of `rows`."""
+        s = self.schema
+        sets, values = ["serial = %s"], [serial]
+        if rows.retired is not None:
+            sets.append("retired = %s")
+            values.append(rows.retired)  # type: ignore[arg-type]
+        if rows.retired_ids is not None:
+            sets.append("retired_stock_ids = %s")
+            values.append(rows.retired_ids)  # type: ignore[arg-type]
+        if rows.callbacks is not None:
+            # Merged into the stored entries (keys `<mchid>/<kind>`): a delta holds only what
+            # changed, and runs scoped to other merchants write theirs meanwhile, so only
+            # this run's merchants' entries are replaced.
+            row = conn.execute(f"SELECT callbacks FROM {s}.state").fetchone()
+            stored: dict[str, Any] = json.loads(row[0]) if row else {}
+            wanted = stored | {
+                name: record
+                for name, record in rows.callbacks.items()
+                if scoped is None or name.split("/")[0] in scoped
+            }
+            text = _dumps(wanted)
+            self._check_secrets(text)
+            sets.append("callbacks = %s")
+            values.append(text)  # type: ignore[arg-type]
+        conn.execute(f"UPDATE {s}.state SET {', '.join(sets)}", tuple(values))
 
     def _check_lock_held(self, conn: psycopg.Connection[Any]) -> None:
         """Refuse to save under a lock that is gone: the lock's connection ended (a server
@@ -402,10 +509,11 @@ class PostgresStateStore:
         pid = self._lock_pid
         if pid is None:
             return
-        held = conn.execute(
+        counting = conn.execute(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = %s",
             (pid,),
-        ).fetchone()
+        )
+        held = counting.fetchone()  # pipelined: this round trip brings earlier results too
         if held is None or int(held[0]) == 0:
             raise StateError(
                 f"refusing to save: this run's lock on the PostgreSQL state (schema "
@@ -440,20 +548,13 @@ class PostgresStateStore:
                 "body. Nothing was written."
             )
 
-    def _write_delta(
-        self,
-        conn: psycopg.Connection[Any],
-        change: Delta,
-        check: Callable[[str], None],
-        *,
-        replace_all: bool,
-    ) -> None:
-        s = self.schema
-        rows = []
-        removed = []
+    def _prepare(self, change: Delta, *, replace_all: bool) -> _Rows:
+        """`change` serialised as the rows it writes, every value checked for secrets."""
+        check = self._check_secrets
+        stocks: dict[str, tuple[str, str] | None] = {}
         for key, value in change.stocks.items():
             if value is None:
-                removed.append(key)
+                stocks[key] = None
                 continue
             try:
                 data = value.model_dump(mode="json")
@@ -463,38 +564,50 @@ class PostgresStateStore:
                 ) from None
             text = _dumps(data)
             check(text)
-            rows.append((key, value.merchant, text))
-        if change.retired is not None:
-            check(_dumps(dict(change.retired)))
-        if change.retired_stock_ids is not None:
-            check(_dumps(dict(change.retired_stock_ids)))
-        images = [
-            (merchant, sha, _dumps(image.model_dump(mode="json")))
+            stocks[key] = (value.merchant, text)
+        images = {
+            (merchant, sha): _dumps(image.model_dump(mode="json"))
             for merchant, mine in (change.images or {}).items()
             for sha, image in mine.items()
-        ]
-        for row in images:
-            check(row[2])
-        if images:
+        }
+        rows = _Rows(stocks, images, replace_all=replace_all)
+        if change.retired is not None:
+            rows.retired = _dumps(dict(change.retired))
+        if change.retired_stock_ids is not None:
+            rows.retired_ids = _dumps(dict(change.retired_stock_ids))
+        if change.callbacks is not None:
+            rows.callbacks = {
+                name: record.model_dump(mode="json") for name, record in change.callbacks.items()
+            }
+        for text in (*images.values(), rows.retired or "", rows.retired_ids or ""):
+            check(text)
+        return rows
+
+    def _write_delta(self, conn: psycopg.Connection[Any], rows: _Rows) -> None:
+        """Write the stock and image rows of `rows` (inside the caller's transaction)."""
+        s = self.schema
+        if rows.images:
             with conn.cursor() as cur:
                 cur.executemany(
                     f"INSERT INTO {s}.images (merchant, sha256, data) VALUES (%s, %s, %s) "
                     "ON CONFLICT (merchant, sha256) DO UPDATE SET data = EXCLUDED.data",
-                    images,
+                    [(m, sha, text) for (m, sha), text in rows.images.items()],
                 )
-        if replace_all:
+        upserts = [(k, v[0], v[1]) for k, v in rows.stocks.items() if v is not None]
+        if rows.replace_all:
             conn.execute(
-                f"DELETE FROM {s}.stocks WHERE NOT (id = ANY(%s))", ([r[0] for r in rows],)
+                f"DELETE FROM {s}.stocks WHERE NOT (id = ANY(%s))", ([r[0] for r in upserts],)
             )
+        removed = [k for k, v in rows.stocks.items() if v is None]
         if removed:
             conn.execute(f"DELETE FROM {s}.stocks WHERE id = ANY(%s)", (removed,))
-        if rows:
+        if upserts:
             with conn.cursor() as cur:
                 cur.executemany(
                     f"INSERT INTO {s}.stocks (id, merchant, data) VALUES (%s, %s, %s) "
                     "ON CONFLICT (id) DO UPDATE SET merchant = EXCLUDED.merchant, "
                     "data = EXCLUDED.data",
-                    rows,
+                    upserts,
                 )
 
     def _write_all(
@@ -508,7 +621,8 @@ class PostgresStateStore:
         conn.execute(f"DELETE FROM {s}.stocks")
         conn.execute(f"DELETE FROM {s}.images")
         self._write_delta(
-            conn, Delta(dict(state.stocks), None, images=state.images), check, replace_all=False
+            conn,
+            self._prepare(Delta(dict(state.stocks), None, images=state.images), replace_all=False),
         )
         callbacks = _dumps({k: v.model_dump(mode="json") for k, v in state.callbacks.items()})
         check(callbacks)
@@ -725,6 +839,60 @@ class PostgresStateStore:
             conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
             conn.execute(f"DELETE FROM {s}.locks WHERE lock_id = %s", (lock_id,))
         return info
+
+
+@dataclass
+class _Rows:
+    """What one or more saves write, serialised: stock rows by id (None: removed), image rows,
+    and the state row's side columns when they changed."""
+
+    stocks: dict[str, tuple[str, str] | None]  # id -> (merchant, JSON)
+    images: dict[tuple[str, str], str]  # (merchant, sha256) -> JSON
+    retired: str | None = None
+    retired_ids: str | None = None
+    callbacks: dict[str, Any] | None = None
+    replace_all: bool = False
+    """Every stock row not in `stocks` is deleted (a save written whole)."""
+
+    def then(self, later: _Rows) -> None:
+        """Add the writes of the save queued after these, as if written one after the other."""
+        if later.replace_all:
+            self.stocks = dict(later.stocks)
+            self.replace_all = True
+        else:
+            self.stocks.update(later.stocks)
+        self.images.update(later.images)
+        if later.retired is not None:
+            self.retired = later.retired
+        if later.retired_ids is not None:
+            self.retired_ids = later.retired_ids
+        if later.callbacks is not None:
+            self.callbacks = (self.callbacks or {}) | later.callbacks
+
+
+@dataclass(eq=False)
+class _Queued:
+    """A save waiting for its commit."""
+
+    state: State
+    rows: _Rows
+    done: bool = False
+    failure: str | None = None
+
+
+def _everything(state: State, scoped: frozenset[str] | None) -> Delta:
+    """All of `state` as a change (under merchant locks: all of those merchants')."""
+    return Delta(
+        {k: v for k, v in state.stocks.items() if scoped is None or v.merchant in scoped},
+        state.retired if scoped is None else None,
+        state.retired_stock_ids if scoped is None else None,
+        {m: v for m, v in state.images.items() if scoped is None or m in scoped},
+        state.callbacks,
+    )
+
+
+def _durable() -> None:
+    """The wait of a save that was durable when it returned."""
 
 
 def _read_images(conn: psycopg.Connection[Any], schema: str) -> dict[str, dict[str, Any]]:
