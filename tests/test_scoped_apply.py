@@ -61,6 +61,29 @@ def _ids(doc: dict[str, Any]) -> dict[str, str]:
 # --- scoped plans -------------------------------------------------------------------------------
 
 
+def test_a_merchant_scope_keeps_its_own_notify_urls_and_a_path_scope_none(
+    ws: Workspace, local: LocalEmulator
+) -> None:
+    """Notify URLs are per merchant, not stock files: a plan scoped to a merchant plans that
+    merchant's callbacks only, and a plan scoped by paths plans stocks only."""
+    urls = {
+        m: {k: f"https://shop.example.com/{m}/{k}" for k in ("favor", "busifavor")} for m in (A, B)
+    }
+    ws.write_project(callbacks=urls)
+
+    def settings(*args: str) -> list[tuple[str, str]]:
+        doc = ws.cli("plan", *args, "--format", "json").json()
+        return sorted((c["merchant"], c["id"]) for c in doc["changes"] if c.get("setting"))
+
+    assert {m for m, _ in settings()} == {A, B} and len(settings()) == 4
+    assert settings("--merchant", A) == [
+        (A, f"callback/busifavor/{A}"),
+        (A, f"callback/favor/{A}"),
+    ]
+    assert settings(str(ws.stocks_dir / "favor")) == []
+    assert settings(str(ws.stocks_dir / "favor"), "--merchant", B) == []
+
+
 def test_a_plan_scoped_to_a_merchant_or_a_path_says_so_in_every_format(
     ws: Workspace, local: LocalEmulator
 ) -> None:
