@@ -65,6 +65,12 @@ def cache_dir(root: Path, environ: Mapping[str, str]) -> Path | None:
     return root / DEFAULT_DIR
 
 
+REWRITE_MIN = 16
+REWRITE_SHARE = 200
+"""A cache is rewritten when the files parsed again (or gone) exceed REWRITE_MIN and one in
+REWRITE_SHARE of its entries; fewer are parsed again by the next run instead."""
+
+
 class ParseCache:
     """The cache in `directory`: `get` entries by file digest, `put` new ones, `save` once."""
 
@@ -119,9 +125,15 @@ class ParseCache:
             self.misses += 1
 
     def save(self) -> None:
-        """Write the entries this run used, when they differ from what was read. A cache that
-        cannot be written is only a slower next run: errors are ignored."""
-        if self._used.keys() == self._entries.keys():
+        """Write the entries this run used, when they differ from what was read by more than a
+        few: rewriting the whole cache for the one file a pull request changed costs more than
+        parsing that file again next time (REWRITE_SHARE). A cache that cannot be written is
+        only a slower next run: errors are ignored."""
+        used, read = self._used.keys(), self._entries.keys()
+        if used == read:
+            return
+        differing = len(used - read) + len(read - used)
+        if read and differing <= max(REWRITE_MIN, len(used) // REWRITE_SHARE):
             return
         body = json.dumps(self._used, ensure_ascii=False, separators=(",", ":")).encode()
         header = {

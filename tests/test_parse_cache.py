@@ -177,3 +177,29 @@ def test_a_stock_naming_an_image_file_is_checked_again_every_time(root: Path) ->
     assert cache is not None and cache.hits == 6  # the six plain stocks only
     errors = [d for d in again.diagnostics if d.severity is Severity.ERROR]
     assert [d.file for d in errors] == ["stocks/logo.yaml"], errors
+
+
+def test_a_few_changed_files_are_parsed_again_rather_than_the_cache_rewritten(
+    root: Path,
+) -> None:
+    """One edited file does not rewrite the whole cache (it is parsed again next time, and
+    loads with its new content); once more files than REWRITE_MIN differ, the cache is
+    rewritten and holds them."""
+    from reconciler.parsecache import REWRITE_MIN
+
+    load(root, root / "cache")
+    cache_file = root / "cache" / CACHE_FILE
+    written = cache_file.read_bytes()
+    edited = root / "stocks" / "s001.yaml"
+    edited.write_text(edited.read_text(encoding="utf-8").replace("缓存 1", "缓存 一"))
+    for _ in range(2):
+        result, cache = load(root, root / "cache")
+        assert cache is not None and (cache.hits, cache.misses) == (5, 1)
+        assert cache_file.read_bytes() == written
+        names = {s.stock.id: s.stock.spec.stock_name for s in result.stocks}
+        assert names["cached-001"] == "缓存 一"
+    write(root / "stocks", 7 + REWRITE_MIN)  # more new files than that: now it pays
+    load(root, root / "cache")
+    _, cache = load(root, root / "cache")
+    assert cache is not None and cache.misses == 0
+    assert cache_file.read_bytes() != written
