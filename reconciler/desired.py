@@ -6,10 +6,12 @@ is read.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 
 from reconciler.codes import CodePool
+from reconciler.spec.images import ImageFile, ImageRole, image_files
 from reconciler.spec.stock import Stock
 
 
@@ -57,6 +59,12 @@ class DesiredStock:
     """Where each field is in the file, so that a plan can point at the field it is about."""
     codes: CodePool | None = field(default=None, compare=False, repr=False)
     """The code pool named by `codes: {file: ...}` (reconciler.codes), read with the file."""
+
+    @functools.cached_property
+    def images(self) -> tuple[tuple[str, ImageRole, ImageFile], ...]:
+        """(dotted path, role, file reference) of every image field written as a file; found
+        once per stock (the plan asks several times)."""
+        return tuple(image_files(self.stock.spec))
 
     def line_of(self, path: str) -> int:
         """The line of `path`, or of its nearest parent in the file; else the `id:` line."""

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from reconciler.desired import DesiredStock
 from reconciler.operation import Operation, OpType
-from reconciler.spec.images import ImageFacts, file_key, image_files, token, tokens_in
+from reconciler.spec.images import ImageFacts, file_key, token, tokens_in
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def resolve(
     """`loaded` as the planner compares it; `urls` is the merchant's sha256 -> media URL."""
     stock: BaseModel = loaded.stock
     uploads: list[Operation] = []
-    found = list(image_files(loaded.stock.spec))
+    found = loaded.images
     if not found:
         return Resolved(loaded)
     for path, _, ref in found:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,45 +204,64 @@ def _kind_problem(doc: Document, kind: object) -> Diagnostic:
 
 @dataclass(frozen=True)
 class _Shipped:
-    """A valid stock as a worker process hands it back: its plain data, not the model.
-    Pickling pydantic models costs several times more than rebuilding them from data."""
+    """A valid stock as a worker process hands it back: its plain data as JSON, not the model.
+    Pickling pydantic models costs several times more than rebuilding them from data, and
+    pydantic reads JSON and validates in one pass (the same bytes become the cache entry)."""
 
     kind: str
     data: Any
+    """The plain data as UTF-8 JSON (`bytes`), or as values where JSON cannot hold them."""
     file: str
     line: int
     digest: str
     summary: Summary
     lines: FieldLines
     codes: CodePool | None = None
+    loaded: DesiredStock | None = field(default=None, compare=False)
+    """The stock itself, when it was loaded in this process (nothing to rebuild)."""
 
     def unpack(self) -> DesiredStock:
-        stock = KINDS[self.kind].model.model_validate(self.data)
+        if self.loaded is not None:
+            return self.loaded
+        stock = _validated(KINDS[self.kind].model, self.data)
         lines = _field_lines(self.lines.paths, self.lines.lines)
         return DesiredStock(stock, self.file, self.line, self.digest, lines, self.codes)
 
-    def entry(self) -> Entry:
-        """What the parse cache keeps of it (the file's name is not part of it)."""
-        return {
-            "kind": self.kind,
-            "data": self.data,
-            "line": self.line,
-            "paths": list(self.lines.paths),
-            "lines": list(self.lines.lines),
-            "spec_key": self.summary.spec_key,
-        }
+    def entry(self) -> Entry | None:
+        """What the parse cache keeps of it; None when its data is not plain JSON."""
+        if not isinstance(self.data, bytes):
+            return None
+        paths, lines = self.lines.paths, self.lines.lines
+        return Entry(self.kind, self.line, self.summary.spec_key, paths, lines, self.data)
 
 
-def _names_files(data: Any) -> bool:
-    """Whether a stock names other files (`{file: ...}`: images, a code pool). Such a stock is
-    never cached: its checks read those files, whose content the cache key does not cover."""
-    if isinstance(data, dict):
-        if "file" in data and len(data) == 1:
-            return True
-        return any(_names_files(v) for v in data.values())
-    if isinstance(data, list):
-        return any(_names_files(v) for v in data)
-    return False
+def _as_json(data: Any) -> Any:
+    """A valid stock's plain data as compact UTF-8 JSON; the data itself where JSON cannot
+    hold it (a YAML .nan or .inf)."""
+    try:
+        return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    except ValueError:
+        return data
+
+
+def _validated(model: type[Stock], data: Any) -> Stock:
+    """The stock model of `data`: JSON bytes (`_as_json`) or plain values. Validation from
+    data is the authority: JSON that pydantic's JSON mode refuses is read and validated the
+    way the file was, so the result never depends on the path the data came by."""
+    if isinstance(data, bytes):
+        try:
+            return model.model_validate_json(data)
+        except ValueError:
+            data = json.loads(data)
+    return model.model_validate(data)
+
+
+def _names_files(data: bytes) -> bool:
+    """Whether a stock's JSON data names other files (`{file: ...}`: images, a code pool).
+    Such a stock is never cached: its checks read those files, whose content the cache key
+    does not cover. A `"file":` key anywhere counts (in a JSON string its quotes would be
+    escaped), which may keep out a stock that names none: only a parse more, never a miss."""
+    return b'"file":' in data
 
 
 def _from_cache(
@@ -275,32 +295,32 @@ def _from_cache(
 def _cached_stock(entry: Entry, file: str, digest: str) -> tuple[DesiredStock, Summary] | None:
     """A cache entry as the stock it stands for; None when it does not fit (never trusted
     further than the model's own validation)."""
-    try:
-        kind = KINDS[entry["kind"]]
-        stock = kind.model.model_validate(entry["data"])
-        paths, lines, line = tuple(entry["paths"]), tuple(entry["lines"]), entry["line"]
-        spec_key = entry["spec_key"]
-        if (
-            stock.kind != kind.name
-            or len(paths) != len(lines)
-            or not set(map(type, paths)) <= {str}
-            or not set(map(type, lines)) <= {int}
-            or type(line) is not int
-            or not isinstance(spec_key, str)
-        ):
-            return None
-    except (KeyError, TypeError, ValueError):  # pydantic's ValidationError is a ValueError
+    kind = KINDS.get(entry.kind)
+    if kind is None:
         return None
-    loaded = DesiredStock(stock, file, line, digest, _field_lines(paths, lines))
-    return loaded, Summary(stock.id, file, line, spec_key)
+    try:
+        stock = _validated(kind.model, entry.data)
+    except ValueError:  # pydantic's ValidationError is a ValueError, as is bad JSON
+        return None
+    if stock.kind != kind.name:
+        return None
+    loaded = DesiredStock(stock, file, entry.line, digest, _field_lines(entry.paths, entry.lines))
+    return loaded, Summary(stock.id, file, entry.line, entry.spec_key)
 
 
 _Outcome = tuple[DesiredStock | _Shipped | Summary | None, list[Diagnostic]]
 
 
 def _load_path(
-    path: Path, file: str, keep: bool, ship: bool, partners: Partners | None = None
+    path: Path,
+    file: str,
+    keep: bool,
+    ship: bool,
+    partners: Partners | None = None,
+    remote: bool = False,
 ) -> _Outcome:
+    """One file. `ship`: a valid stock comes back as `_Shipped`, with its data as JSON (for
+    the cache); `remote`: to another process, so without its model."""
     try:
         raw, size = read_source(path)
     except OSError as exc:
@@ -324,13 +344,14 @@ def _load_path(
     if ship:
         shipped = _Shipped(
             loaded.stock.kind,
-            data,
+            _as_json(data),
             file,
             loaded.line,
             loaded.digest,
             loaded.summary(),
             loaded.lines,
             loaded.codes,
+            None if remote else loaded,
         )
         return shipped, diagnostics
     return loaded, diagnostics
@@ -341,22 +362,25 @@ def _load_chunk(
     keep: bool = True,
     ship: bool = False,
     partners: Partners | None = None,
+    remote: bool = False,
 ) -> list[_Outcome]:
-    return [_load_path(path, file, keep, ship, partners) for path, file in chunk]
+    return [_load_path(path, file, keep, ship, partners, remote) for path, file in chunk]
 
 
 def _load_parallel(
     jobs: list[tuple[Path, str]], workers: int, keep: bool, partners: Partners | None = None
-) -> list[_Outcome]:
+) -> Iterator[_Outcome]:
     """Files are independent, so large trees are split across processes (forked on Linux, where
-    the parent's imports are shared for free)."""
+    the parent's imports are shared for free). Outcomes are handed on as each part arrives,
+    so the parent never holds every file's data at once."""
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     size = -(-len(jobs) // (workers * 4))
     chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
         n = len(chunks)
-        parts = pool.map(_load_chunk, chunks, [keep] * n, [True] * n, [partners] * n)
-        return [outcome for part in parts for outcome in part]
+        parts = pool.map(_load_chunk, chunks, [keep] * n, [True] * n, [partners] * n, [True] * n)
+        for part in parts:
+            yield from part
 
 
 def load_stocks(
@@ -395,8 +419,9 @@ def load_stocks(
         if isinstance(outcome, _Shipped):
             result.stocks.append(outcome.unpack())
             summaries.append(outcome.summary)
-            if cache is not None and not diagnostics and not _names_files(outcome.data):
-                cache.put(cache.key(outcome.digest), outcome.entry())
+            entry = outcome.entry() if cache is not None and not diagnostics else None
+            if cache is not None and entry is not None and not _names_files(entry.data):
+                cache.put(cache.key(outcome.digest), entry)
             continue
         loaded = outcome
         if isinstance(loaded, DesiredStock):

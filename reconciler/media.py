@@ -119,7 +119,7 @@ def catalog(stocks: Iterable[DesiredStock], root: Path) -> dict[str, ImageFacts]
     A file that cannot be read is left out: validation has already reported it."""
     out: dict[str, ImageFacts] = {}
     for loaded in stocks:
-        for _, _, ref in image_files(loaded.stock.spec):
+        for _, _, ref in loaded.images:
             key = file_key(loaded.file, ref.file)
             if key is None or key in out:
                 continue

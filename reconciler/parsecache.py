@@ -2,19 +2,29 @@
 
 A plan over a large repository spends most of its time parsing YAML. The cache keeps, for each
 stock file that loaded valid *without any diagnostic* (no error, no warning), what loading
-produced: the plain data the model is validated from, the line of every key, the `id:` line
-and the summary key. An entry is found by the SHA-256 of the file's bytes together with a
-fingerprint of this reconciler (its version and the source of the package, so any change to
-parsing, the schema or the rules starts afresh). A file with diagnostics is never cached, so
-`validate` and `plan` report its errors from a fresh parse, with file:line:col, every time.
+produced: the plain data the model is validated from (as JSON), the line of every key, the
+`id:` line and the summary key. An entry is found by the SHA-256 of the file's bytes together
+with a fingerprint of this reconciler (its version and the source of the package, so any
+change to parsing, the schema or the rules starts afresh). A file with diagnostics is never
+cached, so `validate` and `plan` report its errors from a fresh parse, with file:line:col,
+every time.
 
-A hit is not trusted blindly: its data is validated into the model again (cheap next to
-parsing YAML), so a cache cannot make an invalid stock valid; an entry that does not fit is a
-miss. The cache is one file, `stocks.cache`, whose first line names the format, the
-fingerprint and the SHA-256 of the rest: a damaged file, or one written by another version,
-is ignored and replaced. It is written whole with `fsutil.write_atomic`, so concurrent runs
-never see a torn file (the last one wins; an entry lost that way only costs a parse). It
-keeps the entries the last run used, so it does not grow without bound.
+A hit is not trusted blindly: its data is validated into the model again (pydantic reads the
+JSON and validates in one pass, cheap next to parsing YAML), so a cache cannot make an
+invalid stock valid; an entry that does not fit is a miss.
+
+The cache is one file, `stocks.cache`. Its first line names the format, the fingerprint and
+the SHA-256 of the rest: a damaged file, or one written by another version, is ignored and
+replaced. The rest is one line per entry, and one per layout (the field paths that stocks of
+one shape share, written once):
+
+    L <tab> layout id <tab> JSON list of the dotted paths
+    E <tab> key <tab> kind <tab> id line <tab> summary key <tab> layout id <tab> lines <tab> JSON data
+
+Only the entries a run looks up are parsed, so a large cache costs little more memory than
+its bytes. It is written whole with `fsutil.write_atomic`, so concurrent runs never see a
+torn file (the last one wins; an entry lost that way only costs a parse). It keeps the
+entries the last run used, so it does not grow without bound.
 
 Where: `.reconciler/cache/` beside reconciler.yaml (ignored by git), or the folder named by
 RECONCILER_CACHE_DIR; RECONCILER_CACHE_DIR=off turns it off. CI can keep the folder between
@@ -28,20 +38,33 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from reconciler import __version__
 from reconciler.fsutil import write_atomic
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 CACHE_FILE = "stocks.cache"
 CACHE_VARIABLE = "RECONCILER_CACHE_DIR"
 DEFAULT_DIR = Path(".reconciler") / "cache"
 
-Entry = dict[str, Any]
-"""kind, data, line, paths, lines, spec_key: what a valid file loaded to (JSON values)."""
+
+@dataclass(frozen=True)
+class Entry:
+    """What a valid file loaded to (the file's name is not part of it)."""
+
+    kind: str
+    line: int
+    """The line of `id:`."""
+    spec_key: str
+    paths: tuple[str, ...]
+    lines: tuple[int, ...]
+    """The line of each of `paths`."""
+    data: bytes
+    """The plain data the model is validated from, as UTF-8 JSON."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -70,6 +93,18 @@ REWRITE_SHARE = 200
 """A cache is rewritten when the files parsed again (or gone) exceed REWRITE_MIN and one in
 REWRITE_SHARE of its entries; fewer are parsed again by the next run instead."""
 
+_KEY = re.compile(r"[0-9a-f]{64}")
+
+
+@functools.lru_cache(maxsize=64)
+def _layout_id(paths: tuple[str, ...]) -> str:
+    return hashlib.sha256("\0".join(paths).encode()).hexdigest()[:16]
+
+
+def _layout_line(layout: str, paths: Sequence[str]) -> bytes:
+    text = json.dumps(list(paths), ensure_ascii=False, separators=(",", ":"))
+    return f"L\t{layout}\t{text}\n".encode()
+
 
 class ParseCache:
     """The cache in `directory`: `get` entries by file digest, `put` new ones, `save` once."""
@@ -77,8 +112,14 @@ class ParseCache:
     def __init__(self, directory: Path) -> None:
         self.path = directory / CACHE_FILE
         self._fingerprint = fingerprint()
-        self._entries = self._read()
-        self._used: dict[str, Entry] = {}
+        self._body = b""
+        self._at: dict[str, int] = {}
+        """Entry key -> where its line starts in `_body`."""
+        self._layouts: dict[str, tuple[str, ...]] = {}
+        self._read()
+        self._used: dict[str, tuple[str, bytes | int]] = {}
+        """Entry key -> (layout id, its line: new bytes, or where it is in `_body`)."""
+        self._new_layouts: dict[str, tuple[str, ...]] = {}
         self.hits = 0
         self.misses = 0
 
@@ -86,37 +127,81 @@ class ParseCache:
         """The entry key of a file whose bytes have SHA-256 `digest`."""
         return hashlib.sha256(f"{self._fingerprint}\0{digest}".encode()).hexdigest()
 
-    def _read(self) -> dict[str, Entry]:
+    def _read(self) -> None:
         try:
             raw = self.path.read_bytes()
         except OSError:
-            return {}
-        head, _, body = raw.partition(b"\n")
+            return
+        start = raw.find(b"\n") + 1
         try:
-            header = json.loads(head)
-            if (
-                not isinstance(header, dict)
-                or header.get("format") != CACHE_FORMAT
-                or header.get("fingerprint") != self._fingerprint
-                or header.get("sha256") != hashlib.sha256(body).hexdigest()
-            ):
-                return {}
-            entries = json.loads(body)
+            header = json.loads(raw[:start])
         except ValueError:
-            return {}
-        return entries if isinstance(entries, dict) else {}
+            return
+        if (
+            not start
+            or not isinstance(header, dict)
+            or header.get("format") != CACHE_FORMAT
+            or header.get("fingerprint") != self._fingerprint
+            or header.get("sha256") != hashlib.sha256(memoryview(raw)[start:]).hexdigest()
+        ):
+            return
+        at: dict[str, int] = {}
+        layouts: dict[str, tuple[str, ...]] = {}
+        pos, size = start, len(raw)
+        try:
+            while pos < size:
+                end = raw.index(b"\n", pos)
+                tag = raw[pos : pos + 2]
+                if tag == b"E\t":
+                    at[raw[pos + 2 : pos + 66].decode()] = pos
+                elif tag == b"L\t":
+                    _, layout, text = raw[pos:end].split(b"\t", 2)
+                    paths = json.loads(text)
+                    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+                        return
+                    layouts[layout.decode()] = tuple(paths)
+                else:
+                    return
+                pos = end + 1
+        except ValueError:  # a line without its end, a bad layout: not a cache we wrote
+            return
+        self._body, self._at, self._layouts = raw, at, layouts
 
     def get(self, key: str) -> Entry | None:
-        entry = self._entries.get(key)
-        if isinstance(entry, dict):
-            self.hits += 1
-            self._used[key] = entry
-            return entry
-        self.misses += 1
-        return None
+        pos = self._at.get(key)
+        found = self._entry(pos) if pos is not None else None
+        if found is None or pos is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        entry, layout = found
+        self._used[key] = (layout, pos)
+        return entry
+
+    def _entry(self, pos: int) -> tuple[Entry, str] | None:
+        """The entry whose line starts at `pos`, and its layout id; None when it is damaged."""
+        line = self._body[pos : self._body.index(b"\n", pos)]
+        parts = line.split(b"\t", 7)
+        if len(parts) != 8:
+            return None
+        _, _, kind, id_line, spec_key, layout_id, lines, data = parts
+        try:
+            layout, key = layout_id.decode(), spec_key.decode()
+            numbers = tuple(map(int, lines.split(b","))) if lines else ()
+            entry = Entry(kind.decode(), int(id_line), key, self._layouts[layout], numbers, data)
+        except (ValueError, KeyError):
+            return None
+        if len(entry.paths) != len(numbers) or not _KEY.fullmatch(key):
+            return None
+        return entry, layout
 
     def put(self, key: str, entry: Entry) -> None:
-        self._used[key] = entry
+        layout = _layout_id(entry.paths)
+        if layout not in self._layouts:
+            self._new_layouts.setdefault(layout, entry.paths)
+        numbers = ",".join(map(str, entry.lines))
+        head = f"E\t{key}\t{entry.kind}\t{entry.line}\t{entry.spec_key}\t{layout}\t{numbers}\t"
+        self._used[key] = (layout, head.encode() + entry.data + b"\n")
 
     def drop(self, key: str) -> None:
         """Forget an entry `get` gave that turned out not to fit: a miss, not written back."""
@@ -129,24 +214,34 @@ class ParseCache:
         few: rewriting the whole cache for the one file a pull request changed costs more than
         parsing that file again next time (REWRITE_SHARE). A cache that cannot be written is
         only a slower next run: errors are ignored."""
-        used, read = self._used.keys(), self._entries.keys()
+        used, read = self._used.keys(), self._at.keys()
         if used == read:
             return
         differing = len(used - read) + len(read - used)
         if read and differing <= max(REWRITE_MIN, len(used) // REWRITE_SHARE):
             return
-        body = json.dumps(self._used, ensure_ascii=False, separators=(",", ":")).encode()
+        layouts = {**self._layouts, **self._new_layouts}
+        chunks = [
+            _layout_line(layout, layouts[layout])
+            for layout in sorted({layout for layout, _ in self._used.values()})
+        ]
+        body = self._body
+        for _, line in self._used.values():
+            if isinstance(line, int):
+                line = body[line : body.index(b"\n", line) + 1]
+            chunks.append(line)
+        content = b"".join(chunks)
+        del chunks
         header = {
             "format": CACHE_FORMAT,
             "fingerprint": self._fingerprint,
-            "sha256": hashlib.sha256(body).hexdigest(),
+            "sha256": hashlib.sha256(content).hexdigest(),
         }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.path, json.dumps(header).encode() + b"\n" + body)
+            write_atomic(self.path, json.dumps(header).encode() + b"\n" + content)
         except OSError:
             return
-        self._entries = dict(self._used)
 
 
 def open_cache(root: Path, environ: Mapping[str, str] | None = None) -> ParseCache | None:

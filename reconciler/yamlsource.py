@@ -147,6 +147,8 @@ def read_source(path: Path, limit: int = MAX_BYTES) -> tuple[bytes, int]:
                 break
             chunks.append(chunk)
             left -= len(chunk)
+            if len(chunks) == 1 and len(chunk) == info.st_size:
+                break  # the whole file in one read: no second call to learn of its end
         raw = b"".join(chunks)
         return raw, max(info.st_size, len(raw))
     finally:

@@ -4,8 +4,10 @@ tampered cache is ignored; concurrent writers leave a readable cache."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from reconciler.desired import DesiredStock
 from reconciler.diagnostics import Severity
 from reconciler.loader import LoadResult, load_stocks
-from reconciler.parsecache import CACHE_FILE, ParseCache, cache_dir
+from reconciler.parsecache import CACHE_FILE, CACHE_FORMAT, ParseCache, cache_dir
 from tests.conftest import dump, example
 
 
@@ -93,7 +95,7 @@ def test_a_damaged_or_foreign_cache_is_ignored(root: Path) -> None:
     good = path.read_bytes()
     for damaged in (
         good[: len(good) // 2],  # torn
-        good.replace(b'"format": 1', b'"format": 99'),  # another format
+        good.replace(f'"format": {CACHE_FORMAT}'.encode(), b'"format": 99'),  # another format
         good.replace(b"cached-001", b"cached-00X"),  # body no longer matches its checksum
         b"\x00\xff not a cache",
     ):
@@ -111,24 +113,75 @@ def test_a_damaged_or_foreign_cache_is_ignored(root: Path) -> None:
     assert cache is not None and cache.hits == 0
 
 
-def test_an_entry_that_does_not_validate_is_a_miss(root: Path) -> None:
-    load(root, root / "cache")
-    path = root / "cache" / CACHE_FILE
+def rewrite(path: Path, edit: Callable[[list[bytes]], list[bytes]]) -> None:
+    """Edit a cache file's lines and seal it again with a matching checksum, as a cache
+    written by a faulty reconciler of the same fingerprint would be."""
     header, _, body = path.read_bytes().partition(b"\n")
-    entries = json.loads(body)
-    for entry in entries.values():
-        if entry["kind"] == "busifavor":
-            entry["data"]["spec"]["stock_send_rule"]["max_coupons"] = "many"
-    import hashlib
-
-    body = json.dumps(entries).encode()
+    body = b"".join(line + b"\n" for line in edit(body.splitlines()))
     head = json.loads(header)
     head["sha256"] = hashlib.sha256(body).hexdigest()
     path.write_bytes(json.dumps(head).encode() + b"\n" + body)
+
+
+def test_an_entry_that_does_not_validate_is_a_miss(root: Path) -> None:
+    load(root, root / "cache")
+    path = root / "cache" / CACHE_FILE
+
+    def spoil(lines: list[bytes]) -> list[bytes]:
+        out = []
+        for line in lines:
+            if line.startswith(b"E\t") and b"\tbusifavor\t" in line:
+                line = line.replace(b'"max_coupons":', b'"max_coupons":"many","was":')
+            out.append(line)
+        return out
+
+    rewrite(path, spoil)
     fresh, _ = load(root, None)
     loaded, cache = load(root, root / "cache")
     assert cache is not None and (cache.hits, cache.misses) == (3, 3)  # three dropped
     same(fresh.stocks, loaded.stocks)
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda line: line.rsplit(b"\t", 1)[0],  # no data
+        lambda line: line.replace(b"\tfavor\t", b"\tnot-a-kind\t"),
+        lambda line: line.replace(b"\tfavor\t", b"\tbusifavor\t"),  # data of another kind
+        lambda line: line[:-3],  # JSON cut short
+        lambda line: line.replace(b"\t", b"\t0000000000000000\t", 1),  # fields shifted
+    ],
+)
+def test_a_damaged_entry_is_a_miss_and_the_file_loads_as_parsed(
+    root: Path, spoil: Callable[[bytes], bytes]
+) -> None:
+    load(root, root / "cache")
+    path = root / "cache" / CACHE_FILE
+    rewrite(path, lambda lines: [spoil(x) if b"\tfavor\t" in x else x for x in lines])
+    fresh, _ = load(root, None)
+    loaded, cache = load(root, root / "cache")
+    assert cache is not None and (cache.hits, cache.misses) == (3, 3)
+    same(fresh.stocks, loaded.stocks)
+
+
+def test_a_line_the_format_does_not_know_voids_the_whole_cache(root: Path) -> None:
+    load(root, root / "cache")
+    rewrite(root / "cache" / CACHE_FILE, lambda lines: [*lines, b"X\tsomething else"])
+    _, cache = load(root, root / "cache")
+    assert cache is not None and cache.hits == 0
+
+
+def test_json_and_plain_data_validate_to_the_same_stock() -> None:
+    """A cached stock is validated from JSON, a parsed one from the file's values: for every
+    example stock both give the same model (the loader falls back to the values otherwise)."""
+    from reconciler.kinds import KINDS
+    from reconciler.loader import _as_json, _validated
+
+    for name, kind in KINDS.items():
+        data = example(name)
+        from_json = _validated(kind.model, _as_json(data))
+        assert from_json == kind.model.model_validate(data)
+        assert kind.model.model_validate_json(_as_json(data)) == from_json
 
 
 def test_concurrent_writers_leave_a_readable_cache(root: Path) -> None:

@@ -24,7 +24,7 @@ from reconciler.errors import ConfigError, StateError
 from reconciler.fsutil import write_atomic
 from reconciler.plan import Plan, PlanFormatError
 from reconciler.planner import PlanInputs, make_plan
-from reconciler.spec.images import ImageFacts, image_files
+from reconciler.spec.images import ImageFacts
 from reconciler.state.model import State
 
 REFRESH_MODES = ("changing", "all", "none")
@@ -102,7 +102,7 @@ def plan(
 
 def image_catalog(ws: Workspace) -> dict[str, ImageFacts]:
     """The facts of the image files the stocks name (Pillow is imported only when some do)."""
-    if not any(any(image_files(d.stock.spec)) for d in ws.desired):
+    if not any(d.images for d in ws.desired):
         return {}
     from reconciler.media import catalog
 

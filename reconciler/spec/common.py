@@ -7,16 +7,17 @@ import unicodedata
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, ConfigDict
 
 from reconciler.diagnostic_messages import Msg, MsgError, msg
+from reconciler.models import SharedFieldsModel
 
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
 )
 
 
-class Strict(BaseModel):
+class Strict(SharedFieldsModel):
     """Every spec object: no unknown keys, no type coercion ("5" is not 5), immutable."""
 
     model_config = ConfigDict(

@@ -30,10 +30,12 @@ from reconciler.ids import (
     MAX_GENERATION,
     body_digest,
     check_slug,
+    digest_matches,
     is_valid_request_no,
     out_request_no,
 )
 from reconciler.mapping import get_path
+from reconciler.models import SharedFieldsModel
 from reconciler.operation import OpType
 
 FORMAT_VERSION: Final = 1
@@ -64,7 +66,7 @@ of loading a large state; a save refuses (StateError) anything JSON cannot hold.
 _M = TypeVar("_M", bound=BaseModel)
 
 
-class _Frozen(BaseModel):
+class _Frozen(SharedFieldsModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -158,7 +160,7 @@ class StockState(_Frozen):
         if (self.sent_body is None) != (self.sent_digest is None):
             raise ValueError("sent_body and sent_digest must be set together")
         if self.sent_body is not None:
-            if self.sent_digest != body_digest(self.sent_body):
+            if not digest_matches(self.sent_body, self.sent_digest or ""):
                 raise ValueError("sent_digest does not match sent_body (edited by hand?)")
             if self.sent_body.get("out_request_no") != self.out_request_no:
                 raise ValueError("sent_body.out_request_no differs from out_request_no")
