@@ -221,25 +221,23 @@ class ParseCache:
         if read and differing <= max(REWRITE_MIN, len(used) // REWRITE_SHARE):
             return
         layouts = {**self._layouts, **self._new_layouts}
-        chunks = [
+        chunks = [b""]  # the header goes first, once the checksum of the rest is known
+        chunks += [
             _layout_line(layout, layouts[layout])
             for layout in sorted({layout for layout, _ in self._used.values()})
         ]
-        body = self._body
+        body, digest = self._body, hashlib.sha256()
         for _, line in self._used.values():
             if isinstance(line, int):
                 line = body[line : body.index(b"\n", line) + 1]
             chunks.append(line)
-        content = b"".join(chunks)
-        del chunks
-        header = {
-            "format": CACHE_FORMAT,
-            "fingerprint": self._fingerprint,
-            "sha256": hashlib.sha256(content).hexdigest(),
-        }
+        for chunk in chunks:
+            digest.update(chunk)
+        header = {"format": CACHE_FORMAT, "fingerprint": self._fingerprint}
+        chunks[0] = json.dumps({**header, "sha256": digest.hexdigest()}).encode() + b"\n"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.path, json.dumps(header).encode() + b"\n" + content)
+            write_atomic(self.path, b"".join(chunks))
         except OSError:
             return
 
