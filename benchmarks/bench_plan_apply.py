@@ -12,13 +12,13 @@
 
 from __future__ import annotations
 
-import resource
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench_plan_scale import measure as plan_in_child
 from bench_plan_scale import setup as synced_project
 from support import NOW, emulator, write_project, write_stocks
 
@@ -40,21 +40,15 @@ def _context(root: Path, clock: Clock, read_state: bool = False) -> engine.Works
 
 
 def bench_plan(count: int, runs: int = 3) -> dict[str, float]:
-    clock = Clock.starting_at(NOW)
+    """Each plan in a fresh process with the parse cache off (as bench_plan_scale's "no
+    cache"), so its peak memory is the plan's own, not the set-up's."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         synced_project(root, count)
-        samples = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            ctx = _context(root, clock, read_state=True)  # as `reconciler plan` does
-            planned = engine.plan(ctx, "none")
-            plan = planned.plan
-            samples.append(time.perf_counter() - start)
-            assert not plan.has_changes and len(plan.changes) == count
+        samples = [plan_in_child("plan", root, "off") for _ in range(runs)]
     return {
-        "seconds": statistics.median(samples),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "seconds": statistics.median(s for s, _ in samples),
+        "peak_rss_mb": max(peak for _, peak in samples),
     }
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from support import NOW, emulator, write_project, write_stocks  # noqa: E402
+from support import NOW, emulator, peak_rss_mb, write_project, write_stocks  # noqa: E402
 
 from reconciler import engine  # noqa: E402
 from reconciler.config import load_project  # noqa: E402
@@ -138,8 +137,7 @@ def main(argv: list[str]) -> None:
         start = time.perf_counter()
         {"bare": child_bare, "plan": child_plan}[argv[1]](Path(argv[2]))
         seconds = time.perf_counter() - start
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps({"seconds": seconds, "peak_mb": peak}))
+        print(json.dumps({"seconds": seconds, "peak_mb": peak_rss_mb()}))
         return
     runs = 3
     if "--runs" in argv:
