@@ -45,29 +45,30 @@ class LoadResult:
         return not any(d.severity is Severity.ERROR for d in self.diagnostics)
 
 
-def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Diagnostic]]:
+def discover(paths: Sequence[Path]) -> tuple[list[str], list[Diagnostic]]:
     """Every .yaml/.yml file under the given files or directories, sorted; hidden dirs skipped."""
-    # Keyed by the path as text: building and comparing Path objects for every file of a
-    # large tree cost more than reading it.
-    found: dict[str, Path] = {}
+    # Paths as text: building and comparing Path objects for every file of a large tree cost
+    # more than reading it (a Path is made only for a file that is parsed).
+    found: list[str] = []
     problems: list[Diagnostic] = []
     for root in paths:
         if root.is_file():
-            found[str(root)] = root
+            found.append(str(root))
         elif root.is_dir():
             for dirpath, dirnames, filenames in os.walk(root):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                folder = Path(dirpath)
-                for f in filenames:
-                    if f.endswith(SUFFIXES) and not f.startswith("."):
-                        found[os.path.join(dirpath, f)] = folder / f
+                found += [
+                    os.path.join(dirpath, f)
+                    for f in filenames
+                    if f.endswith(SUFFIXES) and not f.startswith(".")
+                ]
         else:
             problems.append(
                 Diagnostic(
                     str(root), 0, 0, Severity.ERROR, (), *coded(msg("file.not_found"), "not_found")
                 )
             )
-    return [found[p] for p in sorted(found, key=lambda p: p.split(os.sep))], problems
+    return sorted(set(found), key=lambda p: p.split(os.sep)), problems
 
 
 def display_path(path: Path, base: Path | None) -> str:
@@ -79,16 +80,16 @@ def display_path(path: Path, base: Path | None) -> str:
     return path.as_posix()
 
 
-def _with_display_paths(files: list[Path], base: Path | None) -> list[tuple[Path, str]]:
+def _with_display_paths(files: list[str], base: Path | None) -> list[tuple[str, str]]:
     """Each file with its display path; computed once per folder, not once per file."""
-    folders: dict[Path, str] = {}
+    folders: dict[str, str] = {}
     out = []
     for path in files:
-        parent = path.parent
+        parent, name = os.path.split(path)
         shown = folders.get(parent)
         if shown is None:
-            shown = folders[parent] = display_path(parent, base)
-        out.append((path, path.name if shown == "." else f"{shown}/{path.name}"))
+            shown = folders[parent] = display_path(Path(parent), base)
+        out.append((path, name if shown == "." else f"{shown}/{name}"))
     return out
 
 
@@ -265,11 +266,11 @@ def _names_files(data: bytes) -> bool:
 
 
 def _from_cache(
-    jobs: list[tuple[Path, str]],
+    jobs: list[tuple[str, str]],
     cache: ParseCache,
     result: LoadResult,
     summaries: list[Summary],
-) -> list[tuple[Path, str]]:
+) -> list[tuple[str, str]]:
     """Load the files the cache holds into `result`; returns the jobs left to parse."""
     left = []
     for path, file in jobs:
@@ -312,7 +313,7 @@ _Outcome = tuple[DesiredStock | _Shipped | Summary | None, list[Diagnostic]]
 
 
 def _load_path(
-    path: Path,
+    where: str,
     file: str,
     keep: bool,
     ship: bool,
@@ -321,6 +322,7 @@ def _load_path(
 ) -> _Outcome:
     """One file. `ship`: a valid stock comes back as `_Shipped`, with its data as JSON (for
     the cache); `remote`: to another process, so without its model."""
+    path = Path(where)
     try:
         raw, size = read_source(path)
     except OSError as exc:
@@ -358,7 +360,7 @@ def _load_path(
 
 
 def _load_chunk(
-    chunk: list[tuple[Path, str]],
+    chunk: list[tuple[str, str]],
     keep: bool = True,
     ship: bool = False,
     partners: Partners | None = None,
@@ -368,7 +370,7 @@ def _load_chunk(
 
 
 def _load_parallel(
-    jobs: list[tuple[Path, str]], workers: int, keep: bool, partners: Partners | None = None
+    jobs: list[tuple[str, str]], workers: int, keep: bool, partners: Partners | None = None
 ) -> Iterator[_Outcome]:
     """Files are independent, so large trees are split across processes (forked on Linux, where
     the parent's imports are shared for free). Outcomes are handed on as each part arrives,

@@ -129,7 +129,7 @@ STOCK_CONTENTS = (msg("contents.stock"), msg("contents.stock_keys"))
 PROJECT_CONTENTS = (msg("contents.project"), msg("contents.project_keys"))
 
 
-def read_source(path: Path, limit: int = MAX_BYTES) -> tuple[bytes, int]:
+def read_source(path: Path | str, limit: int = MAX_BYTES) -> tuple[bytes, int]:
     """At most `limit` + 1 bytes of a regular file, and its size (for the too_large message).
 
     Anything else raises OSError without being read: a FIFO named x.yaml blocks a plain read
