@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -301,7 +302,7 @@ def _cached_stock(entry: Entry, file: str, digest: str) -> tuple[DesiredStock, S
         return None
     try:
         stock = _validated(kind.model, entry.data)
-    except ValueError:  # pydantic's ValidationError is a ValueError, as is bad JSON
+    except (ValueError, RecursionError):  # ValidationError is a ValueError; JSON too deep
         return None
     if stock.kind != kind.name:
         return None
@@ -371,7 +372,7 @@ def _load_chunk(
 
 def _load_parallel(
     jobs: list[tuple[str, str]], workers: int, keep: bool, partners: Partners | None = None
-) -> Iterator[_Outcome]:
+) -> Generator[_Outcome, None, None]:
     """Files are independent, so large trees are split across processes (forked on Linux, where
     the parent's imports are shared for free). Outcomes are handed on as each part arrives,
     so the parent never holds every file's data at once."""
@@ -411,26 +412,15 @@ def load_stocks(
         workers = min(os.cpu_count() or 1, 8) if len(jobs) >= PARALLEL_THRESHOLD else 1
     parallel = workers > 1 and len(jobs) > 1
     ship = cache is not None and keep
-    outcomes = (
+    # Both one at a time, so a valid stock's data is dropped once it is a model (and a line of
+    # the cache); closed at the end, so an error stops the worker processes at once.
+    outcomes: Generator[_Outcome, None, None] = (
         _load_parallel(jobs, workers, keep, partners)
         if parallel
-        else _load_chunk(jobs, keep, ship, partners)
+        else (_load_path(path, file, keep, ship, partners) for path, file in jobs)
     )
-    for outcome, diagnostics in outcomes:
-        result.diagnostics += diagnostics
-        if isinstance(outcome, _Shipped):
-            result.stocks.append(outcome.unpack())
-            summaries.append(outcome.summary)
-            entry = outcome.entry() if cache is not None and not diagnostics else None
-            if cache is not None and entry is not None and not _names_files(entry.data):
-                cache.put(cache.key(outcome.digest), entry)
-            continue
-        loaded = outcome
-        if isinstance(loaded, DesiredStock):
-            result.stocks.append(loaded)
-            summaries.append(loaded.summary())
-        elif loaded is not None:
-            summaries.append(loaded)
+    with contextlib.closing(outcomes):
+        _take(outcomes, result, summaries, cache)
     if cache is not None and keep:
         cache.save()
     result.valid = len(summaries)
@@ -441,6 +431,28 @@ def load_stocks(
     result.diagnostics = sort_diagnostics(result.diagnostics)
     result.stocks.sort(key=lambda s: s.stock.id)
     return result
+
+
+def _take(
+    outcomes: Iterable[_Outcome],
+    result: LoadResult,
+    summaries: list[Summary],
+    cache: ParseCache | None,
+) -> None:
+    """Add each file's outcome to `result` (and a valid stock's entry to `cache`)."""
+    for outcome, diagnostics in outcomes:
+        result.diagnostics += diagnostics
+        if isinstance(outcome, _Shipped):
+            result.stocks.append(outcome.unpack())
+            summaries.append(outcome.summary)
+            entry = outcome.entry() if cache is not None and not diagnostics else None
+            if cache is not None and entry is not None and not _names_files(entry.data):
+                cache.put(cache.key(outcome.digest), entry)
+        elif isinstance(outcome, DesiredStock):
+            result.stocks.append(outcome)
+            summaries.append(outcome.summary())
+        elif outcome is not None:
+            summaries.append(outcome)
 
 
 def _cross_file(stocks: Iterable[Summary]) -> list[Diagnostic]:

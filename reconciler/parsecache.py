@@ -120,6 +120,7 @@ class ParseCache:
         self._used: dict[str, tuple[str, bytes | int]] = {}
         """Entry key -> (layout id, its line: new bytes, or where it is in `_body`)."""
         self._new_layouts: dict[str, tuple[str, ...]] = {}
+        self._replaced = False
         self.hits = 0
         self.misses = 0
 
@@ -135,7 +136,7 @@ class ParseCache:
         start = raw.find(b"\n") + 1
         try:
             header = json.loads(raw[:start])
-        except ValueError:
+        except (ValueError, RecursionError):
             return
         if (
             not start
@@ -163,7 +164,7 @@ class ParseCache:
                 else:
                     return
                 pos = end + 1
-        except ValueError:  # a line without its end, a bad layout: not a cache we wrote
+        except (ValueError, RecursionError):  # a line cut short, a bad layout: not ours
             return
         self._body, self._at, self._layouts = raw, at, layouts
 
@@ -196,6 +197,8 @@ class ParseCache:
         return entry, layout
 
     def put(self, key: str, entry: Entry) -> None:
+        if key in self._at:
+            self._replaced = True  # its line did not read: rewrite, or it is parsed every run
         layout = _layout_id(entry.paths)
         if layout not in self._layouts:
             self._new_layouts.setdefault(layout, entry.paths)
@@ -215,22 +218,29 @@ class ParseCache:
         parsing that file again next time (REWRITE_SHARE). A cache that cannot be written is
         only a slower next run: errors are ignored."""
         used, read = self._used.keys(), self._at.keys()
-        if used == read:
+        if used == read and not self._replaced:
             return
         differing = len(used - read) + len(read - used)
-        if read and differing <= max(REWRITE_MIN, len(used) // REWRITE_SHARE):
+        if (
+            read
+            and not self._replaced
+            and differing <= max(REWRITE_MIN, len(used) // REWRITE_SHARE)
+        ):
             return
         layouts = {**self._layouts, **self._new_layouts}
-        chunks = [b""]  # the header goes first, once the checksum of the rest is known
+        chunks: list[bytes | memoryview] = [
+            b""
+        ]  # the header goes first, once the checksum of the rest is known
         chunks += [
             _layout_line(layout, layouts[layout])
             for layout in sorted({layout for layout, _ in self._used.values()})
         ]
         body, digest = self._body, hashlib.sha256()
-        for _, line in self._used.values():
-            if isinstance(line, int):
-                line = body[line : body.index(b"\n", line) + 1]
-            chunks.append(line)
+        view = memoryview(body)  # slices of it are not copies
+        chunks += [
+            line if isinstance(line, bytes) else view[line : body.index(b"\n", line) + 1]
+            for _, line in self._used.values()
+        ]
         for chunk in chunks:
             digest.update(chunk)
         header = {"format": CACHE_FORMAT, "fingerprint": self._fingerprint}

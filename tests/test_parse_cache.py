@@ -164,6 +164,47 @@ def test_a_damaged_entry_is_a_miss_and_the_file_loads_as_parsed(
     same(fresh.stocks, loaded.stocks)
 
 
+def test_json_nested_too_deep_is_a_miss_not_a_crash(root: Path) -> None:
+    """Deep JSON makes the standard parser raise RecursionError, not ValueError: in an entry's
+    data, a layout line or the header, it is a damaged cache like any other."""
+    load(root, root / "cache")
+    path = root / "cache" / CACHE_FILE
+    good = path.read_bytes()
+    deep = b"[" * 100_000
+
+    def deepen(tag: bytes) -> Callable[[list[bytes]], list[bytes]]:
+        return lambda lines: [
+            x.rsplit(b"\t", 1)[0] + b"\t" + deep if x.startswith(tag) else x for x in lines
+        ]
+
+    fresh, _ = load(root, None)
+    rewrite(path, deepen(b"E\t"))
+    loaded, cache = load(root, root / "cache")
+    assert cache is not None and (cache.hits, cache.misses) == (0, 6)
+    same(fresh.stocks, loaded.stocks)
+    for damaged in (deepen(b"L\t"), None):
+        path.write_bytes(good)
+        if damaged is None:  # the header line
+            path.write_bytes(deep + b"\n" + good.partition(b"\n")[2])
+        else:
+            rewrite(path, damaged)
+        loaded, cache = load(root, root / "cache")
+        assert cache is not None and cache.hits == 0
+        same(fresh.stocks, loaded.stocks)
+
+
+def test_an_entry_that_did_not_read_is_written_again(root: Path) -> None:
+    """A damaged entry's file is parsed and cached afresh under the same key; the cache is
+    rewritten then (whatever REWRITE_MIN says), or that file would be parsed on every run."""
+    load(root, root / "cache")
+    path = root / "cache" / CACHE_FILE
+    rewrite(path, lambda lines: [x[:-3] if b"\tfavor\t" in x else x for x in lines])
+    _, cache = load(root, root / "cache")
+    assert cache is not None and (cache.hits, cache.misses) == (3, 3)
+    _, cache = load(root, root / "cache")
+    assert cache is not None and (cache.hits, cache.misses) == (6, 0)
+
+
 def test_a_line_the_format_does_not_know_voids_the_whole_cache(root: Path) -> None:
     load(root, root / "cache")
     rewrite(root / "cache" / CACHE_FILE, lambda lines: [*lines, b"X\tsomething else"])

@@ -309,6 +309,9 @@ VALID_STATE = json.dumps(sample_state().to_data(), indent=2).encode()
         (b"lineage = 1\n", "is not valid JSON: Expecting value at line 1 column 1"),
         (VALID_STATE + b"}", "is not valid JSON: Extra data"),
         (b"[1, 2]", "the top level is an array, expected an object"),
+        (b"[" * 100_000, "is not a state file reconciler can read"),  # nested too deep
+        (b'{"serial": ' + b"9" * 5000 + b"}", "is not a state file reconciler can read"),
+        (b"\xef\xbb\xbf" + VALID_STATE, "is not valid JSON: Unexpected UTF-8 BOM"),
         (b'{"serial": 1}', "has no format_version"),
         (
             VALID_STATE.replace(b'"format_version": 1', b'"format_version": 2'),

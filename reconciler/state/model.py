@@ -30,7 +30,6 @@ from reconciler.ids import (
     MAX_GENERATION,
     body_digest,
     check_slug,
-    digest_matches,
     is_valid_request_no,
     out_request_no,
 )
@@ -160,7 +159,7 @@ class StockState(_Frozen):
         if (self.sent_body is None) != (self.sent_digest is None):
             raise ValueError("sent_body and sent_digest must be set together")
         if self.sent_body is not None:
-            if not digest_matches(self.sent_body, self.sent_digest or ""):
+            if self.sent_digest != body_digest(self.sent_body):
                 raise ValueError("sent_digest does not match sent_body (edited by hand?)")
             if self.sent_body.get("out_request_no") != self.out_request_no:
                 raise ValueError("sent_body.out_request_no differs from out_request_no")

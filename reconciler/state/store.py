@@ -944,32 +944,12 @@ def parse_state_data(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise StateError("is empty" + (" (0 bytes)" if not raw else " (only whitespace)"))
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise StateError(
-            f"is not UTF-8 text (bad byte at offset {exc.start}); it is not a state file"
-        ) from None
-    try:
         # pydantic's Rust parser reads a large state in half the time, and shares the short
         # strings repeated across stocks. Anything it refuses goes through the standard parser,
         # which accepts the same documents (lone surrogates aside) and says where one breaks.
         data = pydantic_core.from_json(raw, allow_inf_nan=True, cache_strings="all")
     except ValueError:
-        data = None
-    try:
-        if data is None:
-            data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        # Our files are one object, so every proper prefix of one fails at its very end (or
-        # inside a string that runs to the end).
-        if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
-            raise StateError(
-                f"is truncated: its JSON ends early at line {exc.lineno} column {exc.colno} "
-                "(an interrupted copy or a full disk?)"
-            ) from None
-        raise StateError(
-            f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+        data = _parse_standard(raw)
     if isinstance(data, dict) and "format_version" in data:
         version = data["format_version"]
         if type(version) is int and version > FORMAT_VERSION:
@@ -989,6 +969,31 @@ def parse_state_data(raw: bytes) -> dict[str, Any]:
         state_from_data(data)  # says what the top level is instead
         raise StateError("is not a JSON object")
     return data
+
+
+def _parse_standard(raw: bytes) -> Any:
+    """`raw` read by the standard JSON parser; StateError saying where it breaks."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StateError(
+            f"is not UTF-8 text (bad byte at offset {exc.start}); it is not a state file"
+        ) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        # Our files are one object, so every proper prefix of one fails at its very end (or
+        # inside a string that runs to the end).
+        if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
+            raise StateError(
+                f"is truncated: its JSON ends early at line {exc.lineno} column {exc.colno} "
+                "(an interrupted copy or a full disk?)"
+            ) from None
+        raise StateError(
+            f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except (ValueError, RecursionError) as exc:  # a number too long to convert; deep nesting
+        raise StateError(f"is not a state file reconciler can read: {exc}") from None
 
 
 def state_from_data(data: object) -> State:
