@@ -3,9 +3,10 @@
 A plan over a large repository spends most of its time parsing YAML. The cache keeps, for each
 stock file that loaded valid *without any diagnostic* (no error, no warning), what loading
 produced: the plain data the model is validated from (as JSON), the line of every key, the
-`id:` line and the summary key. An entry is found by the SHA-256 of the file's bytes together
-with a fingerprint of this reconciler (its version and the source of the package, so any
-change to parsing, the schema or the rules starts afresh). A file with diagnostics is never
+`id:` line and the summary key. An entry is found by the SHA-256 of the file's bytes; the
+cache as a whole belongs to one fingerprint of this reconciler (its version and the source of
+the package, named in the header, so any change to parsing, the schema or the rules starts
+afresh). A file with diagnostics is never
 cached, so `validate` and `plan` report its errors from a fresh parse, with file:line:col,
 every time.
 
@@ -125,8 +126,9 @@ class ParseCache:
         self.misses = 0
 
     def key(self, digest: str) -> str:
-        """The entry key of a file whose bytes have SHA-256 `digest`."""
-        return hashlib.sha256(f"{self._fingerprint}\0{digest}".encode()).hexdigest()
+        """The entry key of a file whose bytes have SHA-256 `digest` (hex): the digest itself,
+        as the header already ties every entry to this reconciler's fingerprint."""
+        return digest
 
     def _read(self) -> None:
         try:
