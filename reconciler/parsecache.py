@@ -230,9 +230,8 @@ class ParseCache:
         ):
             return
         layouts = {**self._layouts, **self._new_layouts}
-        chunks: list[bytes | memoryview] = [
-            b""
-        ]  # the header goes first, once the checksum of the rest is known
+        # The header goes first, once the checksum of the rest is known.
+        chunks: list[bytes | memoryview] = [b""]
         chunks += [
             _layout_line(layout, layouts[layout])
             for layout in sorted({layout for layout, _ in self._used.values()})
