@@ -3,6 +3,7 @@ a project kept with --keep."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ def test_the_demo_runs_the_examples_end_to_end() -> None:
     assert run.exit_code == 0, run.output
     assert "3 stocks exist in the emulator, 3 stock files" in run.stdout
     assert "activated (start)" in run.stdout and "paused" in run.stdout
+    # What WeChat Pay holds at the end: one line per stock, in one case.
+    assert re.search(r"\n  spring-sale-10-off-100: favor \d+, paused\n", run.stdout), run.stdout
+    assert re.search(r"\n  member-day-latte-8-off: busifavor \d+, running\n", run.stdout)
     assert "files in" not in run.stdout  # the folder is deleted on exit: not named
 
 

@@ -215,8 +215,12 @@ def _run(
                     ),
                 )
                 second = engine.plan(ws).plan
-                status = {s.stock_id: s.status for s in emu.stocks.values()}
-                click.echo(f"\nstatus at WeChat Pay (emulated): {status}")
+                click.echo("\nat WeChat Pay (emulated):")
+                for entry in sorted(ws.load_state().stocks.values(), key=lambda e: e.id):
+                    held = emu.stocks.get(entry.stock_id or "")
+                    if held is not None:  # favor says `paused`, busifavor `RUNNING`: one case
+                        status = held.status.lower()
+                        click.echo(f"  {entry.id}: {entry.kind} {entry.stock_id}, {status}")
         except ReconcilerError as exc:
             click.echo(f"error: {exc}", err=True)
             return EXIT_ERROR
