@@ -116,6 +116,28 @@ def test_the_schema_is_versioned_and_created_on_first_use(postgres_dsn: str, sch
         store_for(postgres_dsn, schema).load()
 
 
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [("{broken", "is not JSON"), ("[1, 2]", "is not an object"), ("[" * 100_000, "is not JSON")],
+)
+def test_a_damaged_stock_row_is_a_state_error_naming_the_table(
+    postgres_dsn: str, schema: str, data: str, problem: str
+) -> None:
+    import psycopg
+
+    store = store_for(postgres_dsn, schema)
+    state = store.load(create_if_missing=True)
+    store.save(state.with_stock(StockState.new("row-one", "favor", "1900000001")))
+    assert "row-one" in store_for(postgres_dsn, schema).load().stocks
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"UPDATE {schema}.stocks SET data = %s", (data,))
+    store.close()
+    with pytest.raises(StateError) as info:
+        store_for(postgres_dsn, schema).load()
+    assert f"has a row in {schema}.stocks that {problem}" in str(info.value)
+    assert "reconciler state pull" in str(info.value)
+
+
 # --- killed in the middle of a transaction ----------------------------------------------------
 
 

@@ -34,10 +34,12 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
+
+import pydantic_core
 
 from reconciler.errors import ConfigError, StateError
 from reconciler.state.backend import Delta, StateMissingError, WallClock, delta, iter_merchants
@@ -262,10 +264,8 @@ class PostgresStateStore:
                 return self._missing(conn, create_if_missing=create_if_missing, init=init)
             rows = conn.execute(f"SELECT data FROM {s}.stocks").fetchall()
             images = _read_images(conn, s)
-        stocks: dict[str, Any] = {}
-        for (text,) in rows:
-            value = json.loads(text)
-            stocks[value.get("id")] = value
+        stocks = _stock_rows(rows, s)
+        del rows
         data = {
             "format_version": 1,
             "lineage": str(head[0]),
@@ -667,10 +667,7 @@ class PostgresStateStore:
             f"SELECT lineage, serial, retired, retired_stock_ids, callbacks FROM {s}.state"
         ).fetchone()
         assert head is not None
-        stocks = {}
-        for (text,) in conn.execute(f"SELECT data FROM {s}.stocks"):
-            value = json.loads(text)
-            stocks[value["id"]] = value
+        stocks = _stock_rows(conn.execute(f"SELECT data FROM {s}.stocks"), s)
         data = {
             "format_version": 1,
             "lineage": str(head[0]),
@@ -893,6 +890,30 @@ def _everything(state: State, scoped: frozenset[str] | None) -> Delta:
 
 def _durable() -> None:
     """The wait of a save that was durable when it returned."""
+
+
+def _stock_rows(rows: Iterable[tuple[Any, ...]], schema: str) -> dict[Any, Any]:
+    """The rows of the stocks table as the state's `stocks` object, by id. pydantic's JSON
+    reader is the faster one and shares the short strings repeated across rows; a row it
+    refuses goes through the standard parser. A row that is not a JSON object is a StateError,
+    never a traceback (a row without an id is left for the state's validation to name)."""
+    stocks: dict[Any, Any] = {}
+    for (text,) in rows:
+        try:
+            value = pydantic_core.from_json(text, allow_inf_nan=True, cache_strings="all")
+        except ValueError:
+            try:
+                value = json.loads(text)
+            except (ValueError, RecursionError) as exc:
+                value = exc
+        if not isinstance(value, dict):
+            shown = f"is not JSON ({value})" if isinstance(value, Exception) else "is not an object"
+            raise StateError(
+                f"the PostgreSQL state (schema {schema}) has a row in {schema}.stocks that "
+                f"{shown}. Nothing was changed; restore it from a `reconciler state pull` export."
+            )
+        stocks[value.get("id")] = value
+    return stocks
 
 
 def _read_images(conn: psycopg.Connection[Any], schema: str) -> dict[str, dict[str, Any]]:
