@@ -116,6 +116,36 @@ def test_the_schema_is_versioned_and_created_on_first_use(postgres_dsn: str, sch
         store_for(postgres_dsn, schema).load()
 
 
+def test_a_run_starting_takes_no_table_lock_that_waits_for_a_save_under_way(
+    postgres_dsn: str, schema: str
+) -> None:
+    """A store's first use sets the schema up only when this reconciler's DDL has not run on
+    it: ALTER TABLE and CREATE INDEX lock their tables even when there is nothing to do, and a
+    plan starting while an apply saved deadlocked that save (every step of the apply failed).
+    Here another session holds the locks a save holds, and a new store must still load."""
+    import threading
+
+    import psycopg
+
+    store = store_for(postgres_dsn, schema)
+    store.save(store.load(create_if_missing=True))
+    store.close()
+    loaded: list[State] = []
+    with psycopg.connect(postgres_dsn) as saving:  # a transaction, as a save is
+        saving.execute(f"SELECT serial FROM {schema}.state FOR UPDATE")
+        saving.execute(f"LOCK TABLE {schema}.stocks IN ROW EXCLUSIVE MODE")
+        reader = threading.Thread(
+            target=lambda: loaded.append(store_for(postgres_dsn, schema).load()), daemon=True
+        )
+        reader.start()
+        reader.join(10)
+        finished = not reader.is_alive()
+        saving.rollback()
+    reader.join(30)
+    assert finished, "a new store's first use waited for a lock of the save under way"
+    assert loaded and loaded[0].serial == 1
+
+
 @pytest.mark.parametrize(
     ("data", "problem"),
     [("{broken", "is not JSON"), ("[1, 2]", "is not an object"), ("[" * 100_000, "is not JSON")],

@@ -88,6 +88,10 @@ _DDL = [
 ]
 
 
+_DDL_DIGEST = hashlib.sha256("\n".join(_DDL).encode()).hexdigest()[:16]
+"""Recorded in `meta` once the DDL above ran, so that later first uses can skip it."""
+
+
 def advisory_key(schema: str, scope: str) -> int:
     """A signed 64-bit advisory lock key for `scope` ("state" or "merchant:<mchid>")."""
     digest = hashlib.sha256(f"reconciler\0{schema}\0{scope}".encode()).digest()
@@ -231,6 +235,8 @@ class PostgresStateStore:
 
     def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
         s = self.schema
+        if self._schema_current(conn):
+            return
         with conn.transaction():
             # Two first uses at once would race on CREATE ... IF NOT EXISTS.
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key(s, "setup"),))
@@ -246,10 +252,30 @@ class PostgresStateStore:
                     (str(SCHEMA_VERSION),),
                 )
             elif int(row[0]) > SCHEMA_VERSION:
-                raise StateError(
-                    f"the PostgreSQL state schema {s} is at version {row[0]}, written by a newer "
-                    f"reconciler (this one knows version {SCHEMA_VERSION}); upgrade reconciler"
-                )
+                raise _newer(s, row[0])
+            conn.execute(
+                f"INSERT INTO {s}.meta (key, value) VALUES ('ddl', %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (_DDL_DIGEST,),
+            )
+
+    def _schema_current(self, conn: psycopg.Connection[Any]) -> bool:
+        """Whether this reconciler's DDL ran on the schema already, found without locking its
+        tables: ALTER TABLE and CREATE INDEX lock them even when there is nothing to do, and
+        a run starting (a plan, a second pipeline) deadlocked the save of an apply under way."""
+        s = self.schema
+        with conn.transaction():
+            found = conn.execute("SELECT to_regclass(%s)", (f"{s}.meta",)).fetchone()
+            if found is None or found[0] is None:
+                return False
+            rows = conn.execute(
+                f"SELECT key, value FROM {s}.meta WHERE key IN ('schema_version', 'ddl')"
+            ).fetchall()
+        meta = {str(k): str(v) for k, v in rows}
+        version = meta.get("schema_version")
+        if version is not None and version.isdigit() and int(version) > SCHEMA_VERSION:
+            raise _newer(s, version)
+        return version == str(SCHEMA_VERSION) and meta.get("ddl") == _DDL_DIGEST
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -890,6 +916,13 @@ def _everything(state: State, scoped: frozenset[str] | None) -> Delta:
 
 def _durable() -> None:
     """The wait of a save that was durable when it returned."""
+
+
+def _newer(schema: str, version: object) -> StateError:
+    return StateError(
+        f"the PostgreSQL state schema {schema} is at version {version}, written by a newer "
+        f"reconciler (this one knows version {SCHEMA_VERSION}); upgrade reconciler"
+    )
 
 
 def _stock_rows(rows: Iterable[tuple[Any, ...]], schema: str) -> dict[Any, Any]:
