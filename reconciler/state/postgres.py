@@ -39,13 +39,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
-import pydantic_core
-
 from reconciler.errors import ConfigError, StateError
 from reconciler.state.backend import Delta, StateMissingError, WallClock, delta, iter_merchants
 from reconciler.state.lock import LockInfo, StateLockedError
 from reconciler.state.model import State, StateDataError
-from reconciler.state.store import INIT_STATE_FLAG, SECRET_MARKER, render_state
+from reconciler.state.store import INIT_STATE_FLAG, SECRET_MARKER, read_json, render_state
 
 if TYPE_CHECKING:
     import psycopg
@@ -926,19 +924,15 @@ def _newer(schema: str, version: object) -> StateError:
 
 
 def _stock_rows(rows: Iterable[tuple[Any, ...]], schema: str) -> dict[Any, Any]:
-    """The rows of the stocks table as the state's `stocks` object, by id. pydantic's JSON
-    reader is the faster one and shares the short strings repeated across rows; a row it
-    refuses goes through the standard parser. A row that is not a JSON object is a StateError,
-    never a traceback (a row without an id is left for the state's validation to name)."""
+    """The rows of the stocks table as the state's `stocks` object, by id (`read_json`). A
+    row that is not a JSON object is a StateError, never a traceback (a row without an id is
+    left for the state's validation to name)."""
     stocks: dict[Any, Any] = {}
     for (text,) in rows:
         try:
-            value = pydantic_core.from_json(text, allow_inf_nan=True, cache_strings="all")
-        except ValueError:
-            try:
-                value = json.loads(text)
-            except (ValueError, RecursionError) as exc:
-                value = exc
+            value = read_json(text)
+        except (ValueError, RecursionError) as exc:
+            value = exc
         if not isinstance(value, dict):
             shown = f"is not JSON ({value})" if isinstance(value, Exception) else "is not an object"
             raise StateError(

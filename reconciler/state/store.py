@@ -943,13 +943,7 @@ def parse_state_data(raw: bytes) -> dict[str, Any]:
     """Bytes of a state file -> its JSON object, format checked; not validated yet."""
     if not raw.strip():
         raise StateError("is empty" + (" (0 bytes)" if not raw else " (only whitespace)"))
-    try:
-        # pydantic's Rust parser reads a large state in half the time, and shares the short
-        # strings repeated across stocks. Anything it refuses goes through the standard parser,
-        # which accepts the same documents (lone surrogates aside) and says where one breaks.
-        data = pydantic_core.from_json(raw, allow_inf_nan=True, cache_strings="all")
-    except ValueError:
-        data = _parse_standard(raw)
+    data = read_json(raw, _parse_standard)
     if isinstance(data, dict) and "format_version" in data:
         version = data["format_version"]
         if type(version) is int and version > FORMAT_VERSION:
@@ -969,6 +963,17 @@ def parse_state_data(raw: bytes) -> dict[str, Any]:
         state_from_data(data)  # says what the top level is instead
         raise StateError("is not a JSON object")
     return data
+
+
+def read_json(raw: bytes | str, standard: Callable[[Any], Any] = json.loads) -> Any:
+    """JSON of a state (a file, a PostgreSQL row). pydantic's Rust parser reads a large state
+    in half the time, and shares the short strings repeated across stocks. Anything it refuses
+    goes to `standard`, the standard parser, which accepts the same documents (lone surrogates
+    aside) and says where one breaks."""
+    try:
+        return pydantic_core.from_json(raw, allow_inf_nan=True, cache_strings="all")
+    except ValueError:
+        return standard(raw)
 
 
 def _parse_standard(raw: bytes) -> Any:
