@@ -66,6 +66,12 @@ class DesiredStock:
         once per stock (the plan asks several times)."""
         return tuple(image_files(self.stock.spec))
 
+    def naming_no_files(self) -> DesiredStock:
+        """This stock, known to name no image file (so `images` need not look): the loader
+        says so of a stock from the parse cache, which keeps no stock that names a file."""
+        self.__dict__["images"] = ()
+        return self
+
     def line_of(self, path: str) -> int:
         """The line of `path`, or of its nearest parent in the file; else the `id:` line."""
         while path:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import pydantic_core
+
 from reconciler.codes import CodePool, capacity_problems, duplicates_across, read_pool
 from reconciler.desired import DesiredStock, FieldLines, Summary
 from reconciler.diagnostic_messages import coded, msg
@@ -108,13 +110,13 @@ def _load_stock(
     file: str,
     size: int | None = None,
     positions: bool = True,
-    source: Path | None = None,
-    folder: Path | None = None,
+    source: str | None = None,
     partners: Partners | None = None,
 ) -> tuple[DesiredStock | None, list[Diagnostic], Any]:
     """`load_stock_file`, plus the plain data the stock was validated from. `positions`:
     keep the line of every field (for the plan; validate needs none of a valid stock).
-    `source`: where the file is on disk, to check the image files it names. `partners`: the
+    `source`: where the file is on disk, to check the image files and the code pool it names
+    (a `Path` is made only for a stock that names one). `partners`: the
     project's service-provider rules, checked here while the file's positions are at hand."""
     doc = read_document(raw, file, size=size)
     if doc.data is None:
@@ -140,12 +142,14 @@ def _load_stock(
     if source is not None and any(image_files(stock.spec)):
         from reconciler.media import image_findings, root_of  # Pillow only when needed
 
-        found = image_findings(stock, file, root_of(source, file))
+        found = image_findings(stock, file, root_of(Path(source), file))
         diagnostics += findings_to_diagnostics(doc, found)
     pool, digest = None, hashlib.sha256(raw).hexdigest()
     ref = getattr(stock, "codes", None)
-    if ref is not None and folder is not None and not diagnostics_have_errors(diagnostics):
-        pool, problems = read_pool(folder, file, ref.file, doc.locate(("codes", "file"), key=False))
+    if ref is not None and source is not None and not diagnostics_have_errors(diagnostics):
+        pool, problems = read_pool(
+            Path(source).parent, file, ref.file, doc.locate(("codes", "file"), key=False)
+        )
         diagnostics += problems
         if pool is not None:
             digest = hashlib.sha256(f"{digest}\0{pool.digest}".encode()).hexdigest()
@@ -239,7 +243,15 @@ class _Shipped:
 
 def _as_json(data: Any) -> Any:
     """A valid stock's plain data as compact UTF-8 JSON; the data itself where JSON cannot
-    hold it (a YAML .nan or .inf)."""
+    hold it (a YAML .nan, a lone surrogate from a `\\ud800` escape)."""
+    try:
+        # pydantic's serialiser is about twice as fast as json.dumps here; it writes NaN and
+        # Infinity as such, which are not JSON, so text naming either takes the exact path.
+        out = pydantic_core.to_json(data)
+    except ValueError:
+        return data
+    if b"NaN" not in out and b"Infinity" not in out:
+        return out
     try:
         return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
     except ValueError:
@@ -298,7 +310,7 @@ def _cached_stock(entry: Entry, file: str, digest: str) -> tuple[DesiredStock, S
     """A cache entry as the stock it stands for; None when it does not fit (never trusted
     further than the model's own validation)."""
     kind = KINDS.get(entry.kind)
-    if kind is None:
+    if kind is None or _names_files(entry.data):  # never put; not trusted to name no file
         return None
     try:
         stock = _validated(kind.model, entry.data)
@@ -306,7 +318,8 @@ def _cached_stock(entry: Entry, file: str, digest: str) -> tuple[DesiredStock, S
         return None
     if stock.kind != kind.name:
         return None
-    loaded = DesiredStock(stock, file, entry.line, digest, _field_lines(entry.paths, entry.lines))
+    lines = _field_lines(entry.paths, entry.lines)
+    loaded = DesiredStock(stock, file, entry.line, digest, lines).naming_no_files()
     return loaded, Summary(stock.id, file, entry.line, entry.spec_key)
 
 
@@ -323,9 +336,8 @@ def _load_path(
 ) -> _Outcome:
     """One file. `ship`: a valid stock comes back as `_Shipped`, with its data as JSON (for
     the cache); `remote`: to another process, so without its model."""
-    path = Path(where)
     try:
-        raw, size = read_source(path)
+        raw, size = read_source(where)
     except OSError as exc:
         return None, [
             Diagnostic(
@@ -338,7 +350,7 @@ def _load_path(
             )
         ]
     loaded, diagnostics, data = _load_stock(
-        raw, file, size, positions=keep, source=path, folder=path.parent, partners=partners
+        raw, file, size, positions=keep, source=where, partners=partners
     )
     if loaded is None:
         return None, diagnostics

@@ -17,7 +17,9 @@ from typing import Self
 
 from pydantic import BaseModel, model_validator
 
-_SHARED: dict[frozenset[str], set[str]] = {}
+_SHARED: dict[tuple[str, ...], set[str]] = {}
+"""Keyed by the names in the set's own order: equal keys mean equal sets, and a set of the same
+names in another order only makes a second shared copy."""
 
 
 class SharedFieldsModel(BaseModel):
@@ -26,7 +28,7 @@ class SharedFieldsModel(BaseModel):
     @model_validator(mode="after")
     def _share_fields_set(self) -> Self:
         names = self.__pydantic_fields_set__
-        shared = _SHARED.setdefault(frozenset(names), names)
+        shared = _SHARED.setdefault(tuple(names), names)
         if shared is not names:
             object.__setattr__(self, "__pydantic_fields_set__", shared)
         return self

@@ -7,6 +7,7 @@ counting the expanded size as it goes, so alias bombs and deep nesting are refus
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterator
@@ -112,6 +113,22 @@ def nesting_bound(text: str) -> int:
     flow = text.count("[") + text.count("{")
     block = max(map(len, _BLOCK_PREFIX.findall(text)), default=0)
     return flow + 2 * block + 2
+
+
+def may_nest_deeper(text: str, depth: int) -> bool:
+    """`nesting_bound(text) > depth`, without measuring every line: only whether one line
+    starts with a run long enough to pass `depth` (most files are read with this, so it is
+    a search that stops at the first such line, not a list of every line's run)."""
+    flow = text.count("[") + text.count("{")
+    room = depth - flow - 2  # what 2 × the longest run may reach without passing `depth`
+    if room < 0:
+        return True
+    return _long_prefix(room // 2 + 1).search(text) is not None
+
+
+@functools.cache
+def _long_prefix(length: int) -> re.Pattern[str]:
+    return re.compile(f"^[ \\t?:-]{{{length}}}", re.MULTILINE)
 
 
 def prescan(text: str, max_nodes: int = MAX_NODES) -> None:

@@ -30,7 +30,7 @@ from reconciler.yamlnodes import (
     BuildError,
     build,
     compose_all,
-    nesting_bound,
+    may_nest_deeper,
     node_path,
     prescan,
 )
@@ -211,7 +211,7 @@ def read_document(
         )
         return doc
     try:
-        if len(raw) > PRESCAN_ABOVE_BYTES or nesting_bound(doc.text) > PRESCAN_ABOVE_DEPTH:
+        if len(raw) > PRESCAN_ABOVE_BYTES or may_nest_deeper(doc.text, PRESCAN_ABOVE_DEPTH):
             prescan(doc.text)
         nodes = compose_all(doc.text)
     except BuildError as exc:

@@ -46,7 +46,7 @@ from reconciler.config import Project, load_project
 from reconciler.diagnostics import Diagnostic, FieldPath, Severity, format_path
 from reconciler.loader import load_stock_file
 from reconciler.spec import BusifavorStock, FavorStock
-from reconciler.yamlnodes import events, nesting_bound
+from reconciler.yamlnodes import events, may_nest_deeper, nesting_bound
 from tests.cli_invoke import invoke
 from tests.conftest import EXAMPLES, ROOT, dump, example
 
@@ -798,6 +798,10 @@ nesting_texts = st.one_of(
 def _bound(text: str) -> None:
     # The prescan is skipped when this bound is small; libyaml must then never nest deeper.
     assert _max_depth(text) <= nesting_bound(text), text
+    # The reader asks only whether the bound passes a depth, which must agree with it.
+    bound = nesting_bound(text)
+    for depth in {0, 1, bound - 2, bound - 1, bound, bound + 1, 512}:
+        assert may_nest_deeper(text, depth) is (bound > depth), (text, depth)
 
 
 @quick(50)

@@ -225,6 +225,20 @@ def test_json_and_plain_data_validate_to_the_same_stock() -> None:
         assert kind.model.model_validate_json(_as_json(data)) == from_json
 
 
+def test_data_json_cannot_hold_is_shipped_as_values_and_text_naming_nan_stays_json() -> None:
+    import json
+
+    from reconciler.loader import _as_json
+
+    assert isinstance(_as_json({"a": float("nan")}), dict)
+    assert isinstance(_as_json({"a": [1, float("inf")]}), dict)
+    assert _as_json({"a": "\ud800"}) == {"a": "\ud800"}
+    for text in ("NaN", "-Infinity", "NaN 打折"):
+        out = _as_json({"comment": text, "n": 10**25, "x": 1e-7})
+        assert isinstance(out, bytes)
+        assert json.loads(out) == {"comment": text, "n": 10**25, "x": 1e-7}
+
+
 def test_concurrent_writers_leave_a_readable_cache(root: Path) -> None:
     errors: list[BaseException] = []
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from datetime import datetime
@@ -29,8 +30,12 @@ class Strict(SharedFieldsModel):
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_rfc3339(value: str) -> datetime:
-    """Parse an RFC3339 time that carries an explicit offset (`+08:00` or `Z`)."""
+    """Parse an RFC3339 time that carries an explicit offset (`+08:00` or `Z`).
+
+    Remembered per text (a datetime is immutable): the stocks of a campaign share their times,
+    and a plan reads each one several times (validation, then the end of each stock)."""
     m = _RFC3339.match(value)
     if m is None:
         raise MsgError(msg("time.not_rfc3339", value=shown(value)))
