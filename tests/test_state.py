@@ -235,6 +235,76 @@ def test_from_data_names_each_problem(mutate: Any, problem: str) -> None:
 # --- load / save ------------------------------------------------------------------------------
 
 
+def _counting_digests(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the body digests the state model computes while validating."""
+    import reconciler.state.model as model
+
+    calls: list[int] = []
+
+    def counted(body: Any) -> str:
+        calls.append(1)
+        return body_digest(body)
+
+    monkeypatch.setattr(model, "body_digest", counted)
+    return calls
+
+
+def test_a_state_file_whose_bodies_passed_is_not_checked_again_until_a_byte_changes(
+    tmp_path: Path, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reconciler.parsecache import CheckedStates
+
+    checked = CheckedStates(tmp_path / "cache")
+    store = StateStore(tmp_path / "state.json", clock, checked=checked)
+    saved = store.save(sample_state())
+    calls = _counting_digests(monkeypatch)
+    assert store.load() == saved
+    first = len(calls)
+    assert first == 2  # both recorded bodies checked, and the file remembered
+    assert StateStore(tmp_path / "state.json", clock, checked=checked).load() == saved
+    assert len(calls) == first  # same bytes: not checked again
+    # A hand edit of a body (its digest left as it was) is a different file: checked, refused.
+    data = json.loads(store.path.read_bytes())
+    data["stocks"]["welcome"]["sent_body"]["stock_name"] = "edited"
+    store.path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(StateError, match="sent_digest does not match sent_body"):
+        StateStore(tmp_path / "state.json", clock, checked=checked).load()
+    assert len(checked._keys()) == 1  # the refused file is not remembered
+
+
+def test_the_check_is_skipped_only_for_what_this_reconciler_remembered(
+    tmp_path: Path, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import reconciler.parsecache as parsecache
+
+    checked = parsecache.CheckedStates(tmp_path / "cache")
+    store = StateStore(tmp_path / "state.json", clock, checked=checked, journal=True)
+    store.save(sample_state())
+    store.load()
+    calls = _counting_digests(monkeypatch)
+    # Another version of reconciler (another fingerprint) checks in full.
+    monkeypatch.setattr(parsecache, "fingerprint", lambda: "another version")
+    store.load()
+    assert len(calls) == 2
+    # So does a load with a journal, whose records the file's digest does not cover.
+    with store.lock("test"):
+        state = store.load()
+        store.save(state.record_observed("spring-sale", {"status": "PAUSED"}, T0), previous=state)
+        assert store.journal_path.exists()
+        calls.clear()
+        reader = StateStore(tmp_path / "state.json", clock, checked=checked)
+        reader.load()
+        reader.load()
+        assert len(calls) == 4
+    # A damaged memo is no memo.
+    checked.path.write_bytes(b"\xff\xfe not ascii")
+    calls.clear()
+    store.load()
+    assert len(calls) == 2
+
+
+
+
 def test_missing_file_is_an_error_unless_creation_is_allowed(store: StateStore) -> None:
     with pytest.raises(StateError, match=r"does not exist.*first `reconciler apply`"):
         store.load()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from reconciler.config import ProjectFile
+from reconciler.parsecache import open_checked_states
 from reconciler.state.backend import StateBackend, WallClock
 from reconciler.state.store import StateStore
 
@@ -16,7 +17,8 @@ def open_backend(
     PostgreSQL with `state: {postgres: ...}` (the DSN read from its variable or file now)."""
     setting = project.postgres_state
     if setting is None:
-        return StateStore(project.state_path, clock, journal=journal)
+        checked = open_checked_states(project.root, environ)
+        return StateStore(project.state_path, clock, journal=journal, checked=checked)
     from reconciler.state.postgres import PostgresStateStore
 
     dsn, source = project.postgres_dsn(environ)

@@ -42,6 +42,7 @@ from reconciler.fsutil import (
     temp_path,
     write_atomic,
 )
+from reconciler.parsecache import CheckedStates
 from reconciler.state import lock as _lock
 from reconciler.state.backend import (
     Delta,
@@ -74,6 +75,8 @@ class StateStore:
     fixed ones in tests). `journal`: saves of a few stocks append to `<state>.journal` and the
     lock's release compacts it (see the module's docstring); without it every save rewrites
     the file (a journal left by another instance is still read, and removed by the next save).
+    `checked`: where the files whose recorded bodies passed the digest check are kept, so the
+    same bytes are not checked again (a file with a journal always is).
     """
 
     def __init__(
@@ -84,8 +87,10 @@ class StateStore:
         lock_id_source: Callable[[], UUID] = uuid4,
         *,
         journal: bool = False,
+        checked: CheckedStates | None = None,
     ) -> None:
         self.path = Path(path)
+        self._checked = checked
         self.backup_path = self.path.with_name(self.path.name + ".backup")
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.journal_path = self.path.with_name(self.path.name + ".journal")
@@ -175,13 +180,18 @@ class StateStore:
                 data = replay(data, journal)
             except StateError as exc:
                 raise StateError(f"journal {self.journal_path} {exc}\n{self._way_out()}") from None
+        checked = self._checked if journal is None else None
+        key = checked.key(raw) if checked is not None else ""
+        known = checked is not None and checked.has(key)
         try:
-            state = state_from_data(data)
+            state = state_from_data(data, digests_checked=known)
         except StateError as exc:
             where = f"state file {self.path}" + (
                 f" with its journal {self.journal_path}" if journal is not None else ""
             )
             raise StateError(f"{where} {exc}\n{self._way_out()}") from None
+        if checked is not None and not known:
+            checked.add(key)
         self._remember(state, journal)
         return state
 
@@ -1001,10 +1011,11 @@ def _parse_standard(raw: bytes) -> Any:
         raise StateError(f"is not a state file reconciler can read: {exc}") from None
 
 
-def state_from_data(data: object) -> State:
-    """Validated State from parsed JSON; StateError listing the problems (no file name)."""
+def state_from_data(data: object, *, digests_checked: bool = False) -> State:
+    """Validated State from parsed JSON; StateError listing the problems (no file name).
+    `digests_checked`: see `State.from_data`."""
     try:
-        return State.from_data(data)
+        return State.from_data(data, digests_checked=digests_checked)
     except StateDataError as exc:
         shown = exc.problems[:10]
         more = f" (and {len(exc.problems) - 10} more)" if len(exc.problems) > 10 else ""
