@@ -405,6 +405,7 @@ def load_stocks(
     keep: bool = True,
     cache: ParseCache | None = None,
     partners: Partners | None = None,
+    found: tuple[list[str], list[Diagnostic]] | None = None,
 ) -> LoadResult:
     """Load every stock file under `paths`, reporting all problems of all files at once.
 
@@ -413,8 +414,9 @@ def load_stocks(
     (with `keep`): files whose content it holds are not parsed again, and files that load
     valid without any diagnostic are added to it (see `parsecache`). `partners`: also check
     the project's service-provider rules on each file as it is read (validate; plan and
-    apply check them after loading, as cached files are not read again)."""
-    files, problems = discover(paths)
+    apply check them after loading, as cached files are not read again). `found`: what
+    `discover(paths)` gave, when the caller already ran it."""
+    files, problems = discover(paths) if found is None else found
     result = LoadResult(diagnostics=problems, files=len(files))
     jobs = _with_display_paths(files, base)
     summaries: list[Summary] = []
