@@ -4,7 +4,7 @@ without the parse cache. Prints medians and same-run ratios.
     .venv/bin/python benchmarks/bench_plan_scale.py [N ...] [--runs R]
 
 For each N (default 10,000 and 50,000) stocks whose state is in sync, each measurement runs
-in a fresh process (so its peak memory is its own):
+in a fresh process (so its peak memory is its own), and the sizes take turns, round by round:
 - bare:  read every file and yaml.load it with CSafeLoader (PyYAML's libyaml binding), nothing
          else: the floor any YAML-based tool pays;
 - cold:  the plan with the parse cache off (RECONCILER_CACHE_DIR=off);
@@ -108,27 +108,33 @@ def touch_one(root: Path, round: int) -> None:
     path.write_text("\n".join([f"{marker}{round}", *lines]) + "\n", encoding="utf-8")
 
 
-def bench(count: int, runs: int) -> dict[str, float]:
+def bench(sizes: list[int], runs: int) -> dict[int, dict[str, float]]:
+    """Medians per size. The sizes' runs take turns (round r measures every size before round
+    r + 1 starts), so a ratio between sizes compares runs of the same minutes."""
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        setup(root, count)
-        cache = str(root / "cache")
-        measure("plan", root, cache)  # fills the cache (and warms the page cache)
-        bare, cold, warm, peaks = [], [], [], []
+        roots = {}
+        for n in sizes:
+            root = roots[n] = Path(tmp) / str(n)
+            root.mkdir()
+            setup(root, n)
+            measure("plan", root, str(root / "cache"))  # fills the cache (and the page cache)
+        found: dict[int, dict[str, list[float]]] = {
+            n: {"bare": [], "cold": [], "warm": [], "peak": []} for n in sizes
+        }
         for r in range(runs):
-            bare.append(measure("bare", root, "off")[0])
-            seconds, peak = measure("plan", root, "off")
-            cold.append(seconds)
-            peaks.append(peak)
-            touch_one(root, r)
-            seconds, peak = measure("plan", root, cache)
-            warm.append(seconds)
-            peaks.append(peak)
+            for n in sizes:
+                root, mine = roots[n], found[n]
+                mine["bare"].append(measure("bare", root, "off")[0])
+                seconds, peak = measure("plan", root, "off")
+                mine["cold"].append(seconds)
+                mine["peak"].append(peak)
+                touch_one(root, r)
+                seconds, peak = measure("plan", root, str(root / "cache"))
+                mine["warm"].append(seconds)
+                mine["peak"].append(peak)
     return {
-        "bare": statistics.median(bare),
-        "cold": statistics.median(cold),
-        "warm": statistics.median(warm),
-        "peak": max(peaks),
+        n: {k: max(v) if k == "peak" else statistics.median(v) for k, v in mine.items()}
+        for n, mine in found.items()
     }
 
 
@@ -145,10 +151,8 @@ def main(argv: list[str]) -> None:
         runs = int(argv[at + 1])
         del argv[at : at + 2]
     sizes = [int(a) for a in argv] or [10_000, 50_000]
-    results = {}
-    for n in sizes:
-        m = bench(n, runs)
-        results[n] = m
+    results = bench(sizes, runs)
+    for n, m in results.items():
         print(
             f"plan --refresh=false, {n:,} stocks (median of {runs}): bare CSafeLoader read "
             f"{m['bare']:.2f} s; plan, no cache {m['cold']:.2f} s ({m['cold'] / m['bare']:.2f}× "
@@ -160,7 +164,7 @@ def main(argv: list[str]) -> None:
         small, large = results[10_000], results[50_000]
         print(
             f"50k / 10k: no cache {large['cold'] / small['cold']:.2f}×, warm cache "
-            f"{large['warm'] / small['warm']:.2f}×"
+            f"{large['warm'] / small['warm']:.2f}× (bare read {large['bare'] / small['bare']:.2f}×)"
         )
 
 

@@ -46,8 +46,8 @@ def main() -> None:
             f"plan {n:,} stocks, --refresh=false",
             f"{m['seconds']:.2f} s, peak {m['peak_rss_mb']:.0f} MB",
         )
-    for n in (10000,) if quick else (10000, 50000):
-        m = bench_plan_scale.bench(n, runs=1 if quick or n > 10000 else 3)
+    scales = bench_plan_scale.bench([10000] if quick else [10000, 50000], runs=1 if quick else 3)
+    for n, m in scales.items():
         row(
             f"plan {n:,} stocks: bare CSafeLoader read / no cache / warm cache, 1 file changed",
             f"{m['bare']:.2f} / {m['cold']:.2f} / {m['warm']:.2f} s, peak {m['peak']:.0f} MB",
