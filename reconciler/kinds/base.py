@@ -95,6 +95,10 @@ class Lifecycle:
     """The calls cannot be undone (stop)."""
 
 
+NO_LIFECYCLE = Lifecycle()
+"""Nothing to do (the common case: one shared value, not one per stock)."""
+
+
 @dataclass(frozen=True)
 class PlannedUpdate:
     """The update requests for one stock, and the fields each one changes."""
@@ -384,7 +388,7 @@ class StockKind(ABC):
     ) -> Lifecycle:
         """The calls that bring the observed status (None: unknown) to the file's; none for a
         kind without a lifecycle."""
-        return Lifecycle()
+        return NO_LIFECYCLE
 
     def status_after(self, type: OpType) -> str | None:
         """The status a successful lifecycle call leaves (WeChat Pay's value)."""

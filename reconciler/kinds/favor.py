@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from reconciler.i18n import Lang, date_range, pick
 from reconciler.ids import body_digest, update_request_no
 from reconciler.kinds.base import (
+    NO_LIFECYCLE,
     FieldDiff,
     Lifecycle,
     PlannedUpdate,
@@ -208,13 +209,13 @@ class FavorKind(StockKind):
     ) -> Lifecycle:
         want = _favor(stock).status
         if observed is None or ended or want == "created":
-            return Lifecycle()
+            return NO_LIFECYCLE
         key = (want, observed)
         if key in _REFUSED:
             return Lifecycle(before=observed, after=want, error=_REFUSED[key])
         calls = _CALLS.get(key, ())
         if not calls:
-            return Lifecycle()
+            return NO_LIFECYCLE
         ops = tuple(
             self.lifecycle_call(stock.merchant, stock.id, generation, t, stock_id, applied)
             for t in calls
