@@ -84,10 +84,11 @@ def main() -> None:
         f"apply 4 merchants × {creates} favor creates at 60/min",
         f"{many['seconds']:.1f} s ({many['seconds'] / one['seconds']:.3f}× one merchant), {many['http_429']:.0f} × 429",
     )
-    m = bench_state_apply.share(200 if quick else 1000, runs=1 if quick else 3)
+    m = bench_state_apply.share(200 if quick else 1000, runs=1 if quick else 5)
     row(
         f"apply {200 if quick else 1000:,} busifavor creates: state's share of the run",
-        f"{m['share']:.1f} % ({m['with']:.2f} s with the local state, {m['without']:.2f} s without)",
+        f"{m['share']:.1f} % (pairs {m['low']:.1f} to {m['high']:.1f} %; {m['with']:.2f} s with "
+        f"the local state, {m['without']:.2f} s without)",
     )
     signing = subprocess.run(
         [sys.executable, str(HERE / "bench_signing.py"), "--runs", "300" if quick else "2000"],
