@@ -15,19 +15,47 @@ from reconciler.spec.images import ImageFile, ImageRole, image_files
 from reconciler.spec.stock import Stock
 
 
-@dataclass(frozen=True, eq=False)
 class FieldLines:
     """The line of every mapping key of a stock file, by dotted path (`spec.stock_use_rule`);
     lists are not entered. Two tuples rather than a dict: files with the same keys in the same
-    order share one `paths` tuple, so 10,000 stocks cost about 300 bytes each."""
+    order share one `paths` tuple, so 10,000 stocks cost about 300 bytes each.
 
-    paths: tuple[str, ...] = ()
-    lines: tuple[int, ...] = ()
+    From the parse cache the lines come as the cache holds them (comma-separated numbers) and
+    are read on first use: a plan needs the lines of the stocks it changes only."""
+
+    __slots__ = ("_csv", "_lines", "paths")
+
+    def __init__(self, paths: tuple[str, ...] = (), lines: tuple[int, ...] = ()) -> None:
+        self.paths = paths
+        self._lines: tuple[int, ...] | None = lines
+        self._csv = b""
+
+    @classmethod
+    def from_csv(cls, paths: tuple[str, ...], csv: bytes) -> FieldLines:
+        """Lines written as `12,13,15`, one for each of `paths`; read when first asked for
+        (numbers that do not read, or do not match the paths, count as no lines at all)."""
+        out = cls(paths)
+        out._lines, out._csv = None, csv
+        return out
+
+    @property
+    def lines(self) -> tuple[int, ...]:
+        if self._lines is None:
+            try:
+                lines = tuple(map(int, self._csv.split(b","))) if self._csv else ()
+            except ValueError:
+                lines = ()
+            self._lines = lines if len(lines) == len(self.paths) else ()
+        return self._lines
+
+    def csv(self) -> bytes:
+        """The lines as the parse cache keeps them."""
+        return self._csv if self._lines is None else ",".join(map(str, self._lines)).encode()
 
     def get(self, path: str) -> int | None:
         try:
             return self.lines[self.paths.index(path)]
-        except ValueError:
+        except (ValueError, IndexError):
             return None
 
 

@@ -237,7 +237,7 @@ class _Shipped:
         """What the parse cache keeps of it; None when its data is not plain JSON."""
         if not isinstance(self.data, bytes):
             return None
-        paths, lines = self.lines.paths, self.lines.lines
+        paths, lines = self.lines.paths, self.lines.csv()
         return Entry(self.kind, self.line, self.summary.spec_key, paths, lines, self.data)
 
 
@@ -318,7 +318,7 @@ def _cached_stock(entry: Entry, file: str, digest: str) -> tuple[DesiredStock, S
         return None
     if stock.kind != kind.name:
         return None
-    lines = _field_lines(entry.paths, entry.lines)
+    lines = FieldLines.from_csv(_LAYOUTS.setdefault(entry.paths, entry.paths), entry.lines)
     loaded = DesiredStock(stock, file, entry.line, digest, lines).naming_no_files()
     return loaded, Summary(stock.id, file, entry.line, entry.spec_key)
 

@@ -62,8 +62,8 @@ class Entry:
     """The line of `id:`."""
     spec_key: str
     paths: tuple[str, ...]
-    lines: tuple[int, ...]
-    """The line of each of `paths`."""
+    lines: bytes
+    """The line of each of `paths`, comma-separated (`FieldLines.from_csv` reads them)."""
     data: bytes
     """The plain data the model is validated from, as UTF-8 JSON."""
 
@@ -190,11 +190,12 @@ class ParseCache:
         _, _, kind, id_line, spec_key, layout_id, lines, data = parts
         try:
             layout, key = layout_id.decode(), spec_key.decode()
-            numbers = tuple(map(int, lines.split(b","))) if lines else ()
-            entry = Entry(kind.decode(), int(id_line), key, self._layouts[layout], numbers, data)
+            entry = Entry(kind.decode(), int(id_line), key, self._layouts[layout], lines, data)
         except (ValueError, KeyError):
             return None
-        if len(entry.paths) != len(numbers) or not _KEY.fullmatch(key):
+        # The numbers themselves are read when a plan asks for a line (FieldLines).
+        count = lines.count(b",") + 1 if lines else 0
+        if len(entry.paths) != count or not _KEY.fullmatch(key):
             return None
         return entry, layout
 
@@ -204,9 +205,8 @@ class ParseCache:
         layout = _layout_id(entry.paths)
         if layout not in self._layouts:
             self._new_layouts.setdefault(layout, entry.paths)
-        numbers = ",".join(map(str, entry.lines))
-        head = f"E\t{key}\t{entry.kind}\t{entry.line}\t{entry.spec_key}\t{layout}\t{numbers}\t"
-        self._used[key] = (layout, head.encode() + entry.data + b"\n")
+        head = f"E\t{key}\t{entry.kind}\t{entry.line}\t{entry.spec_key}\t{layout}\t"
+        self._used[key] = (layout, head.encode() + entry.lines + b"\t" + entry.data + b"\n")
 
     def drop(self, key: str) -> None:
         """Forget an entry `get` gave that turned out not to fit: a miss, not written back."""

@@ -25,6 +25,7 @@ from reconciler.kinds.adopt import ImportedSpec, inverse
 from reconciler.mapping import diff_bodies, get_path, leaves, normalise, without_number
 from reconciler.operation import CreateResult, Operation, OpType
 from reconciler.plan import BudgetDelta
+from reconciler.spec.common import parse_rfc3339
 from reconciler.spec.findings import Finding
 from reconciler.spec.labels import Label
 from reconciler.spec.stock import BusifavorStock, FavorStock, Stock
@@ -362,8 +363,6 @@ class StockKind(ABC):
 
     def ended(self, body: Mapping[str, Any], now: datetime) -> bool:
         """Whether the stock's validity is over (it can no longer change)."""
-        from reconciler.spec.common import parse_rfc3339
-
         end = self.end_time(body)
         if end is None:
             return False
