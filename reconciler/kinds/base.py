@@ -351,6 +351,8 @@ class StockKind(ABC):
         return out
 
     def facts(self, detail: Mapping[str, Any]) -> dict[str, Any]:
+        if not detail:  # nothing observed yet (a plan without refresh, most stocks)
+            return {}
         return {n: detail[n] for n in self.facts_fields if n in detail}
 
     def begin_time(self, body: Mapping[str, Any]) -> str | None:
