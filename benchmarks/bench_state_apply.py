@@ -149,6 +149,7 @@ def served_apart(emu: Emulator) -> Iterator[tuple[str, Callable[[], int]]]:
     mine, theirs = context.Pipe()
     process = context.Process(target=_serve, args=(emu, theirs), daemon=True)
     process.start()
+    theirs.close()  # so that a child that dies unstarted is an EOFError here, not a hang
     try:
         base_url = mine.recv()
 

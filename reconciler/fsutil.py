@@ -104,19 +104,22 @@ def write_atomic(
     *,
     mode: int = 0o666,
     before_replace: Callable[[Path], None] | None = None,
+    durable: bool = True,
 ) -> None:
     """Write `content` to `path` whole or not at all: a temporary file named by `temp_path`
     (so a killed writer's leftover is found), fsynced, then renamed over `path`, and the folder
     fsynced. `mode` is the new file's (the umask applies; 0o600 for files that hold keys);
     `before_replace(temp)` runs just before the rename. On any failure the temporary file is
-    removed and `path` is untouched."""
+    removed and `path` is untouched. `durable=False` skips both fsyncs, for a file whose loss
+    in a crash costs nothing but work (the rename still keeps readers from a torn file)."""
     temp = temp_path(path)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(content)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         if before_replace is not None:
             before_replace(temp)
         os.replace(temp, path)
@@ -124,4 +127,5 @@ def write_atomic(
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
         raise
-    fsync_directory(path.parent)
+    if durable:
+        fsync_directory(path.parent)

@@ -247,7 +247,7 @@ def _as_json(data: Any) -> Any:
     try:
         # pydantic's serialiser is about twice as fast as json.dumps here; it writes NaN and
         # Infinity as such, which are not JSON, so text naming either takes the exact path.
-        out = pydantic_core.to_json(data)
+        out = pydantic_core.to_json(data, inf_nan_mode="constants")
     except ValueError:
         return data
     if b"NaN" not in out and b"Infinity" not in out:
@@ -271,11 +271,13 @@ def _validated(model: type[Stock], data: Any) -> Stock:
 
 
 def _names_files(data: bytes) -> bool:
-    """Whether a stock's JSON data names other files (`{file: ...}`: images, a code pool).
+    """Whether a stock's JSON data may name other files (`{file: ...}`: images, a code pool).
     Such a stock is never cached: its checks read those files, whose content the cache key
-    does not cover. A `"file":` key anywhere counts (in a JSON string its quotes would be
-    escaped), which may keep out a stock that names none: only a parse more, never a miss."""
-    return b'"file":' in data
+    does not cover; and a stock from the cache is taken to name none. A `"file"` anywhere
+    counts (in a JSON string its quotes would be escaped), and so does any `\\u` escape,
+    which could spell the key another way (`"fil\\u0065"`; the writer escapes only control
+    characters). Either may keep out a stock that names no file: only a parse more."""
+    return b'"file"' in data or b"\\u" in data
 
 
 def _from_cache(
@@ -417,7 +419,7 @@ def load_stocks(
     apply check them after loading, as cached files are not read again). `found`: what
     `discover(paths)` gave, when the caller already ran it."""
     files, problems = discover(paths) if found is None else found
-    result = LoadResult(diagnostics=problems, files=len(files))
+    result = LoadResult(diagnostics=list(problems), files=len(files))
     jobs = _with_display_paths(files, base)
     summaries: list[Summary] = []
     if cache is not None and keep:

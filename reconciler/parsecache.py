@@ -95,6 +95,7 @@ REWRITE_SHARE = 200
 REWRITE_SHARE of its entries; fewer are parsed again by the next run instead."""
 
 _KEY = re.compile(r"[0-9a-f]{64}")
+_LINES = re.compile(rb"(?:[0-9]{1,9}(?:,[0-9]{1,9})*)?")
 
 
 @functools.lru_cache(maxsize=64)
@@ -193,9 +194,9 @@ class ParseCache:
             entry = Entry(kind.decode(), int(id_line), key, self._layouts[layout], lines, data)
         except (ValueError, KeyError):
             return None
-        # The numbers themselves are read when a plan asks for a line (FieldLines).
+        # The numbers are converted when a plan asks for a line (FieldLines), and checked here.
         count = lines.count(b",") + 1 if lines else 0
-        if len(entry.paths) != count or not _KEY.fullmatch(key):
+        if len(entry.paths) != count or not _LINES.fullmatch(lines) or not _KEY.fullmatch(key):
             return None
         return entry, layout
 
@@ -268,7 +269,8 @@ class CheckedStates:
     with a journal, or one read by another version is checked in full.
 
     The file `states.checked` in the cache folder holds the last CHECKED_KEEP such digests,
-    one per line. A file that cannot be read or written only means a full check."""
+    one per line. A file that cannot be read or written only means a full check; so it is
+    written without fsync (a write lost in a crash costs one full check)."""
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / CHECKED_FILE
@@ -277,21 +279,21 @@ class CheckedStates:
     def key(raw: bytes) -> str:
         return hashlib.sha256(f"{fingerprint()}\0".encode() + raw).hexdigest()
 
-    def _keys(self) -> list[str]:
+    def keys(self) -> list[str]:
+        """The digests kept (oldest first); none when the file is missing or unreadable."""
         try:
             text = self.path.read_text(encoding="ascii")
         except (OSError, ValueError):
             return []
         return [line for line in text.split("\n") if _KEY.fullmatch(line)]
 
-    def has(self, key: str) -> bool:
-        return key in self._keys()
-
-    def add(self, key: str) -> None:
-        kept = [k for k in self._keys() if k != key][-(CHECKED_KEEP - 1) :]
+    def add(self, key: str, known: list[str]) -> None:
+        """Remember `key`, given the `keys()` read before (the file is read once a load)."""
+        kept = [k for k in known if k != key][-(CHECKED_KEEP - 1) :]
+        content = "".join(f"{k}\n" for k in [*kept, key]).encode()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.path, "".join(f"{k}\n" for k in [*kept, key]).encode())
+            write_atomic(self.path, content, durable=False)
         except OSError:
             return
 

@@ -142,6 +142,11 @@ def test_an_entry_that_does_not_validate_is_a_miss(root: Path) -> None:
     same(fresh.stocks, loaded.stocks)
 
 
+def _lines_field(line: bytes, change: Callable[[bytes], bytes]) -> bytes:
+    parts = line.split(b"\t", 7)
+    return b"\t".join([*parts[:6], change(parts[6]), *parts[7:]])
+
+
 @pytest.mark.parametrize(
     "spoil",
     [
@@ -150,6 +155,10 @@ def test_an_entry_that_does_not_validate_is_a_miss(root: Path) -> None:
         lambda line: line.replace(b"\tfavor\t", b"\tbusifavor\t"),  # data of another kind
         lambda line: line[:-3],  # JSON cut short
         lambda line: line.replace(b"\t", b"\t0000000000000000\t", 1),  # fields shifted
+        lambda line: _lines_field(line, lambda v: v.replace(b"1", b"x")),  # lines not numbers
+        lambda line: _lines_field(line, lambda v: v + b",7"),  # one line too many
+        # JSON escapes could spell a `file` key unseen (a stock from the cache names no file)
+        lambda line: line.replace(b'"kind":"favor"', b'"kind":"f\\u0061vor"'),
     ],
 )
 def test_a_damaged_entry_is_a_miss_and_the_file_loads_as_parsed(

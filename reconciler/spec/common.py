@@ -30,12 +30,16 @@ class Strict(SharedFieldsModel):
     )
 
 
-@functools.lru_cache(maxsize=4096)
 def parse_rfc3339(value: str) -> datetime:
     """Parse an RFC3339 time that carries an explicit offset (`+08:00` or `Z`).
 
     Remembered per text (a datetime is immutable): the stocks of a campaign share their times,
     and a plan reads each one several times (validation, then the end of each stock)."""
+    return _parse_rfc3339(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_rfc3339(value: str) -> datetime:
     m = _RFC3339.match(value)
     if m is None:
         raise MsgError(msg("time.not_rfc3339", value=shown(value)))

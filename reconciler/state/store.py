@@ -181,8 +181,8 @@ class StateStore:
             except StateError as exc:
                 raise StateError(f"journal {self.journal_path} {exc}\n{self._way_out()}") from None
         checked = self._checked if journal is None else None
-        key = checked.key(raw) if checked is not None else ""
-        known = checked is not None and checked.has(key)
+        key, keys = (checked.key(raw), checked.keys()) if checked is not None else ("", [])
+        known = key in keys
         try:
             state = state_from_data(data, digests_checked=known)
         except StateError as exc:
@@ -191,7 +191,7 @@ class StateStore:
             )
             raise StateError(f"{where} {exc}\n{self._way_out()}") from None
         if checked is not None and not known:
-            checked.add(key)
+            checked.add(key, keys)
         self._remember(state, journal)
         return state
 
