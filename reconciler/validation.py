@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import types
 import typing
@@ -141,7 +142,13 @@ def _diagnostic(model: type[BaseModel], doc: Document, prefix: FieldPath, err: A
     if kind in _TYPE_KINDS:
         said = msg(f"type.{kind}", got=got)
         value = err.get("input")
-        if kind == "int_type" and isinstance(value, float) and str(loc[-1]) in MONEY_FIELDS:
+        if (
+            kind == "int_type"
+            and isinstance(value, float)
+            and math.isfinite(value)
+            and abs(value) < 1e15  # no amount is this large: no yuan to suggest
+            and str(loc[-1]) in MONEY_FIELDS
+        ):
             said = _fen_hint(value, got)
     elif kind == "string_pattern_mismatch" and err["ctx"]["pattern"] in PATTERN_HELP:
         said = msg(PATTERN_HELP[err["ctx"]["pattern"]], value=shown(err.get("input")))

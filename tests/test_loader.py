@@ -21,6 +21,19 @@ def _one(raw: bytes) -> tuple[str, int, str]:
     return errors[0].code, errors[0].line, errors[0].message
 
 
+@pytest.mark.parametrize("amount", ["1e+308", "-1e+308", "1.0e+15"])
+def test_a_float_amount_too_large_for_a_yuan_hint_is_a_plain_type_error(amount: str) -> None:
+    """A decimal amount gets a hint in yuan; one whose fen do not fit a number (1e308 × 100 is
+    infinite) is an integer type error like any other, not a traceback."""
+    text = dump(example("favor")).replace("max_amount: 20000000", f"max_amount: {amount}")
+    assert f"max_amount: {amount}" in text
+    code, line, message = _one(text.encode())
+    assert code == "int_type"
+    assert message.startswith("expected an integer"), message
+    lines = text.splitlines()
+    assert line == next(i for i, x in enumerate(lines, 1) if x.strip() == f"max_amount: {amount}")
+
+
 def test_duplicate_key_names_both_lines() -> None:
     text = "id: a\nkind: favor\nid: b\n"
     code, line, message = _one(text.encode())
