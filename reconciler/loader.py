@@ -182,8 +182,12 @@ _LAYOUTS: dict[tuple[str, ...], tuple[str, ...]] = {}
 """One tuple per distinct set of field paths, shared by every stock with those fields."""
 
 
+def _shared(paths: tuple[str, ...]) -> tuple[str, ...]:
+    return _LAYOUTS.setdefault(paths, paths)
+
+
 def _field_lines(paths: tuple[str, ...], lines: tuple[int, ...]) -> FieldLines:
-    return FieldLines(_LAYOUTS.setdefault(paths, paths), lines)
+    return FieldLines(_shared(paths), lines)
 
 
 def _kind_problem(doc: Document, kind: object) -> Diagnostic:
@@ -320,7 +324,7 @@ def _cached_stock(entry: Entry, file: str, digest: str) -> tuple[DesiredStock, S
         return None
     if stock.kind != kind.name:
         return None
-    lines = FieldLines.from_csv(_LAYOUTS.setdefault(entry.paths, entry.paths), entry.lines)
+    lines = FieldLines.from_csv(_shared(entry.paths), entry.lines)
     loaded = DesiredStock(stock, file, entry.line, digest, lines).naming_no_files()
     return loaded, Summary(stock.id, file, entry.line, entry.spec_key)
 

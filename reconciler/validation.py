@@ -205,9 +205,10 @@ def _amount(value: Any, is_money: bool) -> str:
 
 
 def _fen_hint(value: float, got: Msg) -> Msg:
-    """Amounts are integer fen; a decimal was most likely meant as yuan."""
+    """Amounts are integer fen; a decimal was most likely meant as yuan. `value` is finite
+    and under 1e15 (the caller checks), so its fen are a number."""
     fen = round(value * 100)
-    if value.is_integer() and abs(value) < 1e15:
+    if value.is_integer():
         whole = int(value)
         return msg(
             "type.fen_or", got=got, fen=fen, yuan=yuan(fen), whole=whole, whole_yuan=yuan(whole)
